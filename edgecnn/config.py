@@ -1,0 +1,126 @@
+"""TOML configuration loaded into frozen dataclasses that reject unknown keys.
+
+Recipes (``recipes/<arch>.toml``) and, later, device profiles (``devices/*.toml``) are
+data files. :func:`from_mapping` turns a parsed TOML table into a frozen dataclass and
+checks every key and type, so a typo is a one-line error naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from edgecnn.errors import EdgecnnError, suggest
+
+T = TypeVar("T")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise EdgecnnError(f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise EdgecnnError(f"{path} is not valid TOML: {e}; fix the file") from None
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(value, arg, where)
+            except EdgecnnError as e:
+                errors.append(str(e))
+        raise EdgecnnError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise EdgecnnError(f"{where} = {value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise EdgecnnError(f"{where} must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        return tuple(_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise EdgecnnError(f"{where} must be a table, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise EdgecnnError(f"{where} must be a table, got {value!r}")
+        return from_mapping(tp, value, where)
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise EdgecnnError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EdgecnnError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise EdgecnnError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise EdgecnnError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # programming error
+
+
+def from_mapping(cls: type[T], data: dict[str, Any], where: str) -> T:
+    """Build the frozen dataclass ``cls`` from ``data``; unknown or mistyped keys raise.
+
+    ``where`` names the place for error messages, e.g. ``recipes/resnet18.toml [quick.train]``.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        k = unknown[0]
+        raise EdgecnnError(f"unknown key '{k}' in {where}.{suggest(k, fields)} Valid keys: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _check_value(data[name], hints[name], f"{where} {name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise EdgecnnError(f"missing key '{name}' in {where}")
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # __post_init__ validation
+        raise EdgecnnError(f"{where}: {e}") from None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as plain JSON-able data (tuples become lists)."""
+    def conv(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+    return conv(obj)
