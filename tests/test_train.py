@@ -1,0 +1,132 @@
+"""Float training: a tiny run end to end, its cache, resume after kill -9, NaN handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.models import from_checkpoint
+from edgecnn.recipes import load_recipe
+from edgecnn.train import lr_at, train
+
+RECIPE = """
+arch = "test_resnet18"
+[quick.data]
+image_size = 32
+channels = 3
+val = 500
+calib = 100
+train_subset = {subset}
+[quick.train]
+epochs = 2
+batch_size = 64
+lr = {lr}
+warmup_epochs = 0.5
+amp = "off"
+eval_batch_size = 1000
+checkpoint_seconds = {ckpt}
+"""
+
+
+def _recipe(tmp_path: Path, *, subset=768, lr=0.05, ckpt=60.0, name="r.toml"):
+    p = tmp_path / name
+    p.write_text(RECIPE.format(subset=subset, lr=lr, ckpt=ckpt))
+    return p
+
+
+def test_lr_schedule():
+    assert lr_at(0, 100, 10, 1.0, "cosine") == pytest.approx(0.1)
+    assert lr_at(10, 100, 10, 1.0, "cosine") == pytest.approx(1.0)
+    assert lr_at(100, 100, 10, 1.0, "cosine") == pytest.approx(0.0)
+    assert lr_at(50, 100, 0, 0.5, "constant") == 0.5
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    recipe = load_recipe("test_resnet18", str(_recipe(tmp)))
+    result = train("test_resnet18", recipe, out_dir=tmp / "run", threads=1, progress=False, log=lambda s: None)
+    return tmp, recipe, result
+
+
+def test_tiny_run_learns_and_writes_a_loadable_checkpoint(finished):
+    _, _, result = finished
+    rep = result.report
+    assert not result.cached
+    assert rep["dataset"]["name"] == "fashion-mnist"
+    assert rep["dataset"]["train_images"] == 768 and rep["dataset"]["test_images"] == 10000
+    assert rep["test"]["n"] == 10000
+    assert rep["test"]["top1"] > 0.4  # chance is 0.1
+    assert len(rep["history"]) == 2 and rep["wall_seconds"] > 0 and rep["peak_memory_mb"] > 0
+    assert not (result.out_dir / "state.pt").exists()  # removed once the run finished
+    model, ckpt = from_checkpoint(result.checkpoint)
+    assert ckpt["arch"] == "test_resnet18" and ckpt["classes"][0] == "T-shirt/top"
+    assert ckpt["preprocess"]["image_size"] == 32
+    x = torch.zeros(2, 3, 32, 32)
+    assert model.eval()(x).shape == (2, 10)
+
+
+def test_second_run_reuses_the_result(finished):
+    tmp, recipe, first = finished
+    t = time.perf_counter()
+    again = train("test_resnet18", recipe, out_dir=tmp / "run", threads=1, progress=False, log=lambda s: None)
+    assert again.cached and again.report == first.report
+    assert time.perf_counter() - t < 10
+
+
+def test_resume_after_kill_gives_the_same_model(finished, tmp_path):
+    _, _, first = finished
+    recipe = _recipe(tmp_path, ckpt=0.0)  # state after every step; same key as `finished`
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "edgecnn.cli", "train", "test_resnet18", "--recipe", str(recipe),
+           "--out", str(out), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    state = out / "state.pt"
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and torch.load(state, weights_only=True)["step_in_epoch"] >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.pt").exists()
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "resuming" in res.stdout
+    report = json.loads((out / "train.json").read_text())
+    assert report["key"] == first.report["key"]
+    assert report["test"] == first.report["test"]
+    a = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(first.checkpoint, weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_nan_loss_stops_and_keeps_last_good_state(tmp_path):
+    recipe = load_recipe("test_resnet18", str(_recipe(tmp_path, lr=1e8, ckpt=0.0)))
+    out = tmp_path / "nan"
+    with pytest.raises(EdgecnnError, match="training loss became .* stopped; last good state"):
+        train("test_resnet18", recipe, out_dir=out, threads=1, progress=False, log=lambda s: None)
+    assert not (out / "model.pt").exists()
+    state = out / "state.pt"
+    if state.exists():  # whatever was kept holds finite weights only
+        sd = torch.load(state, weights_only=True)["model"]
+        assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
+
+
+def test_too_few_images_for_a_batch(tmp_path):
+    p = tmp_path / "r.toml"
+    p.write_text(RECIPE.format(subset=32, lr=0.1, ckpt=60))
+    with pytest.raises(EdgecnnError, match="fewer than one batch of 64"):
+        train("test_resnet18", load_recipe("test_resnet18", str(p)), out_dir=tmp_path / "o",
+              progress=False, log=lambda s: None)
