@@ -1,0 +1,49 @@
+"""The ``edgecnn`` command line: thin Click commands that call the library."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgecnn import __version__
+from edgecnn.errors import EdgecnnError
+
+
+class _Group(click.Group):
+    """A group that turns :class:`EdgecnnError` into one line on stderr and exit 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdgecnnError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgecnn")
+def cli():
+    """Put AlexNet, VGG16, ResNet18 and GoogLeNet on edge hardware.
+
+    \b
+    Example:
+      edgecnn models
+      edgecnn train resnet18 --recipe quick
+    """
+
+
+def _register() -> None:
+    # Each command module imports only click at top level: `edgecnn --help` stays fast.
+    from edgecnn.cli.models_cmd import models
+    from edgecnn.cli.train_cmd import train
+
+    for command in (models, train):
+        cli.add_command(command)
+
+
+_register()
+
+
+def main():  # console-script entry point
+    cli()

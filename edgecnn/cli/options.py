@@ -1,0 +1,19 @@
+"""Option decorators shared by several commands."""
+
+from __future__ import annotations
+
+import click
+
+data_option = click.option(
+    "--data", metavar="PATH", default=None,
+    help="ImageFolder directory (root/<class>/<images>); default: Fashion-MNIST.",
+)
+recipe_option = click.option(
+    "--recipe", metavar="PROFILE|PATH[:PROFILE]", default="quick", show_default=True,
+    help="Recipe profile (quick, full) of recipes/<arch>.toml, or a recipe file.",
+)
+weights_option = click.option(
+    "--weights", metavar="imagenet|PATH", default=None,
+    help="Start from torchvision's ImageNet weights, a torchvision .pth or an edgecnn checkpoint.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
