@@ -34,3 +34,11 @@ def cpu_model() -> str:
 def has_fast_bf16() -> bool:
     """True where the CPU computes bf16 natively (AMX or AVX512-BF16), so bf16 autocast pays."""
     return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def has_vnni() -> bool:
+    """x86 with VNNI (AVX512-VNNI or AVX-VNNI): int8 dot products without int16 saturation.
+    True on non-x86 machines, where the saturation question does not arise."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return True
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "avx512vnni"})

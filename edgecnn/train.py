@@ -276,8 +276,7 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
 
 def _result_settings(recipe: Recipe) -> dict:
     """The recipe minus what cannot change the trained weights (where it came from, how often to save)."""
-    d = recipe.to_dict()
-    del d["source"]
+    d = {k: v for k, v in recipe.to_dict().items() if k in ("arch", "profile", "model", "data", "train")}
     d["train"] = {k: v for k, v in d["train"].items() if k not in ("checkpoint_seconds", "eval_batch_size")}
     return d
 
