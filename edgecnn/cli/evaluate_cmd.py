@@ -1,0 +1,78 @@
+"""``edgecnn evaluate``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from edgecnn.cli.options import data_option, json_option
+
+_RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(exists=True))
+@data_option
+@click.option("--runtime", type=click.Choice(_RUNTIMES), default=None,
+              help="Run in this runtime instead of the artifact's own (e.g. a Jetson ONNX in onnxruntime).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the runtime (default: the runtime's own choice).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Only the first N test images (a quick check; the full set is the figure to report).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per run call (default 128, a multiple of a fixed batch).")
+@json_option
+def evaluate(artifact, data, runtime, threads, limit, batch_size, as_json):
+    """Accuracy of an exported ARTIFACT (directory or file) in its runtime.
+
+    Runs the whole test set through the artifact's own preprocessing and reports top-1,
+    top-5 and a bootstrap 95% interval of top-1. When the export saved reference
+    predictions, also agreement with the fake-quant PyTorch graph and an exact McNemar
+    test against the FP32 model.
+
+    \b
+    Example:
+      edgecnn evaluate runs/export/resnet18-cpu-int8
+      edgecnn evaluate runs/export/resnet18-jetson-int8 --runtime onnxruntime --json
+    """
+    from edgecnn.evaluate import evaluate_artifact, json_report
+
+    log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    result = evaluate_artifact(artifact, data=data, runtime=runtime, threads=threads, limit=limit,
+                               batch_size=batch_size, log=log)
+    if as_json:
+        click.echo(json.dumps(json_report(result), indent=2))
+        return
+    _print_table(result)
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _print_table(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{r['arch']} · {r['target']} · {r['precision']} · {r['runtime']}", show_header=False)
+    t.add_column("metric", style="bold")
+    t.add_column("value", justify="right")
+    lo, hi = r["top1_ci"]
+    t.add_row("images", f"{r['num_images']} ({r['dataset']} {r['split']})")
+    t.add_row("top-1", f"{_pct(r['top1'])}  [{_pct(lo)}, {_pct(hi)}] {int(r['ci_level'] * 100)}% CI")
+    t.add_row("top-5", _pct(r["top5"]))
+    if r["agreement"] is not None:
+        t.add_row("agreement with fake-quant graph", _pct(r["agreement"]))
+        t.add_row("fake-quant graph top-1", _pct(r["reference_top1"]))
+    if r["mcnemar"] is not None:
+        m = r["mcnemar"]
+        t.add_row("FP32 top-1", _pct(r["fp32_top1"]))
+        t.add_row("change vs FP32", f"{100 * r['delta_top1']:+.2f} points")
+        p = f"p = {m['p_value']:.3g}" if m["p_value"] > 0 else "p < 1e-300"  # below float range
+        t.add_row("McNemar vs FP32", f"{p} (fixed {m['b01']}, broke {m['b10']})")
+    t.add_row("time", f"{r['seconds']:.1f} s (batch {r['batch_size']})")
+    console = Console()
+    console.print(t)
+    for note in r["notes"]:
+        console.print(f"note: {note}", style="yellow")

@@ -1,0 +1,58 @@
+"""OpenVINO on the CPU, from an IR (``model.xml`` + ``model.bin``) or an ONNX file.
+
+FP32 artifacts compile with ``INFERENCE_PRECISION_HINT=f32``: OpenVINO's CPU plugin
+otherwise runs float layers in bf16 on AMX machines. INT8 (and FP16) artifacts let
+OpenVINO pick; ``info["precision_hint"]`` reports what it chose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.runtimes.base import Session, missing_backend
+
+
+class OpenVinoSession(Session):
+    runtime = "openvino"
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, precision: str | None = None,
+                 layout: str | None = None, **_):
+        try:
+            import openvino as ov
+        except ImportError as e:
+            raise missing_backend("openvino") from e
+        config: dict[str, object] = {}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if precision == "fp32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+            self._compiled = core.compile_model(model, "CPU", config)
+        except Exception as e:  # OpenVINO raises RuntimeError with multi-line text
+            raise EdgecnnError(f"OpenVINO cannot load {path}: {str(e).strip().splitlines()[0]}") from e
+        if len(self._compiled.inputs) != 1:
+            raise EdgecnnError(f"{path} has {len(self._compiled.inputs)} inputs; edgecnn models take one")
+        shape = [d.get_length() if d.is_static else None for d in self._compiled.inputs[0].get_partial_shape()]
+        out = self._compiled.outputs[0].get_partial_shape()
+        classes = out[len(out) - 1].get_length() if len(out) and out[len(out) - 1].is_static else None
+        self._request = self._compiled.create_infer_request()
+        try:
+            hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+            hint = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # "f32", "bf16"
+        except (RuntimeError, TypeError):  # not reported by every plugin version
+            hint = None
+        super().__init__(shape, num_classes=classes, layout=layout,
+                         info={"version": ov.get_version(), "device": "CPU", "threads": threads,
+                               "precision_hint": hint})
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        self._request.infer({0: x})
+        return self._request.get_output_tensor(0).data
+
+    def _close(self) -> None:
+        self._request = self._compiled = None
