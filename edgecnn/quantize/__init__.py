@@ -1,0 +1,1 @@
+"""Quantization: PT2E quantizer configs, PTQ calibration observers, QAT."""
