@@ -1,0 +1,237 @@
+"""Export a network for a target: the artifact file(s) and the ``metadata.json`` beside them.
+
+=========  ==============  =====================  ================================================
+target     runtime         precisions             artifact
+=========  ==============  =====================  ================================================
+cpu        openvino        int8, fp32             model.xml + model.bin (INT8 from the QDQ graph)
+cpu        onnxruntime     int8, fp32             model.onnx (INT8: uint8 activations, int8 weights)
+jetson     tensorrt        int8, fp16, fp32       model.onnx (explicit QDQ, S8S8 symmetric) for the
+                                                  TensorRT builder on the device
+rpi        tflite          int8, fp32             model.tflite (full integer: int8 in and out)
+=========  ==============  =====================  ================================================
+
+Every INT8 artifact is made from one quantized graph (``edgecnn calibrate`` / ``edgecnn qat``),
+so the runtimes differ only in how they execute the same integer grid.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edgecnn.errors import EdgecnnError, suggest
+
+SUPPORT = {
+    "cpu": {"openvino": ("int8", "fp32"), "onnxruntime": ("int8", "fp32")},
+    "jetson": {"tensorrt": ("int8", "fp16", "fp32")},
+    "rpi": {"tflite": ("int8", "fp32")},
+}
+DEFAULT_RUNTIME = {"cpu": "openvino", "jetson": "tensorrt", "rpi": "tflite"}
+# What each runtime's exporter needs installed here, and the extra that brings it.
+_NEEDS = {
+    "openvino": (("onnx", "onnxscript", "openvino"), "openvino"),
+    "onnxruntime": (("onnx", "onnxscript", "onnxruntime"), "onnx"),
+    "tensorrt": (("onnx", "onnxscript"), "onnx"),
+    "tflite": (("litert_torch", "ai_edge_litert"), "tflite"),
+}
+_FILES = {"openvino": ("model.xml", "model.bin"), "onnxruntime": ("model.onnx",), "tensorrt": ("model.onnx",),
+          "tflite": ("model.tflite",)}
+
+
+def resolve(target: str, runtime: str | None, precision: str) -> str:
+    """Check (target, runtime, precision) before any work starts; return the runtime."""
+    if target not in SUPPORT:
+        raise EdgecnnError(f"unknown target '{target}'.{suggest(target, SUPPORT)} Targets: {', '.join(SUPPORT)}")
+    runtime = runtime or DEFAULT_RUNTIME[target]
+    if runtime not in SUPPORT[target]:
+        raise EdgecnnError(f"target {target} runs {', '.join(SUPPORT[target])}, not {runtime}; "
+                           f"drop --runtime or pick one of those")
+    if precision not in SUPPORT[target][runtime]:
+        raise EdgecnnError(f"{runtime} on {target} supports {', '.join(SUPPORT[target][runtime])}, "
+                           f"not {precision}")
+    modules, extra = _NEEDS[runtime]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EdgecnnError(f"exporting for {target} ({runtime}) needs {', '.join(missing)}: "
+                           f"pip install 'edgecnn[{extra}]'")
+    return runtime
+
+
+def _tool_versions(runtime: str) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["torch", "torchao", "onnx", "onnxscript"] + {
+        "openvino": ["openvino"], "onnxruntime": ["onnxruntime"], "tflite": ["litert-torch", "ai-edge-litert"],
+        "tensorrt": []}[runtime]
+    out = {}
+    for n in names:
+        try:
+            out[n] = version(n)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _prepare_out(out: Path) -> None:
+    """Refuse a non-empty directory edgecnn did not write; a bundle it wrote is replaced whole."""
+    if out.exists() and not out.is_dir():
+        raise EdgecnnError(f"--out {out} is a file; pass a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "metadata.json").exists():
+        raise EdgecnnError(f"{out} holds files edgecnn did not write; pass an empty or new --out directory")
+
+
+def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: str | None = None,
+           data: str | None = None, checkpoint: str | None = None, method: str | None = None,
+           qat: bool = False, max_drop: float | None = None, out: str | os.PathLike | None = None,
+           force: bool = False, log: Callable[[str], None] = print, progress: bool = True) -> Path:
+    """Make the artifact directory for ``arch`` on ``target``; return its path."""
+    import numpy as np
+
+    from edgecnn import paths
+    from edgecnn.artifact import write_metadata
+    from edgecnn.quantize import stages
+    from edgecnn.quantize.pt2e import SCHEME, float_ops, load_graph, make_quantizer, prepare_float
+
+    runtime = resolve(target, runtime, precision)
+    stage = None
+    if precision == "int8":
+        if qat or max_drop is not None:
+            stage = stages.qat(arch, recipe, data=data, checkpoint=checkpoint, method=method, max_drop=max_drop,
+                               log=log, progress=progress)
+        else:
+            stage = stages.calibrate(arch, recipe, data=data, checkpoint=checkpoint, method=method, log=log,
+                                     progress=progress)
+    src = stages.float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
+    tag = (stage["key"] if stage else src.checkpoint_sha256[:12])
+    out = Path(out) if out else paths.runs_dir() / "artifacts" / f"{arch}-{target}-{runtime}-{precision}-{tag}"
+    _prepare_out(out)
+    if not force and (out / "metadata.json").exists():
+        from edgecnn.artifact import load_artifact
+
+        try:
+            art = load_artifact(out)
+            if art.meta.get("stage_key") == tag and art.meta["runtime"] == runtime:
+                log(f"{arch}: reusing artifact {out}")
+                return out
+        except EdgecnnError:
+            pass
+
+    sample = src.preprocess.apply_torch(src.bundle.test.images[:2])
+    if stage:
+        module = load_graph(Path(stage["dir"]) / "quantized.pt2")
+        graph_float = float_ops(module)
+        log(f"{arch}: layers that stay float before export: {', '.join(graph_float) or 'none'}")
+    else:
+        module, graph_float = prepare_float(src.model), []
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    t0 = time.perf_counter()
+    try:
+        log(f"{arch}: exporting {precision} for {target} ({runtime})")
+        backend_float, io = _write(runtime, precision, module, sample, tmp, stage, method, make_quantizer)
+        float_layers = sorted(set(graph_float) | set(backend_float))
+        files = list(_FILES[runtime])
+        meta = {
+            "arch": arch, "model_options": src.model_options, "num_classes": len(src.class_names),
+            "class_names": src.class_names, "target": target, "runtime": runtime, "precision": precision,
+            "files": files, **io, "preprocess": src.preprocess.to_dict(),
+            "quantization": None if stage is None else {
+                **SCHEME, "form": "uint8 activations (zero point 128), int8 weights" if runtime == "onnxruntime"
+                else SCHEME["activations"],
+                "calibration": {**stage["calibration"], "dataset": src.bundle.name},
+                "qat": None if "qat" not in stage else {k: v for k, v in stage["qat"].items() if k != "history"},
+                "fakequant_top1": stage["int8_fakequant"]["top1"]},
+            "float_layers": float_layers,
+            "source": {"checkpoint": str(src.checkpoint), "sha256": src.checkpoint_sha256},
+            "tools": _tool_versions(runtime),
+            "stage_key": tag,
+            "export_seconds": round(time.perf_counter() - t0, 1),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if stage:
+            shutil.copy(Path(stage["dir"]) / "predictions.npy", tmp / "reference_predictions.npy")
+            shutil.copy(Path(stage["dir"]) / "fp32_correct.npy", tmp / "fp32_correct.npy")
+            files += ["reference_predictions.npy", "fp32_correct.npy"]
+            meta["reference"] = {"reference_predictions": "reference_predictions.npy",
+                                 "fp32_correct": "fp32_correct.npy",
+                                 "what": "top-1 of the fake-quant PyTorch graph; FP32 per-image correctness"}
+        else:
+            np.save(tmp / "fp32_correct.npy", np.load(stages._fp32_reference(src, log)["correct"]))
+            files.append("fp32_correct.npy")
+            meta["reference"] = {"fp32_correct": "fp32_correct.npy"}
+        from edgecnn.fileio import atomic_write_json
+
+        write_metadata(tmp, meta)
+        atomic_write_json(tmp / "float_layers.json", {"graph": graph_float, "backend": backend_float})
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"{arch}: wrote {out}")
+    return out
+
+
+def _write(runtime: str, precision: str, module, sample, tmp: Path, stage, method, make_quantizer):
+    """Write the runtime's file(s) into ``tmp``; return (backend float layers, input/output metadata)."""
+    from edgecnn.export import onnx as onnx_export
+
+    shape = list(sample.shape[1:])
+    float_io = {"input": {"name": onnx_export.INPUT, "shape": [None, *shape], "layout": "NCHW", "dtype": "float32",
+                          "scale": None, "zero_point": None},
+                "output": {"name": onnx_export.OUTPUT, "shape": [None, None], "dtype": "float32", "scale": None,
+                           "zero_point": None}}
+    if runtime in ("tensorrt", "onnxruntime", "openvino"):
+        qdq = tmp / ("model.onnx" if runtime == "tensorrt" else "qdq.onnx")
+        onnx_export.export_onnx(module, sample, qdq)
+        if stage:
+            onnx_export.finalize_qdq(qdq)
+        backend = onnx_export.onnx_float_ops(qdq) if stage else []
+        if runtime == "tensorrt" and precision == "fp16":
+            onnx_export.to_fp16(qdq, qdq)
+        elif runtime == "onnxruntime":
+            if stage:
+                onnx_export.to_u8s8(qdq, tmp / "model.onnx")
+                qdq.unlink()
+            else:
+                os.replace(qdq, tmp / "model.onnx")
+        elif runtime == "openvino":
+            from edgecnn.export.openvino import onnx_to_ir, runtime_precisions
+
+            onnx_to_ir(qdq, tmp / "model.xml")
+            qdq.unlink()
+            if stage:
+                backend = [f"{k} ({v})" for k, v in runtime_precisions(tmp / "model.xml").items()
+                           if k.split(":")[0] in ("Convolution", "FullyConnected", "MatMul") and v == "f32"]
+        return backend, float_io
+    # tflite: fixed batch 1, full-integer for int8
+    from edgecnn.export.tflite import export_tflite, tflite_float_ops
+
+    quantizer = make_quantizer(method or stage["method"]) if stage else None
+    path = export_tflite(module, sample[:1], tmp / "model.tflite", quantizer=quantizer)
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+
+    def io(d, name):
+        scale, zp = d["quantization"]
+        quant = d["dtype"].__name__ in ("int8", "uint8")
+        return {"name": name, "shape": [int(v) for v in d["shape"]], "layout": "NCHW" if name == "input" else None,
+                "dtype": d["dtype"].__name__, "scale": float(scale) if quant else None,
+                "zero_point": int(zp) if quant else None}
+
+    meta_io = {"input": io(i, "input"), "output": io(o, "logits")}
+    meta_io["output"].pop("layout")
+    return (tflite_float_ops(path) if stage else []), meta_io

@@ -1,0 +1,188 @@
+"""ONNX export: explicit-quantization QDQ (TensorRT, OpenVINO), its uint8-activation twin for
+ONNX Runtime on x86, and float / fp16 models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.fileio import atomic_path
+
+INPUT, OUTPUT = "input", "logits"
+OPSET = 18
+
+
+def export_onnx(module: torch.nn.Module, sample: torch.Tensor, path: str | os.PathLike, *,
+                dynamic_batch: bool = True) -> Path:
+    """``torch.onnx.export(dynamo=True)`` of a float or converted PT2E graph, written atomically."""
+    from torch.export import Dim
+
+    try:
+        import onnxscript  # noqa: F401 - torch's dynamo exporter needs it
+    except ImportError as e:
+        raise EdgecnnError("ONNX export needs onnxscript: pip install 'edgecnn[onnx]'") from e
+    dyn = ({0: Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    sample = sample if not dynamic_batch or sample.shape[0] > 1 else sample.expand(2, *sample.shape[1:]).clone()
+    prog = torch.onnx.export(module, (sample,), dynamo=True, dynamic_shapes=dyn, input_names=[INPUT],
+                             output_names=[OUTPUT], opset_version=OPSET, verbose=False)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        prog.save(str(tmp))
+    return path
+
+
+def finalize_qdq(path: str | os.PathLike) -> int:
+    """Store quantized weights as int8: replace every QuantizeLinear of a constant (a float weight
+    and its scales) by the int8 initializer it computes, as TensorRT and ONNX Runtime expect
+    (``DequantizeLinear(int8 W)``), and give every Q/DQ node its own scale and zero point.
+    Returns how many weights were folded; the file is rewritten atomically."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    keep, folded = [], 0
+    for node in model.graph.node:
+        if node.op_type == "Clip" and node.input and all(i in inits for i in node.input if i):
+            # the exporter writes int8 weights as Clip(int8 W, -127, 127): fold it, or backends see a
+            # computed weight and keep the layer in float
+            w, lo, hi = (numpy_helper.to_array(inits[i]) if i else None
+                         for i in [*node.input, "", ""][:3])
+            clipped = np.minimum(np.maximum(w, lo if lo is not None else w), hi if hi is not None else w)
+            t = numpy_helper.from_array(clipped.astype(w.dtype), node.output[0])
+            model.graph.initializer.append(t)
+            inits[t.name] = t
+            continue
+        if node.op_type == "QuantizeLinear" and all(i in inits for i in node.input[:3]) and len(node.input) >= 3:
+            w, scale, zp = (numpy_helper.to_array(inits[i]) for i in node.input[:3])
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            if scale.size > 1:  # per-channel: broadcast along the axis
+                shape = [1] * w.ndim
+                shape[axis] = -1
+                scale, zp = scale.reshape(shape), zp.reshape(shape)
+            info = np.iinfo(zp.dtype)
+            q = np.clip(np.rint(w / scale) + zp.astype(np.int32), info.min, info.max).astype(zp.dtype)
+            t = numpy_helper.from_array(q, node.output[0])
+            model.graph.initializer.append(t)
+            inits[t.name] = t
+            folded += 1
+            continue
+        keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    # One scale and zero point initializer per Q/DQ node: ONNX Runtime's exact U8U8 rewrite
+    # (used without VNNI) fails on initializers shared between quantized ops.
+    inits = {i.name: i for i in model.graph.initializer}
+    seen: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for k in range(1, len(node.input)):
+            name = node.input[k]
+            if name in inits and name in seen:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}_{node.name or id(node)}_{k}"
+                model.graph.initializer.append(copy)
+                node.input[k] = copy.name
+            seen.add(node.input[k])
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    live = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(live)
+    onnx.checker.check_model(model)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    return folded
+
+
+def to_u8s8(src: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
+    """Rewrite a symmetric S8S8 QDQ model so activations are uint8 (ONNX Runtime's fast x86 form).
+
+    An int8 activation with scale ``s`` and zero point 0 spans ``s * [-128, 127]``; the same
+    values are exactly the uint8 grid with scale ``s`` and zero point 128. Every per-tensor
+    (scalar-scale) QuantizeLinear/DequantizeLinear pair on an activation gets a uint8 zero point
+    128; per-channel weight DequantizeLinear nodes (int8 initializers) stay S8. Numerically the
+    model is unchanged; only the integer encoding of activations moves by 128.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    inits = {i.name: i for i in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+
+    def value(name: str):
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        if name in consts:
+            return numpy_helper.to_array(consts[name].attribute[0].t)
+        return None
+
+    weight_inputs = set(inits)  # DQ of an int8 initializer = a weight
+    new_zp = "edgecnn_u8_zero_point"
+    rewritten = {"quantize": 0, "dequantize": 0}
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        if node.op_type == "DequantizeLinear" and node.input[0] in weight_inputs:
+            continue
+        scale, zp = value(node.input[1]), value(node.input[2])
+        if scale is None or zp is None or scale.size != 1 or zp.dtype != np.int8:
+            continue
+        if int(zp.reshape(-1)[0]) != 0:
+            raise EdgecnnError(f"{src}: activation zero point {int(zp)} is not 0; only symmetric QDQ "
+                               f"models can be rewritten to uint8 activations")
+        name = f"{new_zp}_{sum(rewritten.values())}"  # one per node, as finalize_qdq left them
+        model.graph.initializer.append(numpy_helper.from_array(np.array(128, dtype=np.uint8), name))
+        node.input[2] = name
+        rewritten["quantize" if node.op_type == "QuantizeLinear" else "dequantize"] += 1
+    del model.graph.value_info[:]  # the exporter's recorded int8 types no longer hold; ORT re-infers them
+    if not rewritten["quantize"]:
+        raise EdgecnnError(f"{src} has no int8 activation QuantizeLinear to rewrite; is it a QDQ model?")
+    onnx.checker.check_model(model)
+    with atomic_path(dest) as tmp:
+        onnx.save(model, str(tmp))
+    return rewritten
+
+
+def to_fp16(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """FP16 weights and compute with float32 input/output (what TensorRT's FP16 build and a GPU want)."""
+    import onnx
+
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        float16 = None
+    model = onnx.load(str(src))
+    if float16 is not None:
+        model = float16.convert_float_to_float16(model, keep_io_types=True)
+    else:  # onnxruntime's copy of the same converter
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(model, keep_io_types=True)
+    with atomic_path(dest) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def onnx_float_ops(path: str | os.PathLike) -> list[str]:
+    """Compute nodes of a QDQ model whose data input does not come from a DequantizeLinear."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    compute = {"Conv", "Gemm", "MatMul", "Add", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool",
+               "ReduceMean", "LRN"}
+    out = []
+    for n in model.graph.node:
+        if n.op_type not in compute:
+            continue
+        data = list(n.input) if n.op_type in ("Add", "Concat") else list(n.input[:1])
+        if any(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in data):
+            out.append(f"{n.op_type} ({n.name})")
+    return out

@@ -1,0 +1,225 @@
+"""INT8 with torchao PT2E: one quantized graph from which every target's artifact is made.
+
+The scheme is TensorRT's explicit quantization: weights int8 per-channel symmetric
+([-127, 127], zero point 0), activations int8 per-tensor symmetric ([-128, 127], zero
+point 0), biases float, BatchNorm folded into the convolutions. The same converted
+graph is exported
+
+- to QDQ ONNX for TensorRT and OpenVINO (read there as real INT8),
+- to QDQ ONNX with uint8 activations for ONNX Runtime on x86 (the identical grid: an
+  int8 symmetric scale ``s`` with zero point 0 is the uint8 scale ``s`` with zero point
+  128, see :func:`edgecnn.export.onnx.to_u8s8`),
+- to a full-integer .tflite through litert-torch.
+
+Ops are annotated by litert-torch's PT2E quantizer (conv/linear (+ReLU), add, cat,
+max/avg pooling), with the activation observer of the calibration method swapped in.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgecnn.errors import EdgecnnError
+
+SCHEME = {
+    "name": "int8-symmetric-qdq",
+    "weights": "int8 per-channel symmetric [-127, 127], zero point 0",
+    "activations": "int8 per-tensor symmetric [-128, 127], zero point 0",
+    "bias": "float",
+    "batchnorm": "folded into the preceding convolution",
+}
+# Graph ops that carry the computation: a float one among them is a layer that does not run in INT8.
+_COMPUTE_OPS = {
+    "conv2d": "conv", "linear": "linear", "addmm": "linear", "add": "add", "add_": "add", "cat": "concat",
+    "max_pool2d": "max_pool", "max_pool2d_with_indices": "max_pool", "avg_pool2d": "avg_pool",
+    "adaptive_avg_pool2d": "avg_pool", "mean": "avg_pool", "local_response_norm": "lrn",
+}
+_QUANT_OPS = ("quantize_per_tensor", "quantize_per_channel")
+_Quantizer = None  # made on first use: litert-torch is imported only when quantizing
+_DEQUANT_OPS = ("dequantize_per_tensor", "dequantize_per_channel")
+
+
+def _act_spec(method: str, qat: bool, **observer_kw: Any):
+    from torchao.quantization.pt2e import FakeQuantize
+    from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    from edgecnn.quantize.observers import activation_observer
+
+    obs = activation_observer(method, dtype="int8", symmetric=True, **observer_kw)
+    ctr = FakeQuantize.with_args(observer=obs, quant_min=-128, quant_max=127, dtype=torch.int8,
+                                 qscheme=torch.per_tensor_symmetric) if qat else obs
+    return QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_symmetric,
+                            is_dynamic=False, observer_or_fake_quant_ctr=ctr)
+
+
+def make_quantizer(method: str = "minmax", *, qat: bool = False, **observer_kw: Any):
+    """litert-torch's PT2E quantizer with this project's symmetric activation scheme."""
+    from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
+
+    global _Quantizer
+    _Quantizer = _Quantizer or _quantizer_class()
+
+    base = get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
+    act = _act_spec(method, qat, **observer_kw)
+    config = dataclasses.replace(base, input_activation=act, output_activation=act)
+    return _Quantizer().set_global(config)
+
+
+def _quantizer_class():
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
+
+    class Quantizer(PT2EQuantizer):
+        # litert-torch 0.10's conv+BN QAT annotators fail with torchao 0.18 (they hand a function
+        # to torch.export); edgecnn folds BatchNorm into the convolutions before QAT instead.
+        STATIC_QAT_ONLY_OPS = ()
+
+    return Quantizer
+
+
+def prepare_float(model: nn.Module) -> nn.Module:
+    """A copy fit for capture: eval mode, Dropout replaced by Identity (litert-torch requantizes
+    wrongly around it), and GoogLeNet's aux classifiers dropped (never in a deployed graph)."""
+    model = copy.deepcopy(model).eval()
+    for name, child in list(model.named_modules()):
+        for cname, c in list(child.named_children()):
+            if isinstance(c, nn.Dropout):
+                setattr(child, cname, nn.Identity())
+    if getattr(model, "aux_logits", False):
+        model.aux_logits = False
+        model.aux1 = model.aux2 = None
+    return model
+
+
+def capture(model: nn.Module, sample: torch.Tensor, *, dynamic_batch: bool = True) -> torch.fx.GraphModule:
+    """``torch.export`` (strict: non-strict leaves residual adds unquantized) to an ATen graph."""
+    from torch.export import Dim
+
+    dyn = ({0: Dim("batch", min=1, max=4096)},) if dynamic_batch and sample.shape[0] > 1 else None
+    try:
+        ep = torch.export.export(model, (sample,), strict=True, dynamic_shapes=dyn)
+    except Exception as e:
+        raise EdgecnnError(f"torch.export of {type(model).__name__} failed: {str(e).splitlines()[0][:200]}") from e
+    return ep.module()
+
+
+@torch.no_grad()
+def run_batches(module: Any, batches: Iterable[torch.Tensor]) -> int:
+    n = 0
+    for x in batches:
+        module(x)
+        n += len(x)
+    return n
+
+
+def ptq(model: nn.Module, calib: torch.Tensor, *, method: str = "minmax", batch_size: int = 64,
+        **observer_kw: Any) -> torch.fx.GraphModule:
+    """Post-training quantization: observe ``calib`` (preprocessed N x C x H x W) in batches,
+    return the converted graph (quantize/dequantize ops around int8 weights and activations)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgecnn.quantize.observers import min_calibration_images
+
+    need = min_calibration_images(method)
+    if len(calib) < need:
+        raise EdgecnnError(f"calibration method '{method}' needs at least {need} images, got {len(calib)}; "
+                           f"raise the calibration set size or use --method minmax")
+    gm = capture(prepare_float(model), calib[: min(batch_size, len(calib))])
+    prepared = prepare_pt2e(gm, make_quantizer(method, **observer_kw))
+    run_batches(prepared, calib.split(batch_size))
+    return convert_pt2e(prepared, fold_quantize=False)
+
+
+def prepare_qat(model: nn.Module, sample: torch.Tensor, *, method: str = "minmax",
+                **observer_kw: Any) -> torch.fx.GraphModule:
+    """The fake-quant training graph, BatchNorm folded into the convolutions first (with its running
+    statistics): QAT then fine-tunes the folded weights the deployed graph will hold."""
+    from torch.fx.experimental.optimization import fuse
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    model = fuse(prepare_float(model))  # BatchNorm folded into the convolutions (eval statistics)
+    gm = capture(model, sample)
+    return prepare_qat_pt2e(gm, make_quantizer(method, qat=True, **observer_kw))
+
+
+def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    prepared = copy.deepcopy(prepared)
+    move_exported_model_to_eval(prepared)
+    return convert_pt2e(prepared, fold_quantize=False)
+
+
+def fake_quant_modules(prepared: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
+    """(activation, weight) fake-quantize modules of a QAT graph."""
+    from torchao.quantization.pt2e import FakeQuantizeBase
+
+    acts, weights = [], []
+    for m in prepared.modules():
+        if isinstance(m, FakeQuantizeBase):
+            per_channel = getattr(m, "qscheme", None) in (torch.per_channel_symmetric, torch.per_channel_affine)
+            (weights if per_channel else acts).append(m)
+    return acts, weights
+
+
+def float_ops(converted: torch.fx.GraphModule) -> list[str]:
+    """Compute ops of a converted graph that still run in float: an input not produced by a
+    dequantize op (its source is float) means the backend keeps that layer in float."""
+    out = []
+    for node in converted.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = getattr(node.target, "__name__", str(node.target)).split(".")[0]
+        kind = _COMPUTE_OPS.get(name)
+        if kind is None:
+            continue
+        tensor_args = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
+        if name == "cat" and node.args and isinstance(node.args[0], (list, tuple)):
+            tensor_args = [a for a in node.args[0] if isinstance(a, torch.fx.Node)]
+        if any(getattr(a.target, "__name__", "").split(".")[0] not in _DEQUANT_OPS for a in tensor_args):
+            out.append(f"{kind} ({node.name})")
+    return out
+
+
+def count_quantized(converted: torch.fx.GraphModule) -> dict[str, int]:
+    n = {"quantize": 0, "dequantize": 0}
+    for node in converted.graph.nodes:
+        name = getattr(node.target, "__name__", "").split(".")[0]
+        if name in _QUANT_OPS:
+            n["quantize"] += 1
+        elif name in _DEQUANT_OPS:
+            n["dequantize"] += 1
+    return n
+
+
+def save_graph(module: torch.fx.GraphModule, sample: torch.Tensor, path) -> None:
+    """Save a converted (or prepared) graph as a torch.export program, atomically."""
+    from torch.export import Dim
+
+    from edgecnn.fileio import atomic_write_bytes
+
+    dyn = ({0: Dim("batch", min=1, max=4096)},) if sample.shape[0] > 1 else None
+    ep = torch.export.export(module, (sample,), strict=False, dynamic_shapes=dyn)
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_graph(path) -> torch.fx.GraphModule:
+    import torchao.quantization.pt2e  # noqa: F401 - registers the quantized_decomposed ops the file uses
+
+    try:
+        module = torch.export.load(str(path)).module()
+    except Exception as e:  # a cut-short or foreign file
+        raise EdgecnnError(f"cannot read quantized graph {path}: {str(e).splitlines()[0][:160]}; "
+                           f"re-run `edgecnn calibrate`") from e
+    for m in module.modules():  # inference only: BatchNorm is folded and Dropout gone, so nothing else changes
+        m.training = False
+    return module

@@ -1,0 +1,238 @@
+"""INT8 end to end on a tiny ResNet18: calibrate, QAT, export for every target, run each artifact
+in its own runtime and compare it with the fake-quant PyTorch graph it was made from."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from edgecnn.artifact import load_artifact
+from edgecnn.data import Preprocess, load_dataset
+from edgecnn.errors import EdgecnnError
+from edgecnn.export import export, resolve
+from edgecnn.export.onnx import to_u8s8
+from edgecnn.quantize import stages
+from edgecnn.quantize.pt2e import load_graph
+from edgecnn.recipes import load_recipe
+from edgecnn.runtimes import open_session
+from edgecnn.train import train
+
+RECIPE = """
+arch = "test_resnet18"
+[quick.data]
+image_size = 32
+channels = 3
+val = 500
+calib = 200
+train_subset = 1024
+augment = "none"
+[quick.train]
+epochs = 2
+batch_size = 64
+lr = 0.05
+amp = "off"
+[quick.calibrate]
+method = "minmax"
+num_images = 64
+batch_size = 32
+[quick.qat]
+epochs = 0.25
+train_subset = 512
+batch_size = 64
+lr = {qat_lr}
+freeze_observers = 0.0
+freeze_bn = 0.5
+"""
+quiet = {"log": lambda s: None, "progress": False}
+
+
+def _recipe(tmp, qat_lr=0.001, name="r.toml"):
+    p = tmp / name
+    p.write_text(RECIPE.format(qat_lr=qat_lr))
+    return load_recipe("test_resnet18", str(p))
+
+
+@pytest.fixture(scope="module")
+def float_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    recipe = _recipe(tmp)
+    result = train("test_resnet18", recipe, threads=1, **quiet)
+    return tmp, recipe, str(result.checkpoint)
+
+
+@pytest.fixture(scope="module")
+def calibrated(float_run):
+    _, recipe, ckpt = float_run
+    return stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, **quiet)
+
+
+@pytest.fixture(scope="module")
+def test_batch(float_run):
+    _, _, ckpt = float_run
+    pre = Preprocess.from_dict(torch.load(ckpt, weights_only=True)["preprocess"])
+    return pre.apply_numpy(load_dataset(None).test.images[:256])
+
+
+@pytest.fixture(scope="module")
+def artifacts(float_run, calibrated, tmp_path_factory):
+    _, recipe, ckpt = float_run
+    out = {}
+    for target, runtime in (("cpu", "openvino"), ("cpu", "onnxruntime"), ("jetson", None), ("rpi", None)):
+        path = tmp_path_factory.mktemp(f"{target}-{runtime}") / "bundle"
+        out[(target, runtime)] = export("test_resnet18", target, recipe=recipe, runtime=runtime, checkpoint=ckpt,
+                                        out=path, **quiet)
+    return out
+
+
+def test_calibrate_reports_the_drop_and_is_cached(float_run, calibrated):
+    _, recipe, ckpt = float_run
+    r = calibrated
+    assert r["method"] == "minmax" and r["calibration"]["num_images"] == 64
+    assert r["calibration"]["split"].startswith("calib")
+    assert r["drop_points"] == pytest.approx(100 * (r["fp32"]["top1"] - r["int8_fakequant"]["top1"]), abs=1e-3)
+    assert r["fp32"]["top1"] > 0.3  # the tiny net learnt something, so agreement figures mean something
+    assert r["float_ops"] == []  # every conv, linear, add and pool of ResNet18 is quantized
+    again = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, **quiet)
+    assert again["cached"] and again["key"] == r["key"]
+
+
+def test_calibration_set_too_small_for_the_method(float_run):
+    _, recipe, ckpt = float_run
+    with pytest.raises(EdgecnnError, match="at least 32 images"):
+        stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, method="entropy", num_images=8, **quiet)
+
+
+def test_metadata_describes_the_artifact(artifacts, calibrated):
+    for (target, _), path in artifacts.items():
+        meta = load_artifact(path).meta  # verifies every file's sha256
+        assert meta["target"] == target and meta["precision"] == "int8"
+        q = meta["quantization"]
+        assert q["calibration"]["split_id"] == calibrated["calibration"]["split_id"]
+        assert q["calibration"]["method"] == "minmax"
+        assert meta["preprocess"]["image_size"] == 32
+        assert meta["float_layers"] == []
+        assert json.loads((path / "float_layers.json").read_text()) == {"graph": [], "backend": []}
+        assert meta["source"]["sha256"] == calibrated["source"]["sha256"]
+
+
+def _qdq(path):
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    return m, inits
+
+
+def test_jetson_onnx_is_tensorrt_explicit_quantization(artifacts):
+    m, inits = _qdq(artifacts[("jetson", None)] / "model.onnx")
+    q = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
+    dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
+    assert q and dq
+    for n in q:  # activations: int8, per-tensor, zero point 0
+        assert inits[n.input[2]].dtype == np.int8 and inits[n.input[2]].size == 1 and inits[n.input[2]] == 0
+    weights = [n for n in dq if n.input[0] in inits]
+    assert len(weights) == 21  # 20 convolutions + fc, stored as int8, per output channel
+    for n in weights:
+        w, scale = inits[n.input[0]], inits[n.input[1]]
+        assert w.dtype == np.int8 and scale.size == w.shape[0] and np.all(inits[n.input[2]] == 0)
+        assert w.min() >= -127
+    convs = [n for n in m.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert all(len(n.input) < 3 or inits[n.input[2]].dtype == np.float32 for n in convs)  # float bias
+
+
+def test_onnxruntime_file_is_the_same_grid_in_uint8(artifacts, test_batch):
+    m, inits = _qdq(artifacts[("cpu", "onnxruntime")] / "model.onnx")
+    for n in m.graph.node:
+        if n.op_type == "QuantizeLinear":
+            assert inits[n.input[2]].dtype == np.uint8 and inits[n.input[2]] == 128
+    s8 = open_session(artifacts[("jetson", None)], runtime="onnxruntime", threads=1).run(test_batch)
+    u8 = open_session(artifacts[("cpu", "onnxruntime")], threads=1).run(test_batch)
+    np.testing.assert_allclose(u8, s8, atol=1e-5)
+
+
+def test_u8s8_rewrite_refuses_a_float_model(tmp_path):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(g), str(tmp_path / "f.onnx"))
+    with pytest.raises(EdgecnnError, match="no int8 activation"):
+        to_u8s8(tmp_path / "f.onnx", tmp_path / "u.onnx")
+    assert not (tmp_path / "u.onnx").exists()
+
+
+@pytest.mark.parametrize("key,runtime", [(("cpu", "openvino"), None), (("cpu", "onnxruntime"), None),
+                                         (("jetson", None), "onnxruntime"), (("jetson", None), "openvino"),
+                                         (("rpi", None), None)])
+def test_every_runtime_runs_the_fake_quant_graph(artifacts, calibrated, test_batch, key, runtime):
+    ref = load_graph(f"{calibrated['dir']}/quantized.pt2")(torch.from_numpy(test_batch)).detach().numpy()
+    out = open_session(artifacts[key], runtime=runtime, threads=1).run(test_batch)
+    # Integer kernels round differently from the float fake-quant graph (requantization, bias in
+    # int32): measured here ONNX Runtime and LiteRT 0.3%, OpenVINO 1.7% of the logit spread on
+    # average. A broken export (wrong zero point, float fallback, lost scale) is far above 3%.
+    spread = ref.max() - ref.min()
+    assert np.abs(out - ref).mean() < 0.03 * spread, "integer kernels drifted from the fake-quant graph"
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.9
+
+
+def test_tflite_is_full_integer(artifacts):
+    meta = load_artifact(artifacts[("rpi", None)]).meta
+    assert meta["input"]["dtype"] == "int8" and meta["output"]["dtype"] == "int8"
+    assert meta["input"]["scale"] > 0 and meta["input"]["shape"] == [1, 3, 32, 32]
+
+
+def test_bundle_is_replaced_whole_and_foreign_dirs_refused(float_run, tmp_path):
+    _, recipe, ckpt = float_run
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(EdgecnnError, match="did not write"):
+        export("test_resnet18", "jetson", recipe=recipe, checkpoint=ckpt, out=foreign, **quiet)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_fp32_and_fp16_exports(float_run, tmp_path, test_batch):
+    _, recipe, ckpt = float_run
+    model, _ = __import__("edgecnn.models", fromlist=["from_checkpoint"]).from_checkpoint(ckpt)
+    ref = model.eval()(torch.from_numpy(test_batch)).detach().numpy()
+    fp32 = export("test_resnet18", "cpu", recipe=recipe, precision="fp32", checkpoint=ckpt, out=tmp_path / "a",
+                  **quiet)
+    np.testing.assert_allclose(open_session(fp32, threads=1).run(test_batch), ref, atol=1e-3)
+    assert load_artifact(fp32).meta["quantization"] is None
+    fp16 = export("test_resnet18", "jetson", recipe=recipe, precision="fp16", checkpoint=ckpt, out=tmp_path / "b",
+                  **quiet)
+    out = open_session(fp16, runtime="onnxruntime", threads=1).run(test_batch)
+    assert np.abs(out - ref).max() < 0.05 * (ref.max() - ref.min())
+
+
+def test_unsupported_combinations_fail_before_work(monkeypatch):
+    with pytest.raises(EdgecnnError, match="supports int8, fp32, not fp16"):
+        resolve("rpi", None, "fp16")
+    with pytest.raises(EdgecnnError, match="Did you mean: jetson"):
+        resolve("jetsn", None, "int8")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else real(n, *a))
+    with pytest.raises(EdgecnnError, match=r"edgecnn\[openvino\]"):
+        resolve("cpu", None, "int8")
+
+
+def test_qat_fine_tunes_from_calibrated_scales(float_run, calibrated):
+    _, recipe, ckpt = float_run
+    r = stages.qat("test_resnet18", recipe, checkpoint=ckpt, **quiet)
+    assert r["stage"] == "qat" and r["ptq"]["top1"] == calibrated["int8_fakequant"]["top1"]
+    assert r["qat"]["steps"] == 2  # 0.25 epoch of 512 images at batch 64
+    assert 0 <= r["int8_fakequant"]["top1"] <= 1 and r["float_ops"] == []
+    skipped = stages.qat("test_resnet18", recipe, checkpoint=ckpt, max_drop=100.0, **quiet)
+    assert "qat_skipped" in skipped and skipped["stage"] == "calibrate"
+
+
+def test_qat_nan_stops_and_says_so(float_run, tmp_path):
+    _, _, ckpt = float_run
+    recipe = _recipe(tmp_path, qat_lr="inf", name="nan.toml")
+    with pytest.raises(EdgecnnError, match="QAT (loss became nan|weights became NaN).*lower qat.lr"):
+        stages.qat("test_resnet18", recipe, checkpoint=ckpt, **quiet)
