@@ -35,11 +35,18 @@ def cli():
 
 def _register() -> None:
     # Each command module imports only click at top level: `edgecnn --help` stays fast.
+    from edgecnn.cli.bench_cmd import bench
+    from edgecnn.cli.devices_cmd import devices
+    from edgecnn.cli.evaluate_cmd import evaluate
     from edgecnn.cli.models_cmd import models
+    from edgecnn.cli.quantize_cmd import calibrate, export, qat
     from edgecnn.cli.train_cmd import train
 
-    for command in (models, train):
+    for command in (models, train, calibrate, qat, export):
         cli.add_command(command)
+    cli.add_command(evaluate)
+    cli.add_command(devices)
+    cli.add_command(bench)
 
 
 _register()

@@ -1,0 +1,195 @@
+"""How good is the latency predictor? Two modes, each printing Markdown tables.
+
+``host`` (default): measure the four networks at 224x224, batch 1, with OpenVINO on this
+machine (random weights; FP32, and INT8 by ``nncf.quantize`` on 32 random images unless
+--no-int8), then compare with the predictor:
+
+- leave-one-out: each network predicted by a fit to the *other* measured points (the
+  honest error of a fit to measured latencies);
+- microbenchmark: efficiencies from the GEMM / copy microbenchmarks of
+  ``edgecnn devices calibrate`` (run inline here, nothing is cached), no network fit;
+- defaults: no calibration at all.
+
+``devices``: the predicted batch-1 latency of the four networks at 224 on every profiled
+device, beside the published figures the profiles carry (labelled published, with the
+runtime that produced them; they are the fit's own points, so the leave-one-out error
+is shown too).
+
+Usage:
+  python benchmarks/predictor_accuracy.py [--mode host|devices|both] [--threads 2] [--no-int8]
+                                          [--min-seconds 2] [--json OUT.json]
+
+Nothing is written to the edgecnn cache. The machine may be shared: the load average
+is printed with the measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+FOUR = ("alexnet", "vgg16", "resnet18", "googlenet")
+
+
+def _pct(pred: float, meas: float) -> float:
+    return (pred / meas - 1) * 100
+
+
+def host_mode(threads: int, int8: bool, min_seconds: float) -> dict:
+    from edgecnn.devices import load_device
+    from edgecnn.devices.calibrate import measure_networks, microbenchmarks
+    from edgecnn.devices.predict import DEFAULT_EFFICIENCY, Efficiency, fit_efficiency, predict
+    from edgecnn.devices.profile import CalibrationPoint
+
+    def log(s: str) -> None:
+        print(s, file=sys.stderr, flush=True)
+
+    profile = load_device("host")
+    load0 = os.getloadavg()
+    log(f"host: {profile.cpu.description}, {profile.cpu.cores} CPUs, load average {load0[0]:.2f}")
+    log("microbenchmarks:")
+    mb = microbenchmarks(threads=threads, seconds=1.0, log=log)
+    log("measuring (OpenVINO, batch 1, 224 px):")
+    t0 = time.time()
+    measured = measure_networks(FOUR, ("fp32", "int8") if int8 else ("fp32",), threads=threads,
+                                min_seconds=min_seconds, min_runs=10, log=log)
+    elapsed = time.time() - t0
+    load1 = os.getloadavg()
+    points = [CalibrationPoint(arch=m["arch"], runtime="openvino", precision=m["precision"],
+                               latency_ms=m["latency_ms"]["p50"], threads=threads,
+                               measured_with="OpenVINO", source="measured here") for m in measured]
+    fit = fit_efficiency(profile, "openvino", points)
+    bw_scale = mb["bandwidth_gbps"] / profile.memory.bandwidth_gbps   # profile bandwidth may be the assumed one
+    micro = Efficiency(compute={p: t / profile.cpu.peak_tops.get(p) for p, t in mb["gemm_tops"].items()},
+                       memory=bw_scale, overhead_us=10.0, fit_error=math.log(1.6), basis="microbenchmarks")
+    rows = []
+    for m, cp in zip(measured, points):
+        meas = m["latency_ms"]["p50"]
+        key = f"{cp.arch}/{cp.precision}"
+        loo = meas * (1 + fit.residuals_pct[key] / 100)
+        full = predict(cp.arch, profile, runtime="openvino", precision=cp.precision, threads=threads,
+                       efficiency=fit)["latency_ms"]["p50"]
+        mic = predict(cp.arch, profile, runtime="openvino", precision=cp.precision, threads=threads,
+                      efficiency=micro)["latency_ms"]["p50"]
+        dft = predict(cp.arch, profile, runtime="openvino", precision=cp.precision, threads=threads,
+                      efficiency=DEFAULT_EFFICIENCY)["latency_ms"]["p50"]
+        rows.append({"arch": cp.arch, "precision": cp.precision, "measured_p50_ms": meas,
+                     "measured_p90_ms": m["latency_ms"]["p90"], "n": m["latency_ms"]["n"],
+                     "loo_pred_ms": loo, "loo_err_pct": _pct(loo, meas),
+                     "fit_pred_ms": full, "fit_err_pct": _pct(full, meas),
+                     "micro_pred_ms": mic, "micro_err_pct": _pct(mic, meas),
+                     "default_pred_ms": dft, "default_err_pct": _pct(dft, meas)})
+    med = {k: statistics.median(abs(r[f"{k}_err_pct"]) for r in rows) for k in ("loo", "fit", "micro", "default")}
+    return {"cpu": profile.cpu.description, "cores": profile.cpu.cores, "threads": threads,
+            "peak_tops": {"fp32": profile.cpu.peak_tops.fp32, "int8": profile.cpu.peak_tops.int8},
+            "loadavg_before": load0, "loadavg_after": load1, "measure_s": elapsed,
+            "microbenchmarks": mb, "fit": fit.to_dict(), "rows": rows, "median_abs_err_pct": med}
+
+
+def print_host(res: dict) -> None:
+    print(f"### Predictor vs measured on this host (OpenVINO, batch 1, 224x224, {res['threads']} threads)\n")
+    print(f"CPU: {res['cpu']} ({res['cores']} logical CPUs); load average {res['loadavg_before'][0]:.2f} before, "
+          f"{res['loadavg_after'][0]:.2f} after (shared machine). Random weights; INT8 = nncf.quantize "
+          f"on 32 random images. Measured = p50 of >= 10 runs. Predicted figures are predictions.\n")
+    print("| network | precision | measured p50 ms | predicted (leave-one-out) ms | err % "
+          "| predicted (microbenchmark) ms | err % | predicted (uncalibrated) ms | err % |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in res["rows"]:
+        print(f"| {r['arch']} | {r['precision']} | {r['measured_p50_ms']:.2f} | {r['loo_pred_ms']:.2f} | "
+              f"{r['loo_err_pct']:+.0f} | {r['micro_pred_ms']:.2f} | {r['micro_err_pct']:+.0f} | "
+              f"{r['default_pred_ms']:.2f} | {r['default_err_pct']:+.0f} |")
+    m = res["median_abs_err_pct"]
+    f = res["fit"]
+    print(f"\nMedian absolute error: leave-one-out {m['loo']:.0f}%, microbenchmark {m['micro']:.0f}%, "
+          f"uncalibrated {m['default']:.0f}% (in-sample fit to all points: {m['fit']:.0f}%).")
+    print(f"Fit to all points: eff_compute {f['compute']}, eff_memory {f['memory']}, "
+          f"{f['overhead_us']:g} us/kernel. Microbenchmarks: GEMM "
+          + ", ".join(f"{p} {t * 1e3:.0f} GOPS" for p, t in res["microbenchmarks"]["gemm_tops"].items())
+          + f" (peak fp32 {res['peak_tops']['fp32'] * 1e3:.0f}, int8 {res['peak_tops']['int8'] * 1e3:.0f} GOPS, DERIVED), "
+          f"copy {res['microbenchmarks']['bandwidth_gbps']:.1f} GB/s.\n")
+
+
+def devices_mode() -> list[dict]:
+    from edgecnn.devices import list_devices, load_device
+    from edgecnn.devices.predict import efficiency_for, predict
+
+    rows = []
+    for name in list_devices(include_host=False):
+        p = load_device(name)
+        rt = p.default_runtime
+        eff = efficiency_for(p, rt)
+        precs = [p.default_precision] + sorted({c.precision for c in p.calibration_points
+                                                if c.runtime == rt and c.precision != p.default_precision})
+        for prec in precs:
+            supported = prec in p.runtime(rt).precisions
+            for arch in FOUR:
+                pts = [c for c in p.calibration_points if c.arch == arch and c.precision == prec and c.runtime == rt]
+                if supported:
+                    r = predict(arch, p, runtime=rt, precision=prec)
+                else:  # a published precision the target runtime does not run (ncnn fp16 on a Pi)
+                    from edgecnn.devices.predict import error_factor, network_costs, roofline
+
+                    rf = roofline(network_costs(arch), p, rt, prec, eff)
+                    t = rf["seconds"] * 1e3
+                    f = error_factor(eff, p, rt, rf["precision_calibrated"])
+                    r = {"latency_ms": {"p50": t}, "error_pct": (f - 1) * 100}
+                rows.append({
+                    "device": name, "runtime": rt, "precision": prec, "arch": arch,
+                    "predicted_ms": r["latency_ms"]["p50"], "error_pct": r["error_pct"],
+                    "published_ms": pts[0].latency_ms if pts else None,
+                    "published_with": pts[0].measured_with if pts else None,
+                    "loo_err_pct": eff.residuals_pct.get(f"{arch}/{prec}") if pts else None,
+                    "basis": ("transferred from " + p.runtime(rt).transfer_from) if p.runtime(rt).transfer_from
+                    else f"{eff.points} published points",
+                    "runtime_supports_precision": supported,
+                })
+    return rows
+
+
+def print_devices(rows: list[dict]) -> None:
+    print("### Predicted batch-1 latency at 224x224 on the profiled devices (PREDICTED, not measured)\n")
+    print("Published = the figure the profile's [[calibration_points]] copy from reference/ (or torch2trt for "
+          "the AGX Xavier), produced by the runtime named, not by edgecnn. Those points are the fit's own, "
+          "so the leave-one-out error (each point predicted by a fit to the others) is the honest one.\n")
+    print("| device | runtime | precision | network | predicted ms | band +-% | published ms (runtime) | "
+          "LOO err % | efficiencies from |")
+    print("|---|---|---|---|---:|---:|---:|---:|---|")
+    for r in rows:
+        pub = f"{r['published_ms']:g} ({r['published_with']})" if r["published_ms"] is not None else "-"
+        loo = f"{r['loo_err_pct']:+.0f}" if r["loo_err_pct"] is not None else "-"
+        prec = r["precision"] + ("" if r["runtime_supports_precision"] else " (ncnn only)")
+        print(f"| {r['device']} | {r['runtime']} | {prec} | {r['arch']} | {r['predicted_ms']:.2f} | "
+              f"{r['error_pct']:.0f} | {pub} | {loo} | {r['basis']} |")
+    loo = [abs(r["loo_err_pct"]) for r in rows if r["loo_err_pct"] is not None]
+    if loo:
+        print(f"\nMedian absolute leave-one-out error over the {len(loo)} published points: "
+              f"{statistics.median(loo):.0f}%.\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=("host", "devices", "both"), default="both")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-int8", action="store_true")
+    ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--json", metavar="OUT", default=None, help="also write the results as JSON")
+    args = ap.parse_args()
+    out: dict = {}
+    if args.mode in ("devices", "both"):
+        out["devices"] = devices_mode()
+        print_devices(out["devices"])
+    if args.mode in ("host", "both"):
+        out["host"] = host_mode(args.threads, not args.no_int8, args.min_seconds)
+        print_host(out["host"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()

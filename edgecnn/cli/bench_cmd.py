@@ -1,0 +1,92 @@
+"""``edgecnn bench``."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from edgecnn.cli.options import json_option
+
+
+@click.command()
+@click.argument("what", metavar="ARTIFACT|ARCH")
+@click.option("--target", default=None, metavar="DEVICE",
+              help="ARCH only: device profile or alias (cpu, jetson, rpi, rpi4, jetson-nano, ...); default cpu.")
+@click.option("--runtime", default=None, help="Runtime (default: the artifact's, or the device's default).")
+@click.option("--precision", type=click.Choice(["int8", "fp16", "bf16", "fp32"]), default=None,
+              help="ARCH only: precision (default: fp32 when measured here, else the device's default).")
+@click.option("--image-size", type=click.IntRange(min=8), default=None, help="ARCH only: square input side [224].")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch size [1, or the artifact's].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: the runtime's).")
+@click.option("--predict", is_flag=True, help="ARCH only: predict from the device profile even where it could measure.")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Time at least this long (and at least --min-runs runs).")
+@click.option("--min-runs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
+@json_option
+def bench(what, target, runtime, precision, image_size, batch, threads, predict, min_seconds, min_runs,
+          warmup, as_json):
+    """Latency of an exported ARTIFACT on this machine, or of ARCH on a --target device.
+
+    An artifact (directory or file with metadata.json; its sha256 is checked) is
+    measured here. ARCH on this machine is measured through OpenVINO (random weights,
+    FP32 unless --precision int8); ARCH on a device that is not this machine is
+    predicted from its profile, labelled "predicted" with an error band.
+
+    \b
+    Example:
+      edgecnn bench runs/export/resnet18-cpu-int8 --threads 2
+      edgecnn bench resnet18 --target cpu
+      edgecnn bench resnet18 --target jetson --precision int8 --json
+    """
+    from edgecnn.bench import bench_arch, bench_artifact
+    from edgecnn.errors import EdgecnnError, suggest
+    from edgecnn.models import list_archs
+
+    timing = {"min_seconds": min_seconds, "min_runs": min_runs, "warmup": warmup}
+    archs = list_archs(include_test=True)
+    if os.path.exists(what):
+        given = [f for f, v in (("--target", target), ("--precision", precision), ("--image-size", image_size),
+                                ("--predict", predict)) if v]
+        if given:
+            raise EdgecnnError(f"{', '.join(given)} apply to ARCH, not to an artifact (it has its own): "
+                               f"leave them out or pass an architecture name")
+        result = bench_artifact(what, runtime=runtime, threads=threads, batch=batch, **timing)
+    elif what in archs:
+        result = bench_arch(what, target=target or "cpu", runtime=runtime, precision=precision,
+                            image_size=image_size or 224, batch=batch or 1, threads=threads, predict=predict,
+                            **timing)
+    else:
+        raise EdgecnnError(f"'{what}' is neither an artifact path nor an architecture."
+                           f"{suggest(what, list_archs())} Architectures: {', '.join(list_archs())}")
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    _print(result)
+
+
+def _print(r: dict) -> None:
+    lat = r["latency_ms"]
+    what = f"{r.get('arch')} on {r.get('device')} ({r.get('runtime')}, {r.get('precision')}, batch {r.get('batch')}"
+    what += f", {r['image_size']} px)" if r.get("image_size") else ")"
+    if r["latency_source"] == "predicted":
+        click.echo(f"{what}: PREDICTED {lat['p50']:.2f} ms (band {lat['min']:.2f}-{lat['max']:.2f} ms, "
+                   f"+-{r['error_pct']:.0f}%), not measured")
+        click.echo(f"  basis: {r['prediction']['basis']}")
+        for note in r["prediction"].get("notes", []):
+            click.echo(f"  note: {note}")
+    else:
+        click.echo(f"{what}: measured p50 {lat['p50']:.2f} ms, p90 {lat['p90']:.2f}, p99 {lat['p99']:.2f}, "
+                   f"mean {lat['mean']:.2f} +- {lat['std']:.2f}, min {lat['min']:.2f} (n={lat['n']})")
+        click.echo(f"  throughput {r['throughput_ips']:.1f} img/s, first inference {r['first_inference_ms']:.1f} ms"
+                   + (f", load {r['load_ms']:.0f} ms" if r.get("load_ms") is not None else "")
+                   + f", peak memory {r['peak_memory_mb']:.0f} MB")
+        env = r.get("env") or {}
+        if env.get("loadavg"):
+            click.echo(f"  load average {env['loadavg'][0]:.2f} on {env.get('cpu_count')} CPUs ({env.get('cpu_model')})")
+    if r.get("energy_mj") is not None:
+        click.echo(f"  energy {r['energy_mj']:.2f} mJ/image ({r['energy_source']})")
+    for note in r.get("notes", []):
+        click.echo(f"  note: {note}")

@@ -1,0 +1,107 @@
+"""``edgecnn devices`` and ``edgecnn devices calibrate``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from edgecnn.cli.options import json_option
+
+
+@click.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def devices(ctx, as_json):
+    """List the device profiles: peak ops, memory, power, runtimes, and which one this machine is.
+
+    Profiles are devices/<name>.toml (every figure with its source) plus `host`, built
+    from this machine's CPU. Aliases: cpu = host, jetson = jetson-orin-nano, rpi = rpi5.
+
+    \b
+    Example:
+      edgecnn devices
+      edgecnn devices --json
+      edgecnn devices calibrate --nets
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgecnn.devices import detect_device, list_devices, load_device
+
+    here = detect_device()
+    profiles = [load_device(n) for n in list_devices()]
+    if as_json:
+        rows = []
+        for p in profiles:
+            d = p.to_dict()
+            d["this_machine"] = p.name == here
+            rows.append(d)
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _print_table(profiles, here)
+
+
+def _print_table(profiles, here: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="edgecnn device profiles (descriptions: --json)",
+                  caption="Peak = dense tera-ops/s of the default runtime's unit (figures and sources: "
+                          "devices/<name>.toml, `edgecnn devices --json`). * = this machine.")
+    for col, kw in (("device", {"no_wrap": True}), ("aliases", {}), ("runtime / precisions", {}),
+                    ("peak TOPS", {"justify": "right"}), ("mem BW GB/s", {"justify": "right"}),
+                    ("memory GB", {"justify": "right"}), ("power W", {"justify": "right"}),
+                    ("latency calibration", {})):
+        table.add_column(col, **kw)
+    for p in profiles:
+        rt = p.runtime()
+        unit = p.unit()
+        peaks = ", ".join(f"{prec} {unit.peak_tops.get(prec):.3g}" for prec in rt.precisions
+                          if unit.peak_tops.get(prec) is not None)
+        pts = [c for c in p.calibration_points if c.runtime == p.default_runtime]
+        if p.name == "host":
+            cal = "`devices calibrate`"
+        elif pts:
+            cal = f"{len(pts)} published ({pts[0].measured_with.split(' (')[0]})"
+        elif rt.transfer_from:
+            cal = f"from {rt.transfer_from}"
+        else:
+            cal = "none (defaults)"
+        mark = "*" if p.name == here else ""
+        table.add_row(p.name + mark, ", ".join(p.aliases) or "-",
+                      f"{p.default_runtime}: {', '.join(rt.precisions)}", peaks,
+                      f"{p.memory.bandwidth_gbps:g}", f"{p.memory.size_gb:g}", f"{p.power_w:g}", cal)
+    Console().print(table)
+
+
+@devices.command()
+@click.option("--nets", is_flag=True, help="Also measure the four networks (OpenVINO FP32, batch 1, 224 px) "
+                                           "and fit the predictor to them.")
+@click.option("--int8", "int8_nets", is_flag=True, help="With --nets: INT8 too (NNCF on random images).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Timing per microbenchmark.")
+@json_option
+def calibrate(nets, int8_nets, threads, seconds, as_json):
+    """Measure this host (GEMM per precision, convolution, copy bandwidth) for the latency predictor.
+
+    The record is cached in $EDGECNN_HOME/devices/host-<hash>.json; `bench --predict`
+    on the host then uses the measured efficiencies (and, with --nets, a fit to the
+    measured network latencies).
+
+    \b
+    Example:
+      edgecnn devices calibrate
+      edgecnn devices calibrate --nets --threads 2
+    """
+    from edgecnn.devices.calibrate import calibrate_host
+    from edgecnn.errors import EdgecnnError
+
+    if int8_nets and not nets:
+        raise EdgecnnError("--int8 measures the networks in INT8: pass it with --nets")
+    log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    rec, path = calibrate_host(nets=nets, int8_nets=int8_nets, threads=threads, seconds=seconds, log=log)
+    if as_json:
+        click.echo(json.dumps({**rec, "path": str(path)}, indent=2))
+    else:
+        click.echo(f"saved {path}")

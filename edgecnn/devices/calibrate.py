@@ -1,0 +1,256 @@
+"""``edgecnn devices calibrate``: microbenchmarks of the host, stored in the cache.
+
+The record (``$EDGECNN_HOME/devices/host-<hash>.json``, written atomically; the hash
+covers CPU model, core count and ISA flags) holds:
+
+- ``gemm_tops``: achieved tera-ops/s of a large matrix multiply per precision the host
+  runs (FP32 and U8S8 INT8 through ONNX Runtime's MLAS kernels, else numpy for FP32),
+  and ``conv_tops`` of a 3x3 convolution in FP32;
+- ``bandwidth_gbps``: a large array copy (read + write bytes / time);
+- optionally (``--nets``) ``calibration_points``: batch-1 latencies of the four networks
+  measured with OpenVINO, which the predictor then fits like a device's published points.
+
+Everything runs for a second or two per item; the machine may be shared, so the record
+keeps the load average it ran under.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn import paths
+from edgecnn.errors import EdgecnnError
+from edgecnn.fileio import atomic_write_json
+
+FORMAT = "edgecnn.host-calibration/1"
+
+
+def calibration_path(root: str | Path = "/") -> Path:
+    from edgecnn.devices.detect import host_key
+
+    return paths.home() / "devices" / f"host-{host_key(root)}.json"
+
+
+def load_host_calibration(root: str | Path = "/") -> dict[str, Any] | None:
+    """The cached calibration record of this host, or None (also when unreadable)."""
+    p = calibration_path(root)
+    try:
+        rec = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("format") == FORMAT else None
+
+
+def _timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 3) -> float:
+    """Median seconds per call of ``fn`` over about ``seconds`` (after one warm-up call)."""
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > 10 * seconds:
+            break
+    return float(np.median(times))
+
+
+def _ort_session(model_bytes: bytes, threads: int | None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+def _onnx_single(op: str, inputs, init, output, attrs=None) -> bytes:
+    from onnx import helper
+
+    node = helper.make_node(op, [i.name for i in inputs] + [t.name for t in init], [output.name], **(attrs or {}))
+    graph = helper.make_graph([node], op.lower(), inputs, [output], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def microbenchmarks(threads: int | None = None, seconds: float = 1.0, size: int = 1024,
+                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Achieved GEMM / conv tera-ops/s per precision and copy bandwidth (GB/s) of this host."""
+    log = log or (lambda s: None)
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"gemm_tops": {}, "conv_tops": {}, "backend": None}
+    n = size
+    gemm_ops = 2.0 * n * n * n
+    try:
+        from onnx import TensorProto, helper, numpy_helper
+
+        out["backend"] = "onnxruntime"
+        a32 = rng.standard_normal((n, n), dtype=np.float32)
+        s = _ort_session(_onnx_single(
+            "MatMul", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+            [numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "b")],
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])), threads)
+        out["gemm_tops"]["fp32"] = gemm_ops / _timeit(lambda: s.run(None, {"a": a32}), seconds) / 1e12
+        log(f"  fp32 GEMM {n}^3: {out['gemm_tops']['fp32'] * 1e3:.1f} GOPS")
+        a8 = rng.integers(0, 255, (n, n), dtype=np.uint8)
+        s = _ort_session(_onnx_single(
+            "MatMulInteger", [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+            [numpy_helper.from_array(rng.integers(-127, 127, (n, n), dtype=np.int8), "b")],
+            helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])), threads)
+        out["gemm_tops"]["int8"] = gemm_ops / _timeit(lambda: s.run(None, {"a": a8}), seconds) / 1e12
+        log(f"  int8 (U8S8) GEMM {n}^3: {out['gemm_tops']['int8'] * 1e3:.1f} GOPS")
+        c, hw = 64, 56
+        x = rng.standard_normal((1, c, hw, hw), dtype=np.float32)
+        s = _ort_session(_onnx_single(
+            "Conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+            [numpy_helper.from_array(rng.standard_normal((c, c, 3, 3), dtype=np.float32), "w")],
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw]), {"pads": [1, 1, 1, 1]}), threads)
+        conv_ops = 2.0 * c * c * 9 * hw * hw
+        out["conv_tops"]["fp32"] = conv_ops / _timeit(lambda: s.run(None, {"x": x}), seconds) / 1e12
+        log(f"  fp32 conv 3x3 64ch 56px: {out['conv_tops']['fp32'] * 1e3:.1f} GOPS")
+    except ImportError:
+        out["backend"] = "numpy"
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+        out["gemm_tops"]["fp32"] = gemm_ops / _timeit(lambda: a @ b, seconds) / 1e12
+        log(f"  fp32 GEMM (numpy) {n}^3: {out['gemm_tops']['fp32'] * 1e3:.1f} GOPS")
+    src = np.ones(64 * 2**20 // 4, dtype=np.float32)   # 64 MiB: far beyond the caches
+    dst = np.empty_like(src)
+    out["bandwidth_gbps"] = 2 * src.nbytes / _timeit(lambda: np.copyto(dst, src), seconds) / 1e9
+    log(f"  copy bandwidth (1 thread): {out['bandwidth_gbps']:.1f} GB/s")
+    return out
+
+
+# ---- networks through OpenVINO (also used by `edgecnn bench ARCH` on the host) -------
+
+def _export_onnx(model, x, path: Path) -> None:
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["input"], output_names=["logits"])
+        except TypeError:  # an exporter without the legacy path
+            torch.onnx.export(model, (x,), str(path), dynamo=True, input_names=["input"], output_names=["logits"])
+
+
+def openvino_network(arch: str, *, image_size: int = 224, batch: int = 1, precision: str = "fp32",
+                     threads: int | None = None, calib_images: int = 32, seed: int = 0):
+    """A randomly initialised ``arch`` compiled with OpenVINO on the CPU, for latency only.
+
+    Converted torch -> ONNX -> OpenVINO; ``precision="int8"`` quantizes it with
+    ``nncf.quantize`` on ``calib_images`` random images (fine for latency, not accuracy).
+    Returns ``(run, x, load_ms)`` where ``run(x)`` returns the logits.
+    """
+    try:
+        import openvino as ov
+    except ImportError:
+        raise EdgecnnError("measuring needs OpenVINO: pip install 'edgecnn[openvino]' (or pass --predict)") from None
+    import torch
+
+    from edgecnn.models import create
+
+    if precision not in ("fp32", "int8"):
+        raise EdgecnnError(f"the OpenVINO measurement runs fp32 or int8, not {precision}")
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    model = create(arch).eval()
+    x = torch.randn(batch, 3, image_size, image_size)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-ov-") as d:
+        onnx_path = Path(d) / "model.onnx"
+        _export_onnx(model, x, onnx_path)
+        del model
+        ov_model = ov.convert_model(str(onnx_path))
+    if precision == "int8":
+        try:
+            import nncf
+        except ImportError:
+            raise EdgecnnError("INT8 needs NNCF: pip install 'edgecnn[openvino]'") from None
+        rng = np.random.default_rng(seed)
+        data = [rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)
+                for _ in range(max(1, calib_images // batch))]
+        # NNCF draws progress bars on stdout: keep stdout for results (JSON, tables).
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")
+            ov_model = nncf.quantize(ov_model, nncf.Dataset(data), subset_size=len(data))
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision == "fp32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"   # AMX hosts default to bf16
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    compiled = ov.Core().compile_model(ov_model, "CPU", config)
+    request = compiled.create_infer_request()
+    load_ms = (time.perf_counter() - t0) * 1e3
+
+    def run(inp: np.ndarray) -> np.ndarray:
+        return request.infer({0: inp})[0]
+
+    return run, x.numpy(), load_ms
+
+
+def measure_networks(archs=("alexnet", "vgg16", "resnet18", "googlenet"), precisions=("fp32",), *,
+                     image_size: int = 224, threads: int | None = None, min_seconds: float = 1.5,
+                     min_runs: int = 5, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Measured OpenVINO latencies of ``archs``: bench dicts (``latency_source`` "measured")."""
+    from edgecnn.bench import measure
+
+    log = log or (lambda s: None)
+    results = []
+    for prec in precisions:
+        for arch in archs:
+            run, x, load_ms = openvino_network(arch, image_size=image_size, precision=prec, threads=threads)
+            r = measure(run, x, warmup=2, min_seconds=min_seconds, min_runs=min_runs, max_seconds=30,
+                        load_ms=load_ms, threads=threads, with_env=False)
+            r.update(arch=arch, runtime="openvino", precision=prec, image_size=image_size, batch=1)
+            log(f"  {arch} {prec}: p50 {r['latency_ms']['p50']:.2f} ms")
+            results.append(r)
+            del run
+    return results
+
+
+def calibrate_host(*, nets: bool = False, int8_nets: bool = False, threads: int | None = None,
+                   seconds: float = 1.0, log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path]:
+    """Run the microbenchmarks (and with ``nets`` the four networks), store and return the record."""
+    from edgecnn.bench import environment
+    from edgecnn.devices.detect import cpuinfo, host_key
+
+    log = log or (lambda s: None)
+    log("microbenchmarks:")
+    rec: dict[str, Any] = {
+        "format": FORMAT,
+        "host": host_key(),
+        "cpu_model": cpuinfo()["model"],
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "threads": threads,
+        "loadavg_before": list(os.getloadavg()),
+    }
+    rec.update(microbenchmarks(threads=threads, seconds=seconds, log=log))
+    if nets:
+        log("networks (OpenVINO, batch 1, 224 px):")
+        precs = ("fp32", "int8") if int8_nets else ("fp32",)
+        measured = measure_networks(precisions=precs, threads=threads, log=log)
+        rec["calibration_points"] = [{
+            "arch": m["arch"], "runtime": "openvino", "precision": m["precision"],
+            "latency_ms": round(m["latency_ms"]["p50"], 4), "threads": threads,
+            "measured_with": "OpenVINO on this host (random weights)",
+            "source": f"measured by `edgecnn devices calibrate --nets` {rec['created']}",
+        } for m in measured]
+    rec["loadavg_after"] = list(os.getloadavg())
+    rec["env"] = environment()
+    path = calibration_path()
+    atomic_write_json(path, rec)
+    return rec, path

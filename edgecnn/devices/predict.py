@@ -1,0 +1,319 @@
+"""Latency predictor: a per-layer roofline with fitted efficiencies, always labelled predicted.
+
+For each layer that runs as its own kernel (conv, linear, pool; batch norms and
+activations are fused into the preceding conv by every runtime edgecnn targets)::
+
+    t = max(ops / (peak[precision] * eff_compute[precision]),
+            bytes / (bandwidth * eff_memory)) + overhead
+
+with ops = 2 x MACs from :func:`edgecnn.models.profile_layers` at the given input size
+and batch, and bytes = (weights + input + output activations) x bytes per element at the
+precision. Weights are read once per batch, so at batch 1 the FC layers of AlexNet and
+VGG16 are bound by bandwidth.
+
+The efficiencies are fitted per device and runtime, in log space (relative error), by a
+grid search, to:
+
+- the device profile's ``[[calibration_points]]`` (published latencies, with sources);
+- on the host: the latencies ``edgecnn devices calibrate --nets`` measured, else its
+  GEMM / copy microbenchmark, else defaults;
+- a profile with no points for a runtime uses the fit of ``transfer_from``.
+
+Effective efficiencies can exceed 1 (Winograd convolutions, a CPU boosting above its
+nominal clock): they are fitted factors, not utilisations.
+
+Every prediction carries an error band: a multiplicative factor ``f`` (``error_pct`` =
+(f - 1) x 100; the band is [t / f, t x f]) combining in log space the fit's
+leave-one-out residuals (rms), the profile's ``extra_error_pct`` (proxy runtime,
+transferred fit) and a term when the precision was not itself calibrated.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgecnn.devices.profile import BYTES_PER, HOST, CalibrationPoint, DeviceProfile, load_device
+from edgecnn.errors import EdgecnnError
+
+FUSED_KINDS = frozenset({"norm", "activation", "dropout", "identity"})
+LATENCY_SOURCE = "predicted"
+
+# Grids of the fit (log-spaced efficiencies; per-layer overhead in microseconds).
+_EC = np.geomspace(0.002, 4.0, 89)
+_EM = np.geomspace(0.1, 2.0, 23)
+_OV = np.array([0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000.0])
+_EM_PRIOR = (0.7, 0.02)      # weak pull of eff_memory towards 0.7: breaks ties with few points
+
+MIN_FIT_ERROR = math.log(1.10)     # no fit is trusted to better than 10%
+FEW_POINTS_ERROR = math.log(1.5)   # fewer than 3 points: no leave-one-out estimate
+UNCALIBRATED_PRECISION_ERROR = math.log(1.5)
+DEFAULT_ERROR = math.log(2.0)      # no calibration at all
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One kernel: ops (2 x MACs), weight and activation element counts (whole batch)."""
+
+    name: str
+    kind: str
+    ops: float
+    weights: int
+    activations: int
+
+
+def costs_from_layers(rows: Sequence[Any]) -> tuple[LayerCost, ...]:
+    """Kernel costs from :func:`edgecnn.models.profile_layers` rows (fused kinds dropped)."""
+    out = []
+    for r in rows:
+        if r.kind in FUSED_KINDS:
+            continue
+        act = math.prod(r.input_shape) + math.prod(r.output_shape)
+        out.append(LayerCost(r.name, r.kind, 2.0 * r.macs, int(r.params), int(act)))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=64)
+def network_costs(arch: str, image_size: int = 224, batch: int = 1, *, small_input: bool = False,
+                  num_classes: int = 1000) -> tuple[LayerCost, ...]:
+    """Kernel costs of ``arch`` at ``image_size`` and ``batch`` (profiled on the meta device)."""
+    import torch
+
+    from edgecnn.models import create, min_input_size, profile_layers
+
+    with torch.device("meta"):
+        model = create(arch, num_classes=num_classes, small_input=small_input)
+    try:
+        rows = profile_layers(model, (batch, 3, image_size, image_size))
+    except RuntimeError:
+        raise EdgecnnError(f"{arch} needs images of at least {min_input_size(model)} px, "
+                           f"got --image-size {image_size}") from None
+    return costs_from_layers(rows)
+
+
+def _arrays(costs: Sequence[LayerCost], peak_ops: float, bandwidth: float, precision: str):
+    b = BYTES_PER[precision]
+    c = np.array([x.ops for x in costs], dtype=np.float64) / peak_ops
+    m = np.array([(x.weights + x.activations) * b for x in costs], dtype=np.float64) / bandwidth
+    return c, m
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Fitted efficiencies of one device + runtime and the error of the fit (log units)."""
+
+    compute: dict[str, float]          # precision -> effective fraction of the peak
+    memory: float                      # effective fraction of the bandwidth
+    overhead_us: float                 # per kernel
+    fit_error: float                   # rms log residual (leave-one-out where possible)
+    basis: str                         # where the efficiencies come from, in words
+    points: int = 0
+    residuals_pct: dict[str, float] = field(default_factory=dict)   # point -> LOO error %
+
+    def compute_for(self, precision: str) -> tuple[float, bool]:
+        """(efficiency, calibrated?) for ``precision``; uncalibrated ones use the others' geometric mean."""
+        if precision in self.compute:
+            return self.compute[precision], True
+        vals = list(self.compute.values())
+        return float(np.exp(np.mean(np.log(vals)))), False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"compute": {k: round(v, 4) for k, v in self.compute.items()}, "memory": round(self.memory, 4),
+                "overhead_us": self.overhead_us, "fit_error_pct": round((math.exp(self.fit_error) - 1) * 100, 1),
+                "basis": self.basis, "points": self.points,
+                "loo_residuals_pct": {k: round(v, 1) for k, v in self.residuals_pct.items()}}
+
+
+@dataclass(frozen=True)
+class _Item:
+    c: np.ndarray
+    m: np.ndarray
+    n: int
+    group: str
+    y: float          # log latency (s)
+    label: str
+
+
+def _items(profile: DeviceProfile, runtime: str, points: Sequence[CalibrationPoint]) -> list[_Item]:
+    items = []
+    for cp in points:
+        costs = network_costs(cp.arch, cp.image_size, cp.batch)
+        c, m = _arrays(costs, profile.peak_ops(runtime, cp.precision, cp.threads), profile.bandwidth, cp.precision)
+        items.append(_Item(c, m, len(costs), cp.precision, math.log(cp.latency_ms / 1e3),
+                           f"{cp.arch}/{cp.precision}"))
+    return items
+
+
+def _log_pred_grid(it: _Item) -> np.ndarray:
+    """log predicted seconds over the (eff_compute, eff_memory, overhead) grid."""
+    t = np.maximum(it.c[None, None, :] / _EC[:, None, None], it.m[None, None, :] / _EM[None, :, None]).sum(-1)
+    return np.log(t[:, :, None] + it.n * _OV[None, None, :] * 1e-6)
+
+
+def _fit(items: Sequence[_Item], grids: dict[int, np.ndarray]) -> tuple[dict[str, float], float, float]:
+    groups: dict[str, np.ndarray] = {}
+    for i, it in enumerate(items):
+        r2 = (grids[id(it)] - it.y) ** 2
+        groups[it.group] = groups.get(it.group, 0.0) + r2
+    prior = _EM_PRIOR[1] * np.log(_EM / _EM_PRIOR[0]) ** 2
+    total = sum(g.min(axis=0) for g in groups.values()) + prior[:, None]
+    im, io = np.unravel_index(int(np.argmin(total)), total.shape)
+    compute = {g: float(_EC[int(np.argmin(loss[:, im, io]))]) for g, loss in groups.items()}
+    return compute, float(_EM[im]), float(_OV[io])
+
+
+def _predict_log(it: _Item, compute: dict[str, float], memory: float, overhead_us: float) -> float:
+    ec = compute.get(it.group, float(np.exp(np.mean(np.log(list(compute.values()))))))
+    t = np.maximum(it.c / ec, it.m / memory).sum() + it.n * overhead_us * 1e-6
+    return math.log(t)
+
+
+def fit_efficiency(profile: DeviceProfile, runtime: str, points: Sequence[CalibrationPoint],
+                   basis: str = "") -> Efficiency:
+    """Fit efficiencies of ``profile``/``runtime`` to ``points``; the error is leave-one-out."""
+    if not points:
+        raise ValueError("fit_efficiency needs at least one point")
+    items = _items(profile, runtime, points)
+    grids = {id(it): _log_pred_grid(it) for it in items}
+    compute, memory, overhead = _fit(items, grids)
+    residuals: dict[str, float] = {}
+    if len(items) >= 3:
+        logs = []
+        for i, it in enumerate(items):
+            rest = [x for j, x in enumerate(items) if j != i]
+            c_i, m_i, o_i = _fit(rest, grids)
+            r = _predict_log(it, c_i, m_i, o_i) - it.y
+            logs.append(r)
+            residuals[it.label] = (math.exp(r) - 1) * 100
+        fit_error = max(math.sqrt(float(np.mean(np.square(logs)))), MIN_FIT_ERROR)
+    else:
+        in_sample = [(_predict_log(it, compute, memory, overhead) - it.y) for it in items]
+        fit_error = max(math.sqrt(float(np.mean(np.square(in_sample)))), FEW_POINTS_ERROR)
+    what = basis or f"fit to {len(points)} calibration point(s) of {profile.name} ({runtime})"
+    return Efficiency(compute=compute, memory=memory, overhead_us=overhead, fit_error=fit_error,
+                      basis=what, points=len(points), residuals_pct=residuals)
+
+
+DEFAULT_EFFICIENCY = Efficiency(compute={"fp32": 0.5}, memory=0.7, overhead_us=10.0, fit_error=DEFAULT_ERROR,
+                                basis="uncalibrated defaults (eff_compute 0.5, eff_memory 0.7, 10 us/kernel)")
+
+
+def _host_efficiency(profile: DeviceProfile, runtime: str) -> Efficiency:
+    from edgecnn.devices.calibrate import load_host_calibration
+
+    cal = load_host_calibration() or {}
+    pts = [CalibrationPoint(**p) for p in cal.get("calibration_points", []) if p.get("runtime") == runtime]
+    if pts:
+        return fit_efficiency(profile, runtime, pts,
+                              basis=f"fit to {len(pts)} latencies measured on this host by `devices calibrate --nets`")
+    gemm = cal.get("gemm_tops") or {}
+    compute = {}
+    for prec, tops in gemm.items():
+        peak = profile.cpu.peak_tops.get(prec)
+        if peak:
+            compute[prec] = tops / peak
+    if compute:
+        return Efficiency(compute=compute, memory=1.0, overhead_us=10.0, fit_error=math.log(1.6),
+                          basis="GEMM and copy microbenchmarks of `devices calibrate` (no network fit)")
+    return DEFAULT_EFFICIENCY
+
+
+@functools.lru_cache(maxsize=64)
+def _efficiency_cached(name: str, runtime: str) -> Efficiency:
+    profile = load_device(name)
+    return efficiency_for(profile, runtime, _cached=False)
+
+
+def efficiency_for(profile: DeviceProfile, runtime: str | None = None, *, _cached: bool = True) -> Efficiency:
+    """The efficiencies the predictor uses for ``profile`` and ``runtime``."""
+    rt = runtime or profile.default_runtime
+    if profile.name == HOST:
+        return _host_efficiency(profile, rt)
+    if _cached and profile.source.startswith("devices/"):
+        return _efficiency_cached(profile.name, rt)
+    pts = [p for p in profile.calibration_points if p.runtime == rt]
+    if pts:
+        with_ = sorted({p.measured_with for p in pts})
+        return fit_efficiency(profile, rt, pts,
+                              basis=f"fit to {len(pts)} published latencies on {profile.name} ({'; '.join(with_)})")
+    src = profile.runtime(rt).transfer_from
+    if src:
+        eff = efficiency_for(load_device(src), rt)
+        return Efficiency(compute=eff.compute, memory=eff.memory, overhead_us=eff.overhead_us,
+                          fit_error=eff.fit_error, basis=f"transferred from {src}: {eff.basis}",
+                          points=eff.points, residuals_pct=eff.residuals_pct)
+    return DEFAULT_EFFICIENCY
+
+
+def roofline(costs: Sequence[LayerCost], profile: DeviceProfile, runtime: str, precision: str,
+             eff: Efficiency, threads: int | None = None) -> dict[str, Any]:
+    """Predicted seconds of ``costs`` and its breakdown (compute-bound, memory-bound, overhead)."""
+    ec, calibrated = eff.compute_for(precision)
+    c, m = _arrays(costs, profile.peak_ops(runtime, precision, threads), profile.bandwidth, precision)
+    tc, tm = c / ec, m / eff.memory
+    per_layer = np.maximum(tc, tm)
+    overhead = len(costs) * eff.overhead_us * 1e-6
+    mem_bound = tm > tc
+    return {
+        "seconds": float(per_layer.sum() + overhead),
+        "compute_bound_ms": float(per_layer[~mem_bound].sum() * 1e3),
+        "memory_bound_ms": float(per_layer[mem_bound].sum() * 1e3),
+        "overhead_ms": overhead * 1e3,
+        "kernels": len(costs),
+        "memory_bound_layers": [x.name for x, b in zip(costs, mem_bound) if b and x.kind in ("conv", "linear")],
+        "precision_calibrated": calibrated,
+        "eff_compute": ec,
+    }
+
+
+def error_factor(eff: Efficiency, profile: DeviceProfile, runtime: str, precision_calibrated: bool) -> float:
+    extra = profile.runtime(runtime).extra_error_pct
+    terms = [eff.fit_error, math.log1p(extra / 100.0)]
+    if not precision_calibrated:
+        terms.append(UNCALIBRATED_PRECISION_ERROR)
+    return math.exp(math.sqrt(sum(t * t for t in terms)))
+
+
+def predict(arch: str | Sequence[LayerCost], device: str | DeviceProfile, *, runtime: str | None = None,
+            precision: str | None = None, image_size: int = 224, batch: int = 1, threads: int | None = None,
+            small_input: bool = False, num_classes: int = 1000, efficiency: Efficiency | None = None) -> dict[str, Any]:
+    """Predicted latency of ``arch`` (a name or kernel costs) on ``device``: a bench-shaped dict.
+
+    ``latency_source`` is always ``"predicted"``; ``latency_ms`` p50 = p90 = p99 = mean =
+    the prediction, min/max = the error band, n = 0 (nothing was run).
+    """
+    profile = device if isinstance(device, DeviceProfile) else load_device(device)
+    rt, prec = profile.check(runtime, precision)
+    if isinstance(arch, str):
+        costs, name = network_costs(arch, image_size, batch, small_input=small_input, num_classes=num_classes), arch
+    else:
+        costs, name = tuple(arch), "custom"
+    eff = efficiency or efficiency_for(profile, rt)
+    r = roofline(costs, profile, rt, prec, eff, threads)
+    t = r["seconds"] * 1e3
+    f = error_factor(eff, profile, rt, r["precision_calibrated"])
+    lo, hi = t / f, t * f
+    notes = []
+    if profile.runtime(rt).extra_error_reason:
+        notes.append(profile.runtime(rt).extra_error_reason)
+    if not r["precision_calibrated"]:
+        notes.append(f"{prec} has no calibration point: its efficiency is the calibrated precisions' mean")
+    return {
+        "arch": name, "device": profile.name, "target": profile.target, "runtime": rt, "precision": prec,
+        "image_size": image_size, "batch": batch, "threads": threads,
+        "latency_source": LATENCY_SOURCE,
+        "latency_ms": {"p50": t, "p90": t, "p99": t, "mean": t, "min": lo, "max": hi, "std": None, "n": 0},
+        "throughput_ips": batch * 1e3 / t,
+        "error_pct": (f - 1) * 100, "band_ms": [lo, hi],
+        "prediction": {
+            "basis": eff.basis, "efficiency": eff.to_dict(), "eff_compute_used": r["eff_compute"],
+            "compute_bound_ms": r["compute_bound_ms"], "memory_bound_ms": r["memory_bound_ms"],
+            "overhead_ms": r["overhead_ms"], "kernels": r["kernels"],
+            "memory_bound_layers": r["memory_bound_layers"], "notes": notes,
+        },
+    }

@@ -1,0 +1,316 @@
+"""Device profiles, detection from fake filesystem roots, the latency predictor, `edgecnn devices`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgecnn.cli import cli
+from edgecnn.devices import (
+    HOST,
+    detect_device,
+    figure_paths,
+    host_profile,
+    l4t_release,
+    list_devices,
+    load_device,
+    parse_profile,
+)
+from edgecnn.devices.predict import (
+    Efficiency,
+    LayerCost,
+    efficiency_for,
+    fit_efficiency,
+    network_costs,
+    predict,
+    roofline,
+)
+from edgecnn.devices.profile import ALIASES, CalibrationPoint, device_files
+from edgecnn.errors import EdgecnnError
+
+DEVICE_FILES = device_files()
+FOUR = ("alexnet", "vgg16", "resnet18", "googlenet")
+
+
+def test_the_profiles_the_design_names_exist():
+    for name in ("jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-agx-xavier", "jetson-nano",
+                 "rpi4", "rpi5"):
+        assert name in DEVICE_FILES
+    assert list_devices()[-1] == HOST
+
+
+@pytest.mark.parametrize("name", sorted(DEVICE_FILES))
+def test_every_profile_loads_and_sources_every_figure(name):
+    p = load_device(name)
+    assert p.name == name and p.source == f"devices/{name}.toml"
+    figures = figure_paths(p)
+    assert "power_w" in figures and "memory.bandwidth_gbps" in figures
+    missing = [k for k in figures if k not in p.sources]
+    assert not missing, f"{name}: no [sources] entry for {missing}"
+    for key, text in p.sources.items():
+        assert text.strip(), key
+    rt, prec = p.check()
+    assert p.peak_ops(rt, prec) > 0
+    for cp in p.calibration_points:
+        assert cp.arch in FOUR and cp.source
+    # every peak comes from reference/ or says it is derived
+    for key in (k for k in figures if ".peak_tops." in k):
+        assert "reference/" in p.sources[key] or p.sources[key].startswith("DERIVED"), key
+
+
+def test_jetson_nano_has_no_int8():
+    p = load_device("jetson-nano")
+    assert p.runtime("tensorrt").precisions == ("fp16", "fp32")
+    with pytest.raises(EdgecnnError, match="no INT8 path"):
+        p.check("tensorrt", "int8")
+
+
+def test_aliases():
+    assert ALIASES == {"cpu": "host", "jetson": "jetson-orin-nano", "rpi": "rpi5"}
+    assert load_device("jetson").name == "jetson-orin-nano"
+    assert load_device("rpi").name == "rpi5"
+    assert load_device("cpu").name == HOST
+    assert load_device("rpi5").aliases == ("rpi",)
+
+
+def test_unknown_device_suggests_the_nearest():
+    with pytest.raises(EdgecnnError, match=r"unknown device 'jetson-nan'.*Did you mean: jetson-nano"):
+        load_device("jetson-nan")
+    with pytest.raises(EdgecnnError, match="Did you mean: .*rpi5"):
+        load_device("rpi6")
+
+
+def _profile_text() -> str:
+    return Path(DEVICE_FILES["rpi4"]).read_text()
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda t: t.replace('power_w = 6.4', 'power_w = 6.4\npowr = 3'), "powr"),
+    (lambda t: t.replace('bandwidth_gbps = 12.8', 'bandwidth_gbps = 12.8\nbandwith = 1'), "bandwith"),
+    (lambda t: t.replace('[cpu.peak_tops]', '[cpu.peak_tops]\nint4 = 1.0'), "int4"),
+    (lambda t: t.replace('[sources]', '[sources]\n"memory.bandwith" = "x"'), "memory.bandwith"),
+    (lambda t: t.replace('[runtimes.tflite]', '[runtimes.tflite]\nthreads = 4'), "threads"),
+])
+def test_unknown_key_is_an_error_naming_key_and_file(tmp_path, edit, key):
+    f = tmp_path / "mydev.toml"
+    f.write_text(edit(_profile_text()))
+    with pytest.raises(EdgecnnError) as e:
+        load_device(str(f))
+    assert f"'{key}'" in str(e.value) and str(f) in str(e.value)
+
+
+def test_unknown_runtime_and_unsupported_precision(tmp_path):
+    from edgecnn.config import read_toml
+
+    data = read_toml(DEVICE_FILES["rpi4"])
+    bad = {**data, "runtimes": {"tflit": data["runtimes"]["tflite"]}}
+    with pytest.raises(EdgecnnError, match="unknown runtime 'tflit'.*Did you mean: tflite"):
+        parse_profile(bad, "x.toml")
+    bad = {**data, "runtimes": {"tflite": {**data["runtimes"]["tflite"], "precisions": ["int8", "fp16"]}}}
+    with pytest.raises(EdgecnnError, match="lists fp16 but .* has no fp16"):
+        parse_profile(bad, "x.toml")
+
+
+# ---- detection ------------------------------------------------------------------------
+
+def _fake_root(tmp_path: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize("model, tegra, expected", [
+    ("NVIDIA Jetson Orin Nano Developer Kit\x00", True, "jetson-orin-nano"),
+    ("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super\x00", True, "jetson-orin-nano"),
+    ("NVIDIA Jetson Nano Developer Kit\x00", True, "jetson-nano"),
+    ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit\x00", True, "jetson-orin-nx"),
+    ("Jetson AGX Orin\x00", True, "jetson-agx-orin"),
+    ("Jetson-AGX\x00", True, "jetson-agx-xavier"),
+    ("Raspberry Pi 5 Model B Rev 1.0\x00", False, "rpi5"),
+    ("Raspberry Pi 4 Model B Rev 1.4\x00", False, "rpi4"),
+    ("Raspberry Pi 3 Model B Plus Rev 1.3\x00", False, HOST),
+    (None, False, HOST),
+])
+def test_detect_device_from_fake_root(tmp_path, model, tegra, expected):
+    files = {}
+    if model is not None:
+        files["proc/device-tree/model"] = model
+    if tegra:
+        files["etc/nv_tegra_release"] = "# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64\n"
+    root = _fake_root(tmp_path, files)
+    assert detect_device(root) == expected
+    if tegra:
+        assert l4t_release(root) == "R36.4.0"
+
+
+CPUINFO_SPR = "".join(
+    f"processor\t: {i}\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+ @ 2.00GHz\ncpu MHz\t\t: 1900.000\n"
+    f"flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16 amx_bf16 amx_int8 amx_tile\n\n"
+    for i in range(4))
+
+
+def test_host_profile_from_fake_cpuinfo(tmp_path):
+    root = _fake_root(tmp_path, {"proc/cpuinfo": CPUINFO_SPR, "proc/meminfo": "MemTotal:       16000000 kB\n"})
+    assert detect_device(root) == HOST
+    p = host_profile(root, use_cache=False)
+    assert p.name == HOST and p.kind == "host" and p.target == "cpu"
+    assert p.cpu.cores == 4 and p.cpu.clock_ghz == 2.0            # from the model name, not cpu MHz
+    assert math.isclose(p.cpu.peak_tops.int8, 4 * 2.0 * 2048 / 1e3)  # AMX
+    assert math.isclose(p.cpu.peak_tops.bf16, 4 * 2.0 * 1024 / 1e3)
+    assert math.isclose(p.cpu.peak_tops.fp32, 4 * 2.0 * 64 / 1e3)    # AVX-512
+    assert "amx_int8" in p.sources["cpu.peak_tops.int8"] and p.sources["cpu.peak_tops.int8"].startswith("DERIVED")
+    assert "assumed" in p.sources["memory.bandwidth_gbps"]
+    assert p.memory.size_gb == 16.0
+    assert "bf16" in p.runtime("openvino").precisions
+    assert not [k for k in figure_paths(p) if k not in p.sources]
+    # a calibration record replaces the assumed bandwidth by the measured one
+    p2 = host_profile(root, {"bandwidth_gbps": 33.3, "created": "t"})
+    assert p2.memory.bandwidth_gbps == 33.3 and p2.sources["memory.bandwidth_gbps"].startswith("measured")
+
+
+def test_host_profile_avx2_only(tmp_path):
+    text = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2250.000\nflags\t\t: sse2 avx fma avx2\n"
+    root = _fake_root(tmp_path, {"proc/cpuinfo": text, "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "3000000\n"})
+    p = host_profile(root, use_cache=False)
+    assert p.cpu.clock_ghz == 3.0
+    assert math.isclose(p.cpu.peak_tops.fp32, 3.0 * 32 / 1e3) and math.isclose(p.cpu.peak_tops.int8, 3.0 * 64 / 1e3)
+    assert p.cpu.peak_tops.bf16 is None and "bf16" not in p.runtime("openvino").precisions
+
+
+# ---- predictor --------------------------------------------------------------------------
+
+EFF = Efficiency(compute={"fp32": 0.5, "int8": 0.5}, memory=0.5, overhead_us=10.0, fit_error=math.log(1.2),
+                 basis="test")
+
+
+def test_predictor_is_monotone_in_macs():
+    p = load_device("rpi4")
+    times = []
+    for k in range(1, 8):
+        conv = LayerCost("conv", "conv", ops=2.0 * k * 1e8, weights=64 * 64 * 9, activations=2 * 64 * 56 * 56)
+        times.append(roofline([conv], p, "tflite", "fp32", EFF)["seconds"])
+    assert all(a < b for a, b in itertools.pairwise(times))
+    net = [network_costs(a) for a in FOUR]
+    macs = [sum(c.ops for c in n) for n in net]
+    # more layers of the same shape never predict less
+    base = network_costs("resnet18")
+    assert roofline(base + base, p, "tflite", "int8", EFF)["seconds"] > roofline(base, p, "tflite", "int8", EFF)["seconds"]
+    assert macs[1] == max(macs)  # vgg16 is the heaviest
+
+
+def test_fc_layers_are_bandwidth_bound_at_batch_1():
+    p = load_device("rpi4")
+    fc = LayerCost("fc", "linear", ops=2.0 * 4096 * 4096, weights=4096 * 4096 + 4096, activations=2 * 4096)
+    r = roofline([fc], p, "tflite", "int8", EFF)
+    bytes_ = (fc.weights + fc.activations) * 1
+    assert math.isclose(r["seconds"], bytes_ / (p.bandwidth * EFF.memory) + 10e-6, rel_tol=1e-9)
+    assert r["memory_bound_layers"] == ["fc"]
+    # more compute does not make a bandwidth-bound layer faster
+    faster = Efficiency(compute={"int8": 5.0}, memory=0.5, overhead_us=10.0, fit_error=0.1, basis="t")
+    assert math.isclose(roofline([fc], p, "tflite", "int8", faster)["seconds"], r["seconds"])
+    # in AlexNet and VGG16 the classifier is bound by weight bandwidth at batch 1
+    for arch in ("alexnet", "vgg16"):
+        out = predict(arch, "rpi4", precision="fp32")
+        assert {"classifier.1" if arch == "alexnet" else "classifier.0"} <= set(out["prediction"]["memory_bound_layers"])
+
+
+@pytest.mark.parametrize("device", [*sorted(DEVICE_FILES), HOST])
+def test_predictions_are_labelled_predicted_with_a_band(device):
+    p = load_device(device)
+    for prec in p.runtime().precisions:
+        r = predict("resnet18", p, precision=prec)
+        assert r["latency_source"] == "predicted" and r["latency_source"] != "measured"
+        lat = r["latency_ms"]
+        assert lat["n"] == 0 and lat["min"] < lat["p50"] <= lat["p90"] <= lat["p99"] < lat["max"]
+        assert r["error_pct"] > 0 and r["band_ms"] == [lat["min"], lat["max"]]
+        assert "measured" not in json.dumps({k: v for k, v in r.items() if k == "latency_source"})
+
+
+def test_fit_recovers_known_efficiencies_and_reports_loo_error():
+    p = load_device("rpi4")
+    truth = Efficiency(compute={"fp32": 0.4}, memory=0.6, overhead_us=50.0, fit_error=0.0, basis="truth")
+    pts = [CalibrationPoint(arch=a, runtime="tflite", precision="fp32", measured_with="synthetic", source="test",
+                            latency_ms=roofline(network_costs(a), p, "tflite", "fp32", truth)["seconds"] * 1e3)
+           for a in FOUR]
+    eff = fit_efficiency(p, "tflite", pts)
+    assert eff.points == 4 and set(eff.residuals_pct) == {f"{a}/fp32" for a in FOUR}
+    for cp in pts:
+        got = roofline(network_costs(cp.arch), p, "tflite", "fp32", eff)["seconds"] * 1e3
+        assert abs(got / cp.latency_ms - 1) < 0.1
+    assert math.exp(eff.fit_error) < 1.2
+
+
+def test_published_fit_is_used_and_transferred():
+    nano = efficiency_for(load_device("jetson-nano"))
+    assert nano.points == 3 and "published" in nano.basis
+    orin = efficiency_for(load_device("jetson-orin-nano"))
+    assert orin.basis.startswith("transferred from jetson-agx-xavier")
+    r = predict("resnet18", "jetson", precision="int8")
+    assert r["error_pct"] > 100  # transferred + uncalibrated precision: a wide band, said in notes
+    assert any("transferred" in n for n in r["prediction"]["notes"])
+
+
+# ---- CLI ---------------------------------------------------------------------------------
+
+def test_devices_cli_json():
+    r = CliRunner().invoke(cli, ["devices", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0
+    rows = json.loads(r.output)
+    names = [d["name"] for d in rows]
+    assert names == list_devices()
+    by = {d["name"]: d for d in rows}
+    assert by["jetson-orin-nano"]["aliases"] == ["jetson"] and by[HOST]["aliases"] == ["cpu"]
+    assert sum(d["this_machine"] for d in rows) == 1
+    assert by["rpi4"]["sources"]["memory.bandwidth_gbps"]
+
+
+def test_devices_cli_table_and_calibrate_option_error():
+    r = CliRunner().invoke(cli, ["devices"], catch_exceptions=False)
+    assert r.exit_code == 0 and "jetson-orin-nano" in r.output
+    r = CliRunner().invoke(cli, ["devices", "calibrate", "--int8"])
+    assert r.exit_code == 2 and "pass it with --nets" in r.output
+
+
+def test_calibration_record_is_cached_atomically(edgecnn_home, monkeypatch):
+    from edgecnn.devices import calibrate
+
+    fake = {"gemm_tops": {"fp32": 0.05, "int8": 0.1}, "conv_tops": {}, "backend": "fake", "bandwidth_gbps": 12.5}
+    monkeypatch.setattr(calibrate, "microbenchmarks", lambda **kw: dict(fake))
+    _, path = calibrate.calibrate_host()
+    assert path.parent == edgecnn_home / "devices" and path.name.startswith("host-") and path.suffix == ".json"
+    assert calibrate.load_host_calibration()["bandwidth_gbps"] == 12.5
+    assert not list(path.parent.glob(".*.tmp"))
+    prof = load_device("host")
+    assert prof.memory.bandwidth_gbps == 12.5
+    eff = efficiency_for(prof, "openvino")
+    assert "microbenchmark" in eff.basis and math.isclose(eff.compute["fp32"], 0.05 / prof.cpu.peak_tops.fp32)
+
+
+def test_microbenchmarks_structure():
+    from edgecnn.devices.calibrate import microbenchmarks
+
+    out = microbenchmarks(threads=1, seconds=0.01, size=64)
+    assert out["bandwidth_gbps"] > 0 and out["gemm_tops"]["fp32"] > 0
+
+
+def test_host_fit_to_measured_network_points(edgecnn_home):
+    from edgecnn.devices.calibrate import FORMAT, calibration_path
+    from edgecnn.fileio import atomic_write_json
+
+    prof = load_device("host")
+    truth = Efficiency(compute={"fp32": 0.3}, memory=0.5, overhead_us=20.0, fit_error=0.0, basis="truth")
+    pts = [{"arch": a, "runtime": "openvino", "precision": "fp32", "measured_with": "synthetic", "source": "test",
+            "latency_ms": roofline(network_costs(a), prof, "openvino", "fp32", truth)["seconds"] * 1e3}
+           for a in FOUR]
+    atomic_write_json(calibration_path(), {"format": FORMAT, "calibration_points": pts})
+    eff = efficiency_for(load_device("host"), "openvino")
+    assert eff.points == 4 and "measured on this host" in eff.basis
+    r = predict("resnet18", "host", precision="fp32")
+    assert r["latency_source"] == "predicted" and r["prediction"]["basis"] == eff.basis
