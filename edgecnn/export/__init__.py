@@ -31,6 +31,7 @@ SUPPORT = {
     "jetson": {"tensorrt": ("int8", "fp16", "fp32")},
     "rpi": {"tflite": ("int8", "fp32")},
 }
+EXPORT_VERSION = 2  # bump when the exporter changes what it writes: cached artifacts are then remade
 DEFAULT_RUNTIME = {"cpu": "openvino", "jetson": "tensorrt", "rpi": "tflite"}
 # What each runtime's exporter needs installed here, and the extra that brings it.
 _NEEDS = {
@@ -115,7 +116,8 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
 
         try:
             art = load_artifact(out)
-            if art.meta.get("stage_key") == tag and art.meta["runtime"] == runtime:
+            if (art.meta.get("stage_key"), art.meta.get("export_version"), art.meta["runtime"]) == (
+                    tag, EXPORT_VERSION, runtime):
                 log(f"{arch}: reusing artifact {out}")
                 return out
         except EdgecnnError:
@@ -136,12 +138,14 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
         log(f"{arch}: exporting {precision} for {target} ({runtime})")
         backend_float, io = _write(runtime, precision, module, sample, tmp, stage, method, make_quantizer)
         float_layers = sorted(set(graph_float) | set(backend_float))
+        overflow_fix = io.pop("overflow_fix", None)
         files = list(_FILES[runtime])
         meta = {
             "arch": arch, "model_options": src.model_options, "num_classes": len(src.class_names),
             "class_names": src.class_names, "target": target, "runtime": runtime, "precision": precision,
             "files": files, **io, "preprocess": src.preprocess.to_dict(),
             "quantization": None if stage is None else {
+                "overflow_fix": overflow_fix,
                 **SCHEME, "form": "uint8 activations (zero point 128), int8 weights" if runtime == "onnxruntime"
                 else SCHEME["activations"],
                 "calibration": {**stage["calibration"], "dataset": src.bundle.name},
@@ -151,6 +155,7 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
             "source": {"checkpoint": str(src.checkpoint), "sha256": src.checkpoint_sha256},
             "tools": _tool_versions(runtime),
             "stage_key": tag,
+            "export_version": EXPORT_VERSION,
             "export_seconds": round(time.perf_counter() - t0, 1),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -208,7 +213,11 @@ def _write(runtime: str, precision: str, module, sample, tmp: Path, stage, metho
                 os.replace(qdq, tmp / "model.onnx")
         elif runtime == "openvino":
             from edgecnn.export.openvino import onnx_to_ir, runtime_precisions
+            from edgecnn.host import has_vnni
 
+            if stage and not has_vnni():
+                onnx_export.seven_bit_weights(qdq)
+                float_io["overflow_fix"] = "7-bit weights: this x86 CPU has no VNNI (OpenVINO int8 saturates)"
             onnx_to_ir(qdq, tmp / "model.xml")
             qdq.unlink()
             if stage:
