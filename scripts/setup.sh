@@ -16,6 +16,19 @@ if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   fi
 fi
 
+# OpenSSH client and server: tests/test_remote.py benches over SSH against an sshd it starts itself.
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing Debian's openssh-server and openssh-client"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null 2>&1 \
+      || { $SUDO apt-get update -qq >/dev/null \
+           && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; }
+  else
+    echo "setup: no apt-get; tests/test_remote.py skips without OpenSSH (sshd, ssh, ssh-keygen)" >&2
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # torch first, pinned, so nothing below can pull a CUDA build.
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0

@@ -25,9 +25,15 @@ from edgecnn.cli.options import json_option
               help="Time at least this long (and at least --min-runs runs).")
 @click.option("--min-runs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST",
+              help="Bench ARTIFACT on this device over SSH (repeat for several, run in parallel).")
+@click.option("--remote-python", envvar="EDGECNN_REMOTE_PYTHON", default="python3", show_default=True,
+              metavar="PATH", help="--host: the device's Python with edgecnn (env EDGECNN_REMOTE_PYTHON).")
+@click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
+              help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG; default ~/.ssh/config).")
 @json_option
 def bench(what, target, runtime, precision, image_size, batch, threads, predict, min_seconds, min_runs,
-          warmup, as_json):
+          warmup, hosts, remote_python, ssh_config, as_json):
     """Latency of an exported ARTIFACT on this machine, or of ARCH on a --target device.
 
     An artifact (directory or file with metadata.json; its sha256 is checked) is
@@ -35,36 +41,70 @@ def bench(what, target, runtime, precision, image_size, batch, threads, predict,
     FP32 unless --precision int8); ARCH on a device that is not this machine is
     predicted from its profile, labelled "predicted" with an error band.
 
+    With --host, the artifact is copied to each device over SSH (the system ssh:
+    ~/.ssh/config, agent and known_hosts apply; never a prompt) and measured there by
+    the device's own edgecnn (pip install --no-deps edgecnn numpy click + its runtime).
+    Every host gets its result or a one-line error; the exit status is 2 if any failed.
+
     \b
     Example:
       edgecnn bench runs/export/resnet18-cpu-int8 --threads 2
+      edgecnn bench runs/export/resnet18-rpi-int8 --host pi@pi4.local --host pi@pi5.local
       edgecnn bench resnet18 --target cpu
       edgecnn bench resnet18 --target jetson --precision int8 --json
     """
     from edgecnn.bench import bench_arch, bench_artifact
     from edgecnn.errors import EdgecnnError, suggest
-    from edgecnn.models import list_archs
 
     timing = {"min_seconds": min_seconds, "min_runs": min_runs, "warmup": warmup}
-    archs = list_archs(include_test=True)
+    if hosts and not os.path.exists(what):
+        raise EdgecnnError(f"--host benches an exported artifact, and '{what}' is no file or directory: "
+                           f"export it first (edgecnn export ARCH --target DEVICE) and pass its directory")
     if os.path.exists(what):
         given = [f for f, v in (("--target", target), ("--precision", precision), ("--image-size", image_size),
                                 ("--predict", predict)) if v]
         if given:
             raise EdgecnnError(f"{', '.join(given)} apply to ARCH, not to an artifact (it has its own): "
                                f"leave them out or pass an architecture name")
+        if hosts:
+            _bench_hosts(what, hosts, remote_python=remote_python, ssh_config=ssh_config, runtime=runtime,
+                         threads=threads, batch=batch, as_json=as_json, **timing)
+            return
         result = bench_artifact(what, runtime=runtime, threads=threads, batch=batch, **timing)
-    elif what in archs:
+    else:
+        # edgecnn.models imports torch: keep it off the artifact path, which runs on devices.
+        from edgecnn.models import list_archs
+
+        if what not in list_archs(include_test=True):
+            raise EdgecnnError(f"'{what}' is neither an artifact path nor an architecture."
+                               f"{suggest(what, list_archs())} Architectures: {', '.join(list_archs())}")
         result = bench_arch(what, target=target or "cpu", runtime=runtime, precision=precision,
                             image_size=image_size or 224, batch=batch or 1, threads=threads, predict=predict,
                             **timing)
-    else:
-        raise EdgecnnError(f"'{what}' is neither an artifact path nor an architecture."
-                           f"{suggest(what, list_archs())} Architectures: {', '.join(list_archs())}")
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
     _print(result)
+
+
+def _bench_hosts(what, hosts, *, as_json: bool, **kwargs) -> None:
+    """Every host's result (or its one-line error on stderr); exit 2 after printing all if any failed."""
+    import sys
+
+    from edgecnn.remote import bench_hosts
+
+    results = bench_hosts(what, hosts, **kwargs)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+    for r in results:
+        if r.ok:
+            if not as_json:
+                click.echo(f"{r.host}:")
+                _print(r.result)
+        else:
+            click.echo(f"error: {r.error}", err=True)
+    if not all(r.ok for r in results):
+        sys.exit(2)
 
 
 def _print(r: dict) -> None:
