@@ -12,6 +12,10 @@ torch version). Its directory holds:
 
 Calling it again with the same inputs returns the cached report at once; a run that was
 interrupted resumes from ``state.pt`` where it stopped.
+
+Under ``torchrun --nproc-per-node N`` the run is data-parallel (see :mod:`edgecnn.distributed`):
+the recipe's batch_size is the global batch, each process takes batch_size / N images of it,
+and rank 0 alone writes the files above; the run key is the same as a single process's.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from edgecnn import __version__, paths
+from edgecnn import __version__, distributed, paths
 from edgecnn.checkpoint import save_checkpoint
 from edgecnn.data import Preprocess, SplitSpec, iterate_batches, load_dataset, make_splits, subset
 from edgecnn.errors import EdgecnnError
@@ -79,12 +83,24 @@ def lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> flo
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, images, labels, preprocess: Preprocess,
                    batch_size: int = 500) -> dict:
-    """Top-1 / top-5 of a float PyTorch model on uint8 images."""
+    """Top-1 / top-5 of a float PyTorch model on uint8 images.
+
+    Under torchrun every rank must call it: rank 0's buffers are broadcast, each rank scores
+    its share of the images and the counts are summed.
+    """
     model.eval()
     device = next(model.parameters()).device
     acc = TopK()
+    if distributed.active():
+        distributed.sync_buffers(model)
+        d = distributed.info()
+        lo, hi = distributed.shard(len(labels), d.rank, d.world_size)
+        images, labels = images[lo:hi], labels[lo:hi]
     for x, y in iterate_batches(images, labels, preprocess, batch_size, shuffle=False):
         acc.update(model(x.to(device)).cpu(), y)
+    if distributed.active():
+        acc.n, acc.correct1, acc.correct5 = (int(v) for v in
+                                             distributed.all_reduce_sum([acc.n, acc.correct1, acc.correct5]))
     return acc.as_dict()
 
 
@@ -101,11 +117,16 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
 
     ``data``: None (Fashion-MNIST) or an ImageFolder path. ``weights``: None (from
     scratch), ``"imagenet"`` or a checkpoint path. ``force`` retrains from scratch even
-    when a finished or interrupted run with the same key exists.
+    when a finished or interrupted run with the same key exists. Under torchrun every
+    process calls it (see :mod:`edgecnn.distributed`); ``threads`` is per process.
     """
     t_start = time.perf_counter()
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    bundle = load_dataset(data)
+    dist = distributed.setup()
+    if not dist.is_main:
+        log, progress = (lambda s: None), False
+    torch.set_num_threads(threads or distributed.default_threads())
+    with distributed.main_first():  # rank 0 downloads and caches, then the others read the cache
+        bundle = load_dataset(data)
     spec = SplitSpec(val=recipe.data.val, calib=recipe.data.calib, seed=recipe.data.seed)
     splits = make_splits(bundle, spec)
     train_split = splits["train"]
@@ -131,16 +152,21 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
     out = Path(out_dir) if out_dir else paths.runs_dir() / "train" / f"{arch}-{recipe.profile}-{key}"
     state_path, ckpt_path, report_path = out / "state.pt", out / "model.pt", out / "train.json"
 
-    if not force and ckpt_path.exists() and report_path.exists():
+    finished = None
+    if not force and dist.is_main and ckpt_path.exists() and report_path.exists():
         report = json.loads(report_path.read_text())
         if report.get("key") == key:
-            log(f"{arch}: reusing finished run {out} (test top-1 {report['test']['top1']:.4f}); --force retrains")
-            return TrainResult(out, ckpt_path, report, cached=True)
+            finished = report
+    finished = distributed.broadcast_object(finished)  # rank 0's look decides for all
+    if finished is not None:
+        log(f"{arch}: reusing finished run {out} (test top-1 {finished['test']['top1']:.4f}); --force retrains")
+        return TrainResult(out, ckpt_path, finished, cached=True)
 
     cfg = recipe.train
     torch.manual_seed(cfg.seed)  # deterministic initialisation; a resumed run restores its RNG below
-    model = create(arch, weights=weights, reset_head=reset_head, **model_options)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with distributed.main_first():  # ImageNet weights are downloaded once
+        model = create(arch, weights=weights, reset_head=reset_head, **model_options)
+    device = distributed.device()
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and (device.type == "cuda" or has_fast_bf16()))
@@ -161,25 +187,32 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
             f"the training split has {len(train_labels)} images, fewer than one batch of {cfg.batch_size}; "
             "lower train.batch_size in the recipe or bring more data"
         )
+    distributed.per_rank_batch(cfg.batch_size)  # each rank takes batch_size / world_size of every batch
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
 
     epoch, step_in_epoch, history, elapsed_before = 0, 0, [], 0.0
-    if state_path.exists() and not force:
+    state = None
+    if dist.is_main and state_path.exists() and not force:
         state = _load_state(state_path, key)
-        if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"])
-            epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
-            history, elapsed_before = state["history"], state["elapsed"]
-            log(f"{arch}: resuming {out} at epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}")
-    elif force and state_path.exists():
+    elif dist.is_main and force and state_path.exists():
         state_path.unlink()
+    state = distributed.broadcast_object(state)  # every rank resumes from rank 0's state
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
+        history, elapsed_before = state["history"], state["elapsed"]
+        log(f"{arch}: resuming {out} at epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}")
 
-    out.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    net = distributed.wrap(model)  # DistributedDataParallel under torchrun, else the model itself
 
     def save_state(ep: int, st: int) -> None:
+        if not dist.is_main:
+            return
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             return  # never replace the last good state with diverged weights
         with atomic_path(state_path) as tmp:
@@ -196,12 +229,12 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
     last_save = time.perf_counter()
     with bar:
         while epoch < cfg.epochs:
-            model.train()
+            net.train()
             running = TopK()
             loss_sum, loss_n = 0.0, 0
             batches = iterate_batches(train_images, train_labels, preprocess, cfg.batch_size, shuffle=True,
                                       seed=cfg.seed, epoch=epoch, augment=_augment(recipe), drop_last=True,
-                                      start=step_in_epoch)
+                                      start=step_in_epoch, rank=dist.rank, world_size=dist.world_size)
             task = bar.start(f"{arch} epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch, step_in_epoch)
             for x, y in batches:
                 gstep = epoch * steps_per_epoch + step_in_epoch
@@ -210,9 +243,10 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
                     g["lr"] = lr
                 x, y = x.to(device, memory_format=memory_format, non_blocking=True), y.to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    logits = model(x)
+                    logits = net(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                if not torch.isfinite(loss):
+                seen = distributed.mean_over_ranks(loss)  # the loss itself for one process
+                if not torch.isfinite(seen):  # all ranks stop together
                     where = state_path if state_path.exists() else "none (no epoch finished yet)"
                     raise EdgecnnError(
                         f"{arch}: training loss became {loss.item()} at epoch {epoch + 1} step {step_in_epoch}; "
@@ -224,13 +258,16 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 step_in_epoch += 1
-                loss_sum += loss.item() * len(y)
+                loss_sum += seen.item() * len(y)
                 loss_n += len(y)
                 running.update(logits.detach(), y)
                 bar.advance(task, loss=loss_sum / loss_n, acc=running.top1, lr=lr)
                 if time.perf_counter() - last_save > cfg.checkpoint_seconds:
                     save_state(epoch, step_in_epoch)
                     last_save = time.perf_counter()
+            if dist.enabled:
+                running.n, running.correct1, running.correct5 = (int(v) for v in distributed.all_reduce_sum(
+                    [running.n, running.correct1, running.correct5]))
             val = evaluate_model(model, val_images, val_labels, preprocess, cfg.eval_batch_size)
             history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, loss_n),
                             "train_top1": running.top1, "val_top1": val["top1"]})
@@ -259,17 +296,20 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
         "wall_seconds": round(wall, 1),
         "peak_memory_mb": round(peak_rss_mb(), 1),
         "threads": torch.get_num_threads(),
+        "world_size": dist.world_size,
         "device": str(device),
         "amp": "bf16" if use_bf16 else "off",
         "environment": {"edgecnn": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "machine": platform.machine(), "cpu": cpu_model(), "cpu_count": os.cpu_count()},
     }
-    save_checkpoint(ckpt_path, arch=arch, model_options=dict(model.arch_options),
-                    state_dict={k: v.cpu().contiguous() for k, v in model.state_dict().items()},
-                    preprocess=preprocess.to_dict(), classes=list(bundle.classes), metrics=test,
-                    dataset=bundle.name, recipe=recipe.to_dict())
-    atomic_write_json(report_path, report)
-    state_path.unlink(missing_ok=True)
+    if dist.is_main:
+        save_checkpoint(ckpt_path, arch=arch, model_options=dict(model.arch_options),
+                        state_dict={k: v.cpu().contiguous() for k, v in model.state_dict().items()},
+                        preprocess=preprocess.to_dict(), classes=list(bundle.classes), metrics=test,
+                        dataset=bundle.name, recipe=recipe.to_dict())
+        atomic_write_json(report_path, report)
+        state_path.unlink(missing_ok=True)
+    distributed.barrier()  # the other ranks return once model.pt exists
     log(f"{arch}: test top-1 {test['top1']:.4f} top-5 {test['top5']:.4f} in {wall:.0f} s -> {ckpt_path}")
     return TrainResult(out, ckpt_path, report, cached=False)
 

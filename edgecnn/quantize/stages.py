@@ -10,6 +10,10 @@ Each stage writes a directory under ``runs/<stage>/``::
     state.pt           (qat) the resumable training state, rewritten atomically
 
 Calling a stage again with the same inputs returns the cached report at once.
+
+Under ``torchrun --nproc-per-node N`` (see :mod:`edgecnn.distributed`) ``qat`` trains the
+prepared graph with DistributedDataParallel (qat.batch_size is the global batch); rank 0
+alone calibrates, evaluates and writes, and the other ranks read its results.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgecnn import paths
+from edgecnn import distributed, paths
 from edgecnn.data import Preprocess, SplitSpec, iterate_batches, load_dataset, make_splits, subset
 from edgecnn.data.splits import calibration_set, take
 from edgecnn.errors import EdgecnnError
@@ -166,8 +170,9 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
     """PTQ: calibrate activation ranges with ``method`` on the calibration set; report the drop."""
     from edgecnn.quantize.pt2e import SCHEME, ptq
 
-    if threads:
-        torch.set_num_threads(threads)
+    dist = distributed.setup()
+    if threads or dist.enabled:
+        torch.set_num_threads(threads or distributed.default_threads())
     cfg = recipe.calibrate
     method = method or cfg.method
     n = num_images or cfg.num_images
@@ -177,7 +182,14 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
                 "batch": cfg.batch_size, "source": src.checkpoint_sha256, "test": src.bundle.test.content_hash,
                 "scheme": SCHEME, **_versions()})
     out = paths.runs_dir() / "calibrate" / f"{arch}-{method}-{key}"
+    if not dist.is_main:  # under torchrun rank 0 calibrates (below); the others read its result
+        distributed.barrier()
+        if hit := _cached(out, "calibrate", key, lambda s: None):
+            return hit
+        raise EdgecnnError(f"rank {dist.rank} finds no calibration result in {out}: the processes of a "
+                           f"torchrun job must share EDGECNN_HOME")
     if not force and (hit := _cached(out, "calibrate", key, log)):
+        distributed.barrier()
         return hit
     fp32 = _fp32_reference(src, log)
     t0 = time.perf_counter()
@@ -191,6 +203,7 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
                               "batch_size": cfg.batch_size, "method": method},
               "calibrate_seconds": round(seconds, 1)}
     report = _finish("calibrate", out, src, quantized, fp32, report, log)
+    distributed.barrier()
     return {**report, "cached": False, "dir": str(out)}
 
 
@@ -207,7 +220,11 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
 
     With ``max_drop`` PTQ runs first and QAT only where the PTQ drop exceeds ``max_drop``
     top-1 points; otherwise the PTQ result is returned (``"qat_skipped"`` says why).
+    Under torchrun every process calls it; qat.batch_size is the global batch.
     """
+    dist = distributed.setup()
+    if not dist.is_main:
+        log, progress = (lambda s: None), False
     ptq_report = calibrate(arch, recipe, data=data, checkpoint=checkpoint, method=method, force=False,
                            threads=threads, log=log, progress=progress)
     if max_drop is not None and ptq_report["drop_points"] <= max_drop:
@@ -215,8 +232,8 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
         return {**ptq_report, "qat_skipped": f"PTQ drop {ptq_report['drop_points']} <= max_drop {max_drop}"}
     from edgecnn.quantize.pt2e import SCHEME, convert, fake_quant_modules, prepare_qat
 
-    if threads:
-        torch.set_num_threads(threads)
+    if threads or dist.enabled:
+        torch.set_num_threads(threads or distributed.default_threads())
     cfg, method = recipe.qat, ptq_report["method"]
     src = float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
     train_split = src.splits["train"]
@@ -225,9 +242,11 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     key = _key({"stage": "qat", "arch": arch, "qat": recipe.to_dict()["qat"], "ptq": ptq_report["key"],
                 "train": train_split.split_id, "augment": recipe.data.augment, **_versions()})
     out = paths.runs_dir() / "qat" / f"{arch}-{key}"
-    if not force and (hit := _cached(out, "qat", key, log)):
+    hit = _cached(out, "qat", key, log) if not force and dist.is_main else None
+    if hit := distributed.broadcast_object(hit):  # rank 0's look decides for all
         return hit
-    fp32 = _fp32_reference(src, log)
+    with distributed.main_first():
+        fp32 = _fp32_reference(src, log)
     t0 = time.perf_counter()
     x_calib, _ = _calibration_images(src, ptq_report["calibration"]["num_images"])
     images, labels = take(src.bundle, train_split)
@@ -235,6 +254,7 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     if steps_per_epoch < 1:
         raise EdgecnnError(f"QAT needs at least one batch of {cfg.batch_size} training images, "
                            f"got {len(labels)}; lower qat.batch_size")
+    distributed.per_rank_batch(cfg.batch_size, "qat.batch_size")
     total = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     freeze_obs_at, freeze_bn_at = int(cfg.freeze_observers * total), int(cfg.freeze_bn * total)
 
@@ -258,20 +278,28 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     state_path = out / "state.pt"
     step = 0
-    if state_path.exists() and not force:
+    state = None
+    if state_path.exists() and not force and dist.is_main:
         try:
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError, ValueError):
             state = None
-        if state and state.get("format") == STATE_FORMAT and state.get("key") == key:
-            prepared.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"])
-            step = state["step"]
-            log(f"{arch}: resuming QAT {out} at step {step}/{total}")
-    out.mkdir(parents=True, exist_ok=True)
+    state = distributed.broadcast_object(state)  # every rank resumes from rank 0's state
+    if state and state.get("format") == STATE_FORMAT and state.get("key") == key:
+        prepared.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        step = state["step"]
+        log(f"{arch}: resuming QAT {out} at step {step}/{total}")
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    # DistributedDataParallel over the prepared GraphModule under torchrun (gradients averaged,
+    # rank 0's buffers -- BatchNorm statistics, observer ranges -- broadcast each step), else itself.
+    net = distributed.wrap(prepared)
 
     def save_state() -> None:
+        if not dist.is_main:
+            return
         with atomic_path(state_path) as tmp:
             torch.save({"format": STATE_FORMAT, "key": key, "model": prepared.state_dict(),
                         "optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "step": step}, tmp)
@@ -285,7 +313,7 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
         epoch, start = divmod(step, steps_per_epoch)
         for xb, yb in iterate_batches(images, labels, src.preprocess, cfg.batch_size, shuffle=True,
                                       seed=recipe.train.seed, epoch=epoch, augment=augment, drop_last=True,
-                                      start=start):
+                                      start=start, rank=dist.rank, world_size=dist.world_size):
             if step >= freeze_obs_at and not observers_frozen:
                 for m in acts:
                     m.disable_observer()
@@ -296,8 +324,8 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
             lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * step / total))
             for g in opt.param_groups:
                 g["lr"] = lr
-            loss = loss_fn(prepared(xb), yb)
-            if not torch.isfinite(loss):
+            loss = loss_fn(net(xb), yb)
+            if not torch.isfinite(distributed.mean_over_ranks(loss)):  # all ranks stop together
                 _diverged(arch, f"loss became {loss.item()}", step, state_path)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -314,12 +342,15 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
                 last_save = time.perf_counter()
             if step >= total:
                 break
-    quantized = convert(prepared)
     report = {"key": key, "method": method, "scheme": SCHEME, "calibration": ptq_report["calibration"],
               "ptq": {"top1": ptq_report["int8_fakequant"]["top1"], "drop_points": ptq_report["drop_points"],
                       "dir": ptq_report["dir"]},
               "qat": {**recipe.to_dict()["qat"], "steps": total, "train_images": len(labels),
                       "train_split": train_split.split_id, "history": history},
               "qat_seconds": round(time.perf_counter() - t0, 1)}
-    report = _finish("qat", out, src, quantized, fp32, report, log)
+    if dist.enabled:
+        report["world_size"] = dist.world_size
+    if dist.is_main:
+        report = _finish("qat", out, src, convert(prepared), fp32, report, log)
+    report = distributed.broadcast_object(report)  # the others wait for rank 0's evaluation
     return {**report, "cached": False, "dir": str(out)}
