@@ -1,9 +1,12 @@
 """TensorRT (a Jetson, or any NVIDIA GPU with ``pip install 'edgecnn[tensorrt]'``).
 
-Loads a serialized engine (``.engine``/``.plan``), or builds one in memory from an ONNX
-artifact whose runtime is ``tensorrt`` (INT8 from its Q/DQ nodes; FP16 allowed for
-int8 and fp16 artifacts). Engines are tied to the GPU, TensorRT and JetPack versions
-they were built with, so a foreign engine fails to deserialize with a clear error.
+Loads a serialized engine (``.engine``/``.plan``), or builds one from an ONNX artifact
+whose runtime is ``tensorrt`` (INT8 from its Q/DQ nodes; FP16 allowed for int8 and fp16
+artifacts) and caches it under ``$EDGECNN_HOME/engines`` by ONNX hash, precision, TensorRT
+version and GPU (:mod:`edgecnn.tensorrt_build`), so the next session loads it at once.
+Engines are tied to the GPU, TensorRT and JetPack versions they were built with: an
+engine whose ``.json`` sidecar names another device is refused before loading, and a
+foreign engine without one fails to deserialize, each with a clear error.
 
 Device memory and the CUDA stream come from ``cuda-python`` (``cuda.bindings.runtime``
 or the older ``cuda.cudart``), else from torch's CUDA allocator where torch is
@@ -18,15 +21,9 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtimes.base import Session, _dim, missing_backend
-
-
-def _import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise missing_backend("tensorrt") from e
-    return trt
+from edgecnn.runtimes.base import Session, _dim
+from edgecnn.tensorrt_build import check_compatible, detect_device, engine_for_onnx, read_sidecar
+from edgecnn.tensorrt_build import import_tensorrt as _import_tensorrt
 
 
 class _CudaPython:
@@ -124,33 +121,6 @@ def _cuda():
                            "to move data to the GPU") from e
 
 
-def _build_from_onnx(trt, logger, path: Path, precision: str | None) -> bytes:
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(path.read_bytes(), str(path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EdgecnnError(f"TensorRT cannot parse {path}: {errors or 'unknown error'}")
-    config = builder.create_builder_config()
-    if precision in ("int8", "fp16"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)  # Q/DQ nodes give the scales: no calibrator
-    inp = network.get_input(0)
-    shape = tuple(inp.shape)
-    if any(d < 0 for d in shape):
-        if any(d < 0 for d in shape[1:]):
-            raise EdgecnnError(f"{path} has a dynamic image size {shape}; export it with a fixed one")
-        profile = builder.create_optimization_profile()
-        rest = shape[1:]
-        profile.set_shape(inp.name, (1, *rest), (1, *rest), (64, *rest))
-        config.add_optimization_profile(profile)
-    engine = builder.build_serialized_network(network, config)
-    if engine is None:
-        raise EdgecnnError(f"TensorRT failed to build an engine from {path}; see its log above")
-    return bytes(engine)
-
-
 class TensorRtSession(Session):
     runtime = "tensorrt"
 
@@ -160,9 +130,19 @@ class TensorRtSession(Session):
         trt = _import_tensorrt()
         self._trt = trt
         logger = trt.Logger(trt.Logger.WARNING)
-        data = _build_from_onnx(trt, logger, path, precision) if path.suffix == ".onnx" else path.read_bytes()
         self._runtime = trt.Runtime(logger)
-        self._engine = self._runtime.deserialize_cuda_engine(data)
+        cached = None
+        if path.suffix == ".onnx":  # the cached engine of this ONNX on this GPU, built when missing
+            built = engine_for_onnx(path, precision, trt=trt, logger=logger)
+            cached = str(built.path) if built.path else None
+            self._engine = self._runtime.deserialize_cuda_engine(built.data)
+            if self._engine is None and built.cached:  # an unusable cache entry: build it again
+                built = engine_for_onnx(path, precision, trt=trt, logger=logger, rebuild=True)
+                self._engine = self._runtime.deserialize_cuda_engine(built.data)
+        else:
+            if (meta := read_sidecar(path)) is not None:  # refuse an engine built for another GPU/TensorRT
+                check_compatible(meta, detect_device(trt), path)
+            self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise EdgecnnError(f"TensorRT {trt.__version__} cannot load {path.name}: engines only run on the "
                                f"GPU, TensorRT and JetPack versions they were built with; rebuild it there")
@@ -190,7 +170,8 @@ class TensorRtSession(Session):
         self._context.set_tensor_address(self._out, self._d_out)
         super().__init__(shape, num_classes=_dim(out_shape[-1]), layout=layout,
                          info={"version": trt.__version__, "max_batch": int(self._max_batch),
-                               "built_from_onnx": path.suffix == ".onnx", "precision": precision})
+                               "built_from_onnx": path.suffix == ".onnx", "precision": precision,
+                               "engine_cache": cached})
 
     def run(self, x: np.ndarray) -> np.ndarray:
         if self.batch is None and len(x) > self._max_batch:  # dynamic batch: split at the profile's max
