@@ -34,7 +34,7 @@ def main() -> None:
     from edgecnn.bench import measure
     from edgecnn.data import Preprocess, SplitSpec, load_dataset, make_splits
     from edgecnn.data.splits import calibration_set, take
-    from edgecnn.export.onnx import export_onnx, finalize_qdq, to_u8s8
+    from edgecnn.export.onnx import export_onnx, finalize_qdq, seven_bit_weights, to_u8s8
     from edgecnn.export.openvino import nncf_ptq_ir, onnx_to_ir
     from edgecnn.models import create
     from edgecnn.quantize.pt2e import prepare_float, ptq
@@ -53,8 +53,12 @@ def main() -> None:
     quantized = ptq(model, xc, method="minmax", batch_size=16)
     qdq = export_onnx(quantized, xc[:2], tmp / "qdq.onnx")
     finalize_qdq(qdq)
-    edge_ir = onnx_to_ir(qdq, tmp / "edgecnn.xml")
     to_u8s8(qdq, tmp / "u8s8.onnx")
+    from edgecnn.host import has_vnni
+
+    if not has_vnni():  # as `edgecnn export --target cpu` does on this machine
+        seven_bit_weights(qdq)
+    edge_ir = onnx_to_ir(qdq, tmp / "edgecnn.xml")
     nncf_ir = nncf_ptq_ir(float_onnx, [xc[i:i + 1].numpy() for i in range(len(xc))], tmp / "nncf.xml")
 
     core = ov.Core()

@@ -105,7 +105,6 @@ class QatSection:
     # scales stay fixed (histogram observers also cost 15-70 ms per layer per step while on).
     freeze_observers: float = 0.0
     freeze_bn: float = 0.6
-    max_drop: float = 0.3        # --max-drop default: QAT only where PTQ loses more top-1 points
 
     def __post_init__(self):
         if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0:
