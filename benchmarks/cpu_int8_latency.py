@@ -34,7 +34,7 @@ def main() -> None:
     from edgecnn.bench import measure
     from edgecnn.data import Preprocess, SplitSpec, load_dataset, make_splits
     from edgecnn.data.splits import calibration_set, take
-    from edgecnn.export.onnx import export_onnx, finalize_qdq, seven_bit_weights, to_u8s8
+    from edgecnn.export.onnx import export_onnx, finalize_qdq, to_u8s8
     from edgecnn.export.openvino import nncf_ptq_ir, onnx_to_ir
     from edgecnn.models import create
     from edgecnn.quantize.pt2e import prepare_float, ptq
@@ -50,15 +50,17 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="edgecnn-bench-"))
     float_onnx = export_onnx(prepare_float(model), xc[:2], tmp / "float.onnx")
+    from edgecnn.host import has_vnni
+
     quantized = ptq(model, xc, method="minmax", batch_size=16)
     qdq = export_onnx(quantized, xc[:2], tmp / "qdq.onnx")
     finalize_qdq(qdq)
     to_u8s8(qdq, tmp / "u8s8.onnx")
-    from edgecnn.host import has_vnni
-
-    if not has_vnni():  # as `edgecnn export --target cpu` does on this machine
-        seven_bit_weights(qdq)
-    edge_ir = onnx_to_ir(qdq, tmp / "edgecnn.xml")
+    # as `edgecnn export --target cpu` does: 7-bit weights on x86 without VNNI
+    q7 = ptq(model, xc, method="minmax", batch_size=16, weight_bits=8 if has_vnni() else 7)
+    qdq7 = export_onnx(q7, xc[:2], tmp / "qdq7.onnx")
+    finalize_qdq(qdq7)
+    edge_ir = onnx_to_ir(qdq7, tmp / "edgecnn.xml")
     nncf_ir = nncf_ptq_ir(float_onnx, [xc[i:i + 1].numpy() for i in range(len(xc))], tmp / "nncf.xml")
 
     core = ov.Core()

@@ -100,36 +100,6 @@ def finalize_qdq(path: str | os.PathLike) -> int:
     return folded
 
 
-def seven_bit_weights(path: str | os.PathLike) -> int:
-    """Requantize every int8 weight to 7 bits ([-63, 63], scale doubled), in place.
-
-    OpenVINO's (oneDNN's) int8 convolutions on x86 without VNNI sum pairs of u8 x s8 products
-    in int16 and saturate; with 7-bit weights the pairs fit. This is NNCF's "overflow fix".
-    Measured on ResNet18 (AMD EPYC, AVX2): top-1 agreement with the fake-quant graph 96.7% with
-    8-bit weights, 99.4% with 7-bit ones. Returns how many weights were requantized."""
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    inits = {i.name: i for i in model.graph.initializer}
-    n = 0
-    for node in model.graph.node:
-        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
-            continue
-        w = numpy_helper.to_array(inits[node.input[0]])
-        if w.dtype != np.int8:
-            continue
-        scale = numpy_helper.to_array(inits[node.input[1]])
-        inits[node.input[0]].CopyFrom(numpy_helper.from_array(
-            np.clip(np.rint(w.astype(np.float32) / 2), -63, 63).astype(np.int8), node.input[0]))
-        inits[node.input[1]].CopyFrom(numpy_helper.from_array((scale * 2).astype(scale.dtype), node.input[1]))
-        n += 1
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
-    return n
-
-
 def to_u8s8(src: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
     """Rewrite a symmetric S8S8 QDQ model so activations are uint8 (ONNX Runtime's fast x86 form).
 

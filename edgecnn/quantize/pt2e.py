@@ -59,8 +59,12 @@ def _act_spec(method: str, qat: bool, **observer_kw: Any):
                             is_dynamic=False, observer_or_fake_quant_ctr=ctr)
 
 
-def make_quantizer(method: str = "minmax", *, qat: bool = False, **observer_kw: Any):
-    """litert-torch's PT2E quantizer with this project's symmetric activation scheme."""
+def make_quantizer(method: str = "minmax", *, qat: bool = False, weight_bits: int = 8, **observer_kw: Any):
+    """litert-torch's PT2E quantizer with this project's symmetric activation scheme.
+
+    ``weight_bits=7`` limits weights to [-63, 63] (still stored as int8): the form x86 CPUs
+    without VNNI need, where oneDNN's int8 kernels (OpenVINO) sum u8 x s8 pairs in int16 and
+    saturate with full 8-bit weights (NNCF's "overflow fix")."""
     from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
 
     global _Quantizer
@@ -68,7 +72,11 @@ def make_quantizer(method: str = "minmax", *, qat: bool = False, **observer_kw: 
 
     base = get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
     act = _act_spec(method, qat, **observer_kw)
-    config = dataclasses.replace(base, input_activation=act, output_activation=act)
+    if weight_bits not in (7, 8):
+        raise ValueError("weight_bits must be 7 or 8")
+    qmax = 2 ** (weight_bits - 1) - 1
+    weight = dataclasses.replace(base.weight, quant_min=-qmax, quant_max=qmax)
+    config = dataclasses.replace(base, input_activation=act, output_activation=act, weight=weight)
     return _Quantizer().set_global(config)
 
 
@@ -119,7 +127,7 @@ def run_batches(module: Any, batches: Iterable[torch.Tensor]) -> int:
 
 
 def ptq(model: nn.Module, calib: torch.Tensor, *, method: str = "minmax", batch_size: int = 64,
-        **observer_kw: Any) -> torch.fx.GraphModule:
+        weight_bits: int = 8, **observer_kw: Any) -> torch.fx.GraphModule:
     """Post-training quantization: observe ``calib`` (preprocessed N x C x H x W) in batches,
     return the converted graph (quantize/dequantize ops around int8 weights and activations)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -131,12 +139,12 @@ def ptq(model: nn.Module, calib: torch.Tensor, *, method: str = "minmax", batch_
         raise EdgecnnError(f"calibration method '{method}' needs at least {need} images, got {len(calib)}; "
                            f"raise the calibration set size or use --method minmax")
     gm = capture(prepare_float(model), calib[: min(batch_size, len(calib))])
-    prepared = prepare_pt2e(gm, make_quantizer(method, **observer_kw))
+    prepared = prepare_pt2e(gm, make_quantizer(method, weight_bits=weight_bits, **observer_kw))
     run_batches(prepared, calib.split(batch_size))
     return convert_pt2e(prepared, fold_quantize=False)
 
 
-def prepare_qat(model: nn.Module, sample: torch.Tensor, *, method: str = "minmax",
+def prepare_qat(model: nn.Module, sample: torch.Tensor, *, method: str = "minmax", weight_bits: int = 8,
                 **observer_kw: Any) -> torch.fx.GraphModule:
     """The fake-quant training graph, BatchNorm folded into the convolutions first (with its running
     statistics): QAT then fine-tunes the folded weights the deployed graph will hold."""
@@ -145,7 +153,7 @@ def prepare_qat(model: nn.Module, sample: torch.Tensor, *, method: str = "minmax
 
     model = fuse(prepare_float(model))  # BatchNorm folded into the convolutions (eval statistics)
     gm = capture(model, sample)
-    return prepare_qat_pt2e(gm, make_quantizer(method, qat=True, **observer_kw))
+    return prepare_qat_pt2e(gm, make_quantizer(method, qat=True, weight_bits=weight_bits, **observer_kw))
 
 
 def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:

@@ -165,9 +165,12 @@ def _cached(out: Path, stage: str, key: str, log) -> dict | None:
 
 
 def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str | None = None,
-              method: str | None = None, num_images: int | None = None, force: bool = False,
-              threads: int | None = None, log: Callable[[str], None] = print, progress: bool = True) -> dict:
-    """PTQ: calibrate activation ranges with ``method`` on the calibration set; report the drop."""
+              method: str | None = None, num_images: int | None = None, weight_bits: int = 8,
+              force: bool = False, threads: int | None = None, log: Callable[[str], None] = print,
+              progress: bool = True) -> dict:
+    """PTQ: calibrate activation ranges with ``method`` on the calibration set; report the drop.
+
+    ``weight_bits=7``: weights in [-63, 63], for x86 CPUs without VNNI (see pt2e.make_quantizer)."""
     from edgecnn.quantize.pt2e import SCHEME, ptq
 
     dist = distributed.setup()
@@ -180,8 +183,8 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
     calib_split = calibration_set(src.splits["calib"], n)
     key = _key({"stage": "calibrate", "arch": arch, "method": method, "calib": calib_split.split_id,
                 "batch": cfg.batch_size, "source": src.checkpoint_sha256, "test": src.bundle.test.content_hash,
-                "scheme": SCHEME, **_versions()})
-    out = paths.runs_dir() / "calibrate" / f"{arch}-{method}-{key}"
+                "scheme": SCHEME, **({"weight_bits": weight_bits} if weight_bits != 8 else {}), **_versions()})
+    out = paths.runs_dir() / "calibrate" / f"{arch}-{method}{'-w7' if weight_bits == 7 else ''}-{key}"
     if not dist.is_main:  # under torchrun rank 0 calibrates (below); the others read its result
         distributed.barrier()
         if hit := _cached(out, "calibrate", key, lambda s: None):
@@ -195,10 +198,10 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
     t0 = time.perf_counter()
     x, split = _calibration_images(src, n)
     log(f"{arch}: calibrating ({method}, {n} images of the calibration split)")
-    quantized = ptq(src.model, x, method=method, batch_size=cfg.batch_size)
+    quantized = ptq(src.model, x, method=method, batch_size=cfg.batch_size, weight_bits=weight_bits)
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
-    report = {"key": key, "method": method, "scheme": SCHEME,
+    report = {"key": key, "method": method, "scheme": SCHEME, "weight_bits": weight_bits,
               "calibration": {"split": split.name, "split_id": split.split_id, "num_images": n,
                               "batch_size": cfg.batch_size, "method": method},
               "calibrate_seconds": round(seconds, 1)}
@@ -214,7 +217,7 @@ def _diverged(arch: str, what: str, step: int, state_path: Path) -> None:
 
 
 def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str | None = None,
-        method: str | None = None, max_drop: float | None = None, force: bool = False,
+        method: str | None = None, max_drop: float | None = None, weight_bits: int = 8, force: bool = False,
         threads: int | None = None, log: Callable[[str], None] = print, progress: bool = True) -> dict:
     """Quantization-aware fine-tuning from calibrated scales.
 
@@ -225,7 +228,8 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     dist = distributed.setup()
     if not dist.is_main:
         log, progress = (lambda s: None), False
-    ptq_report = calibrate(arch, recipe, data=data, checkpoint=checkpoint, method=method, force=False,
+    ptq_report = calibrate(arch, recipe, data=data, checkpoint=checkpoint, method=method, weight_bits=weight_bits,
+                           force=False,
                            threads=threads, log=log, progress=progress)
     if max_drop is not None and ptq_report["drop_points"] <= max_drop:
         log(f"{arch}: PTQ drop {ptq_report['drop_points']:.2f} <= --max-drop {max_drop}: no QAT needed")
@@ -259,7 +263,7 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     freeze_obs_at, freeze_bn_at = int(cfg.freeze_observers * total), int(cfg.freeze_bn * total)
 
     torch.manual_seed(recipe.train.seed)
-    prepared = prepare_qat(src.model, x_calib[: cfg.batch_size], method=method)
+    prepared = prepare_qat(src.model, x_calib[: cfg.batch_size], method=method, weight_bits=weight_bits)
     acts, _weights = fake_quant_modules(prepared)
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
@@ -342,7 +346,8 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
                 last_save = time.perf_counter()
             if step >= total:
                 break
-    report = {"key": key, "method": method, "scheme": SCHEME, "calibration": ptq_report["calibration"],
+    report = {"key": key, "method": method, "scheme": SCHEME, "weight_bits": weight_bits,
+              "calibration": ptq_report["calibration"],
               "ptq": {"top1": ptq_report["int8_fakequant"]["top1"], "drop_points": ptq_report["drop_points"],
                       "dir": ptq_report["dir"]},
               "qat": {**recipe.to_dict()["qat"], "steps": total, "train_images": len(labels),
