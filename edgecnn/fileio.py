@@ -57,3 +57,21 @@ def sha256_stream(f: BinaryIO, chunk: int = 1 << 20) -> str:
 def sha256_file(path: str | os.PathLike) -> str:
     with open(path, "rb") as f:
         return sha256_stream(f)
+
+
+def replace_dir(tmp: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Put the finished directory ``tmp`` at ``dest``, replacing a previous ``dest`` whole.
+
+    ``dest`` is never half-written: it is the old directory until one rename swaps it out.
+    """
+    import shutil
+
+    tmp, dest = Path(tmp), Path(dest)
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)

@@ -36,6 +36,7 @@ def cli():
 def _register() -> None:
     # Each command module imports only click at top level: `edgecnn --help` stays fast.
     from edgecnn.cli.bench_cmd import bench
+    from edgecnn.cli.deploy_cmd import deploy
     from edgecnn.cli.devices_cmd import devices
     from edgecnn.cli.evaluate_cmd import evaluate
     from edgecnn.cli.models_cmd import models
@@ -47,6 +48,7 @@ def _register() -> None:
     cli.add_command(evaluate)
     cli.add_command(devices)
     cli.add_command(bench)
+    cli.add_command(deploy)
 
 
 _register()

@@ -176,18 +176,11 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
             np.save(tmp / "fp32_correct.npy", np.load(stages._fp32_reference(src, log)["correct"]))
             files.append("fp32_correct.npy")
             meta["reference"] = {"fp32_correct": "fp32_correct.npy"}
-        from edgecnn.fileio import atomic_write_json
+        from edgecnn.fileio import atomic_write_json, replace_dir
 
         write_metadata(tmp, meta)
         atomic_write_json(tmp / "float_layers.json", {"graph": graph_float, "backend": backend_float})
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"{arch}: wrote {out}")

@@ -1,0 +1,96 @@
+"""``edgecnn deploy``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from edgecnn.cli.options import data_option, json_option, recipe_option, weights_option
+
+
+@click.command()
+@click.argument("arch")
+@click.option("--target", required=True, metavar="cpu|jetson|rpi", help="Where it will run.")
+@click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST",
+              help="Measure latency on this device over SSH (repeat for several); default: measured here for "
+                   "cpu, predicted from the device profile otherwise.")
+@data_option
+@weights_option
+@click.option("--checkpoint", metavar="PATH", default=None,
+              help="Finished float edgecnn checkpoint (skips training).")
+@recipe_option
+@click.option("--precision", type=click.Choice(("int8", "fp16", "fp32")), default="int8", show_default=True)
+@click.option("--runtime", type=click.Choice(("openvino", "onnxruntime", "tensorrt", "tflite")), default=None,
+              help="Runtime on the target (default: openvino for cpu, tensorrt for jetson, tflite for rpi).")
+@click.option("--method", type=click.Choice(("minmax", "percentile", "entropy", "mse")), default=None,
+              help="Activation calibration method (default: the recipe's).")
+@click.option("--qat", "use_qat", is_flag=True, help="Quantize with QAT (default: PTQ).")
+@click.option("--max-drop", type=float, default=None, metavar="POINTS",
+              help="Run QAT only where PTQ loses more than POINTS of top-1.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Bundle directory (default: $EDGECNN_HOME/runs/deploy/<arch>-<target>-<precision>-<key>).")
+@click.option("--force", is_flag=True, help="Re-export, re-evaluate and re-measure (training and quantization "
+                                            "stay cached).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Latency: time at least this long.")
+@click.option("--remote-python", envvar="EDGECNN_REMOTE_PYTHON", default=None, metavar="PATH",
+              help="--host: the device's Python with edgecnn.")
+@click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
+              help="--host: ssh config file (ssh -F).")
+@json_option
+def deploy(arch, target, hosts, data, weights, checkpoint, recipe, precision, runtime, method, use_qat, max_drop,
+           out, force, threads, min_seconds, remote_python, ssh_config, as_json):
+    """Train, quantize, export, evaluate and time ARCH for --target: one bundle with report.json.
+
+    Every stage is cached: the same command again takes seconds. Latency is measured
+    here for --target cpu, over SSH with --host, else predicted from the device profile
+    (labelled "predicted" with its error band). The bundle holds artifact/, report.json
+    (schema edgecnn.report/1) and report.md.
+
+    \b
+    Example:
+      edgecnn deploy resnet18 --target cpu
+      edgecnn deploy googlenet --target rpi --max-drop 0.5
+      edgecnn deploy resnet18 --target rpi --host pi@pi5.local --out bundles/rpi
+    """
+    from edgecnn.deploy import check_options
+    from edgecnn.deploy import deploy as run
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.export import resolve
+    from edgecnn.models import arch_info
+    from edgecnn.recipes import load_recipe
+
+    arch_info(arch)
+    try:
+        check_options(target, hosts=hosts, precision=precision, qat=use_qat, max_drop=max_drop, weights=weights,
+                      checkpoint=checkpoint)
+    except EdgecnnError as e:
+        raise click.UsageError(str(e)) from None
+    resolve(target, runtime, precision)
+    log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    path, r = run(arch, target, recipe=load_recipe(arch, recipe), hosts=hosts, data=data, weights=weights,
+                  checkpoint=checkpoint, precision=precision, runtime=runtime, method=method, qat=use_qat,
+                  max_drop=max_drop, out=out, force=force, threads=threads, bench_seconds=min_seconds,
+                  remote_python=remote_python, ssh_config=ssh_config, log=log)
+    if as_json:
+        click.echo(json.dumps({"bundle": str(path), **r}, indent=2, default=str))
+    else:
+        a, lat = r["accuracy"], r["latency_ms"]
+        drop = "" if a["drop"] is None else f" (drop {a['drop']:+.2f} points vs FP32)"
+        click.echo(f"{arch} on {target} ({r['device']}, {r['runtime']} {r['precision']}): top-1 "
+                   f"{100 * a['top1']:.2f}%{drop} in {a['runtime']}")
+        if r["latency_source"] == "predicted":
+            lo, hi = r["latency_band_ms"]
+            click.echo(f"  latency PREDICTED p50 {lat['p50']:.3f} ms (band {lo:.3f}-{hi:.3f} ms), not measured")
+        else:
+            click.echo(f"  latency measured p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms (n={lat['n']})")
+        cached = [k for k, s in r["stages"].items() if s and s.get("cached")]
+        click.echo(f"  stages reused: {', '.join(cached) or 'none'}")
+        for n in r["notes"]:
+            click.echo(f"  note: {n}")
+        click.echo(str(path))
+    if any(h.get("error") for h in r.get("hosts") or []):
+        sys.exit(2)

@@ -1,0 +1,421 @@
+"""``edgecnn deploy``: every stage from float weights to a measured (or predicted) artifact, in one bundle.
+
+:func:`deploy` runs, each stage cached by the hash of its inputs (a re-run takes seconds):
+
+1. float training / fine-tuning with the recipe (:func:`edgecnn.train.train`; skipped with
+   ``checkpoint``; ``weights`` fine-tunes from ImageNet or a file);
+2. INT8 only: PTQ calibration, or QAT (``qat=True``), or QAT only where the PTQ drop
+   exceeds ``max_drop`` points (:mod:`edgecnn.quantize.stages`);
+3. export for the target (:func:`edgecnn.export.export`);
+4. evaluation of the artifact in the target's runtime over the whole test split
+   (a TensorRT artifact runs in ONNX Runtime where ``tensorrt`` is not importable: the
+   report's ``accuracy.runtime`` says which runtime actually ran);
+5. latency: measured on this machine for target ``cpu`` (in a fresh ``edgecnn bench``
+   process, so peak memory is the runtime's own), measured over SSH on each ``hosts``
+   entry, otherwise predicted from the device profile with its error band.
+
+It writes a bundle directory (``$EDGECNN_HOME/runs/deploy/<arch>-<target>-<precision>-<key>``
+or ``out``) holding ``artifact/`` (the exported artifact, hard-linked or copied),
+``report.json`` (schema ``edgecnn.report/1``, documented in README "deploy and report.json")
+and ``report.md``. A bundle is written to a temporary directory beside ``out`` and renamed
+into place, so it is replaced whole; an ``out`` holding files edgecnn did not write is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import EdgecnnError
+
+SCHEMA = "edgecnn.report/1"
+REPORT = "report.json"
+REPORT_MD = "report.md"
+ARTIFACT = "artifact"
+DEPLOY_VERSION = 1  # bump when what a stage cache holds changes
+
+
+def _key(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def bundle_is_ours(path: Path) -> bool:
+    """Whether ``path`` is a bundle ``deploy`` wrote (its report.json names our schema)."""
+    try:
+        return str(json.loads((path / REPORT).read_text()).get("schema", "")).startswith("edgecnn.report/")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_out(out: Path) -> None:
+    """Refuse a file, or a non-empty directory that is not a bundle deploy wrote."""
+    if out.exists() and not out.is_dir():
+        raise EdgecnnError(f"--out {out} is a file; pass a directory")
+    if out.is_dir() and any(out.iterdir()) and not bundle_is_ours(out):
+        raise EdgecnnError(f"{out} holds files edgecnn did not write (no {REPORT} of schema {SCHEMA}); "
+                           f"pass an empty or new --out directory")
+
+
+def check_options(target: str, *, hosts: Sequence[str] = (), precision: str = "int8", qat: bool = False,
+                  max_drop: float | None = None, weights: str | None = None,
+                  checkpoint: str | None = None) -> None:
+    """Conflicting options, one line each, before any work."""
+    if qat and max_drop is not None:
+        raise EdgecnnError("--qat and --max-drop conflict: --max-drop runs QAT only where PTQ misses it; "
+                           "pass one of them")
+    if precision != "int8" and (qat or max_drop is not None):
+        raise EdgecnnError(f"--qat and --max-drop apply to int8, not {precision}")
+    if max_drop is not None and max_drop < 0:
+        raise EdgecnnError(f"--max-drop must be >= 0 points, got {max_drop:g}")
+    if weights is not None and checkpoint is not None:
+        raise EdgecnnError("--weights fine-tunes a new float model and --checkpoint uses a finished one; "
+                           "pass one of them")
+    for h in hosts:
+        if not h or h.startswith("-"):
+            raise EdgecnnError(f"bad --host '{h}': pass [user@]address")
+
+
+def _cache(kind: str, key: str, force: bool, make: Callable[[], dict]) -> tuple[dict, bool, Path]:
+    """A JSON stage result under runs/<kind>/<key>.json: reused unless ``force``."""
+    from edgecnn import paths
+    from edgecnn.fileio import atomic_write_json
+
+    path = paths.runs_dir() / kind / f"{key}.json"
+    if not force and path.is_file():
+        try:
+            return json.loads(path.read_text()), True, path
+        except (OSError, ValueError):
+            pass
+    value = make()
+    atomic_write_json(path, value)
+    return value, False, path
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file():
+            try:
+                os.link(f, dest / f.name)
+            except OSError:
+                shutil.copy2(f, dest / f.name)
+
+
+def _model_size_mb(art_dir: Path, files: dict) -> float:
+    """Size of the files the runtime loads (reference .npy files left out)."""
+    return sum((art_dir / n).stat().st_size for n in files if not n.endswith(".npy")) / 1e6
+
+
+def _bench_local(art_dir: Path, *, threads: int | None, min_seconds: float, min_runs: int) -> dict:
+    """``edgecnn bench ARTIFACT --json`` in a fresh process: the runtime's own memory, nothing else's."""
+    cmd = [sys.executable, "-m", "edgecnn", "bench", str(art_dir), "--json", "--min-seconds", str(min_seconds),
+           "--min-runs", str(min_runs)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EdgecnnError(f"benchmarking {art_dir} failed: {last.removeprefix('error: ')}")
+    return json.loads(p.stdout)
+
+
+def deploy(arch: str, target: str, *, recipe, hosts: Sequence[str] = (), data: str | None = None,
+           weights: str | None = None, checkpoint: str | None = None, precision: str = "int8",
+           runtime: str | None = None, method: str | None = None, qat: bool = False,
+           max_drop: float | None = None, out: str | os.PathLike | None = None, force: bool = False,
+           threads: int | None = None, bench_seconds: float = 2.0, bench_runs: int = 10,
+           remote_python: str | None = None, ssh_config: str | None = None,
+           log: Callable[[str], None] = print, progress: bool = True) -> tuple[Path, dict]:
+    """Run every stage for ``arch`` on ``target`` and write the bundle; return (bundle dir, report).
+
+    ``force`` re-exports, re-evaluates and re-measures (training and quantization keep
+    their caches: their own commands have ``--force``). With ``hosts`` every host is
+    measured; the report's top-level latency is the first host that answered, a host
+    that failed is listed with its error (all failing raises).
+    """
+    from edgecnn import __version__, paths
+    from edgecnn.artifact import load_artifact
+    from edgecnn.export import export, resolve
+    from edgecnn.models import arch_info
+
+    info = arch_info(arch)
+    hosts = list(hosts)
+    check_options(target, hosts=hosts, precision=precision, qat=qat, max_drop=max_drop, weights=weights,
+                  checkpoint=checkpoint)
+    runtime = resolve(target, runtime, precision)
+    from edgecnn.train import _weights_id
+
+    ckpt_id = None
+    if checkpoint is not None:
+        from edgecnn.fileio import sha256_file
+
+        if not Path(checkpoint).is_file():
+            raise EdgecnnError(f"checkpoint not found: {checkpoint}")
+        ckpt_id = sha256_file(checkpoint)
+    bundle_key = _key({"arch": arch, "target": target, "runtime": runtime, "precision": precision,
+                       "recipe": recipe.to_dict(), "data": str(Path(data).resolve()) if data else None,
+                       "weights": _weights_id(weights), "checkpoint": ckpt_id, "method": method, "qat": qat,
+                       "max_drop": max_drop, "hosts": hosts})
+    out = Path(out) if out else paths.runs_dir() / "deploy" / f"{arch}-{target}-{precision}-{bundle_key}"
+    check_out(out)
+    t_start = time.perf_counter()
+    notes: list[str] = []
+    stage_info: dict[str, Any] = {}
+
+    # 1. float model
+    if checkpoint is None:
+        from edgecnn.train import train
+
+        tr = train(arch, recipe, data=data, weights=weights, threads=threads, log=log, progress=progress)
+        checkpoint = str(tr.checkpoint)
+        stage_info["train"] = {"dir": str(tr.out_dir), "key": tr.report.get("key"), "cached": tr.cached,
+                               "checkpoint": checkpoint}
+    else:
+        stage_info["train"] = {"dir": None, "key": None, "cached": True, "checkpoint": str(checkpoint),
+                               "given": True}
+
+    # 2. quantization (export calls the same cached stage again and gets this result)
+    quant = None
+    if precision == "int8":
+        from edgecnn.host import has_vnni
+        from edgecnn.quantize import stages
+
+        bits = 7 if runtime == "openvino" and not has_vnni() else 8
+        if qat or max_drop is not None:
+            quant = stages.qat(arch, recipe, data=data, checkpoint=checkpoint, method=method, max_drop=max_drop,
+                               weight_bits=bits, threads=threads, log=log, progress=progress)
+        else:
+            quant = stages.calibrate(arch, recipe, data=data, checkpoint=checkpoint, method=method,
+                                     weight_bits=bits, threads=threads, log=log, progress=progress)
+        stage_info["quantize"] = {"stage": quant["stage"], "dir": quant["dir"], "key": quant["key"],
+                                  "cached": bool(quant.get("cached")), "method": quant["method"],
+                                  "qat_skipped": quant.get("qat_skipped"), "fakequant_top1":
+                                  quant["int8_fakequant"]["top1"], "fakequant_drop": quant["drop_points"]}
+        if quant.get("qat_skipped"):
+            notes.append(f"QAT skipped: {quant['qat_skipped']}")
+    else:
+        stage_info["quantize"] = None
+
+    # 3. export
+    reused: list[bool] = []
+
+    def export_log(s: str) -> None:
+        if "reusing artifact" in s:
+            reused.append(True)
+        log(s)
+
+    art_dir = export(arch, target, recipe=recipe, precision=precision, runtime=runtime, data=data,
+                     checkpoint=checkpoint, method=method, qat=qat, max_drop=max_drop, force=force,
+                     log=export_log, progress=progress)
+    art = load_artifact(art_dir)
+    meta = art.meta
+    stage_info["export"] = {"dir": str(art_dir), "key": meta.get("stage_key"), "cached": bool(reused)}
+    files_id = _key({"files": meta["files"]})
+
+    # 4. accuracy in the target's runtime
+    eval_runtime = runtime
+    if runtime == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
+        eval_runtime = "onnxruntime"
+        notes.append("tensorrt is not importable here: accuracy was measured on the same QDQ/ONNX file in "
+                     "onnxruntime; build the engine on the Jetson to evaluate it in TensorRT")
+
+    def run_eval() -> dict:
+        from edgecnn.evaluate import evaluate_artifact, json_report
+
+        return json_report(evaluate_artifact(art_dir, data=data, runtime=eval_runtime, threads=threads, log=log))
+
+    ev, ev_cached, ev_path = _cache("evaluate", _key({"v": DEPLOY_VERSION, "files": files_id, "rt": eval_runtime,
+                                                      "data": str(data)}), force, run_eval)
+    stage_info["evaluate"] = {"dir": str(ev_path), "key": ev_path.stem, "cached": ev_cached}
+
+    # 5. latency
+    host_results: list[dict] | None = None
+    if hosts:
+        def run_remote() -> dict:
+            from edgecnn.remote import bench_hosts
+
+            rs = bench_hosts(art_dir, hosts, remote_python=remote_python, ssh_config=ssh_config, threads=threads,
+                             min_seconds=bench_seconds, min_runs=bench_runs)
+            return {"hosts": [{"host": r.host, "result": r.result, "error": r.error} for r in rs]}
+
+        lat_key = _key({"v": DEPLOY_VERSION, "files": files_id, "hosts": hosts, "threads": threads,
+                        "s": bench_seconds, "n": bench_runs})
+        lat, lat_cached, lat_path = _cache("latency", lat_key, force, run_remote)
+        host_results = lat["hosts"]
+        good = [h for h in host_results if h.get("result")]
+        if not good:
+            lat_path.unlink(missing_ok=True)  # nothing measured: do not cache the failure
+            raise EdgecnnError("; ".join(h.get("error") or f"{h.get('host')}: failed" for h in host_results))
+        for h in host_results:
+            if not h.get("result"):
+                notes.append(f"host failed: {h.get('error')}")
+        bench = good[0]["result"]
+        where = f"measured on {good[0]['host']} over SSH"
+    elif target == "cpu":
+        lat_key = _key({"v": DEPLOY_VERSION, "files": files_id, "local": platform.node(), "threads": threads,
+                        "s": bench_seconds, "n": bench_runs})
+        bench, lat_cached, lat_path = _cache("latency", lat_key, force, lambda: _bench_local(
+            art_dir, threads=threads, min_seconds=bench_seconds, min_runs=bench_runs))
+        where = "measured on this machine"
+    else:
+        def run_predict() -> dict:
+            from edgecnn.bench import FORMAT, add_energy
+            from edgecnn.devices import load_device
+            from edgecnn.devices.predict import predict
+
+            profile = load_device(target)
+            r = predict(arch, profile, runtime=runtime, precision=precision,
+                        image_size=int(meta["preprocess"]["image_size"]), batch=1, threads=threads,
+                        small_input=bool(meta["model_options"].get("small_input")),
+                        num_classes=int(meta["num_classes"]))
+            r["format"] = FORMAT
+            return add_energy(r, profile.power_w, f"{profile.name} profile")
+
+        lat_key = _key({"v": DEPLOY_VERSION, "arch": arch, "target": target, "runtime": runtime,
+                        "precision": precision, "pre": meta["preprocess"], "opts": meta["model_options"],
+                        "threads": threads})
+        bench, lat_cached, lat_path = _cache("latency", lat_key, force, run_predict)
+        where = f"predicted for {bench['device']} from its device profile (no device measured it)"
+    stage_info["latency"] = {"dir": str(lat_path), "key": lat_path.stem, "cached": lat_cached,
+                             "source": bench["latency_source"], "where": where}
+
+    # report
+    top1, fp32 = ev["top1"], ev["fp32_top1"]
+    measured = bench["latency_source"] == "measured"
+    lat_ms = {k: bench["latency_ms"][k] for k in ("p50", "p90", "p99", "mean", "min", "max", "n")}
+    published = info.published
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "arch": arch,
+        "target": target,
+        "device": bench.get("device"),
+        "runtime": runtime,
+        "precision": precision,
+        "image_size": int(meta["preprocess"]["image_size"]),
+        "num_classes": int(meta["num_classes"]),
+        "dataset": {"name": ev["dataset"], "split": ev["split"], "split_id": ev["split_id"],
+                    "num_images": ev["num_images"]},
+        "accuracy": {
+            "top1": top1, "top5": ev["top5"], "fp32_top1": fp32,
+            "drop": None if fp32 is None else 100 * (fp32 - top1),
+            "ci95": ev["top1_ci"], "agreement": ev["agreement"], "runtime": ev["runtime"],
+            "fakequant_top1": None if quant is None else quant["int8_fakequant"]["top1"],
+            "mcnemar_p": None if ev["mcnemar"] is None else ev["mcnemar"]["p_value"],
+            "source": "measured",
+        },
+        "latency_ms": lat_ms,
+        "latency_source": bench["latency_source"],
+        "latency_error_pct": None if measured else bench.get("error_pct"),
+        "latency_band_ms": None if measured else bench.get("band_ms"),
+        "latency_where": where,
+        "batch": bench.get("batch") or 1,
+        "throughput_ips": bench.get("throughput_ips"),
+        "model_size_mb": _model_size_mb(art.dir, meta["files"]),
+        "peak_memory_mb": bench.get("peak_memory_mb") if measured else None,
+        "peak_memory_source": "measured" if measured and bench.get("peak_memory_mb") is not None else None,
+        "energy_mj": bench.get("energy_mj"),
+        "energy_source": bench.get("energy_source"),
+        "quantization": None if quant is None else {
+            "stage": quant["stage"], "method": quant["method"], "qat_skipped": quant.get("qat_skipped"),
+            "float_layers": meta["float_layers"]},
+        "published": None if published is None else {
+            "imagenet_top1": published.top1, "imagenet_top5": published.top5, "source": published.source},
+        "artifact": {"path": ARTIFACT, "source": str(art_dir), "format": meta["format"],
+                     "files": dict(meta["files"])},
+        "stages": stage_info,
+        "hosts": host_results,
+        "bench_env": bench.get("env"),
+        "notes": notes + list(ev.get("notes") or []) + list(bench.get("notes") or []),
+        "tools": {**meta.get("tools", {}), "edgecnn": __version__, "python": platform.python_version()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": None,
+    }
+    report["seconds"] = round(time.perf_counter() - t_start, 2)
+    _write_bundle(out, art_dir, report)
+    log(f"{arch}: wrote {out}")
+    return out, report
+
+
+def _write_bundle(out: Path, art_dir: Path, report: dict) -> None:
+    from edgecnn.fileio import atomic_write_json, atomic_write_text, replace_dir
+
+    check_out(out)  # again: something may have appeared while the stages ran
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _link_or_copy(art_dir, tmp / ARTIFACT)
+        atomic_write_json(tmp / REPORT, report)
+        atomic_write_text(tmp / REPORT_MD, render_markdown(report))
+        replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _ms(x) -> str:
+    return "n/a" if x is None else f"{x:.3f} ms"
+
+
+def render_markdown(r: dict) -> str:
+    """``report.md``: every figure with its source (measured / predicted / estimated / published)."""
+    a, lat, src = r["accuracy"], r["latency_ms"], r["latency_source"]
+    ds = r["dataset"]
+    rows = [
+        ("top-1", _pct(a["top1"]), f"measured ({a['runtime']}, {ds['num_images']} {ds['name']} {ds['split']} images)"),
+        ("top-1 95% CI", f"{_pct(a['ci95'][0])} - {_pct(a['ci95'][1])}", "measured (bootstrap)"),
+        ("top-5", _pct(a["top5"]), "measured"),
+        ("FP32 top-1", _pct(a["fp32_top1"]), "measured (PyTorch)"),
+        ("drop vs FP32", "n/a" if a["drop"] is None else f"{a['drop']:+.2f} points", "measured"),
+        ("agreement with fake-quant graph", _pct(a["agreement"]), "measured"),
+    ]
+    if src == "predicted":
+        lo, hi = r["latency_band_ms"]
+        rows.append(("latency p50", _ms(lat["p50"]),
+                     f"PREDICTED, band {lo:.3f}-{hi:.3f} ms (+-{r['latency_error_pct']:.0f}%), not measured"))
+    else:
+        for k in ("p50", "p90", "p99", "mean", "min", "max"):
+            rows.append((f"latency {k}", _ms(lat[k]), f"measured, n={lat['n']}"))
+    rows += [
+        ("throughput", "n/a" if r["throughput_ips"] is None else f"{r['throughput_ips']:.1f} img/s", src),
+        ("model size", f"{r['model_size_mb']:.3f} MB", "measured (file sizes)"),
+        ("peak memory", "n/a" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f} MB",
+         r["peak_memory_source"] or "not measured (no device ran it)"),
+        ("energy", "n/a" if r["energy_mj"] is None else f"{r['energy_mj']:.3f} mJ/image",
+         r["energy_source"] or "n/a"),
+    ]
+    if r.get("published"):
+        p = r["published"]
+        rows.append(("ImageNet top-1 (FP32, 224 px)", f"{p['imagenet_top1']:.2f}%", f"published ({p['source']})"))
+    lines = [f"# {r['arch']} on {r['target']} ({r['device']}): {r['runtime']} {r['precision']}", "",
+             f"Latency {r['latency_where']}. Created {r['created']}.", "",
+             "| figure | value | source |", "|---|---|---|"]
+    lines += [f"| {a_} | {b} | {c} |" for a_, b, c in rows]
+    lines += ["", "## Stages", "", "| stage | cached | where |", "|---|---|---|"]
+    for name, s in r["stages"].items():
+        if s is not None:
+            lines.append(f"| {name} | {'yes' if s.get('cached') else 'no'} | {s.get('dir') or s.get('checkpoint')} |")
+    if r.get("hosts"):
+        lines += ["", "## Hosts", ""]
+        for h in r["hosts"]:
+            res = h.get("result")
+            lines.append(f"- {h.get('host')}: " + (f"measured p50 {res['latency_ms']['p50']:.3f} ms on "
+                                                   f"{res.get('device')}" if res else f"error: {h.get('error')}"))
+    lines += ["", "## Artifact", "", f"`{r['artifact']['path']}/` (from {r['artifact']['source']})", ""]
+    lines += [f"- `{n}` sha256 `{d}`" for n, d in r["artifact"]["files"].items()]
+    if r["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
+    return "\n".join(lines) + "\n"

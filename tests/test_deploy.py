@@ -1,0 +1,151 @@
+"""``edgecnn deploy`` end to end on a tiny ResNet18: cpu (measured), rpi (predicted), caching, bundle rules."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from edgecnn.cli import cli
+from edgecnn.deploy import SCHEMA, deploy
+from edgecnn.errors import EdgecnnError
+from edgecnn.fileio import sha256_file
+from edgecnn.recipes import load_recipe
+
+RECIPE = """
+arch = "test_resnet18"
+[quick.data]
+image_size = 32
+channels = 3
+val = 500
+calib = 200
+train_subset = 1024
+augment = "none"
+[quick.train]
+epochs = 2
+batch_size = 64
+lr = 0.05
+amp = "off"
+[quick.calibrate]
+method = "minmax"
+num_images = 64
+batch_size = 32
+"""
+quiet = {"log": lambda s: None, "progress": False}
+fast = {"bench_seconds": 0.2, "bench_runs": 5, "threads": 1}
+KEYS = ("schema", "arch", "target", "device", "runtime", "precision", "image_size", "dataset", "accuracy",
+        "latency_ms", "latency_source", "throughput_ips", "model_size_mb", "peak_memory_mb", "energy_mj",
+        "energy_source", "artifact", "stages", "tools", "created")
+
+
+@pytest.fixture(scope="module")
+def recipe_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("deploy") / "r.toml"
+    p.write_text(RECIPE)
+    return p
+
+
+@pytest.fixture(scope="module")
+def cpu_run(recipe_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "cpu"
+    t0 = time.perf_counter()
+    path, report = deploy("test_resnet18", "cpu", recipe=load_recipe("test_resnet18", str(recipe_file)), out=out,
+                          **fast, **quiet)
+    return path, report, time.perf_counter() - t0
+
+
+def _consistent(r: dict, bundle) -> None:
+    assert all(k in r for k in KEYS)
+    assert r["schema"] == SCHEMA and r["arch"] == "test_resnet18" and r["precision"] == "int8"
+    assert r["image_size"] == 32 and r["dataset"]["name"].lower().startswith("fashion")
+    a = r["accuracy"]
+    assert {"top1", "top5", "fp32_top1", "drop", "ci95", "agreement", "runtime"} <= set(a)
+    assert a["drop"] == pytest.approx(100 * (a["fp32_top1"] - a["top1"]))
+    assert a["ci95"][0] <= a["top1"] <= a["ci95"][1] and a["top1"] <= a["top5"]
+    assert 0.3 < a["fp32_top1"] <= 1 and 0.8 <= a["agreement"] <= 1
+    lat = r["latency_ms"]
+    assert set(lat) == {"p50", "p90", "p99", "mean", "min", "max", "n"}
+    assert lat["min"] <= lat["p50"] <= lat["max"] and lat["p50"] <= lat["p90"] <= lat["p99"]
+    assert r["throughput_ips"] > 0 and r["model_size_mb"] > 0 and r["energy_mj"] > 0 and r["energy_source"]
+    assert r["artifact"]["path"] == "artifact"
+    for name, digest in r["artifact"]["files"].items():
+        assert sha256_file(bundle / "artifact" / name) == digest
+    assert set(r["stages"]) == {"train", "quantize", "export", "evaluate", "latency"}
+    assert r["tools"]["torch"] and r["tools"]["edgecnn"]
+    assert json.loads((bundle / "report.json").read_text()) == r
+    assert (bundle / "artifact" / "metadata.json").is_file()
+
+
+def test_deploy_to_cpu_is_measured_in_openvino(cpu_run):
+    path, r, _ = cpu_run
+    _consistent(r, path)
+    assert r["target"] == "cpu" and r["runtime"] == "openvino" and r["accuracy"]["runtime"] == "openvino"
+    assert r["latency_source"] == "measured" and r["latency_error_pct"] is None
+    assert r["latency_ms"]["n"] >= 5 and r["peak_memory_mb"] > 0 and r["peak_memory_source"] == "measured"
+    assert r["device"] == "host"
+    assert not r["stages"]["train"]["cached"] and not r["stages"]["evaluate"]["cached"]
+    md = (path / "report.md").read_text()
+    assert "measured, n=" in md and "PREDICTED" not in md
+
+
+def test_rerun_reuses_every_stage(cpu_run, recipe_file):
+    path, first, first_s = cpu_run
+    t0 = time.perf_counter()
+    again_path, r = deploy("test_resnet18", "cpu", recipe=load_recipe("test_resnet18", str(recipe_file)),
+                           out=path, **fast, **quiet)
+    took = time.perf_counter() - t0
+    assert again_path == path
+    assert all(s["cached"] for s in r["stages"].values()), r["stages"]
+    assert r["accuracy"] == first["accuracy"] and r["latency_ms"] == first["latency_ms"]
+    assert took < min(20.0, first_s / 3), (took, first_s)
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
+
+
+def test_deploy_to_rpi_predicts_latency_and_measures_tflite_accuracy(cpu_run, recipe_file, tmp_path):
+    path, r = deploy("test_resnet18", "rpi", recipe=load_recipe("test_resnet18", str(recipe_file)),
+                     out=tmp_path / "rpi", **fast, **quiet)
+    _consistent(r, path)
+    assert r["runtime"] == "tflite" and r["accuracy"]["runtime"] == "tflite"
+    assert r["latency_source"] == "predicted" and r["device"] == "rpi5"
+    lo, hi = r["latency_band_ms"]
+    assert lo == r["latency_ms"]["min"] < r["latency_ms"]["p50"] < hi == r["latency_ms"]["max"]
+    assert r["latency_error_pct"] > 0 and r["latency_ms"]["n"] == 0
+    assert r["peak_memory_mb"] is None and r["energy_source"] == "estimated"
+    assert r["stages"]["train"]["cached"]  # the float model trained for cpu is reused
+    assert "PREDICTED" in (path / "report.md").read_text()
+
+
+def test_foreign_out_is_refused(recipe_file, tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(EdgecnnError, match="did not write"):
+        deploy("test_resnet18", "cpu", recipe=load_recipe("test_resnet18", str(recipe_file)), out=foreign, **quiet)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+def test_conflicting_options(recipe_file):
+    with pytest.raises(EdgecnnError, match="conflict"):
+        deploy("test_resnet18", "cpu", recipe=load_recipe("test_resnet18", str(recipe_file)), qat=True,
+               max_drop=1.0, **quiet)
+    res = CliRunner().invoke(cli, ["deploy", "test_resnet18", "--target", "cpu", "--qat", "--max-drop", "1"])
+    assert res.exit_code == 2 and "conflict" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(cli, ["deploy", "test_resnet18", "--target", "rpi", "--precision", "fp16"])
+    assert res.exit_code == 2 and "error: tflite on rpi supports int8, fp32, not fp16" in res.output
+
+
+def test_pareto_flags_dominated_points():
+    from edgecnn.frontier import frontier, pareto
+
+    pts = [{"n": "a", "top1": 0.90, "ms": 5.0}, {"n": "b", "top1": 0.85, "ms": 8.0},
+           {"n": "c", "top1": 0.95, "ms": 9.0}, {"n": "d", "top1": 0.90, "ms": 5.0},
+           {"n": "e", "top1": None, "ms": 1.0}, {"n": "f", "top1": 0.80, "ms": 2.0}]
+    r = pareto(pts, "ms")
+    assert [p["dominated"] for p in r] == [False, True, False, False, None, False]  # equal points tie
+    assert r[1]["dominated_by"] == [0, 3] and pts[1] == {"n": "b", "top1": 0.85, "ms": 8.0}
+    assert [p["n"] for p in frontier(pts, "ms")] == ["f", "a", "d", "c"]
+    by_size = pareto(pts, lambda p: -p["ms"])  # any cost function: here larger ms is "cheaper"
+    assert [p["dominated"] for p in by_size] == [True, True, False, True, None, True]
+    assert pareto([], "ms") == []
