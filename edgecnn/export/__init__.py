@@ -173,7 +173,7 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
                                  "fp32_correct": "fp32_correct.npy",
                                  "what": "top-1 of the fake-quant PyTorch graph; FP32 per-image correctness"}
         else:
-            np.save(tmp / "fp32_correct.npy", np.load(stages._fp32_reference(src, log)["correct"]))
+            np.save(tmp / "fp32_correct.npy", np.load(stages.fp32_reference(src, log)["correct"]))
             files.append("fp32_correct.npy")
             meta["reference"] = {"fp32_correct": "fp32_correct.npy"}
         from edgecnn.fileio import atomic_write_json, replace_dir

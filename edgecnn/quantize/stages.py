@@ -108,7 +108,7 @@ def _calibration_images(src: FloatSource, num_images: int) -> tuple[torch.Tensor
     return src.preprocess.apply_torch(images), split
 
 
-def _fp32_reference(src: FloatSource, log) -> dict:
+def fp32_reference(src: FloatSource, log) -> dict:
     """FP32 predictions on the test split, computed once per float checkpoint and cached."""
     cache = paths.runs_dir() / "fp32" / f"{src.arch}-{src.checkpoint_sha256[:12]}-{src.bundle.test.content_hash[:12]}"
     report_path = cache / "fp32.json"
@@ -194,7 +194,7 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
     if not force and (hit := _cached(out, "calibrate", key, log)):
         distributed.barrier()
         return hit
-    fp32 = _fp32_reference(src, log)
+    fp32 = fp32_reference(src, log)
     t0 = time.perf_counter()
     x, split = _calibration_images(src, n)
     log(f"{arch}: calibrating ({method}, {n} images of the calibration split)")
@@ -250,7 +250,7 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     if hit := distributed.broadcast_object(hit):  # rank 0's look decides for all
         return hit
     with distributed.main_first():
-        fp32 = _fp32_reference(src, log)
+        fp32 = fp32_reference(src, log)
     t0 = time.perf_counter()
     x_calib, _ = _calibration_images(src, ptq_report["calibration"]["num_images"])
     images, labels = take(src.bundle, train_split)
