@@ -7,6 +7,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from tiny_recipes import int8_recipe
 
 from edgecnn.cli import cli
 from edgecnn.deploy import SCHEMA, deploy
@@ -14,25 +15,6 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import sha256_file
 from edgecnn.recipes import load_recipe
 
-RECIPE = """
-arch = "test_resnet18"
-[quick.data]
-image_size = 32
-channels = 3
-val = 500
-calib = 200
-train_subset = 1024
-augment = "none"
-[quick.train]
-epochs = 2
-batch_size = 64
-lr = 0.05
-amp = "off"
-[quick.calibrate]
-method = "minmax"
-num_images = 64
-batch_size = 32
-"""
 quiet = {"log": lambda s: None, "progress": False}
 fast = {"bench_seconds": 0.2, "bench_runs": 5, "threads": 1}
 KEYS = ("schema", "arch", "target", "device", "runtime", "precision", "image_size", "dataset", "accuracy",
@@ -42,9 +24,7 @@ KEYS = ("schema", "arch", "target", "device", "runtime", "precision", "image_siz
 
 @pytest.fixture(scope="module")
 def recipe_file(tmp_path_factory):
-    p = tmp_path_factory.mktemp("deploy") / "r.toml"
-    p.write_text(RECIPE)
-    return p
+    return int8_recipe(tmp_path_factory.mktemp("deploy"))[0]
 
 
 @pytest.fixture(scope="module")

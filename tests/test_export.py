@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
+from tiny_recipes import int8_recipe
 
 from edgecnn.artifact import load_artifact
 from edgecnn.data import Preprocess, load_dataset
@@ -20,43 +21,14 @@ from edgecnn.export.onnx import to_u8s8
 from edgecnn.host import has_vnni
 from edgecnn.quantize import stages
 from edgecnn.quantize.pt2e import load_graph
-from edgecnn.recipes import load_recipe
 from edgecnn.runtimes import open_session
 from edgecnn.train import train
 
-RECIPE = """
-arch = "test_resnet18"
-[quick.data]
-image_size = 32
-channels = 3
-val = 500
-calib = 200
-train_subset = 1024
-augment = "none"
-[quick.train]
-epochs = 2
-batch_size = 64
-lr = 0.05
-amp = "off"
-[quick.calibrate]
-method = "minmax"
-num_images = 64
-batch_size = 32
-[quick.qat]
-epochs = 0.25
-train_subset = 512
-batch_size = 64
-lr = {qat_lr}
-freeze_observers = 0.0
-freeze_bn = 0.5
-"""
 quiet = {"log": lambda s: None, "progress": False}
 
 
 def _recipe(tmp, qat_lr=0.001, name="r.toml"):
-    p = tmp / name
-    p.write_text(RECIPE.format(qat_lr=qat_lr))
-    return load_recipe("test_resnet18", str(p))
+    return int8_recipe(tmp, qat_lr, name)[1]
 
 
 @pytest.fixture(scope="module")
