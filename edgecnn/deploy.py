@@ -130,7 +130,7 @@ def _bench_local(art_dir: Path, *, threads: int | None, min_seconds: float, min_
     return json.loads(p.stdout)
 
 
-def deploy(arch: str, target: str, *, recipe, hosts: Sequence[str] = (), data: str | None = None,
+def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: Sequence[str] = (), data: str | None = None,
            weights: str | None = None, checkpoint: str | None = None, precision: str = "int8",
            runtime: str | None = None, method: str | None = None, qat: bool = False,
            max_drop: float | None = None, out: str | os.PathLike | None = None, force: bool = False,
@@ -154,6 +154,13 @@ def deploy(arch: str, target: str, *, recipe, hosts: Sequence[str] = (), data: s
     check_options(target, hosts=hosts, precision=precision, qat=qat, max_drop=max_drop, weights=weights,
                   checkpoint=checkpoint)
     runtime = resolve(target, runtime, precision)
+    if device is not None:
+        from edgecnn.devices import load_device
+
+        prof = load_device(device)
+        if prof.target != target:
+            raise EdgecnnError(f"device {device} is a {prof.target} device, not {target}; pass --target {prof.target}")
+        device = None if target == "cpu" else prof.name
     from edgecnn.train import _weights_id
 
     ckpt_id = None
@@ -163,11 +170,11 @@ def deploy(arch: str, target: str, *, recipe, hosts: Sequence[str] = (), data: s
         if not Path(checkpoint).is_file():
             raise EdgecnnError(f"checkpoint not found: {checkpoint}")
         ckpt_id = sha256_file(checkpoint)
-    bundle_key = _key({"arch": arch, "target": target, "runtime": runtime, "precision": precision,
+    bundle_key = _key({"arch": arch, "target": target, "device": device, "runtime": runtime, "precision": precision,
                        "recipe": recipe.to_dict(), "data": str(Path(data).resolve()) if data else None,
                        "weights": _weights_id(weights), "checkpoint": ckpt_id, "method": method, "qat": qat,
                        "max_drop": max_drop, "hosts": hosts})
-    out = Path(out) if out else paths.runs_dir() / "deploy" / f"{arch}-{target}-{precision}-{bundle_key}"
+    out = Path(out) if out else paths.runs_dir() / "deploy" / f"{arch}-{device or target}-{precision}-{bundle_key}"
     check_out(out)
     t_start = time.perf_counter()
     notes: list[str] = []
@@ -274,7 +281,7 @@ def deploy(arch: str, target: str, *, recipe, hosts: Sequence[str] = (), data: s
             from edgecnn.devices import load_device
             from edgecnn.devices.predict import predict
 
-            profile = load_device(target)
+            profile = load_device(device or target)
             r = predict(arch, profile, runtime=runtime, precision=precision,
                         image_size=int(meta["preprocess"]["image_size"]), batch=1, threads=threads,
                         small_input=bool(meta["model_options"].get("small_input")),
@@ -282,7 +289,7 @@ def deploy(arch: str, target: str, *, recipe, hosts: Sequence[str] = (), data: s
             r["format"] = FORMAT
             return add_energy(r, profile.power_w, f"{profile.name} profile")
 
-        lat_key = _key({"v": DEPLOY_VERSION, "arch": arch, "target": target, "runtime": runtime,
+        lat_key = _key({"v": DEPLOY_VERSION, "arch": arch, "target": device or target, "runtime": runtime,
                         "precision": precision, "pre": meta["preprocess"], "opts": meta["model_options"],
                         "threads": threads})
         bench, lat_cached, lat_path = _cache("latency", lat_key, force, run_predict)

@@ -1,15 +1,52 @@
-"""The accuracy / cost Pareto frontier of deployed models (pure: no torch, no backend).
+"""The accuracy / cost frontier of the four networks per target, and the chooser over it.
+
+:func:`pareto` and :func:`frontier` are pure (no torch, no backend):
 
 >>> pts = [{"name": "a", "top1": 0.90, "ms": 5.0}, {"name": "b", "top1": 0.85, "ms": 8.0}]
 >>> [p["dominated"] for p in pareto(pts, "ms")]
 [False, True]
+
+:func:`run_frontier` deploys every (network, target, precision) combination with
+:func:`edgecnn.deploy.deploy` (each stage cached, so a re-run only reads caches), flattens
+each ``report.json`` into a *point* (:func:`point_from_report`), flags the Pareto set per
+device and writes ``frontier.json`` (schema ``edgecnn.frontier/1``), ``frontier.csv``,
+``frontier.png``, ``report.html`` (self-contained) and ``report.md`` into one directory,
+replaced whole. :func:`choose` picks one point for a device under latency and accuracy
+limits and says why.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from edgecnn.errors import EdgecnnError, suggest
+
+SCHEMA = "edgecnn.frontier/1"
+FILES = ("frontier.json", "frontier.csv", "frontier.png", "report.html", "report.md")
+# cost name -> (point key, unit, what it is, key of the point holding the cost's source)
+COSTS: dict[str, tuple[str, str, str, str]] = {
+    "p50": ("p50_ms", "ms", "median batch-1 latency", "latency_source"),
+    "p90": ("p90_ms", "ms", "90th-percentile batch-1 latency", "latency_source"),
+    "energy": ("energy_mj", "mJ/image", "energy per image", "energy_source"),
+    "size": ("size_mb", "MB", "artifact size", "size_source"),
+    "memory": ("memory_mb", "MB", "peak memory of the runtime", "memory_source"),
+}
+LATENCY_STATS = ("p50", "p90", "p99")
+CSV_COLUMNS = ("id", "arch", "target", "device", "runtime", "precision", "image_size", "top1", "top5",
+               "ci95_low", "ci95_high", "fp32_top1", "drop_points", "agreement", "accuracy_runtime",
+               "p50_ms", "p90_ms", "p99_ms", "latency_n", "latency_source", "latency_band_low_ms",
+               "latency_band_high_ms", "throughput_ips", "energy_mj", "energy_source", "size_mb", "memory_mb",
+               "memory_source", "published_imagenet_top1", "cost", "pareto", "dominated_by", "bundle")
+
+
+# ---------------------------------------------------------------- Pareto (pure)
 
 def pareto(points: Sequence[dict[str, Any]], cost: str | Callable[[dict[str, Any]], float], *,
            accuracy: str | Callable[[dict[str, Any]], float] = "top1") -> list[dict[str, Any]]:
@@ -38,3 +75,502 @@ def frontier(points: Sequence[dict[str, Any]], cost: str | Callable[[dict[str, A
     """The non-dominated points, cheapest first."""
     cost_of = cost if callable(cost) else (lambda p: p[cost])
     return sorted((p for p in pareto(points, cost, **kw) if p["dominated"] is False), key=cost_of)
+
+
+def check_cost(cost: str) -> str:
+    if cost not in COSTS:
+        raise EdgecnnError(f"unknown cost '{cost}'.{suggest(cost, COSTS)} Costs: {', '.join(COSTS)}")
+    return cost
+
+
+# ---------------------------------------------------------------- points
+
+def point_from_report(r: dict[str, Any], bundle: str | os.PathLike | None = None) -> dict[str, Any]:
+    """One flat row of a deploy ``report.json``: what the frontier, its files and ``choose`` use."""
+    a, lat = r["accuracy"], r["latency_ms"]
+    band = r.get("latency_band_ms") or [None, None]
+    ci = a.get("ci95") or [None, None]
+    pub = r.get("published") or {}
+    return {
+        "id": f"{r['arch']}-{r['device']}-{r['runtime']}-{r['precision']}",
+        "arch": r["arch"], "target": r["target"], "device": r["device"], "runtime": r["runtime"],
+        "precision": r["precision"], "image_size": r["image_size"], "dataset": r["dataset"]["name"],
+        "test_images": r["dataset"]["num_images"],
+        "top1": a["top1"], "top5": a["top5"], "ci95_low": ci[0], "ci95_high": ci[1],
+        "fp32_top1": a["fp32_top1"], "drop_points": a["drop"], "agreement": a.get("agreement"),
+        "accuracy_runtime": a["runtime"], "accuracy_source": a.get("source", "measured"),
+        "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "latency_n": lat["n"],
+        "latency_source": r["latency_source"], "latency_band_low_ms": band[0], "latency_band_high_ms": band[1],
+        "latency_where": r.get("latency_where"), "throughput_ips": r.get("throughput_ips"),
+        "energy_mj": r.get("energy_mj"), "energy_source": r.get("energy_source"),
+        "size_mb": r["model_size_mb"], "size_source": "measured",
+        "memory_mb": r.get("peak_memory_mb"), "memory_source": r.get("peak_memory_source"),
+        "published_imagenet_top1": pub.get("imagenet_top1"), "published_source": pub.get("source"),
+        "bundle": None if bundle is None else str(bundle), "seconds": r.get("seconds"),
+        "reused": sorted(k for k, s in (r.get("stages") or {}).items() if s and s.get("cached")),
+    }
+
+
+def flag_pareto(points: Sequence[dict[str, Any]], cost: str) -> list[dict[str, Any]]:
+    """Points with ``cost`` (its value), ``pareto`` (True / False / None: no cost figure) and
+    ``dominated_by`` (ids), the Pareto set computed per device."""
+    key = COSTS[check_cost(cost)][0]
+    out: list[dict[str, Any]] = []
+    for dev in dict.fromkeys(p["device"] for p in points):
+        group = [p for p in points if p["device"] == dev]
+        for p in pareto(group, key):
+            dom = p.pop("dominated")
+            by = p.pop("dominated_by")
+            out.append({**p, "cost": p.get(key), "pareto": None if dom is None else not dom,
+                        "dominated_by": [group[j]["id"] for j in by]})
+    return out
+
+
+# ---------------------------------------------------------------- running it
+
+def check_out_dir(out: Path) -> None:
+    """Refuse a file, or a non-empty directory that is not a frontier edgecnn wrote."""
+    if out.exists() and not out.is_dir():
+        raise EdgecnnError(f"--out {out} is a file; pass a directory")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            ours = json.loads((out / "frontier.json").read_text()).get("schema", "").startswith("edgecnn.frontier/")
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            raise EdgecnnError(f"{out} holds files edgecnn did not write (no frontier.json of schema {SCHEMA}); "
+                               f"pass an empty or new --out directory")
+
+
+def parse_targets(spec: str | Sequence[str]) -> list[tuple[str, str | None]]:
+    """``cpu,jetson,rpi`` or device names (``rpi4``, ``jetson-agx-orin``) -> [(target, device or None)]."""
+    from edgecnn.devices import ALIASES, HOST, load_device
+    from edgecnn.export import SUPPORT
+
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if not names:
+        raise EdgecnnError("--targets is empty; pass e.g. cpu,jetson,rpi")
+    out: list[tuple[str, str | None]] = []
+    for n in names:
+        if n in SUPPORT:
+            item = (n, None)
+        else:
+            prof = load_device(n)  # unknown: error suggesting the nearest
+            if prof.name == HOST or ALIASES.get(prof.target) == prof.name:
+                item = (prof.target, None)
+            else:
+                item = (prof.target, prof.name)
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def parse_list(spec: str | Sequence[str], known: Sequence[str], what: str) -> list[str]:
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if not items:
+        raise EdgecnnError(f"--{what} is empty; pass some of {', '.join(known)}")
+    for s in items:
+        if s not in known:
+            raise EdgecnnError(f"unknown {what[:-1]} '{s}'.{suggest(s, known)} Known: {', '.join(known)}")
+    return list(dict.fromkeys(items))
+
+
+def check_plot() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise EdgecnnError("frontier.png needs matplotlib: pip install 'edgecnn[plot]'")
+
+
+def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]], precisions: Sequence[str], *,
+                 recipe_for: Callable[[str], Any], out: str | os.PathLike, cost: str = "p50",
+                 data: str | None = None, force: bool = False, threads: int | None = None,
+                 bench_seconds: float = 2.0, bench_runs: int = 10, log: Callable[[str], None] = print,
+                 progress: bool = True, command: str | None = None) -> tuple[Path, dict]:
+    """Deploy every combination (cached), flag the Pareto sets, write the frontier directory.
+
+    A combination whose target cannot run the precision is listed under ``skipped``; one
+    that fails (an :class:`EdgecnnError`) under ``failed`` with its one-line error, and the
+    others go on. Returns (out, frontier.json's content).
+    """
+    from edgecnn.deploy import deploy
+    from edgecnn.export import DEFAULT_RUNTIME, SUPPORT
+
+    check_cost(cost)
+    check_plot()
+    out = Path(out)
+    check_out_dir(out)
+    t0 = time.perf_counter()
+    points: list[dict] = []
+    skipped: list[dict] = []
+    failed: list[dict] = []
+    combos = [(a, t, d, p) for a in archs for t, d in targets for p in precisions]
+    for i, (arch, target, device, precision) in enumerate(combos, 1):
+        where = device or target
+        runtime = DEFAULT_RUNTIME[target]
+        if precision not in SUPPORT[target][runtime]:
+            skipped.append({"arch": arch, "target": where, "precision": precision,
+                            "why": f"{runtime} on {target} runs {', '.join(SUPPORT[target][runtime])}"})
+            continue
+        log(f"[{i}/{len(combos)}] {arch} on {where}, {precision}")
+        try:
+            bundle, report = deploy(arch, target, device=device, recipe=recipe_for(arch), data=data,
+                                    precision=precision, force=force, threads=threads, bench_seconds=bench_seconds,
+                                    bench_runs=bench_runs, log=log, progress=progress)
+        except EdgecnnError as e:
+            log(f"  failed: {e}")
+            failed.append({"arch": arch, "target": where, "precision": precision, "error": str(e)})
+            continue
+        points.append(point_from_report(report, bundle))
+    if not points:
+        raise EdgecnnError("no combination ran: " + "; ".join(f"{f['arch']} {f['target']} {f['precision']}: "
+                                                               f"{f['error']}" for f in failed)[:2000])
+    result = {
+        "schema": SCHEMA, "cost": cost, "cost_unit": COSTS[cost][1], "cost_what": COSTS[cost][2],
+        "archs": list(archs), "targets": [d or t for t, d in targets], "precisions": list(precisions),
+        "points": flag_pareto(points, cost), "skipped": skipped, "failed": failed,
+        "command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    write_frontier(out, result)
+    _remember(result, out)
+    log(f"wrote {out}")
+    return out, result
+
+
+def _remember(result: dict, out: Path) -> None:
+    """Keep a copy under $EDGECNN_HOME/runs/frontier so ``choose`` finds it without --from."""
+    import hashlib
+
+    from edgecnn import paths
+    from edgecnn.fileio import atomic_write_json
+
+    name = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12] + ".json"
+    atomic_write_json(paths.runs_dir() / "frontier" / name, {**result, "out": str(out.resolve())})
+
+
+def write_frontier(out: Path, result: dict) -> None:
+    """All five files into a temporary directory beside ``out``, then one rename."""
+    import shutil
+    import tempfile
+
+    from edgecnn.fileio import atomic_write_json, atomic_write_text, replace_dir
+
+    check_out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        atomic_write_json(tmp / "frontier.json", result)
+        atomic_write_text(tmp / "frontier.csv", render_csv(result))
+        png = render_png(result)
+        (tmp / "frontier.png").write_bytes(png)
+        atomic_write_text(tmp / "report.md", render_markdown(result))
+        atomic_write_text(tmp / "report.html", render_html(result, png))
+        replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- rendering
+
+def _devices(result: dict) -> list[str]:
+    return list(dict.fromkeys(p["device"] for p in result["points"]))
+
+
+def _fmt(x: float | None, spec: str = ".3g") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def render_csv(result: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for p in result["points"]:
+        row = {**p, "dominated_by": " ".join(p["dominated_by"])}
+        w.writerow(["" if row.get(c) is None else row.get(c) for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def _cost_label(result: dict) -> str:
+    return f"{COSTS[result['cost']][2]} ({result['cost_unit']})"
+
+
+def _cost_source(result: dict, p: dict) -> str:
+    return p.get(COSTS[result["cost"]][3]) or "not available"
+
+
+def _rows(result: dict, device: str) -> list[list[str]]:
+    rows = []
+    pts = sorted((p for p in result["points"] if p["device"] == device),
+                 key=lambda p: (p["cost"] is None, p["cost"] or 0))
+    for p in pts:
+        status = {True: "Pareto", False: "dominated by " + ", ".join(p["dominated_by"]),
+                  None: "no cost figure"}[p["pareto"]]
+        lat = f"{p['p50_ms']:.3g} ms"
+        if p["latency_source"] == "predicted" and p["latency_band_low_ms"] is not None:
+            lat += f" (band {p['latency_band_low_ms']:.3g}-{p['latency_band_high_ms']:.3g})"
+        rows.append([p["arch"], p["precision"], p["runtime"],
+                     f"{100 * p['top1']:.2f}% [{100 * p['ci95_low']:.1f}, {100 * p['ci95_high']:.1f}]",
+                     "n/a" if p["drop_points"] is None else f"{p['drop_points']:+.2f}",
+                     f"{lat}, {p['latency_source']}",
+                     f"{_fmt(p['cost'])} ({_cost_source(result, p)})",
+                     f"{p['size_mb']:.3g}",
+                     _fmt(p["published_imagenet_top1"], ".2f"), status])
+    return rows
+
+
+HEADER = ["network", "precision", "runtime", "top-1 [95% CI] (measured in the runtime)", "drop vs FP32 (points)",
+          "latency p50, source", "cost (source)", "size MB", "ImageNet top-1 % (PUBLISHED, FP32 224 px)", "frontier"]
+
+
+def _intro(result: dict) -> list[str]:
+    pts = result["points"]
+    ds = {f"{p['test_images']} {p['dataset']} test images at {p['image_size']} px" for p in pts}
+    return [
+        (f"Cost: {_cost_label(result)}. Accuracy: top-1 of each exported artifact in its target's runtime on "
+        f"{'; '.join(sorted(ds))}."),
+        ("Latency is *measured* where the device ran the artifact (this machine for cpu) and *predicted* from "
+        "the device profile otherwise, with its error band; energy is measured (RAPL) or *estimated* from "
+        "the profile's power; the ImageNet column is *published*, not measured by edgecnn."),
+        f"Created {result['created']} in {result['seconds']:.0f} s"
+        + (f" by `{result['command']}`." if result.get("command") else "."),
+    ]
+
+
+def render_markdown(result: dict) -> str:
+    lines = ["# Accuracy / cost frontier", ""] + [s + "\n" for s in _intro(result)]
+    for dev in _devices(result):
+        tgt = next(p["target"] for p in result["points"] if p["device"] == dev)
+        lines += [f"## {tgt}: {dev}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        lines += ["| " + " | ".join(r) + " |" for r in _rows(result, dev)]
+        lines.append("")
+    lines += ["![frontier](frontier.png)", ""]
+    if result["skipped"]:
+        lines += ["## Not applicable", ""] + [f"- {s['arch']} {s['precision']} on {s['target']}: {s['why']}"
+                                              for s in result["skipped"]] + [""]
+    if result["failed"]:
+        lines += ["## Failed", ""] + [f"- {f['arch']} {f['precision']} on {f['target']}: {f['error']}"
+                                      for f in result["failed"]] + [""]
+    return "\n".join(lines)
+
+
+def render_html(result: dict, png: bytes) -> str:
+    """One file, no external resource: the plot is embedded as a data: URI."""
+    import base64
+    from html import escape
+
+    css = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}table{border-collapse:collapse;"
+           "margin-bottom:2em}td,th{border:1px solid #bbb;padding:.25em .5em;font-size:90%}"
+           "tr.pareto{font-weight:bold}tr.dom{color:#666}img{max-width:100%}")
+    body = ["<h1>Accuracy / cost frontier</h1>"] + [f"<p>{escape(s)}</p>" for s in _intro(result)]
+    body.append(f'<img alt="frontier plot" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+    for dev in _devices(result):
+        tgt = next(p["target"] for p in result["points"] if p["device"] == dev)
+        body.append(f"<h2>{escape(tgt)}: {escape(dev)}</h2><table><tr>"
+                    + "".join(f"<th>{escape(h)}</th>" for h in HEADER) + "</tr>")
+        for r in _rows(result, dev):
+            cls = "pareto" if r[-1] == "Pareto" else "dom"
+            body.append(f'<tr class="{cls}">' + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>")
+        body.append("</table>")
+    for title, items in (("Not applicable", [f"{s['arch']} {s['precision']} on {s['target']}: {s['why']}"
+                                             for s in result["skipped"]]),
+                         ("Failed", [f"{f['arch']} {f['precision']} on {f['target']}: {f['error']}"
+                                     for f in result["failed"]])):
+        if items:
+            body.append(f"<h2>{title}</h2><ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>edgecnn frontier</title>"
+            f"<style>{css}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def render_png(result: dict) -> bytes:
+    """One panel per device: every point labelled, measured filled, predicted hollow with its
+    band, the Pareto set joined by a step line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    devices = _devices(result)
+    fig, axes = plt.subplots(1, len(devices), figsize=(5.2 * len(devices), 4.4), squeeze=False)
+    colors = {}
+    for ax, dev in zip(axes[0], devices, strict=True):
+        pts = [p for p in result["points"] if p["device"] == dev and p["cost"] is not None]
+        for p in pts:
+            c = colors.setdefault(p["arch"], f"C{len(colors)}")
+            y = 100 * p["top1"]
+            measured = COSTS[result["cost"]][3] == "size_source" or _cost_source(result, p) == "measured"
+            if result["cost"] in ("p50", "p90") and p["latency_source"] == "predicted" \
+                    and p["latency_band_low_ms"] is not None:
+                scale = p["cost"] / p["p50_ms"] if p["p50_ms"] else 1.0
+                ax.errorbar(p["cost"], y, xerr=[[p["cost"] - scale * p["latency_band_low_ms"]],
+                                                [scale * p["latency_band_high_ms"] - p["cost"]]],
+                            fmt="none", ecolor=c, alpha=0.4, capsize=2)
+            ax.scatter([p["cost"]], [y], s=46, marker="o" if p["precision"] == "int8" else "s",
+                       facecolors=c if measured else "none", edgecolors=c, linewidths=1.5, zorder=3)
+            ax.annotate(f"{p['arch']} {p['precision']}", (p["cost"], y), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
+        front = sorted((p for p in pts if p["pareto"]), key=lambda p: p["cost"])
+        if front:
+            ax.step([p["cost"] for p in front], [100 * p["top1"] for p in front], where="post", color="k",
+                    lw=1, alpha=0.6, zorder=2)
+        costs = [p["cost"] for p in pts if p["cost"] > 0]
+        if costs and max(costs) / min(costs) > 20:
+            ax.set_xscale("log")
+        tgt = next(p["target"] for p in result["points"] if p["device"] == dev)
+        ax.set_title(f"{tgt}: {dev}", fontsize=10)
+        ax.set_xlabel(_cost_label(result), fontsize=8)
+        ax.set_ylabel("top-1 % (measured)", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.text(0.01, 0.01, "filled: measured cost, hollow: predicted/estimated (bar: error band); "
+                         "circle int8, square float; line: Pareto set", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- choose
+
+def load_points(sources: Sequence[str | os.PathLike] = ()) -> list[dict]:
+    """Points of the given frontier directories / frontier.json files, or of every frontier
+    run recorded under $EDGECNN_HOME; the newest result per point id wins."""
+    from edgecnn import paths
+
+    files: list[Path] = []
+    for s in sources:
+        p = Path(s)
+        f = p / "frontier.json" if p.is_dir() else p
+        if not f.is_file():
+            raise EdgecnnError(f"no frontier results at {s}: pass a directory `edgecnn frontier --out` wrote")
+        files.append(f)
+    if not sources:
+        files = sorted((paths.runs_dir() / "frontier").glob("*.json"))
+    found: dict[str, tuple[str, dict]] = {}
+    for f in files:
+        try:
+            res = json.loads(f.read_text())
+        except (OSError, ValueError) as e:
+            raise EdgecnnError(f"{f} is not a frontier.json ({e}); re-run edgecnn frontier") from None
+        if not str(res.get("schema", "")).startswith("edgecnn.frontier/"):
+            raise EdgecnnError(f"{f} is not a frontier.json (schema {res.get('schema')!r}); pass a frontier --out dir")
+        for p in res["points"]:
+            if p["id"] not in found or res["created"] >= found[p["id"]][0]:
+                found[p["id"]] = (res["created"], p)
+    return [p for _, p in found.values()]
+
+
+def parse_latency(text: str) -> float:
+    """``50ms``, ``50 ms``, ``0.05s``, ``50`` (ms) -> milliseconds."""
+    t = str(text).strip().lower().replace(" ", "")
+    mult = 1.0
+    for suffix, m in (("ms", 1.0), ("us", 1e-3), ("s", 1e3)):
+        if t.endswith(suffix):
+            t, mult = t[: -len(suffix)], m
+            break
+    try:
+        v = float(t) * mult
+    except ValueError:
+        raise EdgecnnError(f"bad latency '{text}': pass e.g. 50ms, 0.05s or 50") from None
+    if v <= 0:
+        raise EdgecnnError(f"latency limit must be > 0, got '{text}'")
+    return v
+
+
+def parse_accuracy(text: str) -> float:
+    """``0.9``, ``90%`` or ``90`` -> 0.9."""
+    t = str(text).strip()
+    try:
+        v = float(t.rstrip("%"))
+    except ValueError:
+        raise EdgecnnError(f"bad accuracy '{text}': pass a fraction (0.9) or a percentage (90%)") from None
+    v = v / 100 if t.endswith("%") or v > 1 else v
+    if not 0 <= v <= 1:
+        raise EdgecnnError(f"accuracy must be between 0 and 1 (or 0% and 100%), got '{text}'")
+    return v
+
+
+def _matches(p: dict, device: str) -> bool:
+    from edgecnn.devices import ALIASES
+
+    return device in (p["target"], p["device"]) or ALIASES.get(device) == p["device"]
+
+
+def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None = None,
+           min_accuracy: float | None = None, cost: str = "p50", latency: str = "p90",
+           precision: str | None = None) -> dict:
+    """Pick the point to ship on ``device``; return {choice, candidates, rejected, paragraph, ok}.
+
+    Among the runs that meet both limits, the most accurate wins; a run whose top-1 lies
+    inside the winner's 95% interval counts as equally accurate, and of those the cheapest
+    (``cost``) is chosen. ``max_latency_ms`` is checked on the ``latency`` percentile; for a
+    predicted latency, the paragraph says whether the error band crosses the limit.
+    """
+    check_cost(cost)
+    if latency not in LATENCY_STATS:
+        raise EdgecnnError(f"unknown latency statistic '{latency}'; pass one of {', '.join(LATENCY_STATS)}")
+    mine = [p for p in points if _matches(p, device) and (precision is None or p["precision"] == precision)]
+    if not mine:
+        have = sorted({p["device"] for p in points})
+        raise EdgecnnError(f"no frontier results for {device}" + (f" {precision}" if precision else "")
+                           + f": run `edgecnn frontier --targets {device} --out DIR` first"
+                           + (f" (results exist for {', '.join(have)})" if have else ""))
+    lat_key, cost_key = f"{latency}_ms", COSTS[cost][0]
+    ok, rejected = [], []
+    for p in mine:
+        why = []
+        if max_latency_ms is not None and p[lat_key] > max_latency_ms:
+            why.append(f"{latency} {p[lat_key]:.3g} ms > {max_latency_ms:g} ms")
+        if min_accuracy is not None and p["top1"] < min_accuracy:
+            why.append(f"top-1 {100 * p['top1']:.2f}% < {100 * min_accuracy:.2f}%")
+        (rejected if why else ok).append((p, why))
+    res: dict[str, Any] = {"device": device, "max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy,
+                           "cost": cost, "latency": latency, "candidates": [p["id"] for p, _ in ok],
+                           "rejected": {p["id"]: "; ".join(w) for p, w in rejected}}
+    if not ok:
+        fastest = min(mine, key=lambda p: p[lat_key])
+        best = max(mine, key=lambda p: p["top1"])
+        res.update(choice=None, ok=False, paragraph=(
+            f"No run on {device} meets the limits: the fastest, {_name(fastest)}, takes {fastest[lat_key]:.3g} ms "
+            f"({latency}, {fastest['latency_source']}) at {100 * fastest['top1']:.2f}% top-1, and the most "
+            f"accurate, {_name(best)}, reaches {100 * best['top1']:.2f}% at {best[lat_key]:.3g} ms. Relax "
+            f"--max-latency to at least {fastest[lat_key]:.3g} ms or --min-accuracy to at most "
+            f"{100 * fastest['top1']:.2f}%, or run the frontier for another device or at a smaller --image-size "
+            f"recipe."))
+        return res
+    best = max((p for p, _ in ok), key=lambda p: p["top1"])
+    tied = [p for p, _ in ok if p["top1"] >= (best["ci95_low"] if best["ci95_low"] is not None else best["top1"])]
+    priced = [p for p in tied if p.get(cost_key) is not None]
+    pick = min(priced, key=lambda p: p[cost_key]) if priced else best
+    s = [(f"Ship {_name(pick)} on {pick['device']}: top-1 {100 * pick['top1']:.2f}% (95% CI "
+         f"{100 * pick['ci95_low']:.2f}-{100 * pick['ci95_high']:.2f}%, measured in {pick['accuracy_runtime']} on "
+         f"{pick['test_images']} {pick['dataset']} test images at {pick['image_size']} px), {latency} latency "
+         f"{pick[lat_key]:.3g} ms {pick['latency_source'].upper()}")]
+    if pick["latency_source"] == "predicted" and pick["latency_band_high_ms"] is not None:
+        hi = pick["latency_band_high_ms"] * (pick[lat_key] / pick["p50_ms"] if pick["p50_ms"] else 1)
+        s[0] += f" (error band up to {hi:.3g} ms"
+        if max_latency_ms is not None and hi > max_latency_ms:
+            s[0] += f", which crosses your {max_latency_ms:g} ms limit"
+        s[0] += f"; measure it with `edgecnn bench {pick['bundle'] or '<bundle>'}/artifact --host USER@DEVICE`)"
+    s[0] += "."
+    others = [p for p, _ in ok if p is not pick]
+    if pick is not best:
+        ratio = (best[cost_key] / pick[cost_key]) if best.get(cost_key) and pick[cost_key] else None
+        s.append(f"{_name(best)} scores {100 * (best['top1'] - pick['top1']):.2f} points more, inside "
+                 f"{_name(best)}'s 95% interval, so they are equally accurate on this test set, and "
+                 f"{_name(pick)} costs {'less' if ratio is None else f'{ratio:.2g}x less'} "
+                 f"({COSTS[cost][2]}).")
+    elif others:
+        runner = max(others, key=lambda p: p["top1"])
+        s.append(f"It is the most accurate of the {len(ok)} runs within the limits; the next, {_name(runner)}, "
+                 f"scores {100 * (pick['top1'] - runner['top1']):.2f} points less.")
+    else:
+        s.append("It is the only run within the limits.")
+    if rejected:
+        s.append("Out: " + "; ".join(f"{_name(p)} ({', '.join(w)})" for p, w in rejected) + ".")
+    res.update(choice=pick, ok=True, paragraph=" ".join(s))
+    return res
+
+
+def _name(p: dict) -> str:
+    return f"{p['arch']} {p['precision'].upper()} ({p['runtime']})"

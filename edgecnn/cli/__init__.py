@@ -29,7 +29,8 @@ def cli():
     \b
     Example:
       edgecnn models
-      edgecnn train resnet18 --recipe quick
+      edgecnn deploy resnet18 --target cpu
+      edgecnn frontier --targets cpu,jetson,rpi --out frontier/
     """
 
 
@@ -39,6 +40,7 @@ def _register() -> None:
     from edgecnn.cli.deploy_cmd import deploy
     from edgecnn.cli.devices_cmd import devices
     from edgecnn.cli.evaluate_cmd import evaluate
+    from edgecnn.cli.frontier_cmd import choose, frontier
     from edgecnn.cli.models_cmd import models
     from edgecnn.cli.quantize_cmd import calibrate, export, qat
     from edgecnn.cli.train_cmd import train
@@ -49,6 +51,8 @@ def _register() -> None:
     cli.add_command(devices)
     cli.add_command(bench)
     cli.add_command(deploy)
+    cli.add_command(frontier)
+    cli.add_command(choose)
 
 
 _register()

@@ -13,6 +13,8 @@ from edgecnn.cli.options import data_option, json_option, recipe_option, weights
 @click.command()
 @click.argument("arch")
 @click.option("--target", required=True, metavar="cpu|jetson|rpi", help="Where it will run.")
+@click.option("--device", default=None, metavar="PROFILE",
+              help="Device profile to predict for when not the target's default (e.g. rpi4 for --target rpi).")
 @click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST",
               help="Measure latency on this device over SSH (repeat for several); default: measured here for "
                    "cpu, predicted from the device profile otherwise.")
@@ -41,7 +43,7 @@ from edgecnn.cli.options import data_option, json_option, recipe_option, weights
 @click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
               help="--host: ssh config file (ssh -F).")
 @json_option
-def deploy(arch, target, hosts, data, weights, checkpoint, recipe, precision, runtime, method, use_qat, max_drop,
+def deploy(arch, target, device, hosts, data, weights, checkpoint, recipe, precision, runtime, method, use_qat, max_drop,
            out, force, threads, min_seconds, remote_python, ssh_config, as_json):
     """Train, quantize, export, evaluate and time ARCH for --target: one bundle with report.json.
 
@@ -71,7 +73,7 @@ def deploy(arch, target, hosts, data, weights, checkpoint, recipe, precision, ru
         raise click.UsageError(str(e)) from None
     resolve(target, runtime, precision)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    path, r = run(arch, target, recipe=load_recipe(arch, recipe), hosts=hosts, data=data, weights=weights,
+    path, r = run(arch, target, recipe=load_recipe(arch, recipe), device=device, hosts=hosts, data=data, weights=weights,
                   checkpoint=checkpoint, precision=precision, runtime=runtime, method=method, qat=use_qat,
                   max_drop=max_drop, out=out, force=force, threads=threads, bench_seconds=min_seconds,
                   remote_python=remote_python, ssh_config=ssh_config, log=log)

@@ -1,0 +1,140 @@
+"""``edgecnn frontier`` and ``edgecnn choose``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from edgecnn.cli.options import data_option, json_option
+
+FOUR = "alexnet,vgg16,resnet18,googlenet"
+COST_NAMES = ("p50", "p90", "energy", "size", "memory")
+
+
+def _recipes(spec: str, archs: list[str]):
+    """``quick``/``full``, a directory of <arch>.toml (optionally DIR:PROFILE), or one .toml for one arch."""
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.recipes import PROFILES, load_recipe
+
+    head, sep, tail = spec.rpartition(":")
+    path, profile = (head, tail) if sep and tail in PROFILES else (spec, None)
+    if spec not in PROFILES and Path(path).is_dir():
+        out = {}
+        for a in archs:
+            f = Path(path) / f"{a}.toml"
+            if not f.is_file():
+                raise EdgecnnError(f"--recipe {path} has no {a}.toml; add it or drop {a} from --archs")
+            out[a] = load_recipe(a, f"{f}:{profile}" if profile else str(f))
+        return out
+    if spec not in PROFILES and len(archs) > 1:
+        raise EdgecnnError(f"--recipe {spec} is one file but --archs names {len(archs)} networks; pass a profile "
+                           f"({', '.join(PROFILES)}) or a directory holding <arch>.toml for each")
+    return {a: load_recipe(a, spec) for a in archs}
+
+
+@click.command()
+@click.option("--targets", default="cpu,jetson,rpi", show_default=True, metavar="LIST",
+              help="Targets (cpu, jetson, rpi) or device profiles (rpi4, jetson-agx-orin, ...), comma-separated.")
+@click.option("--archs", default=FOUR, show_default=True, metavar="LIST", help="Networks, comma-separated.")
+@click.option("--precisions", default="int8,fp32", show_default=True, metavar="LIST",
+              help="int8, fp16, fp32; a target that cannot run one is listed as not applicable.")
+@click.option("--cost", type=click.Choice(COST_NAMES), default="p50", show_default=True,
+              help="What the frontier minimises: latency p50/p90, energy per image, artifact size, peak memory.")
+@click.option("--recipe", metavar="PROFILE|DIR[:PROFILE]", default="quick", show_default=True,
+              help="Recipe profile of each recipes/<arch>.toml, or a directory holding <arch>.toml files.")
+@data_option
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Directory for frontier.json/.csv/.png, report.html and report.md (replaced whole).")
+@click.option("--force", is_flag=True, help="Re-export, re-evaluate and re-measure every combination.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Latency on this machine: time each artifact at least this long.")
+@json_option
+def frontier(targets, archs, precisions, cost, recipe, data, out, force, threads, min_seconds, as_json):
+    """Deploy every network x target x precision and draw the accuracy / cost frontier.
+
+    Each combination is an `edgecnn deploy` run: cached, so the same command again only
+    reads the caches. Per target (device) the Pareto set of top-1 against --cost is
+    flagged. Latency is measured on this machine for cpu and predicted from the device
+    profile for absent devices; every figure says which.
+
+    \b
+    Example:
+      edgecnn frontier --out frontier/
+      edgecnn frontier --targets cpu,rpi4,jetson-agx-orin --archs resnet18,googlenet --cost size --out f2/
+    """
+    from edgecnn.frontier import parse_list, parse_targets, run_frontier
+    from edgecnn.models import list_archs
+
+    arch_list = parse_list(archs, list_archs(include_test=True), "archs")
+    prec = parse_list(precisions, ("int8", "fp16", "fp32"), "precisions")
+    tg = parse_targets(targets)
+    recipes = _recipes(recipe, arch_list)
+    log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    command = "edgecnn frontier " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
+    path, res = run_frontier(arch_list, tg, prec, recipe_for=recipes.__getitem__, out=out, cost=cost, data=data,
+                             force=force, threads=threads, bench_seconds=min_seconds, log=log, command=command)
+    if as_json:
+        click.echo(json.dumps({"out": str(path), **res}, indent=2, default=str))
+    else:
+        for p in res["points"]:
+            if p["pareto"]:
+                click.echo(f"  Pareto on {p['device']}: {p['arch']} {p['precision']} top-1 {100 * p['top1']:.2f}%, "
+                           f"{cost} {p['cost']:.3g} {res['cost_unit']} ({p[_src(cost)] or 'n/a'})")
+        click.echo(f"{len(res['points'])} runs, {len(res['failed'])} failed, {res['seconds']:.0f} s: "
+                   f"{Path(path) / 'report.html'}")
+    if res["failed"]:
+        sys.exit(1)
+
+
+def _src(cost: str) -> str:
+    from edgecnn.frontier import COSTS
+
+    return COSTS[cost][3]
+
+
+@click.command()
+@click.option("--target", "device", required=True, metavar="DEVICE",
+              help="Device profile or target alias (rpi5, rpi, jetson-orin-nano, cpu, ...).")
+@click.option("--max-latency", default=None, metavar="TIME", help="Latency limit, e.g. 50ms or 0.05s.")
+@click.option("--min-accuracy", default=None, metavar="ACC", help="Top-1 floor, e.g. 0.9 or 90%.")
+@click.option("--cost", type=click.Choice(COST_NAMES), default="p50", show_default=True,
+              help="Among equally accurate runs, the cheapest by this wins.")
+@click.option("--latency", "stat", type=click.Choice(("p50", "p90", "p99")), default="p90", show_default=True,
+              help="Which latency percentile --max-latency limits.")
+@click.option("--precision", type=click.Choice(("int8", "fp16", "fp32")), default=None,
+              help="Only consider this precision.")
+@click.option("--from", "sources", multiple=True, metavar="DIR",
+              help="Frontier output directory (repeatable); default: every frontier run in $EDGECNN_HOME.")
+@json_option
+def choose(device, max_latency, min_accuracy, cost, stat, precision, sources, as_json):
+    """Pick the network to ship on a device from frontier results, and say why.
+
+    The most accurate run within the limits wins; runs inside its 95% interval count as
+    equally accurate and the cheapest of them (--cost) is picked. Exit 1 when nothing
+    meets the limits (the message says what to relax).
+
+    \b
+    Example:
+      edgecnn choose --target rpi5 --max-latency 50ms --min-accuracy 0.9
+      edgecnn choose --target cpu --cost size --from frontier/
+    """
+    from edgecnn.frontier import choose as pick
+    from edgecnn.frontier import load_points, parse_accuracy, parse_latency
+
+    lat = None if max_latency is None else parse_latency(max_latency)
+    acc = None if min_accuracy is None else parse_accuracy(min_accuracy)
+    res = pick(load_points(sources), device, max_latency_ms=lat, min_accuracy=acc, cost=cost, latency=stat,
+               precision=precision)
+    if as_json:
+        click.echo(json.dumps(res, indent=2, default=str))
+    else:
+        click.echo(res["paragraph"])
+        if res["choice"] and res["choice"].get("bundle"):
+            click.echo(f"bundle: {res['choice']['bundle']}")
+    if not res["ok"]:
+        sys.exit(1)

@@ -1,0 +1,219 @@
+"""``edgecnn frontier`` and ``edgecnn choose``: a real tiny frontier end to end, then the chooser's rules."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import pytest
+from click.testing import CliRunner
+from tiny_recipes import int8_recipe
+
+from edgecnn.cli import cli
+from edgecnn.errors import EdgecnnError
+from edgecnn.frontier import (
+    FILES,
+    SCHEMA,
+    choose,
+    flag_pareto,
+    load_points,
+    parse_accuracy,
+    parse_latency,
+    parse_targets,
+    run_frontier,
+)
+from edgecnn.recipes import load_recipe
+
+quiet = {"log": lambda s: None, "progress": False}
+fast = {"bench_seconds": 0.2, "bench_runs": 5, "threads": 1}
+TARGETS = [("cpu", None), ("jetson", None), ("rpi", "rpi4")]
+
+
+@pytest.fixture(scope="module")
+def recipe_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("recipes")
+    int8_recipe(d, name="test_resnet18.toml")
+    return d
+
+
+@pytest.fixture(scope="module")
+def run(recipe_dir, tmp_path_factory):
+    recipe = load_recipe("test_resnet18", str(recipe_dir / "test_resnet18.toml"))
+    out = tmp_path_factory.mktemp("frontier") / "f"
+    t0 = time.perf_counter()
+    path, res = run_frontier(["test_resnet18"], TARGETS, ["int8", "fp16", "fp32"], recipe_for=lambda a: recipe,
+                             out=out, **fast, **quiet)
+    return path, res, time.perf_counter() - t0, recipe
+
+
+def test_frontier_runs_every_combination_and_writes_its_files(run):
+    path, res, _, _ = run
+    assert sorted(p.name for p in path.iterdir()) == sorted(FILES)
+    assert json.loads((path / "frontier.json").read_text()) == res
+    assert res["schema"] == SCHEMA and res["cost"] == "p50" and res["cost_unit"] == "ms"
+    # fp16 only exists for TensorRT: the other two targets list it as not applicable
+    assert sorted((s["target"], s["precision"]) for s in res["skipped"]) == [("cpu", "fp16"), ("rpi4", "fp16")]
+    assert res["failed"] == []
+    got = sorted((p["device"], p["runtime"], p["precision"]) for p in res["points"])
+    host = next(p["device"] for p in res["points"] if p["target"] == "cpu")
+    assert got == sorted([(host, "openvino", "int8"), (host, "openvino", "fp32"),
+                          ("jetson-orin-nano", "tensorrt", "int8"), ("jetson-orin-nano", "tensorrt", "fp16"),
+                          ("jetson-orin-nano", "tensorrt", "fp32"), ("rpi4", "tflite", "int8"),
+                          ("rpi4", "tflite", "fp32")])
+    for p in res["points"]:
+        assert p["latency_source"] == ("measured" if p["target"] == "cpu" else "predicted")
+        assert 0.3 < p["top1"] <= 1 and p["ci95_low"] <= p["top1"] <= p["ci95_high"]
+        assert p["cost"] == p["p50_ms"] > 0 and p["size_mb"] > 0
+        assert (path.parent / p["bundle"]).joinpath("report.json").is_file()
+        if p["latency_source"] == "predicted":
+            assert p["latency_band_low_ms"] < p["p50_ms"] < p["latency_band_high_ms"] and p["memory_mb"] is None
+    # the int8 artifact is smaller than the fp32 one on every device (the tiny net has graph overhead)
+    for dev in {p["device"] for p in res["points"]}:
+        size = {p["precision"]: p["size_mb"] for p in res["points"] if p["device"] == dev}
+        assert size["int8"] < 0.6 * size["fp32"]
+
+
+def test_pareto_flags_are_consistent_per_device(run):
+    _, res, _, _ = run
+    pts = res["points"]
+    for p in pts:
+        same = [q for q in pts if q["device"] == p["device"] and q is not p]
+        dominators = [q["id"] for q in same if q["top1"] >= p["top1"] and q["cost"] <= p["cost"]
+                      and (q["top1"] > p["top1"] or q["cost"] < p["cost"])]
+        assert sorted(p["dominated_by"]) == sorted(dominators)
+        assert p["pareto"] is (not dominators)
+    for dev in {p["device"] for p in pts}:
+        assert any(p["pareto"] for p in pts if p["device"] == dev)
+    # by size, int8 is never dominated: it is the smallest artifact on each device
+    for p in flag_pareto([{k: v for k, v in q.items() if k not in ("cost", "pareto", "dominated_by")}
+                          for q in pts], "size"):
+        if p["precision"] == "int8":
+            assert p["pareto"] is True
+
+
+def test_reports_label_every_figure(run):
+    path, res, _, _ = run
+    rows = list(csv.DictReader(io.StringIO((path / "frontier.csv").read_text())))
+    assert len(rows) == len(res["points"]) and {r["latency_source"] for r in rows} == {"measured", "predicted"}
+    md = (path / "report.md").read_text()
+    html = (path / "report.html").read_text()
+    for text in (md, html):
+        assert "rpi4" in text and "jetson-orin-nano" in text and "predicted" in text and "measured" in text
+        assert "PUBLISHED" in text
+    assert "data:image/png;base64," in html and "src=\"http" not in html and "<link" not in html
+    png = (path / "frontier.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_same_command_again_reuses_every_stage(run, recipe_dir):
+    path, res, first, recipe = run
+    t0 = time.perf_counter()
+    _, again = run_frontier(["test_resnet18"], TARGETS, ["int8", "fp16", "fp32"], recipe_for=lambda a: recipe,
+                            out=path, **fast, **quiet)
+    took = time.perf_counter() - t0
+    for p, q in zip(res["points"], again["points"], strict=True):
+        assert p["id"] == q["id"] and p["top1"] == q["top1"] and p["p50_ms"] == q["p50_ms"]
+        assert set(q["reused"]) == {"train", "quantize", "export", "evaluate", "latency"} or \
+            (q["precision"] != "int8" and set(q["reused"]) == {"train", "export", "evaluate", "latency"})
+    assert took < first / 3
+
+
+def test_frontier_refuses_a_foreign_directory_and_bad_lists(tmp_path, recipe_dir):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    r = CliRunner().invoke(cli, ["frontier", "--archs", "test_resnet18", "--targets", "cpu",
+                                 "--recipe", str(recipe_dir), "--out", str(foreign)])
+    assert r.exit_code == 2 and "did not write" in r.output and (foreign / "notes.txt").read_text() == "keep me"
+    for args, msg in ((["--targets", "rpi9"], "unknown device 'rpi9'"), (["--precisions", "int4"], "int8"),
+                      (["--archs", "resnet19"], "resnet18"), (["--cost", "watts"], "energy")):
+        r = CliRunner().invoke(cli, ["frontier", "--out", str(tmp_path / "x"), *args])
+        assert r.exit_code == 2 and msg in r.output, r.output
+        assert not (tmp_path / "x").exists()
+    r = CliRunner().invoke(cli, ["frontier", "--archs", "test_resnet18,test_alexnet", "--recipe",
+                                 str(recipe_dir / "test_resnet18.toml"), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "directory holding <arch>.toml" in r.output
+
+
+def test_parse_targets_maps_devices_to_their_export_target():
+    assert parse_targets("cpu,jetson,rpi") == [("cpu", None), ("jetson", None), ("rpi", None)]
+    assert parse_targets("rpi5,rpi4,jetson-agx-orin,host") == [("rpi", None), ("rpi", "rpi4"),
+                                                               ("jetson", "jetson-agx-orin"), ("cpu", None)]
+
+
+# ---------------------------------------------------------------- choose
+
+def _pt(arch, top1, p90, *, device="rpi5", prec="int8", ci=0.005, src="measured", band=None, size=10.0):
+    return {"id": f"{arch}-{device}-tflite-{prec}", "arch": arch, "target": "rpi", "device": device,
+            "runtime": "tflite", "precision": prec, "image_size": 32, "dataset": "FashionMNIST",
+            "test_images": 10000, "top1": top1, "ci95_low": top1 - ci, "ci95_high": top1 + ci,
+            "accuracy_runtime": "tflite", "p50_ms": p90 * 0.9, "p90_ms": p90, "p99_ms": p90 * 1.1,
+            "latency_source": src, "latency_band_low_ms": None if band is None else band[0],
+            "latency_band_high_ms": None if band is None else band[1], "size_mb": size, "energy_mj": None,
+            "memory_mb": None, "bundle": f"/b/{arch}"}
+
+
+POINTS = [_pt("resnet18", 0.912, 20), _pt("googlenet", 0.915, 40), _pt("vgg16", 0.93, 300),
+          _pt("alexnet", 0.88, 5), _pt("resnet18", 0.90, 60, prec="fp32")]
+
+
+def test_choose_prefers_the_cheaper_of_two_equally_accurate_runs():
+    r = choose(POINTS, "rpi5", max_latency_ms=50, min_accuracy=0.9)
+    # googlenet is 0.3 points better, inside its own 95% interval: resnet18 is as accurate and 2x faster
+    assert r["ok"] and r["choice"]["arch"] == "resnet18" and r["choice"]["precision"] == "int8"
+    assert "googlenet" in r["paragraph"] and "equally accurate" in r["paragraph"]
+    assert set(r["rejected"]) == {"vgg16-rpi5-tflite-int8", "alexnet-rpi5-tflite-int8", "resnet18-rpi5-tflite-fp32"}
+    assert "300 ms > 50 ms" in r["rejected"]["vgg16-rpi5-tflite-int8"]
+    assert "88.00% < 90.00%" in r["rejected"]["alexnet-rpi5-tflite-int8"]
+    # with a tight interval googlenet's lead is real: it wins
+    tight = [dict(p, ci95_low=p["top1"] - 0.001, ci95_high=p["top1"] + 0.001) for p in POINTS]
+    assert choose(tight, "rpi", max_latency_ms=50, min_accuracy=0.9)["choice"]["arch"] == "googlenet"
+    # with no latency limit the most accurate of all wins
+    assert choose(POINTS, "rpi5")["choice"]["arch"] == "vgg16"
+
+
+def test_choose_warns_when_a_predicted_band_crosses_the_limit():
+    pts = [_pt("resnet18", 0.91, 40, src="predicted", band=(25, 60))]
+    r = choose(pts, "rpi5", max_latency_ms=50)
+    assert r["ok"] and "PREDICTED" in r["paragraph"] and "crosses your 50 ms limit" in r["paragraph"]
+    assert "edgecnn bench /b/resnet18/artifact --host" in r["paragraph"]
+
+
+def test_choose_says_what_to_relax_or_which_runs_to_make():
+    r = choose(POINTS, "rpi5", max_latency_ms=2)
+    assert not r["ok"] and r["choice"] is None and "at least 5 ms" in r["paragraph"]
+    with pytest.raises(EdgecnnError, match="run `edgecnn frontier --targets jetson-agx-orin"):
+        choose(POINTS, "jetson-agx-orin")
+    with pytest.raises(EdgecnnError, match="unknown cost"):
+        choose(POINTS, "rpi5", cost="watts")
+
+
+def test_parse_limits():
+    assert parse_latency("50ms") == 50 and parse_latency("0.05s") == 50 and parse_latency("50") == 50
+    assert parse_latency("500us") == pytest.approx(0.5)
+    assert parse_accuracy("0.9") == 0.9 and parse_accuracy("90%") == 0.9 and parse_accuracy("90") == 0.9
+    for bad in ("fast", "-3ms"):
+        with pytest.raises(EdgecnnError, match="latency"):
+            parse_latency(bad)
+    with pytest.raises(EdgecnnError, match="between 0 and 1"):
+        parse_accuracy("120%")
+
+
+def test_choose_cli_reads_the_frontier_it_names(run, tmp_path):
+    path, res, _, _ = run
+    r = CliRunner().invoke(cli, ["choose", "--target", "rpi4", "--max-latency", "1000ms", "--from", str(path),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["ok"] and out["choice"]["device"] == "rpi4" and out["choice"]["latency_source"] == "predicted"
+    assert out["choice"]["id"] in {p["id"] for p in res["points"]}
+    r = CliRunner().invoke(cli, ["choose", "--target", "rpi4", "--max-latency", "1us", "--from", str(path)])
+    assert r.exit_code == 1 and "Relax --max-latency" in r.output
+    r = CliRunner().invoke(cli, ["choose", "--target", "rpi5", "--from", str(path)])
+    assert r.exit_code == 2 and "edgecnn frontier --targets rpi5" in r.output
+    r = CliRunner().invoke(cli, ["choose", "--target", "rpi4", "--from", str(tmp_path)])
+    assert r.exit_code == 2 and "no frontier results" in r.output
+    # without --from: every frontier recorded under $EDGECNN_HOME (the run above recorded this one)
+    assert {p["id"] for p in res["points"]} <= {p["id"] for p in load_points()}
