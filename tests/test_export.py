@@ -212,3 +212,41 @@ def test_qat_nan_stops_and_says_so(float_run, tmp_path):
     recipe = _recipe(tmp_path, qat_lr="inf", name="nan.toml")
     with pytest.raises(EdgecnnError, match="QAT (loss became nan|weights became NaN).*lower qat.lr"):
         stages.qat("test_resnet18", recipe, checkpoint=ckpt, **quiet)
+
+
+def test_googlenet_pools_after_an_inception_concat_are_quantized(tmp_path):
+    """Every max-pool of GoogLeNet reads a dequantized int8 tensor, including the stage pools
+    after an inception concat and the 3x3/1 branch pool that follows them; the .tflite made
+    from the graph then matches it as closely as ResNet18's does."""
+    from edgecnn.export.tflite import export_tflite
+    from edgecnn.models import create
+    from edgecnn.quantize.pt2e import float_ops, make_quantizer, ptq
+
+    torch.manual_seed(0)
+    pre = Preprocess(image_size=32, channels=3, mean=(0.286,) * 3, std=(0.353,) * 3)
+    x = torch.from_numpy(pre.apply_numpy(load_dataset(None).test.images[:64]))
+    model = create("test_googlenet", num_classes=10).eval()
+    for m in model.modules():  # He init: torchvision's std-0.01 init leaves an untrained net's features ~0
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    g = ptq(model, x, batch_size=32)
+    pools = [n for n in g.graph.nodes if "max_pool2d" in str(n.target)]
+    assert len(pools) == 13 and float_ops(g) == []
+    for n in pools:
+        assert "dequantize" in str(n.args[0].target), f"{n.name} reads {n.args[0].name}, a float tensor"
+    path = export_tflite(g, x[:1], tmp_path / "g.tflite", quantizer=make_quantizer())
+    ref = g(x).detach().numpy()
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    (inp,), (outp,) = it.get_input_details(), it.get_output_details()
+    (si, zi), (so, zo) = inp["quantization"], outp["quantization"]
+    out = []
+    for i in range(len(x)):
+        q = np.clip(np.round(x[i: i + 1].numpy() / si) + zi, -128, 127).astype(np.int8)
+        it.set_tensor(inp["index"], q.transpose(0, 2, 3, 1) if list(inp["shape"]) == [1, 32, 32, 3] else q)
+        it.invoke()
+        out.append((it.get_tensor(outp["index"]).astype(np.float32) - zo) * so)
+    out = np.concatenate(out)
+    assert np.abs(out - ref).mean() < 0.03 * (ref.max() - ref.min())

@@ -34,6 +34,7 @@ SCHEME = {
     "activations": "int8 per-tensor symmetric [-128, 127], zero point 0",
     "bias": "float",
     "batchnorm": "folded into the preceding convolution",
+    "pooling": "max-pools share their input's int8 scale, also after a concat",
 }
 # Graph ops that carry the computation: a float one among them is a layer that does not run in INT8.
 _COMPUTE_OPS = {
@@ -87,6 +88,11 @@ def _quantizer_class():
         # litert-torch 0.10's conv+BN QAT annotators fail with torchao 0.18 (they hand a function
         # to torch.export); edgecnn folds BatchNorm into the convolutions before QAT instead.
         STATIC_QAT_ONLY_OPS = ()
+        # The max-pool annotator only quantizes a pool whose input is already annotated and runs
+        # before the concat annotator, so GoogLeNet's pools after an inception block's concat
+        # (and the 3x3/1 branch pool right after them) stayed float: TFLite then requantized
+        # there and disagreed with the fake-quant graph. A second pass after "cat" annotates them.
+        STATIC_OPS = (*PT2EQuantizer.STATIC_OPS, "max_pool2d")
 
     return Quantizer
 
