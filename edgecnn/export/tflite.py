@@ -36,11 +36,12 @@ def export_tflite(module: torch.nn.Module, sample: torch.Tensor, path: str | os.
 
     kwargs = {"quant_config": QuantConfig(pt2e_quantizer=quantizer)} if quantizer is not None else {}
     quiet = io.StringIO()
+    path = Path(path)
+    # litert-torch prints progress to stdout: keep it out of `--json` output
     with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         edge = litert_torch.convert(module, (sample,), **kwargs)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        edge.export(str(tmp))
+        with atomic_path(path) as tmp:
+            edge.export(str(tmp))
     return path
 
 
