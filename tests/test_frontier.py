@@ -217,3 +217,41 @@ def test_choose_cli_reads_the_frontier_it_names(run, tmp_path):
     assert r.exit_code == 2 and "no frontier results" in r.output
     # without --from: every frontier recorded under $EDGECNN_HOME (the run above recorded this one)
     assert {p["id"] for p in res["points"]} <= {p["id"] for p in load_points()}
+
+
+def test_killed_frontier_resumes_to_the_same_figures(run, recipe_dir, tmp_path):
+    """kill -9 in the middle of the quantize/export/evaluate stages, run again: the same accuracy
+    figures as the uninterrupted run, and no half-written output directory in between."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from edgecnn import paths
+
+    _, first, _, _ = run
+    home = tmp_path / "home"
+    shutil.copytree(paths.runs_dir() / "train", home / "runs" / "train")  # the same float checkpoint
+    out = tmp_path / "f"
+    cmd = [sys.executable, "-m", "edgecnn.cli", "frontier", "--archs", "test_resnet18", "--targets", "cpu,jetson,rpi4",
+           "--precisions", "int8,fp16,fp32", "--recipe", str(recipe_dir), "--out", str(out), "--threads", "1",
+           "--min-seconds", "0.2", "--json"]
+    env = {**os.environ, "EDGECNN_HOME": str(home)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((home / "runs" / "evaluate").glob("*.json"))) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the frontier finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    again = json.loads(res.stdout)
+    assert any(set(p["reused"]) >= {"evaluate"} for p in again["points"])  # the killed run's work was kept
+    key = ("top1", "top5", "agreement", "size_mb", "drop_points")
+    assert {p["id"]: [p[k] for k in key] for p in again["points"]} == \
+        {p["id"]: [p[k] for k in key] for p in first["points"]}
