@@ -43,6 +43,8 @@ SCHEMA = "edgecnn.report/1"
 REPORT = "report.json"
 REPORT_MD = "report.md"
 ARTIFACT = "artifact"
+PREDICT = "predict.py"
+RUN_MD = "RUN.md"
 DEPLOY_VERSION = 1  # bump when what a stage cache holds changes
 
 
@@ -364,6 +366,8 @@ def _write_bundle(out: Path, art_dir: Path, report: dict) -> None:
         _link_or_copy(art_dir, tmp / ARTIFACT)
         atomic_write_json(tmp / REPORT, report)
         atomic_write_text(tmp / REPORT_MD, render_markdown(report))
+        atomic_write_text(tmp / PREDICT, PREDICT_PY)
+        atomic_write_text(tmp / RUN_MD, render_run(report))
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -426,3 +430,81 @@ def render_markdown(r: dict) -> str:
     if r["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
     return "\n".join(lines) + "\n"
+
+
+PREDICT_PY = '''#!/usr/bin/env python3
+"""Classify images with this bundle's artifact (written by `edgecnn deploy`).
+
+    python3 predict.py IMAGE [IMAGE ...]     # the top 5 classes of each image
+
+Runs in the artifact's own runtime with the exact preprocessing it was calibrated on
+(artifact/metadata.json). Needs no torch: see RUN.md for the install on the device.
+A non-square image is first resized to a square with PIL.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edgecnn.artifact import load_artifact
+from edgecnn.data.preprocess import Preprocess
+from edgecnn.runtimes import open_session
+
+
+def main() -> None:
+    if len(sys.argv) < 2:
+        sys.exit("usage: python3 predict.py IMAGE [IMAGE ...]")
+    art = load_artifact(Path(__file__).resolve().parent / "artifact")
+    pre = Preprocess.from_dict(art.meta["preprocess"])
+    names = art.meta["class_names"]
+    session = open_session(art)
+    for path in sys.argv[1:]:
+        try:
+            img = Image.open(path).convert("L" if pre.channels == 1 else "RGB")
+        except OSError as e:
+            sys.exit(f"error: cannot read {path}: {e}")
+        if img.width != img.height:
+            img = img.resize((pre.image_size, pre.image_size), Image.BILINEAR)
+        x = np.asarray(img, dtype=np.uint8)
+        x = x[..., None] if x.ndim == 2 else x
+        logits = session.run(pre.apply_numpy(x[None]))[0]
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        top = np.argsort(-p)[:5]
+        print(f"{path}: " + ", ".join(f"{names[i]} {p[i]:.3f}" for i in top))
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+_INSTALL = {
+    "openvino": "pip install openvino",
+    "onnxruntime": "pip install onnxruntime",
+    "tflite": "pip install ai-edge-litert        # or, where only that exists: pip install tflite-runtime",
+    "tensorrt": "# TensorRT comes with JetPack (python3-libnvinfer); add: pip install cuda-python",
+}
+
+
+def render_run(r: dict) -> str:
+    """``RUN.md``: how to install the runtime on the device and run, time and check this bundle."""
+    rt = r["runtime"]
+    lines = [f"# Running {r['arch']} ({rt} {r['precision']}) on {r['device']}", "",
+             "Copy this directory to the device, then install edgecnn's runtime side there (no torch):", "",
+             "```", "pip install --no-deps edgecnn", "pip install numpy click pillow    # plus tomli on Python 3.10",
+             _INSTALL.get(rt, ""), "```", ""]
+    if rt == "tensorrt":
+        lines += [("Build the TensorRT engine on the Jetson itself (an engine is tied to its GPU and TensorRT "
+                  "version; edgecnn checks both):"), "", "```",
+                  "python3 -m edgecnn.tensorrt_build artifact      # trtexec --int8 --fp16 from the QDQ ONNX",
+                  "```", ""]
+    lines += ["Then:", "", "```",
+              "python3 predict.py IMAGE.png          # top-5 classes",
+              "edgecnn bench artifact --json         # latency (p50/p90/p99), memory, environment",
+              "edgecnn evaluate artifact --data DIR  # accuracy on an ImageFolder of labelled images",
+              "```", "",
+              ("Or from the machine that made this bundle: `edgecnn bench THIS_BUNDLE/artifact --host USER@DEVICE` "
+              "copies the artifact over SSH, runs it there and brings the figures back."), ""]
+    return "\n".join(lines)

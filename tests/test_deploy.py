@@ -129,3 +129,44 @@ def test_pareto_flags_dominated_points():
     by_size = pareto(pts, lambda p: -p["ms"])  # any cost function: here larger ms is "cheaper"
     assert [p["dominated"] for p in by_size] == [True, True, False, True, None, True]
     assert pareto([], "ms") == []
+
+
+def test_bundle_runs_on_its_own_with_predict_py(cpu_run, tmp_path):
+    """predict.py classifies image files in the artifact's runtime without torch, and agrees with
+    the runtime run on the same images; RUN.md says how to install that runtime on the device."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from edgecnn.data import load_dataset
+    from edgecnn.data.preprocess import Preprocess
+    from edgecnn.runtimes import open_session
+
+    path, _, _ = cpu_run
+    assert "pip install openvino" in (path / "RUN.md").read_text()
+    test = load_dataset(None).test
+    files = []
+    for i in range(6):
+        f = tmp_path / f"img {i}.png"  # a space in the name: passed through argv untouched
+        Image.fromarray(test.images[i][..., 0]).save(f)
+        files.append(str(f))
+    block = "import sys, builtins; real = builtins.__import__\n" \
+            "def no_torch(name, *a, **k):\n    if name.split('.')[0] == 'torch': raise ImportError('no torch here')\n" \
+            "    return real(name, *a, **k)\nbuiltins.__import__ = no_torch\n"
+    script = (path / "predict.py").read_text()
+    res = subprocess.run([sys.executable, "-c", block + f"__file__ = {str(path / 'predict.py')!r}\n" + script, *files],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr[-1500:]
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 6 and all(line.startswith(f"{f}: ") for line, f in zip(lines, files, strict=True))
+    art_meta = json.loads((path / "artifact" / "metadata.json").read_text())
+    names = art_meta["class_names"]
+    pre = Preprocess.from_dict(art_meta["preprocess"])
+    logits = open_session(path / "artifact").run(pre.apply_numpy(test.images[:6]))
+    for line, k in zip(lines, logits.argmax(1), strict=True):
+        first = line.split(": ", 1)[1].split(", ")[0]
+        assert first.rsplit(" ", 1)[0] == names[k]
+    bad = subprocess.run([sys.executable, str(path / "predict.py"), str(tmp_path / "missing.png")],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode != 0 and "cannot read" in bad.stderr
