@@ -93,6 +93,9 @@ def deploy(arch, target, device, hosts, data, weights, checkpoint, recipe, preci
         click.echo(f"  stages reused: {', '.join(cached) or 'none'}")
         for n in r["notes"]:
             click.echo(f"  note: {n}")
+        if target != "cpu":
+            click.echo(f"  on the device: {path / 'RUN.md'} (install, "
+                       + ("build the TensorRT engine, " if r["runtime"] == "tensorrt" else "") + "run, time)")
         click.echo(str(path))
     if any(h.get("error") for h in r.get("hosts") or []):
         sys.exit(2)
