@@ -60,10 +60,10 @@ def main() -> None:
            "again_same_points": same, "machine": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "out": str(out)}
     print(json.dumps(row), flush=True)
-    print("\n| networks | targets | precisions | runs | from empty cache | peak RSS | same command again |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| networks | targets | precisions | runs | first run | cache at start | peak RSS | same command again |")
+    print("|---|---|---|---|---|---|---|---|")
     print(f"| {args.archs} | {args.targets} | {args.precisions} | {row['points']} ({row['failed']} failed) | "
-          f"{first / 60:.1f} min | {peak_mb / 1024:.2f} GiB | {again:.1f} s |")
+          f"{first / 60:.1f} min | {'empty' if empty else 'not empty'} | {peak_mb / 1024:.2f} GiB | {again:.1f} s |")
 
 
 if __name__ == "__main__":
