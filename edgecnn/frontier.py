@@ -535,8 +535,8 @@ def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None 
             f"({latency}, {fastest['latency_source']}) at {100 * fastest['top1']:.2f}% top-1, and the most "
             f"accurate, {_name(best)}, reaches {100 * best['top1']:.2f}% at {best[lat_key]:.3g} ms. Relax "
             f"--max-latency to at least {fastest[lat_key]:.3g} ms or --min-accuracy to at most "
-            f"{100 * fastest['top1']:.2f}%, or run the frontier for another device or at a smaller --image-size "
-            f"recipe."))
+            f"{100 * fastest['top1']:.2f}%, or run the frontier for another device or with a recipe at a smaller "
+            f"image size."))
         return res
     best = max((p for p, _ in ok), key=lambda p: p["top1"])
     tied = [p for p, _ in ok if p["top1"] >= (best["ci95_low"] if best["ci95_low"] is not None else best["top1"])]
@@ -556,10 +556,9 @@ def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None 
     others = [p for p, _ in ok if p is not pick]
     if pick is not best:
         ratio = (best[cost_key] / pick[cost_key]) if best.get(cost_key) and pick[cost_key] else None
-        s.append(f"{_name(best)} scores {100 * (best['top1'] - pick['top1']):.2f} points more, inside "
-                 f"{_name(best)}'s 95% interval, so they are equally accurate on this test set, and "
-                 f"{_name(pick)} costs {'less' if ratio is None else f'{ratio:.2g}x less'} "
-                 f"({COSTS[cost][2]}).")
+        s.append(f"{_name(best)} scores {100 * (best['top1'] - pick['top1']):.2f} points more, inside its own "
+                 f"95% interval (a difference this test set does not resolve), and {_name(pick)} costs "
+                 f"{'less' if ratio is None else f'{ratio:.2g}x less'} ({COSTS[cost][2]}).")
     elif others:
         runner = max(others, key=lambda p: p["top1"])
         s.append(f"It is the most accurate of the {len(ok)} runs within the limits; the next, {_name(runner)}, "
