@@ -185,19 +185,23 @@ def check_plot() -> None:
 def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]], precisions: Sequence[str], *,
                  recipe_for: Callable[[str], Any], out: str | os.PathLike, cost: str = "p50",
                  data: str | None = None, force: bool = False, threads: int | None = None,
-                 bench_seconds: float = 2.0, bench_runs: int = 10, log: Callable[[str], None] = print,
+                 bench_seconds: float = 2.0, bench_runs: int = 10, qat: bool = False,
+                 max_drop: float | None = None, log: Callable[[str], None] = print,
                  progress: bool = True, command: str | None = None) -> tuple[Path, dict]:
     """Deploy every combination (cached), flag the Pareto sets, write the frontier directory.
 
-    A combination whose target cannot run the precision is listed under ``skipped``; one
+    INT8 is PTQ, or QAT with ``qat``, or QAT only where PTQ loses more than ``max_drop``
+    points (as :func:`edgecnn.deploy.deploy`). A combination whose target cannot run the
+    precision is listed under ``skipped``; one
     that fails (an :class:`EdgecnnError`) under ``failed`` with its one-line error, and the
     others go on. Returns (out, frontier.json's content).
     """
-    from edgecnn.deploy import deploy
+    from edgecnn.deploy import check_options, deploy
     from edgecnn.export import DEFAULT_RUNTIME, SUPPORT
 
     check_cost(cost)
     check_plot()
+    check_options("cpu", qat=qat, max_drop=max_drop)
     out = Path(out)
     check_out_dir(out)
     t0 = time.perf_counter()
@@ -214,8 +218,10 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
             continue
         log(f"[{i}/{len(combos)}] {arch} on {where}, {precision}")
         try:
+            int8 = precision == "int8"
             bundle, report = deploy(arch, target, device=device, recipe=recipe_for(arch), data=data,
-                                    precision=precision, force=force, threads=threads, bench_seconds=bench_seconds,
+                                    precision=precision, qat=qat and int8, max_drop=max_drop if int8 else None,
+                                    force=force, threads=threads, bench_seconds=bench_seconds,
                                     bench_runs=bench_runs, log=log, progress=progress)
         except EdgecnnError as e:
             log(f"  failed: {e}")
@@ -228,6 +234,7 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
     result = {
         "schema": SCHEMA, "cost": cost, "cost_unit": COSTS[cost][1], "cost_what": COSTS[cost][2],
         "archs": list(archs), "targets": [d or t for t, d in targets], "precisions": list(precisions),
+        "int8": "qat" if qat else ("ptq" if max_drop is None else f"ptq, qat where the drop > {max_drop:g} points"),
         "points": flag_pareto(points, cost), "skipped": skipped, "failed": failed,
         "command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.perf_counter() - t0, 2),

@@ -128,7 +128,8 @@ def test_frontier_refuses_a_foreign_directory_and_bad_lists(tmp_path, recipe_dir
                                  "--recipe", str(recipe_dir), "--out", str(foreign)])
     assert r.exit_code == 2 and "did not write" in r.output and (foreign / "notes.txt").read_text() == "keep me"
     for args, msg in ((["--targets", "rpi9"], "unknown device 'rpi9'"), (["--precisions", "int4"], "int8"),
-                      (["--archs", "resnet19"], "resnet18"), (["--cost", "watts"], "energy")):
+                      (["--archs", "resnet19"], "resnet18"), (["--cost", "watts"], "energy"),
+                      (["--qat", "--max-drop", "1"], "conflict")):
         r = CliRunner().invoke(cli, ["frontier", "--out", str(tmp_path / "x"), *args])
         assert r.exit_code == 2 and msg in r.output, r.output
         assert not (tmp_path / "x").exists()

@@ -47,6 +47,9 @@ def _recipes(spec: str, archs: list[str]):
 @click.option("--recipe", metavar="PROFILE|DIR[:PROFILE]", default="quick", show_default=True,
               help="Recipe profile of each recipes/<arch>.toml, or a directory holding <arch>.toml files.")
 @data_option
+@click.option("--qat", "use_qat", is_flag=True, help="INT8 by QAT (default: PTQ).")
+@click.option("--max-drop", type=float, default=None, metavar="POINTS",
+              help="INT8: run QAT only where PTQ loses more than POINTS of top-1.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Directory for frontier.json/.csv/.png, report.html and report.md (replaced whole).")
 @click.option("--force", is_flag=True, help="Re-export, re-evaluate and re-measure every combination.")
@@ -54,7 +57,8 @@ def _recipes(spec: str, archs: list[str]):
 @click.option("--min-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Latency on this machine: time each artifact at least this long.")
 @json_option
-def frontier(targets, archs, precisions, cost, recipe, data, out, force, threads, min_seconds, as_json):
+def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, out, force, threads, min_seconds,
+             as_json):
     """Deploy every network x target x precision and draw the accuracy / cost frontier.
 
     Each combination is an `edgecnn deploy` run: cached, so the same command again only
@@ -65,6 +69,7 @@ def frontier(targets, archs, precisions, cost, recipe, data, out, force, threads
     \b
     Example:
       edgecnn frontier --out frontier/
+      edgecnn frontier --max-drop 0.3 --out frontier-qat/
       edgecnn frontier --targets cpu,rpi4,jetson-agx-orin --archs resnet18,googlenet --cost size --out f2/
     """
     from edgecnn.frontier import parse_list, parse_targets, run_frontier
@@ -77,7 +82,8 @@ def frontier(targets, archs, precisions, cost, recipe, data, out, force, threads
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     command = "edgecnn frontier " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
     path, res = run_frontier(arch_list, tg, prec, recipe_for=recipes.__getitem__, out=out, cost=cost, data=data,
-                             force=force, threads=threads, bench_seconds=min_seconds, log=log, command=command)
+                             force=force, threads=threads, bench_seconds=min_seconds, qat=use_qat, max_drop=max_drop,
+                             log=log, command=command)
     if as_json:
         click.echo(json.dumps({"out": str(path), **res}, indent=2, default=str))
     else:
