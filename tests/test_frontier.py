@@ -253,6 +253,10 @@ def test_killed_frontier_resumes_to_the_same_figures(run, recipe_dir, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     again = json.loads(res.stdout)
     assert any(set(p["reused"]) >= {"evaluate"} for p in again["points"])  # the killed run's work was kept
-    key = ("top1", "top5", "agreement", "size_mb", "drop_points")
+    key = ("top1", "top5", "agreement", "drop_points")
     assert {p["id"]: [p[k] for k in key] for p in again["points"]} == \
         {p["id"]: [p[k] for k in key] for p in first["points"]}
+    # the IR's layer names count up across the ONNX exports of one process: sizes differ by bytes
+    for p, q in zip(sorted(again["points"], key=lambda p: p["id"]), sorted(first["points"], key=lambda p: p["id"]),
+                    strict=True):
+        assert p["size_mb"] == pytest.approx(q["size_mb"], rel=2e-3)
