@@ -405,7 +405,7 @@ def render_png(result: dict) -> bytes:
         for p in pts:
             c = colors.setdefault(p["arch"], f"C{len(colors)}")
             y = 100 * p["top1"]
-            measured = COSTS[result["cost"]][3] == "size_source" or _cost_source(result, p) == "measured"
+            measured = _cost_source(result, p) == "measured"
             if result["cost"] in ("p50", "p90") and p["latency_source"] == "predicted" \
                     and p["latency_band_low_ms"] is not None:
                 scale = p["cost"] / p["p50_ms"] if p["p50_ms"] else 1.0

@@ -7,7 +7,14 @@ import sys
 
 import click
 
-from edgecnn.cli.options import data_option, json_option, recipe_option, weights_option
+from edgecnn.cli.options import (
+    data_option,
+    json_option,
+    max_drop_option,
+    qat_option,
+    recipe_option,
+    weights_option,
+)
 
 
 @click.command()
@@ -28,9 +35,8 @@ from edgecnn.cli.options import data_option, json_option, recipe_option, weights
               help="Runtime on the target (default: openvino for cpu, tensorrt for jetson, tflite for rpi).")
 @click.option("--method", type=click.Choice(("minmax", "percentile", "entropy", "mse")), default=None,
               help="Activation calibration method (default: the recipe's).")
-@click.option("--qat", "use_qat", is_flag=True, help="Quantize with QAT (default: PTQ).")
-@click.option("--max-drop", type=float, default=None, metavar="POINTS",
-              help="Run QAT only where PTQ loses more than POINTS of top-1.")
+@qat_option
+@max_drop_option
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Bundle directory (default: $EDGECNN_HOME/runs/deploy/<arch>-<target>-<precision>-<key>).")
 @click.option("--force", is_flag=True, help="Re-export, re-evaluate and re-measure (training and quantization "

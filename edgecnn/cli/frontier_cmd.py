@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edgecnn.cli.options import data_option, json_option
+from edgecnn.cli.options import data_option, json_option, max_drop_option, qat_option
 
 FOUR = "alexnet,vgg16,resnet18,googlenet"
 COST_NAMES = ("p50", "p90", "energy", "size", "memory")
@@ -47,9 +47,8 @@ def _recipes(spec: str, archs: list[str]):
 @click.option("--recipe", metavar="PROFILE|DIR[:PROFILE]", default="quick", show_default=True,
               help="Recipe profile of each recipes/<arch>.toml, or a directory holding <arch>.toml files.")
 @data_option
-@click.option("--qat", "use_qat", is_flag=True, help="INT8 by QAT (default: PTQ).")
-@click.option("--max-drop", type=float, default=None, metavar="POINTS",
-              help="INT8: run QAT only where PTQ loses more than POINTS of top-1.")
+@qat_option
+@max_drop_option
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Directory for frontier.json/.csv/.png, report.html and report.md (replaced whole).")
 @click.option("--force", is_flag=True, help="Re-export, re-evaluate and re-measure every combination.")

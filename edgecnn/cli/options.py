@@ -17,3 +17,8 @@ weights_option = click.option(
     help="Start from torchvision's ImageNet weights, a torchvision .pth or an edgecnn checkpoint.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+qat_option = click.option("--qat", "use_qat", is_flag=True, help="INT8 by QAT (default: PTQ).")
+max_drop_option = click.option(
+    "--max-drop", type=float, default=None, metavar="POINTS",
+    help="INT8: run QAT only where PTQ loses more than POINTS of top-1.",
+)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edgecnn.cli.options import data_option, json_option, recipe_option
+from edgecnn.cli.options import data_option, json_option, max_drop_option, qat_option, recipe_option
 
 METHODS = ("minmax", "percentile", "entropy", "mse")
 checkpoint_option = click.option(
@@ -98,9 +98,8 @@ def qat(arch, data, checkpoint, recipe, method, max_drop, force, threads, as_jso
 @checkpoint_option
 @recipe_option
 @method_option
-@click.option("--qat", "use_qat", is_flag=True, help="Quantize with QAT (default: PTQ).")
-@click.option("--max-drop", type=float, default=None, metavar="POINTS",
-              help="QAT only where PTQ loses more than POINTS of top-1.")
+@qat_option
+@max_drop_option
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Artifact directory (default: $EDGECNN_HOME/runs/artifacts/...).")
 @click.option("--force", is_flag=True, help="Re-export even if this artifact exists.")
