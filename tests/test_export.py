@@ -162,6 +162,27 @@ def test_tflite_is_full_integer(artifacts):
     assert meta["input"]["scale"] > 0 and meta["input"]["shape"] == [1, 3, 32, 32]
 
 
+
+def test_artifacts_are_reproducible_and_carry_no_build_paths(artifacts, float_run, tmp_path):
+    """The same checkpoint and recipe give the same bytes, and no artifact names the directories
+    it was built in (the exporter's stack traces did: two checkouts gave two different files)."""
+    import hashlib
+    from pathlib import Path
+
+    import edgecnn
+
+    build_dirs = {str(Path(edgecnn.__file__).resolve().parents[1]).encode(), str(Path(torch.__file__).parent).encode()}
+    for path in artifacts.values():
+        meta = load_artifact(path).meta
+        for name in meta["files"]:
+            data = (path / name).read_bytes()
+            assert not any(d in data for d in build_dirs), f"{path.name}/{name} names a build directory"
+    _, recipe, ckpt = float_run
+    again = export("test_resnet18", "jetson", recipe=recipe, checkpoint=ckpt, out=tmp_path / "again", force=True,
+                   **quiet)
+    digest = [hashlib.sha256((p / "model.onnx").read_bytes()).hexdigest() for p in (artifacts[("jetson", None)], again)]
+    assert digest[0] == digest[1]
+
 def test_bundle_is_replaced_whole_and_foreign_dirs_refused(float_run, tmp_path):
     _, recipe, ckpt = float_run
     foreign = tmp_path / "mine"

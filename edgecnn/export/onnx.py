@@ -13,6 +13,11 @@ from edgecnn.fileio import atomic_path
 
 INPUT, OUTPUT = "input", "logits"
 OPSET = 18
+# Per-node provenance the exporter records. Stack traces name the absolute paths of the build
+# machine's checkout and site-packages, so two checkouts of the same commit gave different
+# artifact bytes (and a shipped model told where it was built); the FX text is bulky. The layer
+# name scopes stay: they map a node back to its module.
+_DROPPED_NODE_PROPS = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node")
 
 
 def export_onnx(module: torch.nn.Module, sample: torch.Tensor, path: str | os.PathLike, *,
@@ -28,6 +33,9 @@ def export_onnx(module: torch.nn.Module, sample: torch.Tensor, path: str | os.Pa
     sample = sample if not dynamic_batch or sample.shape[0] > 1 else sample.expand(2, *sample.shape[1:]).clone()
     prog = torch.onnx.export(module, (sample,), dynamo=True, dynamic_shapes=dyn, input_names=[INPUT],
                              output_names=[OUTPUT], opset_version=OPSET, verbose=False)
+    for node in prog.model.graph.all_nodes():
+        for key in _DROPPED_NODE_PROPS:
+            node.metadata_props.pop(key, None)
     path = Path(path)
     with atomic_path(path) as tmp:
         prog.save(str(tmp))
