@@ -6,8 +6,10 @@ machine (random weights; FP32, and INT8 by ``nncf.quantize`` on 32 random images
 
 - leave-one-out: each network predicted by a fit to the *other* measured points (the
   honest error of a fit to measured latencies);
-- microbenchmark: efficiencies from the GEMM / copy microbenchmarks of
-  ``edgecnn devices calibrate`` (run inline here, nothing is cached), no network fit;
+- layers: efficiencies fitted to the single conv / linear / pool layers that
+  ``edgecnn devices calibrate`` times in OpenVINO (edgecnn.devices.layers; run inline here,
+  nothing is cached), no network in the fit: what `bench --predict` uses on a calibrated host;
+- GEMM: efficiencies from the GEMM / copy microbenchmarks alone (the older basis);
 - defaults: no calibration at all.
 
 ``devices``: the predicted batch-1 latency of the four networks at 224 on every profiled
@@ -43,7 +45,8 @@ def _pct(pred: float, meas: float) -> float:
 def host_mode(threads: int, int8: bool, min_seconds: float) -> dict:
     from edgecnn.devices import load_device
     from edgecnn.devices.calibrate import measure_networks, microbenchmarks
-    from edgecnn.devices.predict import DEFAULT_EFFICIENCY, Efficiency, fit_efficiency, predict
+    from edgecnn.devices.layers import measure_layers
+    from edgecnn.devices.predict import DEFAULT_EFFICIENCY, Efficiency, fit_efficiency, fit_to_layers, predict
     from edgecnn.devices.profile import CalibrationPoint
 
     def log(s: str) -> None:
@@ -54,6 +57,9 @@ def host_mode(threads: int, int8: bool, min_seconds: float) -> dict:
     log(f"host: {profile.cpu.description}, {profile.cpu.cores} CPUs, load average {load0[0]:.2f}")
     log("microbenchmarks:")
     mb = microbenchmarks(threads=threads, seconds=1.0, log=log)
+    log("single layers (OpenVINO, batch 1):")
+    lp = measure_layers(("fp32", "int8") if int8 else ("fp32",), threads=threads, seconds=0.5, log=log)
+    layer_fit = fit_to_layers(profile, "openvino", [{**p, "threads": threads} for p in lp["points"]])
     log("measuring (OpenVINO, batch 1, 224 px):")
     t0 = time.time()
     measured = measure_networks(FOUR, ("fp32", "int8") if int8 else ("fp32",), threads=threads,
@@ -76,6 +82,8 @@ def host_mode(threads: int, int8: bool, min_seconds: float) -> dict:
                        efficiency=fit)["latency_ms"]["p50"]
         mic = predict(cp.arch, profile, runtime="openvino", precision=cp.precision, threads=threads,
                       efficiency=micro)["latency_ms"]["p50"]
+        lay = predict(cp.arch, profile, runtime="openvino", precision=cp.precision, threads=threads,
+                      efficiency=layer_fit)["latency_ms"]["p50"]
         dft = predict(cp.arch, profile, runtime="openvino", precision=cp.precision, threads=threads,
                       efficiency=DEFAULT_EFFICIENCY)["latency_ms"]["p50"]
         rows.append({"arch": cp.arch, "precision": cp.precision, "measured_p50_ms": meas,
@@ -83,12 +91,13 @@ def host_mode(threads: int, int8: bool, min_seconds: float) -> dict:
                      "loo_pred_ms": loo, "loo_err_pct": _pct(loo, meas),
                      "fit_pred_ms": full, "fit_err_pct": _pct(full, meas),
                      "micro_pred_ms": mic, "micro_err_pct": _pct(mic, meas),
+                     "layers_pred_ms": lay, "layers_err_pct": _pct(lay, meas),
                      "default_pred_ms": dft, "default_err_pct": _pct(dft, meas)})
-    med = {k: statistics.median(abs(r[f"{k}_err_pct"]) for r in rows) for k in ("loo", "fit", "micro", "default")}
+    med = {k: statistics.median(abs(r[f"{k}_err_pct"]) for r in rows) for k in ("loo", "fit", "layers", "micro", "default")}
     return {"cpu": profile.cpu.description, "cores": profile.cpu.cores, "threads": threads,
             "peak_tops": {"fp32": profile.cpu.peak_tops.fp32, "int8": profile.cpu.peak_tops.int8},
             "loadavg_before": load0, "loadavg_after": load1, "measure_s": elapsed,
-            "microbenchmarks": mb, "fit": fit.to_dict(), "rows": rows, "median_abs_err_pct": med}
+            "microbenchmarks": mb, "layer_points": lp, "layer_fit": layer_fit.to_dict(), "fit": fit.to_dict(), "rows": rows, "median_abs_err_pct": med}
 
 
 def print_host(res: dict) -> None:
@@ -96,17 +105,24 @@ def print_host(res: dict) -> None:
     print(f"CPU: {res['cpu']} ({res['cores']} logical CPUs); load average {res['loadavg_before'][0]:.2f} before, "
           f"{res['loadavg_after'][0]:.2f} after (shared machine). Random weights; INT8 = nncf.quantize "
           f"on 32 random images. Measured = p50 of >= 10 runs. Predicted figures are predictions.\n")
-    print("| network | precision | measured p50 ms | predicted (leave-one-out) ms | err % "
-          "| predicted (microbenchmark) ms | err % | predicted (uncalibrated) ms | err % |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| network | precision | measured p50 ms | predicted (single-layer fit) ms | err % "
+          "| predicted (leave-one-out network fit) ms | err % | predicted (GEMM microbenchmark) ms | err % "
+          "| predicted (uncalibrated) ms | err % |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in res["rows"]:
-        print(f"| {r['arch']} | {r['precision']} | {r['measured_p50_ms']:.2f} | {r['loo_pred_ms']:.2f} | "
+        print(f"| {r['arch']} | {r['precision']} | {r['measured_p50_ms']:.2f} | {r['layers_pred_ms']:.2f} | "
+              f"{r['layers_err_pct']:+.0f} | {r['loo_pred_ms']:.2f} | "
               f"{r['loo_err_pct']:+.0f} | {r['micro_pred_ms']:.2f} | {r['micro_err_pct']:+.0f} | "
               f"{r['default_pred_ms']:.2f} | {r['default_err_pct']:+.0f} |")
     m = res["median_abs_err_pct"]
     f = res["fit"]
-    print(f"\nMedian absolute error: leave-one-out {m['loo']:.0f}%, microbenchmark {m['micro']:.0f}%, "
+    lf = res["layer_fit"]
+    print(f"\nMedian absolute error: single-layer fit {m['layers']:.0f}%, leave-one-out network fit {m['loo']:.0f}%, "
+          f"GEMM microbenchmark {m['micro']:.0f}%, "
           f"uncalibrated {m['default']:.0f}% (in-sample fit to all points: {m['fit']:.0f}%).")
+    print(f"Single-layer fit ({lf['points']} layers, leave-one-out rms over layers {lf['fit_error_pct']}%): "
+          f"eff_compute {lf['compute']}, eff_memory {lf['memory']}, {lf['overhead_us']:g} us/kernel; "
+          f"empty inference {res['layer_points']['call_seconds'] * 1e6:.0f} us (subtracted).")
     print(f"Fit to all points: eff_compute {f['compute']}, eff_memory {f['memory']}, "
           f"{f['overhead_us']:g} us/kernel. Microbenchmarks: GEMM "
           + ", ".join(f"{p} {t * 1e3:.0f} GOPS" for p, t in res["microbenchmarks"]["gemm_tops"].items())

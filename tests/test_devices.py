@@ -283,7 +283,7 @@ def test_calibration_record_is_cached_atomically(edgecnn_home, monkeypatch):
 
     fake = {"gemm_tops": {"fp32": 0.05, "int8": 0.1}, "conv_tops": {}, "backend": "fake", "bandwidth_gbps": 12.5}
     monkeypatch.setattr(calibrate, "microbenchmarks", lambda **kw: dict(fake))
-    _, path = calibrate.calibrate_host()
+    _, path = calibrate.calibrate_host(layers=False)
     assert path.parent == edgecnn_home / "devices" and path.name.startswith("host-") and path.suffix == ".json"
     assert calibrate.load_host_calibration()["bandwidth_gbps"] == 12.5
     assert not list(path.parent.glob(".*.tmp"))
@@ -314,3 +314,72 @@ def test_host_fit_to_measured_network_points(edgecnn_home):
     assert eff.points == 4 and "measured on this host" in eff.basis
     r = predict("resnet18", "host", precision="fp32")
     assert r["latency_source"] == "predicted" and r["prediction"]["basis"] == eff.basis
+
+
+def test_single_layer_costs_match_the_network_profiler():
+    """The layer suite counts ops and bytes as the network costs do: a suite layer equal to a
+    ResNet18 layer has that layer's cost."""
+    from edgecnn.devices.layers import layer_cost
+
+    net = {c.name: c for c in network_costs("resnet18")}
+    ours = layer_cost(("conv", 64, 64, 3, 1, 56))
+    ref = net["layer1.0.conv1"]   # 64->64 3x3 at 56 px, no bias in ResNet: one bias vector less
+    assert ours.ops == ref.ops and ours.activations == ref.activations and ours.weights == ref.weights + 64
+    fc = layer_cost(("linear", 512, 1000))
+    assert (fc.ops, fc.weights) == (net["fc"].ops, net["fc"].weights)
+    pool = layer_cost(("pool", 64, 3, 2, 112))
+    assert pool.ops == 0 and pool.activations == 64 * 112 * 112 + 64 * 55 * 55
+
+
+def test_fit_to_layers_recovers_the_efficiencies_and_predicts_the_networks():
+    """Layer timings made by a known roofline are fitted back to it, and the networks predicted
+    from that fit match the same roofline: the fit generalises from layers to networks."""
+    from edgecnn.devices.layers import SUITE, layer_cost
+    from edgecnn.devices.predict import fit_to_layers
+
+    prof = load_device("host")
+    truth = Efficiency(compute={"fp32": 0.35, "int8": 0.2}, memory=0.6, overhead_us=15.0, fit_error=0.0,
+                       basis="truth")
+    pts = [{"layer": list(spec), "precision": prec,
+            "seconds": roofline([layer_cost(spec)], prof, "openvino", prec, truth)["seconds"]}
+           for prec in ("fp32", "int8") for spec in SUITE]
+    eff = fit_to_layers(prof, "openvino", pts)
+    assert eff.points == len(pts) and "single layers" in eff.basis
+    for arch in FOUR:
+        for prec in ("fp32", "int8"):
+            want = roofline(network_costs(arch), prof, "openvino", prec, truth)["seconds"]
+            got = roofline(network_costs(arch), prof, "openvino", prec, eff)["seconds"]
+            assert got == pytest.approx(want, rel=0.08), (arch, prec)
+
+
+def test_host_uses_the_layer_fit_when_calibrated(edgecnn_home):
+    from edgecnn.devices.calibrate import FORMAT, calibration_path
+    from edgecnn.devices.layers import SUITE, layer_cost
+    from edgecnn.fileio import atomic_write_json
+
+    prof = load_device("host")
+    truth = Efficiency(compute={"fp32": 0.3}, memory=0.5, overhead_us=10.0, fit_error=0.0, basis="truth")
+    pts = [{"layer": list(spec), "precision": "fp32",
+            "seconds": roofline([layer_cost(spec)], prof, "openvino", "fp32", truth)["seconds"]} for spec in SUITE]
+    atomic_write_json(calibration_path(), {"format": FORMAT, "gemm_tops": {"fp32": 0.01},
+                                           "layer_points": {"runtime": "openvino", "threads": 2, "points": pts}})
+    eff = efficiency_for(load_device("host"), "openvino")
+    assert "single layers" in eff.basis and eff.compute["fp32"] == pytest.approx(0.3, rel=0.1)
+    assert "GEMM" in efficiency_for(load_device("host"), "onnxruntime").basis  # layers were timed in OpenVINO
+
+
+def test_layer_microbenchmark_runs_int8_kernels_in_openvino():
+    """The INT8 suite layers really run as u8 kernels (not float with FakeQuantize), and the
+    timings come back positive with the empty call subtracted."""
+    pytest.importorskip("openvino")
+    from edgecnn.devices.layers import _compile, build, measure_layers
+
+    for spec in (("conv", 16, 16, 3, 1, 14), ("linear", 64, 32)):
+        compiled = _compile(build(spec, "int8")[0], "int8", 1)
+        kinds = {op.get_rt_info()["layerType"].astype(str): op.get_rt_info()["runtimePrecision"].astype(str)
+                 for op in compiled.get_runtime_model().get_ordered_ops()}
+        assert kinds.get("Convolution", kinds.get("FullyConnected")) == "u8", kinds
+    out = measure_layers(("fp32", "int8"), threads=1, seconds=0.01, min_runs=2,
+                         suite=(("conv", 16, 16, 3, 1, 14), ("pool", 8, 2, 2, 16)))
+    assert out["call_seconds"] > 0 and len(out["points"]) == 4
+    assert all(p["seconds"] > 0 and p["raw_seconds"] >= p["seconds"] for p in out["points"])

@@ -78,16 +78,18 @@ def _print_table(profiles, here: str) -> None:
 @click.option("--nets", is_flag=True, help="Also measure the four networks (OpenVINO FP32, batch 1, 224 px) "
                                            "and fit the predictor to them.")
 @click.option("--int8", "int8_nets", is_flag=True, help="With --nets: INT8 too (NNCF on random images).")
+@click.option("--no-layers", is_flag=True, help="Skip the single-layer OpenVINO timings (about 30 s).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
-              help="Timing per microbenchmark.")
+              help="Timing per microbenchmark (half of it per single layer).")
 @json_option
-def calibrate(nets, int8_nets, threads, seconds, as_json):
-    """Measure this host (GEMM per precision, convolution, copy bandwidth) for the latency predictor.
+def calibrate(nets, int8_nets, no_layers, threads, seconds, as_json):
+    """Measure this host (GEMM per precision, convolution, copy bandwidth, and single conv, linear
+    and pool layers in OpenVINO at FP32 and INT8) for the latency predictor.
 
     The record is cached in $EDGECNN_HOME/devices/host-<hash>.json; `bench --predict`
-    on the host then uses the measured efficiencies (and, with --nets, a fit to the
-    measured network latencies).
+    on the host then uses efficiencies fitted to the single layers (or, with --nets,
+    to the measured network latencies).
 
     \b
     Example:
@@ -100,7 +102,8 @@ def calibrate(nets, int8_nets, threads, seconds, as_json):
     if int8_nets and not nets:
         raise EdgecnnError("--int8 measures the networks in INT8: pass it with --nets")
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    rec, path = calibrate_host(nets=nets, int8_nets=int8_nets, threads=threads, seconds=seconds, log=log)
+    rec, path = calibrate_host(nets=nets, int8_nets=int8_nets, layers=not no_layers, threads=threads,
+                               seconds=seconds, log=log)
     if as_json:
         click.echo(json.dumps({**rec, "path": str(path)}, indent=2))
     else:

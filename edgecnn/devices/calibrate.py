@@ -7,6 +7,9 @@ covers CPU model, core count and ISA flags) holds:
   runs (FP32 and U8S8 INT8 through ONNX Runtime's MLAS kernels, else numpy for FP32),
   and ``conv_tops`` of a 3x3 convolution in FP32;
 - ``bandwidth_gbps``: a large array copy (read + write bytes / time);
+- ``layer_points`` (with OpenVINO installed; ``--no-layers`` skips it): single conv, linear and
+  pool layers timed in OpenVINO at FP32 and INT8 (:mod:`edgecnn.devices.layers`), which the
+  predictor fits its efficiencies to;
 - optionally (``--nets``) ``calibration_points``: batch-1 latencies of the four networks
   measured with OpenVINO, which the predictor then fits like a device's published points.
 
@@ -222,9 +225,10 @@ def measure_networks(archs=("alexnet", "vgg16", "resnet18", "googlenet"), precis
     return results
 
 
-def calibrate_host(*, nets: bool = False, int8_nets: bool = False, threads: int | None = None,
+def calibrate_host(*, nets: bool = False, int8_nets: bool = False, layers: bool = True, threads: int | None = None,
                    seconds: float = 1.0, log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path]:
-    """Run the microbenchmarks (and with ``nets`` the four networks), store and return the record."""
+    """Run the microbenchmarks (with ``layers`` the single-layer suite of :mod:`edgecnn.devices.layers`,
+    with ``nets`` the four networks), store and return the record."""
     from edgecnn.bench import environment
     from edgecnn.devices.detect import cpuinfo, host_key
 
@@ -239,6 +243,16 @@ def calibrate_host(*, nets: bool = False, int8_nets: bool = False, threads: int 
         "loadavg_before": list(os.getloadavg()),
     }
     rec.update(microbenchmarks(threads=threads, seconds=seconds, log=log))
+    if layers:
+        import importlib.util
+
+        if importlib.util.find_spec("openvino") is None:
+            log("single layers: skipped (OpenVINO is not installed: pip install 'edgecnn[openvino]')")
+        else:
+            from edgecnn.devices.layers import measure_layers
+
+            log("single layers (OpenVINO, batch 1):")
+            rec["layer_points"] = measure_layers(threads=threads, seconds=seconds / 2, log=log)
     if nets:
         log("networks (OpenVINO, batch 1, 224 px):")
         precs = ("fp32", "int8") if int8_nets else ("fp32",)

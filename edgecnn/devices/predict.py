@@ -178,7 +178,29 @@ def fit_efficiency(profile: DeviceProfile, runtime: str, points: Sequence[Calibr
     """Fit efficiencies of ``profile``/``runtime`` to ``points``; the error is leave-one-out."""
     if not points:
         raise ValueError("fit_efficiency needs at least one point")
-    items = _items(profile, runtime, points)
+    what = basis or f"fit to {len(points)} calibration point(s) of {profile.name} ({runtime})"
+    return _fit_items(_items(profile, runtime, points), what)
+
+
+def fit_to_layers(profile: DeviceProfile, runtime: str, layer_points: Sequence[dict[str, Any]],
+                  basis: str = "") -> Efficiency:
+    """Fit efficiencies to single layers timed on the device (``devices.layers.measure_layers``
+    points: ``layer`` spec, ``precision``, ``seconds``); the error is leave-one-out over layers."""
+    from edgecnn.devices.layers import layer_cost
+
+    if not layer_points:
+        raise ValueError("fit_to_layers needs at least one layer point")
+    items = []
+    for pt in layer_points:
+        cost = layer_cost(tuple(pt["layer"]))
+        c, m = _arrays([cost], profile.peak_ops(runtime, pt["precision"], pt.get("threads")), profile.bandwidth,
+                       pt["precision"])
+        items.append(_Item(c, m, 1, pt["precision"], math.log(pt["seconds"]), f"{cost.name}/{pt['precision']}"))
+    what = basis or f"fit to {len(items)} single layers timed on {profile.name} ({runtime})"
+    return _fit_items(items, what)
+
+
+def _fit_items(items: Sequence[_Item], what: str) -> Efficiency:
     grids = {id(it): _log_pred_grid(it) for it in items}
     compute, memory, overhead = _fit(items, grids)
     residuals: dict[str, float] = {}
@@ -194,9 +216,8 @@ def fit_efficiency(profile: DeviceProfile, runtime: str, points: Sequence[Calibr
     else:
         in_sample = [(_predict_log(it, compute, memory, overhead) - it.y) for it in items]
         fit_error = max(math.sqrt(float(np.mean(np.square(in_sample)))), FEW_POINTS_ERROR)
-    what = basis or f"fit to {len(points)} calibration point(s) of {profile.name} ({runtime})"
     return Efficiency(compute=compute, memory=memory, overhead_us=overhead, fit_error=fit_error,
-                      basis=what, points=len(points), residuals_pct=residuals)
+                      basis=what, points=len(items), residuals_pct=residuals)
 
 
 DEFAULT_EFFICIENCY = Efficiency(compute={"fp32": 0.5}, memory=0.7, overhead_us=10.0, fit_error=DEFAULT_ERROR,
@@ -211,6 +232,11 @@ def _host_efficiency(profile: DeviceProfile, runtime: str) -> Efficiency:
     if pts:
         return fit_efficiency(profile, runtime, pts,
                               basis=f"fit to {len(pts)} latencies measured on this host by `devices calibrate --nets`")
+    layers = cal.get("layer_points") or {}
+    if layers.get("runtime") == runtime and layers.get("points"):
+        pts = [{**p, "threads": layers.get("threads")} for p in layers["points"]]
+        return fit_to_layers(profile, runtime, pts, basis=f"fit to {len(pts)} single layers timed in {runtime} on "
+                                                          f"this host by `devices calibrate`")
     gemm = cal.get("gemm_tops") or {}
     compute = {}
     for prec, tops in gemm.items():
