@@ -121,8 +121,8 @@ def print_host(res: dict) -> None:
           f"GEMM microbenchmark {m['micro']:.0f}%, "
           f"uncalibrated {m['default']:.0f}% (in-sample fit to all points: {m['fit']:.0f}%).")
     print(f"Single-layer fit ({lf['points']} layers, leave-one-out rms over layers {lf['fit_error_pct']}%): "
-          f"eff_compute {lf['compute']}, eff_memory {lf['memory']}, {lf['overhead_us']:g} us/kernel; "
-          f"empty inference {res['layer_points']['call_seconds'] * 1e6:.0f} us (subtracted).")
+          f"eff_compute {lf['compute']}, eff_memory {lf['memory']}, {lf['overhead_us']:g} us/kernel. Each layer "
+          f"timed as (1x1-conv prefix + layer) minus prefix, medians.")
     print(f"Fit to all points: eff_compute {f['compute']}, eff_memory {f['memory']}, "
           f"{f['overhead_us']:g} us/kernel. Microbenchmarks: GEMM "
           + ", ".join(f"{p} {t * 1e3:.0f} GOPS" for p, t in res["microbenchmarks"]["gemm_tops"].items())

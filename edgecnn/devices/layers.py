@@ -19,8 +19,10 @@ the four networks' layers; the networks are then predicted from the fit (see
 :func:`edgecnn.devices.predict.fit_to_layers`), which is what makes the comparison against
 the measured networks a test of the predictor rather than of a lookup.
 
-The time of an empty inference (a ReLU on 8 values) is measured too and subtracted: it is
-the per-call cost of the runtime, paid once per network, not once per layer.
+Each layer is timed behind a prefix that hands it its input as a network would (a 1x1
+convolution for a feature map, so the layer reads the runtime's blocked layout, in INT8 as u8),
+and the prefix alone is timed too: the difference is the layer's own time, without the per-call
+cost and the input conversion a lone layer would pay at the model's boundary.
 """
 
 from __future__ import annotations
@@ -91,8 +93,14 @@ def _fq(ops, x, lo, hi, levels: int):
     return ops.fake_quantize(x, ops.constant(lo), ops.constant(hi), ops.constant(lo), ops.constant(hi), levels)
 
 
-def build(spec: tuple, precision: str, seed: int = 0):
-    """An ``ov.Model`` of one suite layer, and an input for it."""
+def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True):
+    """An ``ov.Model`` of one suite layer behind its prefix (or the prefix alone), and an input.
+
+    The prefix hands the layer its input the way a network does: for a feature map a 1x1
+    convolution with ReLU (so the layer reads the runtime's blocked layout, in INT8 as u8), for
+    a vector a ReLU. Timing prefix + layer minus prefix alone leaves the layer's own time, free
+    of the input conversion and reorders a lone layer pays at the model's boundary.
+    """
     import openvino as ov
     import openvino.opset13 as ops
 
@@ -106,31 +114,39 @@ def build(spec: tuple, precision: str, seed: int = 0):
         shape = [1, spec[1]]
     else:
         shape = [1, spec[1], spec[4], spec[4]]
+
+    def requant(node):
+        return _fq(ops, node, 0.0, 6.0, 256) if int8 else node   # what the next layer reads
+
+    def weights(w):
+        node = ops.constant(w)
+        if not int8:
+            return node
+        amax = np.abs(w).reshape(w.shape[0], -1).max(1).reshape((-1,) + (1,) * (w.ndim - 1))
+        return _fq(ops, node, -amax, amax, 255)
+
     x = ops.parameter(shape, np.float32, name="x")
     y = _fq(ops, x, -4.0, 4.0, 256) if int8 else x
-    if kind == "conv":
-        w = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(np.float32)
-        wn = ops.constant(w)
-        if int8:
-            amax = np.abs(w).reshape(cout, -1).max(1).reshape(cout, 1, 1, 1)
-            wn = _fq(ops, wn, -amax, amax, 255)
-        p = k // 2
-        y = ops.convolution(y, wn, [s, s], [p, p], [p, p], [1, 1])
-        y = ops.relu(ops.add(y, ops.constant(np.zeros((1, cout, 1, 1), np.float32))))
-    elif kind == "linear":
-        _, n_in, n_out = spec
-        w = (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(np.float32)
-        wn = ops.constant(w)
-        if int8:
-            amax = np.abs(w).max(1, keepdims=True)
-            wn = _fq(ops, wn, -amax, amax, 255)
-        y = ops.add(ops.matmul(y, wn, False, True), ops.constant(np.zeros((1, n_out), np.float32)))
-    else:
-        _, _, k, s, _ = spec
-        y = ops.max_pool(y, [s, s], [1, 1], [0, 0], [0, 0], [k, k]).output(0)
-    if int8 and kind != "pool":
-        y = _fq(ops, y, -4.0, 4.0, 256)   # the requantized output the next layer reads
-    model = ov.Model([y], [x], label(spec))
+    if len(shape) == 4:
+        c = shape[1]
+        w = (rng.standard_normal((c, c, 1, 1)) * np.sqrt(2.0 / c)).astype(np.float32)
+        y = ops.convolution(y, weights(w), [1, 1], [0, 0], [0, 0], [1, 1])
+    y = requant(ops.relu(y))
+    if with_layer:
+        if kind == "conv":
+            w = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(np.float32)
+            p = k // 2
+            y = ops.convolution(y, weights(w), [s, s], [p, p], [p, p], [1, 1])
+            y = requant(ops.relu(ops.add(y, ops.constant(np.zeros((1, cout, 1, 1), np.float32)))))
+        elif kind == "linear":
+            _, n_in, n_out = spec
+            w = (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(np.float32)
+            y = ops.add(ops.matmul(y, weights(w), False, True), ops.constant(np.zeros((1, n_out), np.float32)))
+            y = requant(y)
+        else:
+            _, _, k, s, _ = spec
+            y = ops.max_pool(y, [s, s], [1, 1], [0, 0], [0, 0], [k, k]).output(0)
+    model = ov.Model([y], [x], label(spec) + ("" if with_layer else " (prefix)"))
     return model, rng.standard_normal(shape).astype(np.float32)
 
 
@@ -162,26 +178,28 @@ def _compile(model, precision: str, threads: int | None):
 def measure_layers(precisions=("fp32", "int8"), *, threads: int | None = None, seconds: float = 0.5,
                    min_runs: int = 10, suite: tuple[tuple, ...] = SUITE,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Median seconds per layer of ``suite`` at each precision, less the empty-call time."""
+    """Seconds per layer of ``suite`` at each precision: median of (prefix + layer) minus median
+    of the prefix alone (floored at 2% of the former where noise makes it smaller)."""
     try:
-        import openvino as ov
-        import openvino.opset13 as ops
+        import openvino as ov  # noqa: F401
     except ImportError:
         raise EdgecnnError("the layer microbenchmark needs OpenVINO: pip install 'edgecnn[openvino]'") from None
     log = log or (lambda s: None)
-    x = ops.parameter([1, 8], np.float32, name="x")
-    empty = _compile(ov.Model([ops.relu(x)], [x], "empty"), "fp32", threads).create_infer_request()
-    z = np.zeros((1, 8), np.float32)
-    call_s = _time(lambda: empty.infer({0: z}), seconds, min_runs)
-    log(f"  empty inference: {call_s * 1e6:.0f} us")
+
+    def timed(spec, prec, with_layer):
+        model, inp = build(spec, prec, with_layer=with_layer)
+        request = _compile(model, prec, threads).create_infer_request()
+        return _time(lambda: request.infer({0: inp}), seconds, min_runs)
+
     points = []
     for prec in precisions:
         for spec in suite:
-            model, inp = build(spec, prec)
-            request = _compile(model, prec, threads).create_infer_request()
-            t = _time(lambda r=request, i=inp: r.infer({0: i}), seconds, min_runs)
-            net = max(t - call_s, t * 0.05)
-            log(f"  {prec} {label(spec)}: {t * 1e3:.3f} ms")
-            points.append({"layer": list(spec), "label": label(spec), "precision": prec,
-                           "seconds": net, "raw_seconds": t})
-    return {"runtime": "openvino", "threads": threads, "call_seconds": call_s, "points": points}
+            t_prefix = timed(spec, prec, False)
+            t_with = timed(spec, prec, True)
+            net = max(t_with - t_prefix, 0.02 * t_with)
+            log(f"  {prec} {label(spec)}: {net * 1e3:.3f} ms ({t_with * 1e3:.3f} with its prefix, "
+                f"{t_prefix * 1e3:.3f} without)")
+            points.append({"layer": list(spec), "label": label(spec), "precision": prec, "seconds": net,
+                           "with_prefix_seconds": t_with, "prefix_seconds": t_prefix})
+    return {"runtime": "openvino", "threads": threads, "method": "prefix + layer minus prefix, medians",
+            "points": points}
