@@ -19,10 +19,11 @@ the four networks' layers; the networks are then predicted from the fit (see
 :func:`edgecnn.devices.predict.fit_to_layers`), which is what makes the comparison against
 the measured networks a test of the predictor rather than of a lookup.
 
-Each layer is timed behind a prefix that hands it its input as a network would (a 1x1
-convolution for a feature map, so the layer reads the runtime's blocked layout, in INT8 as u8),
-and the prefix alone is timed too: the difference is the layer's own time, without the per-call
-cost and the input conversion a lone layer would pay at the model's boundary.
+Each layer is timed behind a prefix that hands it its input as a network would (a depthwise
+1x1 convolution for a feature map, so the layer reads the runtime's blocked layout, in INT8 as
+u8) and before a global mean (so neither model writes a large output), and the prefix and mean
+alone are timed too: the difference is the layer's own time, without the per-call cost and the
+input conversion and output reorder a lone layer would pay at the model's boundary.
 """
 
 from __future__ import annotations
@@ -96,10 +97,11 @@ def _fq(ops, x, lo, hi, levels: int):
 def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True):
     """An ``ov.Model`` of one suite layer behind its prefix (or the prefix alone), and an input.
 
-    The prefix hands the layer its input the way a network does: for a feature map a 1x1
-    convolution with ReLU (so the layer reads the runtime's blocked layout, in INT8 as u8), for
-    a vector a ReLU. Timing prefix + layer minus prefix alone leaves the layer's own time, free
-    of the input conversion and reorders a lone layer pays at the model's boundary.
+    The prefix hands the layer its input the way a network does: for a feature map a depthwise
+    1x1 convolution with ReLU (so the layer reads the runtime's blocked layout, in INT8 as u8),
+    for a vector a ReLU; a feature map then ends in a global mean, so the output is tiny in both
+    models. Timing prefix + layer minus prefix alone leaves the layer's own time, free of the
+    input conversion and output reorder a lone layer pays at the model's boundary.
     """
     import openvino as ov
     import openvino.opset13 as ops
@@ -127,10 +129,10 @@ def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True
 
     x = ops.parameter(shape, np.float32, name="x")
     y = _fq(ops, x, -4.0, 4.0, 256) if int8 else x
-    if len(shape) == 4:
+    if len(shape) == 4:   # a depthwise 1x1 convolution: cheap, and its output is in the blocked layout
         c = shape[1]
-        w = (rng.standard_normal((c, c, 1, 1)) * np.sqrt(2.0 / c)).astype(np.float32)
-        y = ops.convolution(y, weights(w), [1, 1], [0, 0], [0, 0], [1, 1])
+        w = (1.0 + 0.1 * rng.standard_normal((c, 1, 1, 1, 1))).astype(np.float32)
+        y = ops.group_convolution(y, weights(w), [1, 1], [0, 0], [0, 0], [1, 1])
     y = requant(ops.relu(y))
     if with_layer:
         if kind == "conv":
@@ -146,6 +148,8 @@ def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True
         else:
             _, _, k, s, _ = spec
             y = ops.max_pool(y, [s, s], [1, 1], [0, 0], [0, 0], [k, k]).output(0)
+    if len(shape) == 4:   # both models end in a global mean: a tiny output, so no output reorder to subtract
+        y = ops.reduce_mean(y, ops.constant(np.array([2, 3], dtype=np.int64)), True)
     model = ov.Model([y], [x], label(spec) + ("" if with_layer else " (prefix)"))
     return model, rng.standard_normal(shape).astype(np.float32)
 

@@ -46,7 +46,7 @@ LATENCY_SOURCE = "predicted"
 
 # Grids of the fit (log-spaced efficiencies; per-layer overhead in microseconds).
 _EC = np.geomspace(0.002, 4.0, 89)
-_EM = np.geomspace(0.1, 2.0, 23)
+_EM = np.geomspace(0.1, 4.0, 28)
 _OV = np.array([0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000.0])
 _EM_PRIOR = (0.7, 0.02)      # weak pull of eff_memory towards 0.7: breaks ties with few points
 
