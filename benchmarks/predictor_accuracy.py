@@ -19,7 +19,7 @@ is shown too).
 
 Usage:
   python benchmarks/predictor_accuracy.py [--mode host|devices|both] [--threads 2] [--no-int8]
-                                          [--min-seconds 2] [--json OUT.json]
+                                          [--min-seconds 2] [--rounds 3] [--json OUT.json]
 
 Nothing is written to the edgecnn cache. The machine may be shared: the load average
 is printed with the measurements.
@@ -42,9 +42,30 @@ def _pct(pred: float, meas: float) -> float:
     return (pred / meas - 1) * 100
 
 
-def host_mode(threads: int, int8: bool, min_seconds: float) -> dict:
+def _measure_rounds(archs, precisions, threads: int, min_seconds: float, rounds: int, log) -> list[dict]:
+    """Every network compiled once, then ``rounds`` rounds over all of them (each a p50 of >= 10
+    runs); the result per network is the median of its rounds' p50s. The VM's speed drifts by
+    tens of percent over minutes: interleaving spreads that over every network alike."""
+    from edgecnn.bench import measure
+    from edgecnn.devices.calibrate import openvino_network
+
+    nets = {(a, p): openvino_network(a, precision=p, threads=threads)[:2] for p in precisions for a in archs}
+    per: dict = {k: [] for k in nets}
+    for r in range(rounds):
+        for (a, p), (run, x) in nets.items():
+            m = measure(run, x, warmup=2, min_seconds=min_seconds, min_runs=10, max_seconds=30, threads=threads,
+                        with_env=False)
+            per[(a, p)].append(m["latency_ms"])
+            log(f"  round {r + 1}: {a} {p}: p50 {m['latency_ms']['p50']:.2f} ms")
+    return [{"arch": a, "precision": p, "rounds_p50_ms": [x["p50"] for x in v],
+             "latency_ms": {"p50": statistics.median(x["p50"] for x in v),
+                            "p90": statistics.median(x["p90"] for x in v), "n": sum(x["n"] for x in v)}}
+            for (a, p), v in per.items()]
+
+
+def host_mode(threads: int, int8: bool, min_seconds: float, rounds: int = 3) -> dict:
     from edgecnn.devices import load_device
-    from edgecnn.devices.calibrate import measure_networks, microbenchmarks
+    from edgecnn.devices.calibrate import microbenchmarks
     from edgecnn.devices.layers import measure_layers
     from edgecnn.devices.predict import DEFAULT_EFFICIENCY, Efficiency, fit_efficiency, fit_to_layers, predict
     from edgecnn.devices.profile import CalibrationPoint
@@ -60,10 +81,9 @@ def host_mode(threads: int, int8: bool, min_seconds: float) -> dict:
     log("single layers (OpenVINO, batch 1):")
     lp = measure_layers(("fp32", "int8") if int8 else ("fp32",), threads=threads, seconds=0.5, log=log)
     layer_fit = fit_to_layers(profile, "openvino", [{**p, "threads": threads} for p in lp["points"]])
-    log("measuring (OpenVINO, batch 1, 224 px):")
+    log(f"measuring (OpenVINO, batch 1, 224 px, {rounds} interleaved rounds):")
     t0 = time.time()
-    measured = measure_networks(FOUR, ("fp32", "int8") if int8 else ("fp32",), threads=threads,
-                                min_seconds=min_seconds, min_runs=10, log=log)
+    measured = _measure_rounds(FOUR, ("fp32", "int8") if int8 else ("fp32",), threads, min_seconds, rounds, log)
     elapsed = time.time() - t0
     load1 = os.getloadavg()
     points = [CalibrationPoint(arch=m["arch"], runtime="openvino", precision=m["precision"],
@@ -94,7 +114,7 @@ def host_mode(threads: int, int8: bool, min_seconds: float) -> dict:
                      "layers_pred_ms": lay, "layers_err_pct": _pct(lay, meas),
                      "default_pred_ms": dft, "default_err_pct": _pct(dft, meas)})
     med = {k: statistics.median(abs(r[f"{k}_err_pct"]) for r in rows) for k in ("loo", "fit", "layers", "micro", "default")}
-    return {"cpu": profile.cpu.description, "cores": profile.cpu.cores, "threads": threads,
+    return {"cpu": profile.cpu.description, "cores": profile.cpu.cores, "threads": threads, "rounds": rounds,
             "peak_tops": {"fp32": profile.cpu.peak_tops.fp32, "int8": profile.cpu.peak_tops.int8},
             "loadavg_before": load0, "loadavg_after": load1, "measure_s": elapsed,
             "microbenchmarks": mb, "layer_points": lp, "layer_fit": layer_fit.to_dict(), "fit": fit.to_dict(), "rows": rows, "median_abs_err_pct": med}
@@ -104,7 +124,8 @@ def print_host(res: dict) -> None:
     print(f"### Predictor vs measured on this host (OpenVINO, batch 1, 224x224, {res['threads']} threads)\n")
     print(f"CPU: {res['cpu']} ({res['cores']} logical CPUs); load average {res['loadavg_before'][0]:.2f} before, "
           f"{res['loadavg_after'][0]:.2f} after (shared machine). Random weights; INT8 = nncf.quantize "
-          f"on 32 random images. Measured = p50 of >= 10 runs. Predicted figures are predictions.\n")
+          f"on 32 random images. Measured = median over {res['rounds']} interleaved rounds of the p50 of >= 10 "
+          f"runs. Predicted figures are predictions.\n")
     print("| network | precision | measured p50 ms | predicted (single-layer fit) ms | err % "
           "| predicted (leave-one-out network fit) ms | err % | predicted (GEMM microbenchmark) ms | err % "
           "| predicted (uncalibrated) ms | err % |")
@@ -122,7 +143,7 @@ def print_host(res: dict) -> None:
           f"uncalibrated {m['default']:.0f}% (in-sample fit to all points: {m['fit']:.0f}%).")
     print(f"Single-layer fit ({lf['points']} layers, leave-one-out rms over layers {lf['fit_error_pct']}%): "
           f"eff_compute {lf['compute']}, eff_memory {lf['memory']}, {lf['overhead_us']:g} us/kernel. Each layer "
-          f"timed as (1x1-conv prefix + layer) minus prefix, medians.")
+          f"timed as (depthwise 1x1 prefix + layer + global mean) minus (prefix + mean), medians.")
     print(f"Fit to all points: eff_compute {f['compute']}, eff_memory {f['memory']}, "
           f"{f['overhead_us']:g} us/kernel. Microbenchmarks: GEMM "
           + ", ".join(f"{p} {t * 1e3:.0f} GOPS" for p, t in res["microbenchmarks"]["gemm_tops"].items())
@@ -193,6 +214,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-int8", action="store_true")
     ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (median taken)")
     ap.add_argument("--json", metavar="OUT", default=None, help="also write the results as JSON")
     args = ap.parse_args()
     out: dict = {}
@@ -200,7 +222,7 @@ def main() -> None:
         out["devices"] = devices_mode()
         print_devices(out["devices"])
     if args.mode in ("host", "both"):
-        out["host"] = host_mode(args.threads, not args.no_int8, args.min_seconds)
+        out["host"] = host_mode(args.threads, not args.no_int8, args.min_seconds, args.rounds)
         print_host(out["host"])
     if args.json:
         with open(args.json, "w") as f:

@@ -14,10 +14,11 @@ median error 45%). Here each item of :data:`SUITE` is one layer, built with Open
 
 INT8 puts FakeQuantize on the input (256 levels), the weights (255 levels, per output
 channel) and the output, which OpenVINO's low-precision transformations turn into an int8
-kernel with requantized output, as in an NNCF model. The items are generic layer shapes, not
-the four networks' layers; the networks are then predicted from the fit (see
-:func:`edgecnn.devices.predict.fit_to_layers`), which is what makes the comparison against
-the measured networks a test of the predictor rather than of a lookup.
+kernel with requantized output, as in an NNCF model. The items are common CNN layer shapes:
+some coincide with layers of the four networks (the 7x7 and 11x11 stems, ResNet18's 3x3
+convolutions), most do not, and a network's latency is predicted from the efficiencies fitted
+to all of them (:func:`edgecnn.devices.predict.fit_to_layers`), not summed from these
+timings, so comparing it with the measured network tests the roofline model, not a lookup.
 
 Each layer is timed behind a prefix that hands it its input as a network would (a depthwise
 1x1 convolution for a feature map, so the layer reads the runtime's blocked layout, in INT8 as
