@@ -319,6 +319,7 @@ def _rows(result: dict, device: str) -> list[list[str]]:
         rows.append([p["arch"], p["precision"], p["runtime"],
                      f"{100 * p['top1']:.2f}% [{100 * p['ci95_low']:.1f}, {100 * p['ci95_high']:.1f}]",
                      "n/a" if p["drop_points"] is None else f"{p['drop_points']:+.2f}",
+                     "-" if p.get("agreement") is None else f"{100 * p['agreement']:.2f}%",
                      f"{lat}, {p['latency_source']}",
                      f"{_fmt(p['cost'])} ({_cost_source(result, p)})",
                      f"{p['size_mb']:.3g}",
@@ -327,7 +328,7 @@ def _rows(result: dict, device: str) -> list[list[str]]:
 
 
 HEADER = ["network", "precision", "runtime", "top-1 [95% CI] (measured in the runtime)", "drop vs FP32 (points)",
-          "latency p50, source", "cost (source)", "size MB", "ImageNet top-1 % (PUBLISHED, FP32 224 px)", "frontier"]
+          "top-1 agreement with the fake-quant graph", "latency p50, source", "cost (source)", "size MB", "ImageNet top-1 % (PUBLISHED, FP32 224 px)", "frontier"]
 
 
 def _intro(result: dict) -> list[str]:

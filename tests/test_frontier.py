@@ -101,7 +101,11 @@ def test_reports_label_every_figure(run):
     html = (path / "report.html").read_text()
     for text in (md, html):
         assert "rpi4" in text and "jetson-orin-nano" in text and "predicted" in text and "measured" in text
-        assert "PUBLISHED" in text
+        assert "PUBLISHED" in text and "agreement with the fake-quant graph" in text
+        for q in res["points"]:   # each INT8 artifact's agreement is in the report, as a percentage
+            if q["agreement"] is not None:
+                assert f"{100 * q['agreement']:.2f}%" in text
+    assert any(q["agreement"] is not None for q in res["points"])
     assert "data:image/png;base64," in html and "src=\"http" not in html and "<link" not in html
     png = (path / "frontier.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
