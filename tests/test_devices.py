@@ -372,14 +372,15 @@ def test_layer_microbenchmark_runs_int8_kernels_in_openvino():
     """The INT8 suite layers really run as u8 kernels (not float with FakeQuantize), the prefix
     hands them u8 input (no conversion before the layer), and the timings come back positive."""
     pytest.importorskip("openvino")
-    from edgecnn.devices.layers import _compile, build, measure_layers
+    from edgecnn.devices.calibrate import compile_cpu
+    from edgecnn.devices.layers import build, measure_layers
 
     for spec in (("conv", 16, 16, 3, 1, 14), ("linear", 64, 32)):
-        compiled = _compile(build(spec, "int8")[0], "int8", 1)
+        compiled = compile_cpu(build(spec, "int8")[0], "int8", 1)
         kinds = {op.get_rt_info()["layerType"].astype(str): op.get_rt_info()["runtimePrecision"].astype(str)
                  for op in compiled.get_runtime_model().get_ordered_ops()}
         assert kinds.get("Convolution", kinds.get("FullyConnected")) == "u8", kinds
-    compiled = _compile(build(("pool", 16, 2, 2, 14), "int8")[0], "int8", 1)
+    compiled = compile_cpu(build(("pool", 16, 2, 2, 14), "int8")[0], "int8", 1)
     ops = [(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
            for op in compiled.get_runtime_model().get_ordered_ops()]
     kinds = [k for k, _ in ops]

@@ -151,6 +151,19 @@ def _export_onnx(model, x, path: Path) -> None:
             torch.onnx.export(model, (x,), str(path), dynamo=True, input_names=["input"], output_names=["logits"])
 
 
+def compile_cpu(ov_model, precision: str, threads: int | None = None):
+    """Compile for OpenVINO's CPU plugin for batch-1 latency; FP32 stays FP32 (AMX and AVX-512
+    BF16 hosts would otherwise run it in bf16)."""
+    import openvino as ov
+
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision == "fp32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return ov.Core().compile_model(ov_model, "CPU", config)
+
+
 def openvino_network(arch: str, *, image_size: int = 224, batch: int = 1, precision: str = "fp32",
                      threads: int | None = None, calib_images: int = 32, seed: int = 0):
     """A randomly initialised ``arch`` compiled with OpenVINO on the CPU, for latency only.
@@ -190,13 +203,7 @@ def openvino_network(arch: str, *, image_size: int = 224, batch: int = 1, precis
         with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             warnings.simplefilter("ignore")
             ov_model = nncf.quantize(ov_model, nncf.Dataset(data), subset_size=len(data))
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-    if precision == "fp32":
-        config["INFERENCE_PRECISION_HINT"] = "f32"   # AMX hosts default to bf16
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    compiled = ov.Core().compile_model(ov_model, "CPU", config)
-    request = compiled.create_infer_request()
+    request = compile_cpu(ov_model, precision, threads).create_infer_request()
     load_ms = (time.perf_counter() - t0) * 1e3
 
     def run(inp: np.ndarray) -> np.ndarray:

@@ -29,12 +29,12 @@ input conversion and output reorder a lone layer would pay at the model's bounda
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from edgecnn.devices.calibrate import _timeit, compile_cpu
 from edgecnn.errors import EdgecnnError
 
 # ("conv", c_in, c_out, kernel, stride, size) | ("linear", in, out) | ("pool", channels, kernel, stride, size)
@@ -155,31 +155,6 @@ def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True
     return model, rng.standard_normal(shape).astype(np.float32)
 
 
-def _time(fn: Callable[[], Any], seconds: float, min_runs: int) -> float:
-    fn()
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > 20 * seconds:
-            break
-    return float(np.median(times))
-
-
-def _compile(model, precision: str, threads: int | None):
-    import openvino as ov
-
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-    if precision == "fp32":
-        config["INFERENCE_PRECISION_HINT"] = "f32"
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    return ov.Core().compile_model(model, "CPU", config)
-
-
 def measure_layers(precisions=("fp32", "int8"), *, threads: int | None = None, seconds: float = 0.5,
                    min_runs: int = 10, suite: tuple[tuple, ...] = SUITE,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -193,8 +168,8 @@ def measure_layers(precisions=("fp32", "int8"), *, threads: int | None = None, s
 
     def timed(spec, prec, with_layer):
         model, inp = build(spec, prec, with_layer=with_layer)
-        request = _compile(model, prec, threads).create_infer_request()
-        return _time(lambda: request.infer({0: inp}), seconds, min_runs)
+        request = compile_cpu(model, prec, threads).create_infer_request()
+        return _timeit(lambda: request.infer({0: inp}), seconds, min_runs)
 
     points = []
     for prec in precisions:
