@@ -78,7 +78,7 @@ def _print_table(profiles, here: str) -> None:
 @click.option("--nets", is_flag=True, help="Also measure the four networks (OpenVINO FP32, batch 1, 224 px) "
                                            "and fit the predictor to them.")
 @click.option("--int8", "int8_nets", is_flag=True, help="With --nets: INT8 too (NNCF on random images).")
-@click.option("--no-layers", is_flag=True, help="Skip the single-layer OpenVINO timings (about 30 s).")
+@click.option("--no-layers", is_flag=True, help="Skip the single-layer OpenVINO timings (most of the ~50 s).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
               help="Timing per microbenchmark (half of it per single layer).")
