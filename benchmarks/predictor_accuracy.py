@@ -20,6 +20,7 @@ is shown too).
 Usage:
   python benchmarks/predictor_accuracy.py [--mode host|devices|both] [--threads 2] [--no-int8]
                                           [--min-seconds 2] [--rounds 3] [--json OUT.json]
+  python benchmarks/predictor_accuracy.py --refit OUT.json   # the predictors again on recorded timings
 
 Nothing is written to the edgecnn cache. The machine may be shared: the load average
 is printed with the measurements.
@@ -64,11 +65,10 @@ def _measure_rounds(archs, precisions, threads: int, min_seconds: float, rounds:
 
 
 def host_mode(threads: int, int8: bool, min_seconds: float, rounds: int = 3) -> dict:
+    """Measure the layer suite and the four networks on this host, then predict (:func:`host_rows`)."""
     from edgecnn.devices import load_device
     from edgecnn.devices.calibrate import microbenchmarks
     from edgecnn.devices.layers import measure_layers
-    from edgecnn.devices.predict import DEFAULT_EFFICIENCY, Efficiency, fit_efficiency, fit_to_layers, predict
-    from edgecnn.devices.profile import CalibrationPoint
 
     def log(s: str) -> None:
         print(s, file=sys.stderr, flush=True)
@@ -80,12 +80,38 @@ def host_mode(threads: int, int8: bool, min_seconds: float, rounds: int = 3) -> 
     mb = microbenchmarks(threads=threads, seconds=1.0, log=log)
     log("single layers (OpenVINO, batch 1):")
     lp = measure_layers(("fp32", "int8") if int8 else ("fp32",), threads=threads, seconds=0.5, log=log)
-    layer_fit = fit_to_layers(profile, "openvino", [{**p, "threads": threads} for p in lp["points"]])
     log(f"measuring (OpenVINO, batch 1, 224 px, {rounds} interleaved rounds):")
     t0 = time.time()
     measured = _measure_rounds(FOUR, ("fp32", "int8") if int8 else ("fp32",), threads, min_seconds, rounds, log)
     elapsed = time.time() - t0
     load1 = os.getloadavg()
+    res = {"cpu": profile.cpu.description, "cores": profile.cpu.cores, "threads": threads, "rounds": rounds,
+           "cache_mb": profile.memory.cache_mb,
+           "peak_tops": {"fp32": profile.cpu.peak_tops.fp32, "int8": profile.cpu.peak_tops.int8},
+           "loadavg_before": load0, "loadavg_after": load1, "measure_s": elapsed,
+           "microbenchmarks": mb, "layer_points": lp, "measured": measured}
+    return {**res, **host_rows(res)}
+
+
+def host_rows(res: dict) -> dict:
+    """Every predictor variant against the measured networks of ``res`` (a ``host_mode`` record:
+    this run's, or one read back with --refit, so a model change is judged on the same timings)."""
+    import dataclasses
+
+    from edgecnn.devices import load_device
+    from edgecnn.devices.predict import DEFAULT_EFFICIENCY, Efficiency, fit_efficiency, fit_to_layers, predict
+    from edgecnn.devices.profile import CalibrationPoint
+
+    threads, mb, lp, measured = res["threads"], res["microbenchmarks"], res["layer_points"], res["measured"]
+    profile = load_device("host")
+    if (profile.cpu.description, profile.cpu.cores) != (res["cpu"], res["cores"]):
+        sys.exit(f"error: the record was made on {res['cpu']} ({res['cores']} CPUs); refit it on that machine")
+    # the recorded run's cache (None: a record from before the cache was read), and none at all
+    profile = dataclasses.replace(profile, memory=dataclasses.replace(profile.memory, cache_mb=res.get("cache_mb")))
+    no_cache = dataclasses.replace(profile, memory=dataclasses.replace(profile.memory, cache_mb=None))
+    layer_pts = [{**p, "threads": threads} for p in lp["points"]]
+    layer_fit = fit_to_layers(profile, "openvino", layer_pts)
+    layer_fit_nc = fit_to_layers(no_cache, "openvino", layer_pts)
     points = [CalibrationPoint(arch=m["arch"], runtime="openvino", precision=m["precision"],
                                latency_ms=m["latency_ms"]["p50"], threads=threads,
                                measured_with="OpenVINO", source="measured here") for m in measured]
@@ -98,52 +124,56 @@ def host_mode(threads: int, int8: bool, min_seconds: float, rounds: int = 3) -> 
         meas = m["latency_ms"]["p50"]
         key = f"{cp.arch}/{cp.precision}"
         loo = meas * (1 + fit.residuals_pct[key] / 100)
-        full = predict(cp.arch, profile, runtime="openvino", precision=cp.precision, threads=threads,
-                       efficiency=fit)["latency_ms"]["p50"]
-        mic = predict(cp.arch, profile, runtime="openvino", precision=cp.precision, threads=threads,
-                      efficiency=micro)["latency_ms"]["p50"]
-        lay = predict(cp.arch, profile, runtime="openvino", precision=cp.precision, threads=threads,
-                      efficiency=layer_fit)["latency_ms"]["p50"]
-        dft = predict(cp.arch, profile, runtime="openvino", precision=cp.precision, threads=threads,
-                      efficiency=DEFAULT_EFFICIENCY)["latency_ms"]["p50"]
+
+        def pred(eff, prof=profile, cp=cp):
+            return predict(cp.arch, prof, runtime="openvino", precision=cp.precision, threads=threads,
+                           efficiency=eff)["latency_ms"]["p50"]
+
+        full, mic, lay, lay_nc, dft = (pred(fit), pred(micro), pred(layer_fit), pred(layer_fit_nc, no_cache),
+                                       pred(DEFAULT_EFFICIENCY))
         rows.append({"arch": cp.arch, "precision": cp.precision, "measured_p50_ms": meas,
                      "measured_p90_ms": m["latency_ms"]["p90"], "n": m["latency_ms"]["n"],
                      "loo_pred_ms": loo, "loo_err_pct": _pct(loo, meas),
                      "fit_pred_ms": full, "fit_err_pct": _pct(full, meas),
                      "micro_pred_ms": mic, "micro_err_pct": _pct(mic, meas),
                      "layers_pred_ms": lay, "layers_err_pct": _pct(lay, meas),
+                     "layers_nocache_pred_ms": lay_nc, "layers_nocache_err_pct": _pct(lay_nc, meas),
                      "default_pred_ms": dft, "default_err_pct": _pct(dft, meas)})
-    med = {k: statistics.median(abs(r[f"{k}_err_pct"]) for r in rows) for k in ("loo", "fit", "layers", "micro", "default")}
-    return {"cpu": profile.cpu.description, "cores": profile.cpu.cores, "threads": threads, "rounds": rounds,
-            "peak_tops": {"fp32": profile.cpu.peak_tops.fp32, "int8": profile.cpu.peak_tops.int8},
-            "loadavg_before": load0, "loadavg_after": load1, "measure_s": elapsed,
-            "microbenchmarks": mb, "layer_points": lp, "layer_fit": layer_fit.to_dict(), "fit": fit.to_dict(), "rows": rows, "median_abs_err_pct": med}
+    med = {k: statistics.median(abs(r[f"{k}_err_pct"]) for r in rows)
+           for k in ("loo", "fit", "layers", "layers_nocache", "micro", "default")}
+    return {"layer_fit": layer_fit.to_dict(), "layer_fit_nocache": layer_fit_nc.to_dict(), "fit": fit.to_dict(),
+            "rows": rows, "median_abs_err_pct": med}
 
 
 def print_host(res: dict) -> None:
     print(f"### Predictor vs measured on this host (OpenVINO, batch 1, 224x224, {res['threads']} threads)\n")
-    print(f"CPU: {res['cpu']} ({res['cores']} logical CPUs); load average {res['loadavg_before'][0]:.2f} before, "
+    print(f"CPU: {res['cpu']} ({res['cores']} logical CPUs, last-level cache {res.get('cache_mb')} MiB); load "
+          f"average {res['loadavg_before'][0]:.2f} before, "
           f"{res['loadavg_after'][0]:.2f} after (shared machine). Random weights; INT8 = nncf.quantize "
           f"on 32 random images. Measured = median over {res['rounds']} interleaved rounds of the p50 of >= 10 "
           f"runs. Predicted figures are predictions.\n")
     print("| network | precision | measured p50 ms | predicted (single-layer fit) ms | err % "
+          "| predicted (single-layer fit, no cache term) ms | err % "
           "| predicted (leave-one-out network fit) ms | err % | predicted (GEMM microbenchmark) ms | err % "
           "| predicted (uncalibrated) ms | err % |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in res["rows"]:
         print(f"| {r['arch']} | {r['precision']} | {r['measured_p50_ms']:.2f} | {r['layers_pred_ms']:.2f} | "
-              f"{r['layers_err_pct']:+.0f} | {r['loo_pred_ms']:.2f} | "
+              f"{r['layers_err_pct']:+.0f} | {r['layers_nocache_pred_ms']:.2f} | {r['layers_nocache_err_pct']:+.0f} | "
+              f"{r['loo_pred_ms']:.2f} | "
               f"{r['loo_err_pct']:+.0f} | {r['micro_pred_ms']:.2f} | {r['micro_err_pct']:+.0f} | "
               f"{r['default_pred_ms']:.2f} | {r['default_err_pct']:+.0f} |")
     m = res["median_abs_err_pct"]
     f = res["fit"]
-    lf = res["layer_fit"]
-    print(f"\nMedian absolute error: single-layer fit {m['layers']:.0f}%, leave-one-out network fit {m['loo']:.0f}%, "
+    print(f"\nMedian absolute error: single-layer fit {m['layers']:.0f}% (without the cache term "
+          f"{m['layers_nocache']:.0f}%), leave-one-out network fit {m['loo']:.0f}%, "
           f"GEMM microbenchmark {m['micro']:.0f}%, "
           f"uncalibrated {m['default']:.0f}% (in-sample fit to all points: {m['fit']:.0f}%).")
-    print(f"Single-layer fit ({lf['points']} layers, leave-one-out rms over layers {lf['fit_error_pct']}%): "
-          f"eff_compute {lf['compute']}, eff_memory {lf['memory']}, {lf['overhead_us']:g} us/kernel. Each layer "
-          f"timed as (depthwise 1x1 prefix + layer + global mean) minus (prefix + mean), medians.")
+    for name, lf in (("Single-layer fit", res["layer_fit"]), ("Without the cache term", res["layer_fit_nocache"])):
+        print(f"{name} ({lf['points']} layers, leave-one-out rms over layers {lf['fit_error_pct']}%): "
+              f"eff_compute {lf['compute']}, eff_memory {lf['memory']}, eff_cache {lf.get('memory_cache')}, "
+              f"{lf['overhead_us']:g} us/kernel.")
+    print("Each layer timed as (depthwise 1x1 prefix + layer + global mean) minus (prefix + mean), medians.")
     print(f"Fit to all points: eff_compute {f['compute']}, eff_memory {f['memory']}, "
           f"{f['overhead_us']:g} us/kernel. Microbenchmarks: GEMM "
           + ", ".join(f"{p} {t * 1e3:.0f} GOPS" for p, t in res["microbenchmarks"]["gemm_tops"].items())
@@ -216,8 +246,16 @@ def main() -> None:
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds (median taken)")
     ap.add_argument("--json", metavar="OUT", default=None, help="also write the results as JSON")
+    ap.add_argument("--refit", metavar="RUN.json", default=None,
+                    help="measure nothing: predict again from the timings a --json run of --mode host recorded")
     args = ap.parse_args()
     out: dict = {}
+    if args.refit:
+        with open(args.refit) as f:
+            rec = json.load(f)["host"]
+        out["host"] = {**rec, **host_rows(rec), "refit_of": args.refit}
+        print_host(out["host"])
+        args.mode = "none"
     if args.mode in ("devices", "both"):
         out["devices"] = devices_mode()
         print_devices(out["devices"])

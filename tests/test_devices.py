@@ -389,3 +389,77 @@ def test_layer_microbenchmark_runs_int8_kernels_in_openvino():
                          suite=(("conv", 16, 16, 3, 1, 14), ("pool", 8, 2, 2, 16)))
     assert len(out["points"]) == 4
     assert all(0 < p["seconds"] <= p["with_prefix_seconds"] for p in out["points"])
+
+
+# ---- the last-level cache ---------------------------------------------------------------
+
+def _with_cache(profile, mib):
+    import dataclasses
+
+    return dataclasses.replace(profile, memory=dataclasses.replace(profile.memory, cache_mb=mib))
+
+
+def test_host_profile_reads_the_last_level_cache(tmp_path):
+    from edgecnn.devices.detect import host_profile
+
+    base = "sys/devices/system/cpu/cpu0/cache"
+    files = {"proc/cpuinfo": "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: sse2 avx2 fma\n"}
+    for i, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "1024K"),
+                                             (3, "Unified", "32768K")]):
+        files.update({f"{base}/index{i}/level": f"{level}\n", f"{base}/index{i}/type": f"{kind}\n",
+                      f"{base}/index{i}/size": f"{size}\n"})
+    p = host_profile(_fake_root(tmp_path, files), use_cache=False)
+    assert p.memory.cache_mb == 32.0 and p.cache_bytes == 32 * 2**20
+    assert "index3/size (L3)" in p.sources["memory.cache_mb"]
+    assert host_profile(_fake_root(tmp_path / "bare", {"proc/cpuinfo": files["proc/cpuinfo"]}),
+                        use_cache=False).memory.cache_mb is None
+
+
+def test_weights_that_fit_in_the_cache_are_read_at_the_cache_efficiency():
+    """ResNet18's INT8 weights (11.7 MB) stay in a 32 MiB cache from one inference to the next;
+    AlexNet's (61 MB) stream from DRAM, so its FC layers are bound by the DRAM bandwidth."""
+    prof = _with_cache(load_device("host"), 32.0)
+    eff = Efficiency(compute={"fp32": 0.5, "int8": 0.5}, memory=1.0, overhead_us=0.0, fit_error=0.1, basis="t",
+                     memory_cache=10.0)
+    fc1 = next(c for c in network_costs("alexnet") if c.name == "classifier.1")
+    r = roofline([fc1], prof, "openvino", "int8", eff)   # a lone layer: its 37.7 MB exceed the cache too
+    # its weights from DRAM, its (small) activations from the cache
+    want = fc1.weights / prof.bandwidth + fc1.activations / (prof.bandwidth * 10.0)
+    assert r["seconds"] == pytest.approx(want, rel=1e-9)
+    whole = roofline(network_costs("alexnet"), prof, "openvino", "int8", eff)
+    assert "classifier.1" in whole["memory_bound_layers"]
+    res = network_costs("resnet18")
+    cached = roofline(res, prof, "openvino", "int8", eff)["seconds"]
+    no_cache = roofline(res, _with_cache(prof, None), "openvino", "int8", eff)["seconds"]
+    assert cached < no_cache   # the same bytes, read from the cache
+    # without a cache term in the efficiency every byte is read at eff_memory, cache or not
+    plain = Efficiency(compute=eff.compute, memory=1.0, overhead_us=0.0, fit_error=0.1, basis="t")
+    assert roofline(res, prof, "openvino", "int8", plain)["seconds"] == pytest.approx(no_cache)
+
+
+def test_fit_to_layers_recovers_the_cache_efficiency():
+    """Layer timings from a roofline with a cache term (fast cache-resident bytes, slow DRAM ones)
+    are fitted back to it; networks on both sides of the cache size are then predicted right,
+    where one memory efficiency cannot serve both."""
+    from edgecnn.devices.layers import SUITE, layer_cost
+    from edgecnn.devices.predict import fit_to_layers
+
+    prof = _with_cache(load_device("host"), 32.0)
+    truth = Efficiency(compute={"fp32": 0.5, "int8": 0.5}, memory=1.0, overhead_us=5.0, fit_error=0.0, basis="truth",
+                       memory_cache=8.0)
+    pts = [{"layer": list(spec), "precision": prec,
+            "seconds": roofline([layer_cost(spec)], prof, "openvino", prec, truth)["seconds"]}
+           for prec in ("fp32", "int8") for spec in SUITE]
+    eff = fit_to_layers(prof, "openvino", pts)
+    assert eff.memory == pytest.approx(1.0, rel=0.15) and eff.memory_cache == pytest.approx(8.0, rel=0.3)
+    single = fit_to_layers(_with_cache(prof, None), "openvino", pts)
+    assert single.memory_cache is None
+    errs = {}
+    for arch in FOUR:
+        for prec in ("fp32", "int8"):
+            want = roofline(network_costs(arch), prof, "openvino", prec, truth)["seconds"]
+            got = roofline(network_costs(arch), prof, "openvino", prec, eff)["seconds"]
+            assert got == pytest.approx(want, rel=0.08), (arch, prec)
+            errs[(arch, prec)] = roofline(network_costs(arch), _with_cache(prof, None), "openvino", prec,
+                                          single)["seconds"] / want - 1
+    assert max(abs(e) for e in errs.values()) > 0.15   # the single efficiency misses some network

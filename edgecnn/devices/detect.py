@@ -141,6 +141,21 @@ def mem_total_gb(root: str | Path = "/") -> float | None:
     return int(m.group(1)) / 1e6 if m else None
 
 
+def last_level_cache_mb(root: str | Path = "/") -> tuple[float | None, str]:
+    """Size (MiB) of the highest-level data or unified cache of cpu0, from sysfs, and its path."""
+    base = Path(root) / "sys/devices/system/cpu/cpu0/cache"
+    best: tuple[int, float, str] | None = None
+    for d in sorted(base.glob("index*")):
+        level, kind, size = (_read(root, str(d.relative_to(root) / f)) for f in ("level", "type", "size"))
+        m = re.fullmatch(r"(\d+)([KMG]?)", (size or "").strip())
+        if not (level and level.strip().isdigit() and m and (kind or "").strip() in ("Unified", "Data")):
+            continue
+        mib = int(m.group(1)) * {"": 2**-20, "K": 2**-10, "M": 1, "G": 2**10}[m.group(2)]
+        if best is None or int(level) > best[0]:
+            best = (int(level), mib, f"/{d.relative_to(root)}/size (L{int(level)})")
+    return (best[1], best[2]) if best else (None, "not found in sysfs")
+
+
 def host_key(root: str | Path = "/") -> str:
     """A short hash of CPU model, core count and ISA flags: names the host's calibration cache."""
     info = cpuinfo(root)
@@ -190,6 +205,9 @@ def host_profile(root: str | Path = "/", calibration: dict[str, Any] | None = No
         bw = ASSUMED_GBPS_PER_CORE * cores
         sources["memory.bandwidth_gbps"] = (f"assumed {ASSUMED_GBPS_PER_CORE:g} GB/s per core; "
                                             f"`edgecnn devices calibrate` measures it")
+    llc, llc_src = last_level_cache_mb(root)
+    if llc:
+        sources["memory.cache_mb"] = f"detected: {llc_src}"
     isa = tuple(sorted(f for f in info["flags"] if f in {flag for t in _OPS_PER_CYCLE.values() for flag, _ in t}))
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686") or "sse2" in info["flags"]
     runtimes: dict[str, RuntimeSupport] = {}
@@ -208,7 +226,7 @@ def host_profile(root: str | Path = "/", calibration: dict[str, Any] | None = No
         power_w=ASSUMED_W_PER_CORE * cores,
         cpu=ComputeUnit(description=str(info["model"]), cores=cores, clock_ghz=ghz, isa=isa,
                         peak_tops=Peaks(**peaks)),
-        memory=Memory(size_gb=round(mem, 1), bandwidth_gbps=round(bw, 2), type="detected"),
+        memory=Memory(size_gb=round(mem, 1), bandwidth_gbps=round(bw, 2), type="detected", cache_mb=llc),
         runtimes=runtimes, sources=sources,
         source="detected" + (" + devices calibrate" if calibration else ""),
     )

@@ -4,12 +4,19 @@ For each layer that runs as its own kernel (conv, linear, pool; batch norms and
 activations are fused into the preceding conv by every runtime edgecnn targets)::
 
     t = max(ops / (peak[precision] * eff_compute[precision]),
-            bytes / (bandwidth * eff_memory)) + overhead
+            dram_bytes / (bandwidth * eff_memory) + cached_bytes / (bandwidth * eff_cache)) + overhead
 
 with ops = 2 x MACs from :func:`edgecnn.models.profile_layers` at the given input size
 and batch, and bytes = (weights + input + output activations) x bytes per element at the
 precision. Weights are read once per batch, so at batch 1 the FC layers of AlexNet and
 VGG16 are bound by bandwidth.
+
+Where the profile gives its last-level cache (``memory.cache_mb``; the host's is read from
+sysfs), bytes that stay in it between one inference and the next are read at their own
+efficiency (``eff_cache``, relative to the same bandwidth): a network's weights when all of
+them fit in the cache (ResNet18 and GoogLeNet in INT8 on a 32 MiB L3; not AlexNet's 61 M FC
+weights, which stream from DRAM every inference), and a layer's activations when they fit.
+Without a cache size every byte is a DRAM byte, as before.
 
 The efficiencies are fitted per device and runtime, in log space (relative error), by a
 grid search, to:
@@ -30,6 +37,7 @@ transferred fit) and a term when the precision was not itself calibrated.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -47,6 +55,7 @@ LATENCY_SOURCE = "predicted"
 # Grids of the fit (log-spaced efficiencies; per-layer overhead in microseconds).
 _EC = np.geomspace(0.002, 4.0, 89)
 _EM = np.geomspace(0.1, 4.0, 28)
+_EMC = np.geomspace(0.25, 32.0, 22)   # cache-resident bytes, relative to the DRAM bandwidth
 _OV = np.array([0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000.0])
 _EM_PRIOR = (0.7, 0.02)      # weak pull of eff_memory towards 0.7: breaks ties with few points
 
@@ -96,11 +105,20 @@ def network_costs(arch: str, image_size: int = 224, batch: int = 1, *, small_inp
     return costs_from_layers(rows)
 
 
-def _arrays(costs: Sequence[LayerCost], peak_ops: float, bandwidth: float, precision: str):
+def _arrays(costs: Sequence[LayerCost], peak_ops: float, bandwidth: float, precision: str,
+            cache_bytes: float | None = None):
+    """Per kernel: seconds at the peak, and seconds of DRAM bytes and of cache-resident bytes at
+    the bandwidth. The weights are resident when all of ``costs``' weights fit in the cache (they
+    are read again every inference); a kernel's activations when they fit."""
     b = BYTES_PER[precision]
     c = np.array([x.ops for x in costs], dtype=np.float64) / peak_ops
-    m = np.array([(x.weights + x.activations) * b for x in costs], dtype=np.float64) / bandwidth
-    return c, m
+    w = np.array([x.weights for x in costs], dtype=np.float64) * b
+    a = np.array([x.activations for x in costs], dtype=np.float64) * b
+    if not cache_bytes:
+        return c, (w + a) / bandwidth, np.zeros_like(c)
+    w_res = w if w.sum() <= cache_bytes else np.zeros_like(w)
+    a_res = np.where(a <= cache_bytes, a, 0.0)
+    return c, (w - w_res + a - a_res) / bandwidth, (w_res + a_res) / bandwidth
 
 
 @dataclass(frozen=True)
@@ -108,12 +126,13 @@ class Efficiency:
     """Fitted efficiencies of one device + runtime and the error of the fit (log units)."""
 
     compute: dict[str, float]          # precision -> effective fraction of the peak
-    memory: float                      # effective fraction of the bandwidth
+    memory: float                      # effective fraction of the bandwidth (DRAM bytes)
     overhead_us: float                 # per kernel
     fit_error: float                   # rms log residual (leave-one-out where possible)
     basis: str                         # where the efficiencies come from, in words
     points: int = 0
     residuals_pct: dict[str, float] = field(default_factory=dict)   # point -> LOO error %
+    memory_cache: float | None = None  # the same for cache-resident bytes; None: read as DRAM bytes
 
     def compute_for(self, precision: str) -> tuple[float, bool]:
         """(efficiency, calibrated?) for ``precision``; uncalibrated ones use the others' geometric mean."""
@@ -124,6 +143,7 @@ class Efficiency:
 
     def to_dict(self) -> dict[str, Any]:
         return {"compute": {k: round(v, 4) for k, v in self.compute.items()}, "memory": round(self.memory, 4),
+                "memory_cache": None if self.memory_cache is None else round(self.memory_cache, 4),
                 "overhead_us": self.overhead_us, "fit_error_pct": round((math.exp(self.fit_error) - 1) * 100, 1),
                 "basis": self.basis, "points": self.points,
                 "loo_residuals_pct": {k: round(v, 1) for k, v in self.residuals_pct.items()}}
@@ -132,7 +152,8 @@ class Efficiency:
 @dataclass(frozen=True)
 class _Item:
     c: np.ndarray
-    m: np.ndarray
+    m: np.ndarray     # DRAM bytes, in seconds at the bandwidth
+    mc: np.ndarray    # cache-resident bytes, the same
     n: int
     group: str
     y: float          # log latency (s)
@@ -143,33 +164,34 @@ def _items(profile: DeviceProfile, runtime: str, points: Sequence[CalibrationPoi
     items = []
     for cp in points:
         costs = network_costs(cp.arch, cp.image_size, cp.batch)
-        c, m = _arrays(costs, profile.peak_ops(runtime, cp.precision, cp.threads), profile.bandwidth, cp.precision)
-        items.append(_Item(c, m, len(costs), cp.precision, math.log(cp.latency_ms / 1e3),
+        c, m, mc = _arrays(costs, profile.peak_ops(runtime, cp.precision, cp.threads), profile.bandwidth,
+                           cp.precision, profile.cache_bytes)
+        items.append(_Item(c, m, mc, len(costs), cp.precision, math.log(cp.latency_ms / 1e3),
                            f"{cp.arch}/{cp.precision}"))
     return items
 
 
-def _log_pred_grid(it: _Item) -> np.ndarray:
-    """log predicted seconds over the (eff_compute, eff_memory, overhead) grid."""
-    t = np.maximum(it.c[None, None, :] / _EC[:, None, None], it.m[None, None, :] / _EM[None, :, None]).sum(-1)
-    return np.log(t[:, :, None] + it.n * _OV[None, None, :] * 1e-6)
+def _log_pred_grid(it: _Item, emc: np.ndarray) -> np.ndarray:
+    """log predicted seconds over the (eff_compute, eff_memory, eff_cache, overhead) grid."""
+    mem = it.m[None, None, :] / _EM[:, None, None] + it.mc[None, None, :] / emc[None, :, None]
+    t = np.maximum(it.c[None, None, None, :] / _EC[:, None, None, None], mem[None]).sum(-1)
+    return np.log(t[..., None] + it.n * _OV * 1e-6)
 
 
-def _fit(items: Sequence[_Item], grids: dict[int, np.ndarray]) -> tuple[dict[str, float], float, float]:
-    groups: dict[str, np.ndarray] = {}
-    for i, it in enumerate(items):
-        r2 = (grids[id(it)] - it.y) ** 2
-        groups[it.group] = groups.get(it.group, 0.0) + r2
+def _choose(groups: dict[str, np.ndarray], emc: np.ndarray) -> tuple[dict[str, float], float, float | None, float]:
+    """The grid point of least summed squared log error (``groups``: precision -> summed grid)."""
     prior = _EM_PRIOR[1] * np.log(_EM / _EM_PRIOR[0]) ** 2
-    total = sum(g.min(axis=0) for g in groups.values()) + prior[:, None]
-    im, io = np.unravel_index(int(np.argmin(total)), total.shape)
-    compute = {g: float(_EC[int(np.argmin(loss[:, im, io]))]) for g, loss in groups.items()}
-    return compute, float(_EM[im]), float(_OV[io])
+    total = sum(g.min(axis=0) for g in groups.values()) + prior[:, None, None]
+    im, ic, io = np.unravel_index(int(np.argmin(total)), total.shape)
+    compute = {g: float(_EC[int(np.argmin(loss[:, im, ic, io]))]) for g, loss in groups.items()}
+    return compute, float(_EM[im]), (float(emc[ic]) if len(emc) > 1 else None), float(_OV[io])
 
 
-def _predict_log(it: _Item, compute: dict[str, float], memory: float, overhead_us: float) -> float:
+def _predict_log(it: _Item, compute: dict[str, float], memory: float, memory_cache: float | None,
+                 overhead_us: float) -> float:
     ec = compute.get(it.group, float(np.exp(np.mean(np.log(list(compute.values()))))))
-    t = np.maximum(it.c / ec, it.m / memory).sum() + it.n * overhead_us * 1e-6
+    mem = it.m / memory + (it.mc / memory_cache if memory_cache else 0.0)
+    t = np.maximum(it.c / ec, mem).sum() + it.n * overhead_us * 1e-6
     return math.log(t)
 
 
@@ -193,31 +215,41 @@ def fit_to_layers(profile: DeviceProfile, runtime: str, layer_points: Sequence[d
     items = []
     for pt in layer_points:
         cost = layer_cost(tuple(pt["layer"]))
-        c, m = _arrays([cost], profile.peak_ops(runtime, pt["precision"], pt.get("threads")), profile.bandwidth,
-                       pt["precision"])
-        items.append(_Item(c, m, 1, pt["precision"], math.log(pt["seconds"]), f"{cost.name}/{pt['precision']}"))
+        c, m, mc = _arrays([cost], profile.peak_ops(runtime, pt["precision"], pt.get("threads")), profile.bandwidth,
+                           pt["precision"], profile.cache_bytes)
+        items.append(_Item(c, m, mc, 1, pt["precision"], math.log(pt["seconds"]), f"{cost.name}/{pt['precision']}"))
     what = basis or f"fit to {len(items)} single layers timed on {profile.name} ({runtime})"
     return _fit_items(items, what)
 
 
 def _fit_items(items: Sequence[_Item], what: str) -> Efficiency:
-    grids = {id(it): _log_pred_grid(it) for it in items}
-    compute, memory, overhead = _fit(items, grids)
+    # eff_cache is only fitted where some bytes are cache-resident (the profile gives a cache).
+    emc = _EMC if any(it.mc.any() for it in items) else np.ones(1)
+
+    def r2(it: _Item) -> np.ndarray:   # recomputed, not stored: a grid per item would take GBs
+        return (_log_pred_grid(it, emc) - it.y) ** 2
+
+    groups: dict[str, np.ndarray] = {}
+    for it in items:
+        groups[it.group] = groups.get(it.group, 0.0) + r2(it)
+    compute, memory, memory_cache, overhead = _choose(groups, emc)
     residuals: dict[str, float] = {}
     if len(items) >= 3:
         logs = []
-        for i, it in enumerate(items):
-            rest = [x for j, x in enumerate(items) if j != i]
-            c_i, m_i, o_i = _fit(rest, grids)
-            r = _predict_log(it, c_i, m_i, o_i) - it.y
+        for it in items:   # leave-one-out: the item's own term taken out of its group's sum
+            rest = dict(groups)
+            rest[it.group] = groups[it.group] - r2(it)
+            if not any(x.group == it.group for x in items if x is not it):
+                del rest[it.group]
+            r = _predict_log(it, *_choose(rest, emc)) - it.y
             logs.append(r)
             residuals[it.label] = (math.exp(r) - 1) * 100
         fit_error = max(math.sqrt(float(np.mean(np.square(logs)))), MIN_FIT_ERROR)
     else:
-        in_sample = [(_predict_log(it, compute, memory, overhead) - it.y) for it in items]
+        in_sample = [(_predict_log(it, compute, memory, memory_cache, overhead) - it.y) for it in items]
         fit_error = max(math.sqrt(float(np.mean(np.square(in_sample)))), FEW_POINTS_ERROR)
     return Efficiency(compute=compute, memory=memory, overhead_us=overhead, fit_error=fit_error,
-                      basis=what, points=len(items), residuals_pct=residuals)
+                      basis=what, points=len(items), residuals_pct=residuals, memory_cache=memory_cache)
 
 
 DEFAULT_EFFICIENCY = Efficiency(compute={"fp32": 0.5}, memory=0.7, overhead_us=10.0, fit_error=DEFAULT_ERROR,
@@ -270,9 +302,7 @@ def efficiency_for(profile: DeviceProfile, runtime: str | None = None, *, _cache
     src = profile.runtime(rt).transfer_from
     if src:
         eff = efficiency_for(load_device(src), rt)
-        return Efficiency(compute=eff.compute, memory=eff.memory, overhead_us=eff.overhead_us,
-                          fit_error=eff.fit_error, basis=f"transferred from {src}: {eff.basis}",
-                          points=eff.points, residuals_pct=eff.residuals_pct)
+        return dataclasses.replace(eff, basis=f"transferred from {src}: {eff.basis}")
     return DEFAULT_EFFICIENCY
 
 
@@ -280,8 +310,10 @@ def roofline(costs: Sequence[LayerCost], profile: DeviceProfile, runtime: str, p
              eff: Efficiency, threads: int | None = None) -> dict[str, Any]:
     """Predicted seconds of ``costs`` and its breakdown (compute-bound, memory-bound, overhead)."""
     ec, calibrated = eff.compute_for(precision)
-    c, m = _arrays(costs, profile.peak_ops(runtime, precision, threads), profile.bandwidth, precision)
-    tc, tm = c / ec, m / eff.memory
+    c, m, mc = _arrays(costs, profile.peak_ops(runtime, precision, threads), profile.bandwidth, precision,
+                       profile.cache_bytes)
+    # An efficiency fitted without a cache reads every byte at eff_memory.
+    tc, tm = c / ec, (m + mc) / eff.memory if eff.memory_cache is None else m / eff.memory + mc / eff.memory_cache
     per_layer = np.maximum(tc, tm)
     overhead = len(costs) * eff.overhead_us * 1e-6
     mem_bound = tm > tc

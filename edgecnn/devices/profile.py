@@ -62,13 +62,19 @@ class ComputeUnit:
 
 @dataclass(frozen=True)
 class Memory:
+    """Main memory, and the last-level cache in front of it (``cache_mb``: shared by the cores the
+    runtime computes on; optional, and the predictor then reads every byte at ``bandwidth_gbps``)."""
+
     size_gb: float
     bandwidth_gbps: float
     type: str = ""
+    cache_mb: float | None = None
 
     def __post_init__(self):
         if self.size_gb <= 0 or self.bandwidth_gbps <= 0:
             raise ValueError("memory size_gb and bandwidth_gbps must be positive")
+        if self.cache_mb is not None and self.cache_mb <= 0:
+            raise ValueError("memory cache_mb must be positive")
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,11 @@ class DeviceProfile:
     def bandwidth(self) -> float:
         """Memory bandwidth in bytes/s."""
         return self.memory.bandwidth_gbps * 1e9
+
+    @property
+    def cache_bytes(self) -> float | None:
+        """Last-level cache in bytes, or None where the profile does not give it."""
+        return self.memory.cache_mb * 2**20 if self.memory.cache_mb else None
 
     def to_dict(self) -> dict[str, Any]:
         d = to_dict(self)
