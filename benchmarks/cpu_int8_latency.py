@@ -35,7 +35,7 @@ def main() -> None:
     from edgecnn.data import Preprocess, SplitSpec, load_dataset, make_splits
     from edgecnn.data.splits import calibration_set, take
     from edgecnn.export.onnx import export_onnx, finalize_qdq, to_u8s8
-    from edgecnn.export.openvino import nncf_ptq_ir, onnx_to_ir
+    from edgecnn.export.openvino import nncf_ptq_ir, qdq_to_int8_ir
     from edgecnn.models import create
     from edgecnn.quantize.pt2e import prepare_float, ptq
     from edgecnn.runtimes import open_session  # noqa: F401 - same import cost as users pay
@@ -60,7 +60,7 @@ def main() -> None:
     q7 = ptq(model, xc, method="minmax", batch_size=16, weight_bits=8 if has_vnni() else 7)
     qdq7 = export_onnx(q7, xc[:2], tmp / "qdq7.onnx")
     finalize_qdq(qdq7)
-    edge_ir = onnx_to_ir(qdq7, tmp / "edgecnn.xml")
+    edge_ir = qdq_to_int8_ir(qdq7, tmp / "edgecnn.xml")  # as export writes it
     nncf_ir = nncf_ptq_ir(float_onnx, [xc[i:i + 1].numpy() for i in range(len(xc))], tmp / "nncf.xml")
 
     core = ov.Core()

@@ -129,6 +129,34 @@ def test_onnxruntime_file_is_the_same_grid_in_uint8(artifacts, test_batch):
     np.testing.assert_allclose(u8, s8, atol=1e-5)
 
 
+def test_openvino_file_is_the_same_grid_with_uint8_after_relu(artifacts, test_batch, tmp_path):
+    """The OpenVINO IR reads post-ReLU activations as uint8 with zero point 0 (no FakeQuantize left
+    to re-encode them, no int8 pooling), and the rewrite behind it leaves every value as it was."""
+    import onnxruntime as ort
+
+    from edgecnn.export.onnx import to_u8_after_relu
+    from edgecnn.export.openvino import runtime_precisions
+
+    s8 = artifacts[("jetson", None)] / "model.onnx"
+    n = to_u8_after_relu(s8, tmp_path / "u8.onnx")
+    m, inits = _qdq(tmp_path / "u8.onnx")
+    q = [x for x in m.graph.node if x.op_type == "QuantizeLinear"]
+    u8 = [x for x in q if inits[x.input[2]].dtype == np.uint8]
+    assert n == len(u8) >= 17  # the 17 ReLUs of ResNet18, the max-pool and the global mean
+    assert all(inits[x.input[2]] == 0 for x in u8)
+    # Exactly the symmetric graph's values, also where activations saturate (inputs scaled up):
+    # reference kernels (no graph optimizations), so only the encoding differs.
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    a, b = (ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (s8, tmp_path / "u8.onnx"))
+    for k in (1.0, 4.0):
+        x = (test_batch[:16] * k).astype(np.float32)
+        np.testing.assert_array_equal(a.run(None, {"input": x})[0], b.run(None, {"input": x})[0])
+    kinds = runtime_precisions(artifacts[("cpu", "openvino")] / "model.xml")
+    assert not [k for k in kinds if k.startswith("FakeQuantize") and kinds[k] == "i8"], kinds
+    assert all(v == "u8" for k, v in kinds.items() if k.split(":")[0] in ("Convolution", "Pooling")), kinds
+
+
 def test_u8s8_rewrite_refuses_a_float_model(tmp_path):
     from onnx import TensorProto, helper
 

@@ -3,7 +3,8 @@
 =========  ==============  =====================  ================================================
 target     runtime         precisions             artifact
 =========  ==============  =====================  ================================================
-cpu        openvino        int8, fp32             model.xml + model.bin (INT8 from the QDQ graph)
+cpu        openvino        int8, fp32             model.xml + model.bin (INT8 from the QDQ graph,
+                                                  uint8 after ReLU)
 cpu        onnxruntime     int8, fp32             model.onnx (INT8: uint8 activations, int8 weights)
 jetson     tensorrt        int8, fp16, fp32       model.onnx (explicit QDQ, S8S8 symmetric) for the
                                                   TensorRT builder on the device
@@ -31,7 +32,7 @@ SUPPORT = {
     "jetson": {"tensorrt": ("int8", "fp16", "fp32")},
     "rpi": {"tflite": ("int8", "fp32")},
 }
-EXPORT_VERSION = 4  # bump when the exporter changes what it writes: cached artifacts are then remade
+EXPORT_VERSION = 5  # bump when the exporter changes what it writes: cached artifacts are then remade
 DEFAULT_RUNTIME = {"cpu": "openvino", "jetson": "tensorrt", "rpi": "tflite"}
 # What each runtime's exporter needs installed here, and the extra that brings it.
 _NEEDS = {
@@ -76,6 +77,12 @@ def _tool_versions(runtime: str) -> dict:
         except PackageNotFoundError:
             pass
     return out
+
+
+# How each runtime's file encodes the one symmetric int8 grid (the TensorRT and TFLite files as is).
+_FORM = {"onnxruntime": "uint8 activations (zero point 128), int8 weights",
+         "openvino": "activations after a ReLU as uint8 (zero point 0, saturating at 127), the others int8 "
+                     "symmetric; int8 weights"}
 
 
 def _prepare_out(out: Path) -> None:
@@ -151,8 +158,7 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
             "quantization": None if stage is None else {
                 "weights_range": "int8 limited to [-63, 63] (7 bits): x86 without VNNI" if stage.get(
                     "weight_bits") == 7 else "[-127, 127]",
-                **SCHEME, "form": "uint8 activations (zero point 128), int8 weights" if runtime == "onnxruntime"
-                else SCHEME["activations"],
+                **SCHEME, "form": _FORM.get(runtime, SCHEME["activations"]),
                 "calibration": {**stage["calibration"], "dataset": src.bundle.name},
                 "qat": None if "qat" not in stage else {k: v for k, v in stage["qat"].items() if k != "history"},
                 "fakequant_top1": stage["int8_fakequant"]["top1"]},
@@ -211,9 +217,9 @@ def _write(runtime: str, precision: str, module, sample, tmp: Path, stage, make_
             else:
                 os.replace(qdq, tmp / "model.onnx")
         elif runtime == "openvino":
-            from edgecnn.export.openvino import onnx_to_ir, runtime_precisions
+            from edgecnn.export.openvino import onnx_to_ir, qdq_to_int8_ir, runtime_precisions
 
-            onnx_to_ir(qdq, tmp / "model.xml")
+            (qdq_to_int8_ir if stage else onnx_to_ir)(qdq, tmp / "model.xml")
             qdq.unlink()
             if stage:
                 backend = [f"{k} ({v})" for k, v in runtime_precisions(tmp / "model.xml").items()

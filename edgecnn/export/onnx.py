@@ -159,6 +159,95 @@ def to_u8s8(src: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
     return rewritten
 
 
+# Ops whose output is non-negative and at most their input's bound when their input is.
+_BOUND_PRESERVING = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean",
+                               "ReduceMax", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
+
+
+def to_u8_after_relu(src: str | os.PathLike, dest: str | os.PathLike) -> int:
+    """Encode the activations that follow a ReLU as uint8 with zero point 0: OpenVINO's fast form.
+
+    After a ReLU the symmetric int8 grid ``s * [-128, 127]`` only takes ``s * [0, 127]``. OpenVINO
+    reads such a QuantizeLinear as uint8 with zero point 128, and every convolution reading it then
+    pays for zero-point compensation (ResNet18 at 224 px ran 12% slower than NNCF's uint8 graph,
+    with the same convolutions). Here each per-tensor int8 QuantizeLinear of a non-negative tensor
+    (a ReLU output, or a pool / mean / reshape of one) and its DequantizeLinear consumers become
+    uint8 with zero point 0 and the same scale, and a ReLU feeding one becomes ``Clip(0, 127 s)``
+    (a Clip is inserted where the input may exceed ``127 s`` and is no ReLU of its own), so values
+    above ``127 s`` still saturate at 127: the integers and the dequantized values are exactly
+    those of the symmetric graph. Returns how many QuantizeLinear nodes were rewritten.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    producer = {o: n for n in g.node for o in n.output}
+
+    def array(name: str):
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    def add_init(value, stem: str) -> str:
+        name = f"edgecnn_u8relu_{stem}_{len(g.initializer)}"
+        g.initializer.append(numpy_helper.from_array(value, name))
+        return name
+
+    bound: dict[str, float] = {}      # non-negative tensor -> upper bound (inf: none known)
+    before: dict[int, list] = {}      # id(node) -> Clip nodes to insert before it
+    rewritten = 0
+    for n in list(g.node):
+        if n.op_type == "Relu":
+            bound[n.output[0]] = float("inf")
+        elif n.op_type in _BOUND_PRESERVING and n.input and n.input[0] in bound:
+            bound[n.output[0]] = bound[n.input[0]]
+        elif n.op_type == "QuantizeLinear" and n.input[0] in bound and len(n.input) >= 3:
+            scale, zp = array(n.input[1]), array(n.input[2])
+            deq = consumers.get(n.output[0], [])
+            if (scale is None or zp is None or scale.size != 1 or zp.dtype != np.int8 or int(zp.reshape(-1)[0])
+                    or not deq or any(d.op_type != "DequantizeLinear" or array(d.input[2]) is None
+                                      or array(d.input[2]).dtype != np.int8 for d in deq)):
+                continue
+            top = np.float32(127) * scale.astype(np.float32).reshape(())
+            if bound[n.input[0]] >= 127.5 * float(scale.reshape(-1)[0]):   # may saturate: clip at 127 steps
+                relu = producer.get(n.input[0])
+                lo, hi = add_init(np.array(0, np.float32), "lo"), add_init(top.astype(np.float32), "hi")
+                if relu is not None and relu.op_type == "Relu" and len(consumers[n.input[0]]) == 1 \
+                        and n.input[0] not in {o.name for o in g.output}:
+                    relu.op_type = "Clip"
+                    relu.input.extend([lo, hi])
+                else:
+                    clipped = f"{n.input[0]}_edgecnn_clip{rewritten}"
+                    before.setdefault(id(n), []).append(
+                        helper.make_node("Clip", [n.input[0], lo, hi], [clipped], name=f"{n.name}_clip"))
+                    n.input[0] = clipped
+            n.input[2] = add_init(np.array(0, np.uint8), "zp")
+            for d in deq:
+                d.input[2] = add_init(np.array(0, np.uint8), "zp")
+                bound[d.output[0]] = float(top)
+            rewritten += 1
+    nodes = []
+    for n in g.node:
+        nodes.extend(before.get(id(n), []))
+        nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.value_info[:]  # the recorded int8 types of the rewritten tensors no longer hold
+    used = {i for n in g.node for i in n.input}
+    live = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(live)
+    onnx.checker.check_model(model)
+    with atomic_path(dest) as tmp:
+        onnx.save(model, str(tmp))
+    return rewritten
+
+
 def to_fp16(src: str | os.PathLike, dest: str | os.PathLike) -> None:
     """FP16 weights and compute with float32 input/output (what TensorRT's FP16 build and a GPU want)."""
     import onnx

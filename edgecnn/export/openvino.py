@@ -23,6 +23,21 @@ def onnx_to_ir(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, *, fp1
     return save_ir(_ov().convert_model(str(onnx_path)), xml_path, fp16_weights=fp16_weights)
 
 
+def qdq_to_int8_ir(qdq_path: str | os.PathLike, xml_path: str | os.PathLike) -> Path:
+    """The INT8 IR of a symmetric QDQ ONNX model, post-ReLU activations encoded as uint8 with zero
+    point 0 (:func:`edgecnn.export.onnx.to_u8_after_relu`: the same integer grid, without the
+    zero-point compensation OpenVINO's convolutions pay for a shifted uint8 input)."""
+    from edgecnn.export.onnx import to_u8_after_relu
+
+    xml_path = Path(xml_path)
+    u8 = xml_path.with_name(f".{xml_path.stem}.u8relu.onnx")
+    try:
+        to_u8_after_relu(qdq_path, u8)
+        return onnx_to_ir(u8, xml_path)
+    finally:
+        u8.unlink(missing_ok=True)
+
+
 def save_ir(model, xml_path: str | os.PathLike, *, fp16_weights: bool = False) -> Path:
     """``ov.save_model`` into a temporary folder beside, then rename .bin and .xml into place."""
     ov = _ov()
