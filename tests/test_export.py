@@ -176,12 +176,17 @@ def test_every_runtime_runs_the_fake_quant_graph(artifacts, test_batch, key, run
     graph = load_artifact(artifacts[key]).meta["source"]["quantized_graph"]  # the graph it was exported from
     ref = load_graph(graph)(torch.from_numpy(test_batch)).detach().numpy()
     out = open_session(artifacts[key], runtime=runtime, threads=1).run(test_batch)
-    # Integer kernels round differently from the float fake-quant graph (requantization, bias in
-    # int32): measured here ONNX Runtime and LiteRT 0.3%, OpenVINO 1.7% of the logit spread on
-    # average. A broken export (wrong zero point, float fallback, lost scale) is far above 3%.
+    # A broken export (wrong zero point, float fallback, lost scale) is far above 3% of the logit
+    # spread. ONNX Runtime and LiteRT add the bias as int32: with the bias on its int32 grid
+    # (snap_biases) they follow the fake-quant graph to 0.0006% of the spread (0.18% and 98.4%
+    # top-1 agreement here with the bias off the grid). OpenVINO's int8 kernels round on their own
+    # (0.37% of the spread, 98% agreement on this tiny net).
     spread = ref.max() - ref.min()
-    assert np.abs(out - ref).mean() < 0.03 * spread, "integer kernels drifted from the fake-quant graph"
+    drift = np.abs(out - ref).mean() / spread
+    assert drift < 0.03, "integer kernels drifted from the fake-quant graph"
     assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.9
+    if (runtime or load_artifact(artifacts[key]).meta["runtime"]) in ("onnxruntime", "tflite"):
+        assert drift < 5e-4 and (out.argmax(1) == ref.argmax(1)).mean() >= 0.99, "bias off its int32 grid?"
 
 
 def test_tflite_is_full_integer(artifacts):

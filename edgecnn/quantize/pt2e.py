@@ -2,7 +2,8 @@
 
 The scheme is TensorRT's explicit quantization: weights int8 per-channel symmetric
 ([-127, 127], zero point 0), activations int8 per-tensor symmetric ([-128, 127], zero
-point 0), biases float, BatchNorm folded into the convolutions. The same converted
+point 0), biases float but on their int32 accumulator grid (:func:`snap_biases`), BatchNorm
+folded into the convolutions. The same converted
 graph is exported
 
 - to QDQ ONNX for TensorRT and OpenVINO (read there as real INT8),
@@ -32,7 +33,7 @@ SCHEME = {
     "name": "int8-symmetric-qdq",
     "weights": "int8 per-channel symmetric [-127, 127], zero point 0",
     "activations": "int8 per-tensor symmetric [-128, 127], zero point 0",
-    "bias": "float",
+    "bias": "float, on the int32 accumulator grid (a multiple of input scale x weight scale)",
     "batchnorm": "folded into the preceding convolution",
     "pooling": "max-pools share their input's int8 scale, also after a concat",
 }
@@ -147,7 +148,7 @@ def ptq(model: nn.Module, calib: torch.Tensor, *, method: str = "minmax", batch_
     gm = capture(prepare_float(model), calib[: min(batch_size, len(calib))])
     prepared = prepare_pt2e(gm, make_quantizer(method, weight_bits=weight_bits, **observer_kw))
     run_batches(prepared, calib.split(batch_size))
-    return convert_pt2e(prepared, fold_quantize=False)
+    return snap_biases(convert_pt2e(prepared, fold_quantize=False))
 
 
 def prepare_qat(model: nn.Module, sample: torch.Tensor, *, method: str = "minmax", weight_bits: int = 8,
@@ -168,7 +169,56 @@ def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
     prepared = copy.deepcopy(prepared)
     move_exported_model_to_eval(prepared)
-    return convert_pt2e(prepared, fold_quantize=False)
+    return snap_biases(convert_pt2e(prepared, fold_quantize=False))
+
+
+def _is_call(node: Any, *names: str) -> bool:
+    return (isinstance(node, torch.fx.Node) and node.op == "call_function"
+            and getattr(node.target, "__name__", "").split(".")[0] in names)
+
+
+def _attr(gm: torch.fx.GraphModule, arg: Any) -> torch.Tensor:
+    if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
+        obj = gm
+        for part in arg.target.split("."):
+            obj = getattr(obj, part)
+        return torch.as_tensor(obj)
+    return torch.as_tensor(arg)
+
+
+def snap_biases(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Round each quantized convolution's and linear layer's float bias to its int32 accumulator
+    grid (a multiple of input scale x per-channel weight scale), in place.
+
+    TFLite and ONNX Runtime's integer kernels add the bias as that int32; a float bias off the grid
+    moved every output of a channel by up to half an accumulator step against the fake-quant
+    graph, enough to flip requantization roundings: ResNet18's TFLite artifact agreed with its
+    fake-quant graph on 99.21% of the test images, against 99.98% with the bias on the grid
+    (measured on the Fashion-MNIST quick model). The bias stays a float tensor (TensorRT's
+    explicit-quantization form); integer runtimes now quantize it without loss, and float-bias
+    runtimes add the same value.
+    """
+    for node in converted.graph.nodes:
+        if node.op != "call_function" or node.target not in (torch.ops.aten.conv2d.default,
+                                                                 torch.ops.aten.linear.default):
+            continue
+        x, w, b = (list(node.args) + [None, None, None])[:3]
+        if not (_is_call(x, "dequantize_per_tensor") and _is_call(w, "dequantize_per_channel", "dequantize_per_tensor")
+                and isinstance(b, torch.fx.Node) and b.op == "get_attr"):
+            continue
+        bias = _attr(converted, b)
+        step = _attr(converted, x.args[1]).double().reshape(()) * _attr(converted, w.args[1]).double().reshape(-1)
+        snapped = (torch.round(bias.double() / step) * step).to(bias.dtype)
+        owner = converted
+        *path, leaf = b.target.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        old = getattr(owner, leaf)
+        if isinstance(old, nn.Parameter):
+            setattr(owner, leaf, nn.Parameter(snapped, requires_grad=False))
+        else:
+            setattr(owner, leaf, snapped)
+    return converted
 
 
 def fake_quant_modules(prepared: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
