@@ -157,6 +157,38 @@ def test_openvino_file_is_the_same_grid_with_uint8_after_relu(artifacts, test_ba
     assert all(v == "u8" for k, v in kinds.items() if k.split(":")[0] in ("Convolution", "Pooling")), kinds
 
 
+def test_uint8_after_relu_covers_googlenet_concats(tmp_path):
+    """GoogLeNet's inception outputs are concats of ReLU branches: their quantizers become uint8
+    too (only the input's and the logits' stay int8), and the values stay exactly the same."""
+    import onnxruntime as ort
+
+    from edgecnn.export.onnx import export_onnx, finalize_qdq, to_u8_after_relu
+    from edgecnn.models import create
+    from edgecnn.quantize.pt2e import ptq
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 32, 32)
+    q = ptq(create("test_googlenet", num_classes=10).eval(), x, batch_size=16)
+    s8 = export_onnx(q, x[:2], tmp_path / "s8.onnx")
+    finalize_qdq(s8)
+    to_u8_after_relu(s8, tmp_path / "u8.onnx")
+    m, inits = _qdq(tmp_path / "u8.onnx")
+    producer = {o: n for n in m.graph.node for o in n.output}
+    kept = []
+    for n in m.graph.node:
+        if n.op_type == "QuantizeLinear" and inits[n.input[2]].dtype == np.int8:
+            src = producer.get(n.input[0])
+            kept.append(src.op_type if src is not None else "input")
+    assert sorted(kept) == ["Gemm", "input"], kept
+    assert any(n.op_type == "Concat" for n in m.graph.node)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    a, b = (ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (s8, tmp_path / "u8.onnx"))
+    for k in (1.0, 5.0):
+        xi = (x[:4] * k).numpy()
+        np.testing.assert_array_equal(a.run(None, {"input": xi})[0], b.run(None, {"input": xi})[0])
+
+
 def test_u8s8_rewrite_refuses_a_float_model(tmp_path):
     from onnx import TensorProto, helper
 

@@ -32,7 +32,7 @@ SUPPORT = {
     "jetson": {"tensorrt": ("int8", "fp16", "fp32")},
     "rpi": {"tflite": ("int8", "fp32")},
 }
-EXPORT_VERSION = 5  # bump when the exporter changes what it writes: cached artifacts are then remade
+EXPORT_VERSION = 6  # bump when the exporter changes what it writes: cached artifacts are then remade
 DEFAULT_RUNTIME = {"cpu": "openvino", "jetson": "tensorrt", "rpi": "tflite"}
 # What each runtime's exporter needs installed here, and the extra that brings it.
 _NEEDS = {
