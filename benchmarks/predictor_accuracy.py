@@ -43,16 +43,21 @@ def _pct(pred: float, meas: float) -> float:
     return (pred / meas - 1) * 100
 
 
-def _measure_rounds(archs, precisions, threads: int, min_seconds: float, rounds: int, log) -> list[dict]:
+def _measure_rounds(archs, precisions, threads: int, min_seconds: float, rounds: int, log,
+                    each_round=None) -> list[dict]:
     """Every network compiled once, then ``rounds`` rounds over all of them (each a p50 of >= 10
     runs); the result per network is the median of its rounds' p50s. The VM's speed drifts by
-    tens of percent over minutes: interleaving spreads that over every network alike."""
+    tens of percent over minutes: interleaving spreads that over every network alike.
+    ``each_round(r)`` runs at the start of every round (the layer suite, so that layers and
+    networks are timed under the same drift)."""
     from edgecnn.bench import measure
     from edgecnn.devices.calibrate import openvino_network
 
     nets = {(a, p): openvino_network(a, precision=p, threads=threads)[:2] for p in precisions for a in archs}
     per: dict = {k: [] for k in nets}
     for r in range(rounds):
+        if each_round:
+            each_round(r)
         for (a, p), (run, x) in nets.items():
             m = measure(run, x, warmup=2, min_seconds=min_seconds, min_runs=10, max_seconds=30, threads=threads,
                         with_env=False)
@@ -78,12 +83,22 @@ def host_mode(threads: int, int8: bool, min_seconds: float, rounds: int = 3) -> 
     log(f"host: {profile.cpu.description}, {profile.cpu.cores} CPUs, load average {load0[0]:.2f}")
     log("microbenchmarks:")
     mb = microbenchmarks(threads=threads, seconds=1.0, log=log)
-    log("single layers (OpenVINO, batch 1):")
-    lp = measure_layers(("fp32", "int8") if int8 else ("fp32",), threads=threads, seconds=0.5, log=log)
-    log(f"measuring (OpenVINO, batch 1, 224 px, {rounds} interleaved rounds):")
+    precisions = ("fp32", "int8") if int8 else ("fp32",)
+    layer_rounds: list[dict] = []
+
+    def layers(r: int) -> None:
+        log(f"  round {r + 1}: single layers (OpenVINO, batch 1):")
+        layer_rounds.append(measure_layers(precisions, threads=threads, seconds=0.5, log=log))
+
+    log(f"measuring (OpenVINO, batch 1, 224 px; {rounds} rounds, each the layer suite then the networks):")
     t0 = time.time()
-    measured = _measure_rounds(FOUR, ("fp32", "int8") if int8 else ("fp32",), threads, min_seconds, rounds, log)
+    measured = _measure_rounds(FOUR, precisions, threads, min_seconds, rounds, log, each_round=layers)
     elapsed = time.time() - t0
+    # each layer: the median over the rounds
+    lp = {**layer_rounds[0], "rounds": len(layer_rounds), "points": [
+        {**pts[0], "seconds": statistics.median(p["seconds"] for p in pts),
+         "rounds_seconds": [p["seconds"] for p in pts]}
+        for pts in zip(*(lr["points"] for lr in layer_rounds))]}
     load1 = os.getloadavg()
     res = {"cpu": profile.cpu.description, "cores": profile.cpu.cores, "threads": threads, "rounds": rounds,
            "cache_mb": profile.memory.cache_mb,
@@ -150,8 +165,9 @@ def print_host(res: dict) -> None:
     print(f"CPU: {res['cpu']} ({res['cores']} logical CPUs, last-level cache {res.get('cache_mb')} MiB); load "
           f"average {res['loadavg_before'][0]:.2f} before, "
           f"{res['loadavg_after'][0]:.2f} after (shared machine). Random weights; INT8 = nncf.quantize "
-          f"on 32 random images. Measured = median over {res['rounds']} interleaved rounds of the p50 of >= 10 "
-          f"runs. Predicted figures are predictions.\n")
+          f"on 32 random images. Measured = median over {res['rounds']} rounds of the p50 of >= 10 "
+          f"runs; each round timed the layer suite first (a layer's time: the median over the rounds). "
+          f"Predicted figures are predictions.\n")
     print("| network | precision | measured p50 ms | predicted (single-layer fit) ms | err % "
           "| predicted (single-layer fit, no cache term) ms | err % "
           "| predicted (leave-one-out network fit) ms | err % | predicted (GEMM microbenchmark) ms | err % "

@@ -29,12 +29,13 @@ input conversion and output reorder a lone layer would pay at the model's bounda
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from edgecnn.devices.calibrate import _timeit, compile_cpu
+from edgecnn.devices.calibrate import compile_cpu
 from edgecnn.errors import EdgecnnError
 
 # ("conv", c_in, c_out, kernel, stride, size) | ("linear", in, out) | ("pool", channels, kernel, stride, size)
@@ -155,31 +156,50 @@ def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True
     return model, rng.standard_normal(shape).astype(np.float32)
 
 
+def _timeit_pair(a: Callable[[], Any], b: Callable[[], Any], seconds: float, min_runs: int) -> tuple[float, float]:
+    """Median seconds per call of ``a`` and of ``b``, timed in alternation (one warm-up each), so
+    that the VM's drift (tens of percent over minutes) hits both alike: the difference of two
+    back-to-back medians put a max-pool at 0.004 ms in one run and 0.25 ms in the next."""
+    a(), b()
+    ta: list[float] = []
+    tb: list[float] = []
+    start = time.perf_counter()
+    while len(ta) < min_runs or time.perf_counter() - start < 2 * seconds:
+        for fn, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > 20 * seconds:
+            break
+    return float(np.median(ta)), float(np.median(tb))
+
+
 def measure_layers(precisions=("fp32", "int8"), *, threads: int | None = None, seconds: float = 0.5,
                    min_runs: int = 10, suite: tuple[tuple, ...] = SUITE,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Seconds per layer of ``suite`` at each precision: median of (prefix + layer) minus median
-    of the prefix alone (floored at 2% of the former where noise makes it smaller)."""
+    of the prefix alone, the two timed in alternation (floored at 2% of the former where noise
+    makes it smaller)."""
     try:
         import openvino as ov  # noqa: F401
     except ImportError:
         raise EdgecnnError("the layer microbenchmark needs OpenVINO: pip install 'edgecnn[openvino]'") from None
     log = log or (lambda s: None)
 
-    def timed(spec, prec, with_layer):
+    def runner(spec, prec, with_layer):
         model, inp = build(spec, prec, with_layer=with_layer)
         request = compile_cpu(model, prec, threads).create_infer_request()
-        return _timeit(lambda: request.infer({0: inp}), seconds, min_runs)
+        return lambda: request.infer({0: inp})
 
     points = []
     for prec in precisions:
         for spec in suite:
-            t_prefix = timed(spec, prec, False)
-            t_with = timed(spec, prec, True)
+            t_prefix, t_with = _timeit_pair(runner(spec, prec, False), runner(spec, prec, True), seconds, min_runs)
             net = max(t_with - t_prefix, 0.02 * t_with)
             log(f"  {prec} {label(spec)}: {net * 1e3:.3f} ms ({t_with * 1e3:.3f} with its prefix, "
                 f"{t_prefix * 1e3:.3f} without)")
             points.append({"layer": list(spec), "label": label(spec), "precision": prec, "seconds": net,
                            "with_prefix_seconds": t_with, "prefix_seconds": t_prefix})
-    return {"runtime": "openvino", "threads": threads, "method": "prefix + layer minus prefix, medians",
+    return {"runtime": "openvino", "threads": threads,
+            "method": "prefix + layer minus prefix, medians, timed in alternation",
             "points": points}
