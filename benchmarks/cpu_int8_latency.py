@@ -4,9 +4,9 @@ measured in one run (rounds interleaved so drift hits every flow alike).
 
 Usage: python benchmarks/cpu_int8_latency.py [--arch resnet18] [--rounds 3] [--seconds 3]
 
-Weights: the arch's quick-profile float checkpoint if the cache has one (its head has 10
-classes), else a seeded random init; latency does not depend on the values. Calibration: 64
-Fashion-MNIST calibration-split images at 224 for both flows.
+Weights: a seeded random init with a 10-class head, the same for every flow (latency does
+not depend on the values). Calibration: 64 Fashion-MNIST calibration-split images at 224 for
+both flows.
 """
 
 from __future__ import annotations
