@@ -110,8 +110,9 @@ def _arrays(costs: Sequence[LayerCost], peak_ops: float, bandwidth: float, preci
     """Per kernel: seconds at the peak, and seconds of DRAM bytes and of cache-resident bytes at
     the bandwidth. Of the weights, which are read again every inference, the fraction
     cache / (all of ``costs``' weight bytes) stays resident (all of them when they fit: the
-    single 37.7 MB INT8 FC layer of the host's suite streamed at 1.4-2.6x the DRAM copy
-    bandwidth, so most of it came from a 32 MiB L3); a kernel's activations when they fit."""
+    37.7 MB INT8 FC layer of the host's suite read its weights at 88-156 GB/s in five runs,
+    against a 34-43 GB/s DRAM copy, so most of them came from the 32 MiB L3); a kernel's
+    activations when they fit."""
     b = BYTES_PER[precision]
     c = np.array([x.ops for x in costs], dtype=np.float64) / peak_ops
     w = np.array([x.weights for x in costs], dtype=np.float64) * b

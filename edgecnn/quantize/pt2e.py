@@ -177,12 +177,18 @@ def _is_call(node: Any, *names: str) -> bool:
             and getattr(node.target, "__name__", "").split(".")[0] in names)
 
 
+def _owner(gm: torch.fx.GraphModule, target: str) -> tuple[Any, str]:
+    """The module holding a ``get_attr`` target (``conv1.weight_bias``) and the attribute's name."""
+    *path, leaf = target.split(".")
+    obj = gm
+    for part in path:
+        obj = getattr(obj, part)
+    return obj, leaf
+
+
 def _attr(gm: torch.fx.GraphModule, arg: Any) -> torch.Tensor:
     if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
-        obj = gm
-        for part in arg.target.split("."):
-            obj = getattr(obj, part)
-        return torch.as_tensor(obj)
+        return torch.as_tensor(getattr(*_owner(gm, arg.target)))
     return torch.as_tensor(arg)
 
 
@@ -193,8 +199,8 @@ def snap_biases(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
     TFLite and ONNX Runtime's integer kernels add the bias as that int32; a float bias off the grid
     moved every output of a channel by up to half an accumulator step against the fake-quant
     graph, enough to flip requantization roundings: ResNet18's TFLite artifact agreed with its
-    fake-quant graph on 99.21% of the test images, against 99.98% with the bias on the grid
-    (measured on the Fashion-MNIST quick model). The bias stays a float tensor (TensorRT's
+    fake-quant graph on 99.19% of the test images, against 99.97% with the bias on the grid
+    (Fashion-MNIST quick model, docs/BENCHMARKS.md). The bias stays a float tensor (TensorRT's
     explicit-quantization form); integer runtimes now quantize it without loss, and float-bias
     runtimes add the same value.
     """
@@ -209,12 +215,8 @@ def snap_biases(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
         bias = _attr(converted, b)
         step = _attr(converted, x.args[1]).double().reshape(()) * _attr(converted, w.args[1]).double().reshape(-1)
         snapped = (torch.round(bias.double() / step) * step).to(bias.dtype)
-        owner = converted
-        *path, leaf = b.target.split(".")
-        for part in path:
-            owner = getattr(owner, part)
-        old = getattr(owner, leaf)
-        if isinstance(old, nn.Parameter):
+        owner, leaf = _owner(converted, b.target)
+        if isinstance(getattr(owner, leaf), nn.Parameter):
             setattr(owner, leaf, nn.Parameter(snapped, requires_grad=False))
         else:
             setattr(owner, leaf, snapped)
