@@ -33,7 +33,7 @@ def make_artifacts(arch: str, size: int, tmp: Path, precisions: list[str]) -> di
     from edgecnn.data import Preprocess, SplitSpec, load_dataset, make_splits
     from edgecnn.data.splits import calibration_set, take
     from edgecnn.export.onnx import export_onnx, finalize_qdq
-    from edgecnn.export.openvino import onnx_to_ir
+    from edgecnn.export.openvino import onnx_to_ir, qdq_to_int8_ir
     from edgecnn.host import has_vnni
     from edgecnn.models import create
     from edgecnn.quantize.pt2e import prepare_float, ptq
@@ -53,7 +53,7 @@ def make_artifacts(arch: str, size: int, tmp: Path, precisions: list[str]) -> di
             q = ptq(model, xc, method="minmax", batch_size=16, weight_bits=8 if has_vnni() else 7)
             onnx_path = export_onnx(q, xc[:2], tmp / "qdq.onnx")
             finalize_qdq(onnx_path)
-        onnx_to_ir(onnx_path, d / "model.xml")
+        (onnx_to_ir if prec == "fp32" else qdq_to_int8_ir)(onnx_path, d / "model.xml")   # as export writes it
         write_metadata(d, {
             "arch": arch, "model_options": {"num_classes": 10}, "num_classes": 10, "class_names": bundle.classes,
             "target": "cpu", "runtime": "openvino", "precision": prec, "files": ["model.xml", "model.bin"],
