@@ -169,11 +169,11 @@ def to_u8_after_relu(src: str | os.PathLike, dest: str | os.PathLike) -> int:
 
     After a ReLU the symmetric int8 grid ``s * [-128, 127]`` only takes ``s * [0, 127]``. OpenVINO
     reads such a QuantizeLinear as uint8 with zero point 128, and every convolution reading it then
-    pays for zero-point compensation (ResNet18 at 224 px ran 12% slower than NNCF's uint8 graph,
-    with the same convolutions). Here each per-tensor int8 QuantizeLinear of a non-negative tensor
-    (a ReLU output, a pool / mean / reshape of one, a concat of such: GoogLeNet's inception
-    outputs) and its DequantizeLinear consumers become uint8 with zero point 0 and the same
-    scale, and a ReLU feeding one becomes ``Clip(0, 127 s)``
+    pays for zero-point compensation (ResNet18 at 224 px: 2.59 ms against 2.42 for NNCF's uint8
+    graph with the same convolutions, benchmarks/cpu_int8_latency.py). Here each per-tensor int8
+    QuantizeLinear of a non-negative tensor (a ReLU output, a pool / mean / reshape of one, a
+    concat of such: GoogLeNet's inception outputs) and its DequantizeLinear consumers become
+    uint8 with zero point 0 and the same scale, and a ReLU feeding one becomes ``Clip(0, 127 s)``
     (a Clip is inserted where the input may exceed ``127 s`` and is no ReLU of its own), so values
     above ``127 s`` still saturate at 127: the integers and the dequantized values are exactly
     those of the symmetric graph. Returns how many QuantizeLinear nodes were rewritten.
