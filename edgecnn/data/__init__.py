@@ -7,11 +7,12 @@ tensors, PIL by the ImageFolder loader, so a device runtime can use
 
 from __future__ import annotations
 
-from edgecnn.data.dataset import DatasetBundle, ImageDataset, load_dataset
+from edgecnn.data.dataset import DatasetBundle, ImageDataset
 from edgecnn.data.fashion_mnist import load_fashion_mnist
 from edgecnn.data.imagefolder import load_imagefolder
 from edgecnn.data.loader import iterate_batches, num_batches
 from edgecnn.data.preprocess import Preprocess, channel_stats
+from edgecnn.data.sources import load_dataset
 from edgecnn.data.splits import SPLITS, Split, SplitSpec, calibration_set, make_splits, subset, take
 
 __all__ = [

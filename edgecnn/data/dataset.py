@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-
-from edgecnn.errors import EdgecnnError, suggest
 
 FASHION_MNIST = "fashion-mnist"
 
@@ -73,24 +69,3 @@ class DatasetBundle:
     @property
     def classes(self) -> tuple[str, ...]:
         return self.train.classes
-
-
-def load_dataset(data: str | os.PathLike | None, *, download: bool = True) -> DatasetBundle:
-    """``None`` or ``"fashion-mnist"``: Fashion-MNIST; a directory: an ImageFolder.
-
-    A directory literally named ``fashion-mnist`` in the working directory is reached
-    as ``./fashion-mnist``. ``download`` lets Fashion-MNIST be fetched when not found.
-    """
-    if data is None or str(data).lower() == FASHION_MNIST:
-        from edgecnn.data.fashion_mnist import load_fashion_mnist
-
-        return load_fashion_mnist(download=download)
-    text = str(data)
-    if Path(text).expanduser().exists() or any(c in text for c in "/\\~") or text.startswith("."):
-        from edgecnn.data.imagefolder import load_imagefolder
-
-        return load_imagefolder(Path(text).expanduser())
-    raise EdgecnnError(
-        f"unknown dataset '{text}': pass {FASHION_MNIST} or a path to an ImageFolder directory"
-        f"{suggest(text, [FASHION_MNIST])}"
-    )
