@@ -18,14 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecnn import tensorrt_build as tb
 from edgecnn.artifact import write_metadata
 from edgecnn.errors import EdgecnnError
+from edgecnn.fileio import sha256_file
+from edgecnn.tensorrt import build as tb
+from edgecnn.tensorrt import engine_cache as ec
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "jetson" / "build_engine.sh"
-ORIN = tb.DeviceInfo(tensorrt="10.3.0.30", gpu="Orin", compute_capability="8.7")
-H100 = tb.DeviceInfo(tensorrt="10.13.3.9", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
+ORIN = ec.DeviceInfo(tensorrt="10.3.0.30", gpu="Orin", compute_capability="8.7")
+H100 = ec.DeviceInfo(tensorrt="10.13.3.9", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
 TRTEXEC_LOG = """&&&& RUNNING TensorRT.trtexec [TensorRT v100300] # trtexec --onnx=model.onnx
 [11/23/2025-12:00:00] [I] === Device Information ===
 [11/23/2025-12:00:00] [I] Available Devices:
@@ -59,36 +61,36 @@ def onnx_file(tmp_path) -> Path:
 
 
 def test_key_depends_on_everything_that_decides_the_engine():
-    base = tb.engine_key("a" * 64, "int8", ORIN)
-    assert base == tb.engine_key("a" * 64, "int8", ORIN) and len(base) == 20
+    base = ec.engine_key("a" * 64, "int8", ORIN)
+    assert base == ec.engine_key("a" * 64, "int8", ORIN) and len(base) == 20
     variants = [
-        tb.engine_key("b" * 64, "int8", ORIN),
-        tb.engine_key("a" * 64, "fp16", ORIN),
-        tb.engine_key("a" * 64, "int8", tb.DeviceInfo("10.4.0", "Orin", "8.7")),
-        tb.engine_key("a" * 64, "int8", tb.DeviceInfo("10.3.0", "Xavier", "8.7")),
-        tb.engine_key("a" * 64, "int8", tb.DeviceInfo("10.3.0", "Orin", "7.2")),
-        tb.engine_key("a" * 64, "int8", ORIN, tb.BatchProfile(1, 8, 64)),
-        tb.engine_key("a" * 64, "int8", ORIN, tb.BatchProfile(1, 1, 32)),
+        ec.engine_key("b" * 64, "int8", ORIN),
+        ec.engine_key("a" * 64, "fp16", ORIN),
+        ec.engine_key("a" * 64, "int8", ec.DeviceInfo("10.4.0", "Orin", "8.7")),
+        ec.engine_key("a" * 64, "int8", ec.DeviceInfo("10.3.0", "Xavier", "8.7")),
+        ec.engine_key("a" * 64, "int8", ec.DeviceInfo("10.3.0", "Orin", "7.2")),
+        ec.engine_key("a" * 64, "int8", ORIN, ec.BatchProfile(1, 8, 64)),
+        ec.engine_key("a" * 64, "int8", ORIN, ec.BatchProfile(1, 1, 32)),
     ]
     assert len({base, *variants}) == len(variants) + 1
     # the build number past major.minor.patch does not change what an engine runs on
-    assert tb.engine_key("a" * 64, "int8", tb.DeviceInfo("10.3.0", "Orin", "8.7")) == base
-    assert tb.engine_key("a" * 64, None, ORIN) == tb.engine_key("a" * 64, "fp32", ORIN)
+    assert ec.engine_key("a" * 64, "int8", ec.DeviceInfo("10.3.0", "Orin", "8.7")) == base
+    assert ec.engine_key("a" * 64, None, ORIN) == ec.engine_key("a" * 64, "fp32", ORIN)
 
 
 def test_batch_profile_is_checked():
-    assert tb.BatchProfile().shapes([3, 32, 32]) == ((1, 3, 32, 32), (1, 3, 32, 32), (64, 3, 32, 32))
+    assert ec.BatchProfile().shapes([3, 32, 32]) == ((1, 3, 32, 32), (1, 3, 32, 32), (64, 3, 32, 32))
     with pytest.raises(EdgecnnError, match="1 <= min <= opt <= max"):
-        tb.BatchProfile(4, 2, 8)
+        ec.BatchProfile(4, 2, 8)
 
 
 def test_cache_builds_once_then_loads(onnx_file, tmp_path):
-    cache, build = tb.EngineCache(tmp_path / "engines"), FakeBuilder()
+    cache, build = ec.EngineCache(tmp_path / "engines"), FakeBuilder()
     first = cache.get_or_build(onnx_file, "int8", device=ORIN, builder=build)
     assert not first.cached and len(build.calls) == 1
-    key = tb.engine_key(tb.sha256_file(onnx_file), "int8", ORIN)
+    key = ec.engine_key(sha256_file(onnx_file), "int8", ORIN)
     assert first.path == tmp_path / "engines" / f"{key}.engine" and first.path.read_bytes() == first.data
-    side = json.loads(tb.sidecar_path(first.path).read_text())
+    side = json.loads(ec.sidecar_path(first.path).read_text())
     assert side["key"] == key and side["precision"] == "int8" and side["gpu"] == "Orin"
     assert side["tensorrt"] == "10.3.0.30" and side["compute_capability"] == "8.7"
     assert side["profile"] == {"min": 1, "opt": 1, "max": 64}
@@ -105,22 +107,22 @@ def test_cache_builds_once_then_loads(onnx_file, tmp_path):
 
 
 def test_default_cache_is_under_edgecnn_home(onnx_file, edgecnn_home):
-    e = tb.EngineCache().get_or_build(onnx_file, "fp16", device=ORIN, builder=FakeBuilder())
+    e = ec.EngineCache().get_or_build(onnx_file, "fp16", device=ORIN, builder=FakeBuilder())
     assert e.path.parent == edgecnn_home / "engines"
 
 
 def test_damaged_entry_is_rebuilt(onnx_file, tmp_path):
-    cache, build = tb.EngineCache(tmp_path), FakeBuilder()
+    cache, build = ec.EngineCache(tmp_path), FakeBuilder()
     e = cache.get_or_build(onnx_file, "int8", device=ORIN, builder=build)
     e.path.write_bytes(e.data[:5])  # cut short
     again = cache.get_or_build(onnx_file, "int8", device=ORIN, builder=build)
     assert not again.cached and len(build.calls) == 2 and e.path.read_bytes() == e.data
-    tb.sidecar_path(e.path).write_text("{not json")
+    ec.sidecar_path(e.path).write_text("{not json")
     assert not cache.get_or_build(onnx_file, "int8", device=ORIN, builder=build).cached
 
 
 def test_failed_build_leaves_nothing(onnx_file, tmp_path):
-    cache = tb.EngineCache(tmp_path / "engines")
+    cache = ec.EngineCache(tmp_path / "engines")
     with pytest.raises(EdgecnnError, match="failed to build"):
         cache.get_or_build(onnx_file, "int8", device=ORIN, builder=FakeBuilder(fail=True))
     assert not cache.root.exists() or not list(cache.root.iterdir())
@@ -130,18 +132,18 @@ def test_unwritable_cache_still_gives_the_engine(onnx_file, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     logs = []
-    e = tb.EngineCache(blocker / "engines").get_or_build(onnx_file, "int8", device=ORIN, builder=FakeBuilder(),
+    e = ec.EngineCache(blocker / "engines").get_or_build(onnx_file, "int8", device=ORIN, builder=FakeBuilder(),
                                                         log=logs.append)
     assert e.path is None and e.data.startswith(b"ENGINE:") and any("cannot cache" in s for s in logs)
 
 
 def test_foreign_engine_in_the_cache_is_refused(onnx_file, tmp_path):
-    cache = tb.EngineCache(tmp_path)
+    cache = ec.EngineCache(tmp_path)
     e = cache.get_or_build(onnx_file, "int8", device=ORIN, builder=FakeBuilder())
     # an entry whose sidecar says another GPU sits where this device's engine belongs
-    key_here = tb.engine_key(tb.sha256_file(onnx_file), "int8", H100)
+    key_here = ec.engine_key(sha256_file(onnx_file), "int8", H100)
     (tmp_path / f"{key_here}.engine").write_bytes(e.data)
-    tb.sidecar_path(tmp_path / f"{key_here}.engine").write_text(tb.sidecar_path(e.path).read_text())
+    ec.sidecar_path(tmp_path / f"{key_here}.engine").write_text(ec.sidecar_path(e.path).read_text())
     with pytest.raises(EdgecnnError) as err:
         cache.get_or_build(onnx_file, "int8", device=H100, builder=FakeBuilder())
     msg = str(err.value)
@@ -152,16 +154,16 @@ def test_foreign_engine_in_the_cache_is_refused(onnx_file, tmp_path):
 
 def test_check_compatible():
     meta = {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
-    tb.check_compatible(meta, ORIN, "e.engine")  # 10.3.0 == 10.3.0.30's release
-    tb.check_compatible({"tensorrt": None, "gpu": None, "compute_capability": None}, H100, "e.engine")
+    ec.check_compatible(meta, ORIN, "e.engine")  # 10.3.0 == 10.3.0.30's release
+    ec.check_compatible({"tensorrt": None, "gpu": None, "compute_capability": None}, H100, "e.engine")
     for field, value, what in (("tensorrt", "10.4.0", "TensorRT differ"), ("gpu", "Xavier", "GPU differ"),
                                ("compute_capability", "7.2", "compute capability differ")):
         with pytest.raises(EdgecnnError, match=what):
-            tb.check_compatible({**meta, field: value}, ORIN, "e.engine")
+            ec.check_compatible({**meta, field: value}, ORIN, "e.engine")
 
 
 def test_parse_trtexec_log():
-    assert tb.parse_trtexec_log(TRTEXEC_LOG) == tb.DeviceInfo("10.3.0", "Orin", "8.7")
+    assert tb.parse_trtexec_log(TRTEXEC_LOG) == ec.DeviceInfo("10.3.0", "Orin", "8.7")
     assert tb.parse_trtexec_log("no device lines") is None
 
 
@@ -219,7 +221,7 @@ def test_session_builds_through_the_cache(tmp_path, edgecnn_home, monkeypatch):
     assert len(build.calls) == 1 and build.calls[0][1] == "int8"
     assert loaded == [FakeBuilder()(art / "model.onnx", "int8", None)]
     entries = list((edgecnn_home / "engines").glob("*.engine"))
-    assert len(entries) == 1 and json.loads(tb.sidecar_path(entries[0]).read_text())["precision"] == "int8"
+    assert len(entries) == 1 and json.loads(ec.sidecar_path(entries[0]).read_text())["precision"] == "int8"
     # next time the cached engine is tried first; one that does not deserialize is rebuilt once
     with pytest.raises(EdgecnnError, match="cannot load"):
         open_session(art)
@@ -231,12 +233,12 @@ def test_session_refuses_an_engine_built_for_another_device(tmp_path, monkeypatc
 
     loaded = []
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(loaded))
-    monkeypatch.setattr("edgecnn.runtimes.tensorrt.detect_device", lambda trt=None: H100)
+    monkeypatch.setattr("edgecnn.tensorrt.session.detect_device", lambda trt=None: H100)
     d = tmp_path / "e"
     d.mkdir()
     data = b"an Orin engine"
-    tb.write_engine(d / "model.engine", data, tb.engine_meta(
-        key=None, onnx_sha256="0" * 64, precision="int8", device=ORIN, profile=tb.BatchProfile(),
+    ec.write_engine(d / "model.engine", data, ec.engine_meta(
+        key=None, onnx_sha256="0" * 64, precision="int8", device=ORIN, profile=ec.BatchProfile(),
         engine_sha256=hashlib.sha256(data).hexdigest(), builder="trtexec"))
     meta = json.loads((_artifact(tmp_path / "tmpl", "int8") / "metadata.json").read_text())
     meta["files"] = ["model.engine"]
@@ -270,7 +272,7 @@ def test_build_script_dry_run_command(tmp_path, precision, flags):
 def test_build_dry_run_options(tmp_path):
     art = _artifact(tmp_path / "a", "int8")
     r = tb.build_artifact(art, builder="trtexec", trtexec="trtexec", dry_run=True, workspace_mb=1024,
-                          profile=tb.BatchProfile(1, 8, 32), out=tmp_path / "x.engine")
+                          profile=ec.BatchProfile(1, 8, 32), out=tmp_path / "x.engine")
     assert r["command"][1:] == [f"--onnx={art / 'model.onnx'}", f"--saveEngine={tmp_path / 'x.engine'}", "--int8",
                                 "--fp16", "--minShapes=input:1x3x32x32", "--optShapes=input:8x3x32x32",
                                 "--maxShapes=input:32x3x32x32", "--memPoolSize=workspace:1024M", "--skipInference"]
@@ -311,11 +313,11 @@ def test_build_with_trtexec_writes_engine_sidecar_and_cache(tmp_path, edgecnn_ho
     assert any(a.startswith("--saveEngine=") and a.endswith(".tmp") for a in args)  # written atomically
     side = json.loads((art / "model.engine.json").read_text())
     assert (side["gpu"], side["compute_capability"], side["tensorrt"]) == ("Orin", "8.7", "10.3.0")
-    assert side["onnx_sha256"] == tb.sha256_file(art / "model.onnx") and side["builder"] == "trtexec"
-    key = tb.engine_key(side["onnx_sha256"], "int8", ORIN)
+    assert side["onnx_sha256"] == sha256_file(art / "model.onnx") and side["builder"] == "trtexec"
+    key = ec.engine_key(side["onnx_sha256"], "int8", ORIN)
     assert side["key"] == key and out["cached_as"] == str(edgecnn_home / "engines" / f"{key}.engine")
     # a session on this Orin's model.onnx would now load it from the cache without building
-    hit = tb.EngineCache().get_or_build(art / "model.onnx", "int8", device=ORIN, builder=FakeBuilder(fail=True))
+    hit = ec.EngineCache().get_or_build(art / "model.onnx", "int8", device=ORIN, builder=FakeBuilder(fail=True))
     assert hit.cached and hit.data == b"ENGINE"
     assert not list(art.glob("*.tmp")) and not list(art.glob(".*.tmp"))
 
@@ -398,8 +400,26 @@ def test_real_build_script(tmp_path, edgecnn_home, tiny_onnx, builder):
     device = tb.detect_device()
     side = r["meta"]
     assert (side["gpu"], side["compute_capability"]) == (device.gpu, device.compute_capability)
-    assert tb.trt_release(side["tensorrt"]) == tb.trt_release(device.tensorrt)
-    from edgecnn.runtimes.tensorrt import TensorRtSession
+    assert ec.trt_release(side["tensorrt"]) == ec.trt_release(device.tensorrt)
+    from edgecnn.tensorrt.session import TensorRtSession
 
     with TensorRtSession(d / "model.engine") as s:  # the engine file itself loads, its sidecar agrees
         assert s.run(np.zeros((3, 3, 32, 32), np.float32)).shape == (3, 10)
+
+
+def test_build_engine_command_and_old_module_entry(tmp_path):
+    """`edgecnn build-engine` is the command; `python -m edgecnn.tensorrt_build` (older RUN.md files) runs it."""
+    from click.testing import CliRunner
+
+    from edgecnn.cli import cli
+
+    art = _artifact(tmp_path / "a", "fp16")
+    r = CliRunner().invoke(cli, ["build-engine", str(art), "--dry-run", "--builder", "trtexec", "--trtexec", "te"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert shlex.split(r.output.strip())[:2] == ["te", f"--onnx={art / 'model.onnx'}"]
+    old = subprocess.run([sys.executable, "-m", "edgecnn.tensorrt_build", str(art), "--dry-run", "--builder",
+                          "trtexec", "--trtexec", "te"], capture_output=True, text=True, timeout=60, check=False)
+    assert old.returncode == 0 and old.stdout == r.output, old.stderr
+    bad = CliRunner().invoke(cli, ["build-engine", str(art), "--min-batch", "8", "--opt-batch", "2"])
+    assert bad.exit_code == 2 and bad.output.startswith("error: batch profile needs 1 <= min <= opt <= max")

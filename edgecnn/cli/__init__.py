@@ -37,6 +37,7 @@ def cli():
 def _register() -> None:
     # Each command module imports only click at top level: `edgecnn --help` stays fast.
     from edgecnn.cli.bench_cmd import bench
+    from edgecnn.cli.build_engine_cmd import build_engine
     from edgecnn.cli.deploy_cmd import deploy
     from edgecnn.cli.devices_cmd import devices
     from edgecnn.cli.evaluate_cmd import evaluate
@@ -50,6 +51,7 @@ def _register() -> None:
     cli.add_command(evaluate)
     cli.add_command(devices)
     cli.add_command(bench)
+    cli.add_command(build_engine)
     cli.add_command(deploy)
     cli.add_command(frontier)
     cli.add_command(choose)

@@ -34,7 +34,7 @@ _CLASSES = {
     "onnxruntime": ("edgecnn.runtimes.onnxruntime", "OnnxRuntimeSession"),
     "openvino": ("edgecnn.runtimes.openvino", "OpenVinoSession"),
     "tflite": ("edgecnn.runtimes.tflite", "TfliteSession"),
-    "tensorrt": ("edgecnn.runtimes.tensorrt", "TensorRtSession"),
+    "tensorrt": ("edgecnn.tensorrt.session", "TensorRtSession"),
 }
 
 __all__ = ["FILE_RUNTIMES", "RUNTIMES", "Session", "TorchSession", "open_session", "session_class"]

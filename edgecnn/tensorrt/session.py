@@ -1,9 +1,9 @@
-"""TensorRT (a Jetson, or any NVIDIA GPU with ``pip install 'edgecnn[tensorrt]'``).
+"""The TensorRT session (a Jetson, or any NVIDIA GPU with ``pip install 'edgecnn[tensorrt]'``).
 
 Loads a serialized engine (``.engine``/``.plan``), or builds one from an ONNX artifact
 whose runtime is ``tensorrt`` (INT8 from its Q/DQ nodes; FP16 allowed for int8 and fp16
 artifacts) and caches it under ``$EDGECNN_HOME/engines`` by ONNX hash, precision, TensorRT
-version and GPU (:mod:`edgecnn.tensorrt_build`), so the next session loads it at once.
+version and GPU (:mod:`edgecnn.tensorrt.engine_cache`), so the next session loads it at once.
 Engines are tied to the GPU, TensorRT and JetPack versions they were built with: an
 engine whose ``.json`` sidecar names another device is refused before loading, and a
 foreign engine without one fails to deserialize, each with a clear error.
@@ -22,8 +22,8 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtimes.base import Session, _dim
-from edgecnn.tensorrt_build import check_compatible, detect_device, engine_for_onnx, read_sidecar
-from edgecnn.tensorrt_build import import_tensorrt as _import_tensorrt
+from edgecnn.tensorrt.build import detect_device, engine_for_onnx, import_tensorrt
+from edgecnn.tensorrt.engine_cache import check_compatible, read_sidecar
 
 
 class _CudaPython:
@@ -50,12 +50,18 @@ class _CudaPython:
         return int(ptr)
 
     def to_device(self, ptr: int, x: np.ndarray) -> None:
-        self._ok(self.rt.cudaMemcpyAsync(ptr, x, x.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                                         self.stream))
+        self._ok(
+            self.rt.cudaMemcpyAsync(
+                ptr, x, x.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream
+            )
+        )
 
     def to_host(self, y: np.ndarray, ptr: int) -> None:
-        self._ok(self.rt.cudaMemcpyAsync(y, ptr, y.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-                                         self.stream))
+        self._ok(
+            self.rt.cudaMemcpyAsync(
+                y, ptr, y.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream
+            )
+        )
 
     @property
     def handle(self) -> int:
@@ -91,12 +97,12 @@ class _CudaTorch:
     def to_device(self, ptr: int, x: np.ndarray) -> None:
         src = self.torch.from_numpy(np.ascontiguousarray(x).view(np.uint8).reshape(-1))
         with self.torch.cuda.stream(self.stream):
-            self._bufs[ptr][:src.numel()].copy_(src)
+            self._bufs[ptr][: src.numel()].copy_(src)
 
     def to_host(self, y: np.ndarray, ptr: int) -> None:
         dst = self.torch.from_numpy(y.view(np.uint8).reshape(-1))
         with self.torch.cuda.stream(self.stream):
-            dst.copy_(self._bufs[ptr][:dst.numel()])
+            dst.copy_(self._bufs[ptr][: dst.numel()])
 
     @property
     def handle(self) -> int:
@@ -117,17 +123,25 @@ def _cuda():
     try:
         return _CudaTorch()
     except ImportError as e:
-        raise EdgecnnError("TensorRT needs cuda-python (pip install cuda-python) or torch with CUDA "
-                           "to move data to the GPU") from e
+        raise EdgecnnError(
+            "TensorRT needs cuda-python (pip install cuda-python) or torch with CUDA to move data to the GPU"
+        ) from e
 
 
 class TensorRtSession(Session):
     runtime = "tensorrt"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, precision: str | None = None,
-                 layout: str | None = None, **_):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        threads: int | None = None,
+        precision: str | None = None,
+        layout: str | None = None,
+        **_,
+    ):
         path = Path(path)
-        trt = _import_tensorrt()
+        trt = import_tensorrt()
         self._trt = trt
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)
@@ -144,8 +158,10 @@ class TensorRtSession(Session):
                 check_compatible(meta, detect_device(trt), path)
             self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            raise EdgecnnError(f"TensorRT {trt.__version__} cannot load {path.name}: engines only run on the "
-                               f"GPU, TensorRT and JetPack versions they were built with; rebuild it there")
+            raise EdgecnnError(
+                f"TensorRT {trt.__version__} cannot load {path.name}: engines only run on the "
+                f"GPU, TensorRT and JetPack versions they were built with; rebuild it there"
+            )
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         ins = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -158,8 +174,9 @@ class TensorRtSession(Session):
                 raise EdgecnnError(f"{path.name}: tensor {name} is not float32; export with float I/O")
         shape = tuple(self._engine.get_tensor_shape(self._in))
         out_shape = tuple(self._engine.get_tensor_shape(self._out))
-        self._max_batch = shape[0] if shape[0] > 0 else \
-            self._engine.get_tensor_profile_shape(self._in, 0)[2][0]
+        self._max_batch = (
+            shape[0] if shape[0] > 0 else self._engine.get_tensor_profile_shape(self._in, 0)[2][0]
+        )
         self._cuda = _cuda()
         item = np.dtype(np.float32).itemsize
         per_in = int(np.prod(shape[1:])) * item
@@ -168,15 +185,25 @@ class TensorRtSession(Session):
         self._d_out = self._cuda.alloc(per_out * self._max_batch)
         self._context.set_tensor_address(self._in, self._d_in)
         self._context.set_tensor_address(self._out, self._d_out)
-        super().__init__(shape, num_classes=_dim(out_shape[-1]), layout=layout,
-                         info={"version": trt.__version__, "max_batch": int(self._max_batch),
-                               "built_from_onnx": path.suffix == ".onnx", "precision": precision,
-                               "engine_cache": cached})
+        super().__init__(
+            shape,
+            num_classes=_dim(out_shape[-1]),
+            layout=layout,
+            info={
+                "version": trt.__version__,
+                "max_batch": int(self._max_batch),
+                "built_from_onnx": path.suffix == ".onnx",
+                "precision": precision,
+                "engine_cache": cached,
+            },
+        )
 
     def run(self, x: np.ndarray) -> np.ndarray:
         if self.batch is None and len(x) > self._max_batch:  # dynamic batch: split at the profile's max
             m = self._max_batch
-            return np.concatenate([super(TensorRtSession, self).run(x[s:s + m]) for s in range(0, len(x), m)])
+            return np.concatenate(
+                [super(TensorRtSession, self).run(x[s : s + m]) for s in range(0, len(x), m)]
+            )
         return super().run(x)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
