@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,15 +115,112 @@ def agreement(pred_a, pred_b) -> float:
     return float(np.count_nonzero(a == b) / a.size)
 
 
+def topk_indices(logits: np.ndarray, k: int = 5) -> np.ndarray:
+    """The ``k`` best classes per row, best first (ties: the lower index first, as ``argmax``)."""
+    k = min(k, logits.shape[1])
+    return np.argsort(-logits, axis=1, kind="stable")[:, :k]
+
+
 def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """(top-1 predictions, whether the label is among the top ``k``) per row."""
-    k = min(k, logits.shape[1])
-    pred = np.argmax(logits, axis=1)
-    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
-    return pred.astype(np.int64), (top == labels[:, None]).any(axis=1)
+    top = topk_indices(logits, k)
+    return top[:, 0].astype(np.int64), (top == labels[:, None]).any(axis=1)
 
 
 # -- evaluation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """What an evaluation runs on: the artifact, the split's uint8 images and labels, the references."""
+
+    art: Any  # edgecnn.artifact.Artifact
+    dataset: str
+    split: str
+    split_id: str
+    images: np.ndarray  # uint8 N x H x W x C, as stored (preprocessed where the artifact runs)
+    labels: np.ndarray  # int64 N
+    references: dict[str, Any]  # {"source", "predictions", "fp32_correct"}
+    notes: tuple[str, ...]
+
+
+def load_eval_set(path, *, data: str | os.PathLike | None = None, split: str = "test", limit: int | None = None,
+                  verify: bool = True, split_spec=None, reference_predictions=None,
+                  fp32_correct=None) -> EvalSet:
+    """The artifact at ``path``, the images of ``split`` of ``data`` and the references to compare with."""
+    from edgecnn.artifact import load_artifact
+    from edgecnn.data import SPLITS, SplitSpec, load_dataset, make_splits, take
+
+    if split not in SPLITS:
+        raise EdgecnnError(f"unknown split '{split}': use one of {', '.join(SPLITS)}")
+    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
+        raise EdgecnnError(f"limit must be a positive number of images, got {limit!r}")
+    art = load_artifact(path, verify=verify)
+    bundle = load_dataset(data)
+    _check_classes(art.meta, bundle.classes, data)
+    sp = make_splits(bundle, split_spec or SplitSpec())[split] if split != "test" else None
+    if sp is None:  # the test split needs no spec: build it alone (make_splits would check the train pool)
+        from edgecnn.data.splits import Split
+
+        sp = Split("test", "test", np.arange(len(bundle.test)), bundle.test.content_hash)
+    images, labels = take(bundle, sp)
+    full = len(labels)
+    if limit is not None:
+        images, labels = images[:int(limit)], labels[:int(limit)]
+    n = len(labels)
+    if n == 0:
+        raise EdgecnnError(f"the {split} split of {bundle.name} is empty")
+    notes: list[str] = []
+    refs = _references(art, sp.split_id, full, n, reference_predictions, fp32_correct, notes)
+    return EvalSet(art, bundle.name, split, sp.split_id, images, labels, refs, tuple(notes))
+
+
+def predict_topk(session, images: np.ndarray, batch_size: int | None = None, k: int = 5) -> np.ndarray:
+    """The top-``k`` classes (best first) of every uint8 image, preprocessed as the session's artifact says.
+
+    Runs where the artifact runs (a device too): numpy, the runtime and no torch.
+    """
+    from edgecnn.data.preprocess import Preprocess
+
+    _check_batch_size(batch_size)
+    meta = session.artifact.meta
+    preprocess = Preprocess.from_dict(meta["preprocess"])
+    bs = int(batch_size or _default_batch(session.batch))
+    tops = []
+    for s in range(0, len(images), bs):
+        logits = session.run(preprocess.apply_numpy(images[s:s + bs]))
+        if logits.shape[0] != len(images[s:s + bs]) or logits.shape[1] < meta["num_classes"]:
+            raise EdgecnnError(f"{session.artifact.model_file.name} returned logits shaped "
+                               f"{list(logits.shape)}; expected N x {meta['num_classes']}")
+        tops.append(topk_indices(logits, k).astype(np.int32))
+    return np.concatenate(tops)
+
+
+def _check_batch_size(batch_size) -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+        raise EdgecnnError(f"batch size must be positive, got {batch_size!r}")
+
+
+def score(top: np.ndarray, labels: np.ndarray, references: dict[str, Any]) -> dict[str, Any]:
+    """Top-1, top-5, the bootstrap interval and the comparisons with the references, from top-k classes."""
+    preds = top[:, 0].astype(np.int64)
+    correct = preds == labels
+    lo, hi = bootstrap_ci(correct)
+    out: dict[str, Any] = {
+        "top1": float(correct.mean()), "top5": float((top == labels[:, None]).any(axis=1).mean()),
+        "top1_ci": [lo, hi], "ci_level": CI_LEVEL, "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+        "reference_source": references["source"], "reference_top1": None, "agreement": None,
+        "fp32_top1": None, "delta_top1": None, "mcnemar": None,
+    }
+    if references["predictions"] is not None:
+        out["agreement"] = agreement(preds, references["predictions"])
+        out["reference_top1"] = float((references["predictions"] == labels).mean())
+    if references["fp32_correct"] is not None:
+        fp32 = references["fp32_correct"]
+        out["fp32_top1"] = float(fp32.mean())
+        out["delta_top1"] = out["top1"] - out["fp32_top1"]
+        out["mcnemar"] = mcnemar(fp32, correct)
+    return {**out, "predictions": preds, "correct": correct}
 
 
 def evaluate_artifact(path, *, data: str | os.PathLike | None = None, split: str = "test",
@@ -141,80 +239,35 @@ def evaluate_artifact(path, *, data: str | os.PathLike | None = None, split: str
     Returns a JSON-able dict plus two numpy arrays, ``predictions`` (int64 top-1 class
     per image) and ``correct`` (bool); :func:`json_report` drops the arrays.
     """
-    from edgecnn.artifact import load_artifact
-    from edgecnn.data import SPLITS, SplitSpec, load_dataset, make_splits, take
-    from edgecnn.data.preprocess import Preprocess
+    es = load_eval_set(path, data=data, split=split, limit=limit, verify=verify, split_spec=split_spec,
+                       reference_predictions=reference_predictions, fp32_correct=fp32_correct)
+    return evaluate_here(es, runtime=runtime, threads=threads, batch_size=batch_size, log=log)
+
+
+def evaluate_here(es: EvalSet, *, runtime: str | None = None, threads: int | None = None,
+                  batch_size: int | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """:func:`evaluate_artifact` of an :class:`EvalSet` already loaded, on this machine."""
     from edgecnn.runtimes import open_session
 
     say = log or (lambda s: None)
-    if split not in SPLITS:
-        raise EdgecnnError(f"unknown split '{split}': use one of {', '.join(SPLITS)}")
-    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
-        raise EdgecnnError(f"limit must be a positive number of images, got {limit!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-        raise EdgecnnError(f"batch size must be positive, got {batch_size!r}")
-
-    art = load_artifact(path, verify=verify)
-    meta = art.meta
-    preprocess = Preprocess.from_dict(meta["preprocess"])
-    bundle = load_dataset(data)
-    _check_classes(meta, bundle.classes, data)
-    sp = make_splits(bundle, split_spec or SplitSpec())[split] if split != "test" else None
-    if sp is None:  # the test split needs no spec: build it alone (make_splits would check the train pool)
-        from edgecnn.data.splits import Split
-
-        sp = Split("test", "test", np.arange(len(bundle.test)), bundle.test.content_hash)
-    images, labels = take(bundle, sp)
-    full = len(labels)
-    if limit is not None:
-        images, labels = images[:int(limit)], labels[:int(limit)]
-    n = len(labels)
-    if n == 0:
-        raise EdgecnnError(f"the {split} split of {bundle.name} is empty")
-
-    notes: list[str] = []
-    refs = _references(art, sp.split_id, full, n, reference_predictions, fp32_correct, notes)
-
+    _check_batch_size(batch_size)
+    meta = es.art.meta
+    n = len(es.labels)
     start = time.perf_counter()
-    with open_session(art, runtime=runtime, threads=threads) as session:
+    with open_session(es.art, runtime=runtime, threads=threads) as session:
         bs = int(batch_size or _default_batch(session.batch))
-        say(f"evaluating {art.dir.name} in {session.runtime} on {n} {bundle.name} {split} images")
-        preds = np.empty(n, np.int64)
-        hit5 = np.empty(n, bool)
-        for s in range(0, n, bs):
-            logits = session.run(preprocess.apply_numpy(images[s:s + bs]))
-            if logits.shape[0] != len(labels[s:s + bs]) or logits.shape[1] < meta["num_classes"]:
-                raise EdgecnnError(f"{art.model_file.name} returned logits shaped {list(logits.shape)}; "
-                                   f"expected N x {meta['num_classes']}")
-            preds[s:s + bs], hit5[s:s + bs] = topk_hits(logits, labels[s:s + bs])
+        say(f"evaluating {es.art.dir.name} in {session.runtime} on {n} {es.dataset} {es.split} images")
+        top = predict_topk(session, es.images, bs)
         info = dict(session.info)
         used_runtime = session.runtime
     seconds = time.perf_counter() - start
-
-    correct = preds == labels
-    lo, hi = bootstrap_ci(correct)
-    result: dict[str, Any] = {
-        "artifact": str(art.dir), "arch": meta.get("arch"), "target": meta.get("target"),
+    return {
+        "artifact": str(es.art.dir), "arch": meta.get("arch"), "target": meta.get("target"),
         "precision": meta.get("precision"), "runtime": used_runtime, "runtime_info": info,
-        "dataset": bundle.name, "split": split, "split_id": sp.split_id, "num_images": n,
-        "top1": float(correct.mean()), "top5": float(hit5.mean()),
-        "top1_ci": [lo, hi], "ci_level": CI_LEVEL, "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
-        "reference_source": refs["source"], "reference_top1": None, "agreement": None,
-        "fp32_top1": None, "delta_top1": None, "mcnemar": None,
-        "batch_size": bs, "threads": threads, "seconds": round(seconds, 3),
-        "notes": notes,
+        "dataset": es.dataset, "split": es.split, "split_id": es.split_id, "num_images": n,
+        **score(top, es.labels, es.references),
+        "batch_size": bs, "threads": threads, "seconds": round(seconds, 3), "notes": list(es.notes),
     }
-    if refs["predictions"] is not None:
-        result["agreement"] = agreement(preds, refs["predictions"])
-        result["reference_top1"] = float((refs["predictions"] == labels).mean())
-    if refs["fp32_correct"] is not None:
-        fp32 = refs["fp32_correct"]
-        result["fp32_top1"] = float(fp32.mean())
-        result["delta_top1"] = result["top1"] - result["fp32_top1"]
-        result["mcnemar"] = mcnemar(fp32, correct)
-    result["predictions"] = preds
-    result["correct"] = correct
-    return result
 
 
 def json_report(result: dict[str, Any]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +137,11 @@ def bench_script(name: str, remote_python: str, bench_args: Sequence[str]) -> st
     """The ``sh`` script run on the device: temp dir (removed on exit), untar stdin, bench it."""
     bench = f"{_python_words(remote_python)} -m edgecnn bench \"$d\"/{shlex.quote(name)} --json"
     bench += "".join(" " + shlex.quote(a) for a in bench_args)
+    return device_script(bench)
+
+
+def device_script(command: str) -> str:
+    """The ``sh`` script that makes a temp dir ``$d`` (removed on exit), untars stdin into it, runs ``command``."""
     return "\n".join([
         ('d=$(mktemp -d "${TMPDIR:-/tmp}/edgecnn-bench.XXXXXX") || '
          '{ echo "error: cannot make a temporary directory (mktemp -d) on the device" >&2; exit 3; }'),
@@ -147,11 +152,12 @@ def bench_script(name: str, remote_python: str, bench_args: Sequence[str]) -> st
         '  echo "error: unpacking the artifact on the device failed (tar): $(echo "$out" | tail -n 1)" >&2',
         "  exit 3",
         "fi",
-        bench,
+        command,
     ])
 
 
-def _tar_artifact(art_dir: Path, name: str, dest: Path) -> None:
+def _tar_artifact(art_dir: Path, name: str, dest: Path, extra: dict[str, Path] | None = None) -> None:
+    """A tar of the artifact as ``name/``, plus ``extra`` files (name in the tar -> file here)."""
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
         info.uname = info.gname = ""
@@ -159,13 +165,15 @@ def _tar_artifact(art_dir: Path, name: str, dest: Path) -> None:
 
     with tarfile.open(dest, "w", dereference=True) as tar:  # a symlinked model file travels as a file
         tar.add(art_dir, arcname=name, filter=clean)
+        for arcname, path in (extra or {}).items():
+            tar.add(path, arcname=arcname, filter=clean)
 
 
 def _lines(text: str) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
-def _ssh_failure(host: str, stderr: str) -> str:
+def _ssh_failure(host: str, stderr: str, what: str = "bench") -> str:
     """One line for an error of ssh itself (exit status 255)."""
     lines = [ln for ln in _lines(stderr) if not set(ln) <= {"@"} and not ln.startswith("@")]
     text = " ".join(lines)
@@ -187,11 +195,11 @@ def _ssh_failure(host: str, stderr: str) -> str:
     lost = ("closed by remote host", "Connection reset", "Broken pipe", "Timeout, server", "not responding",
             "Connection closed")
     if any(r in text for r in lost):
-        return f"{host}: lost the connection during the bench ({last})"
+        return f"{host}: lost the connection during the {what} ({last})"
     return f"{host}: ssh failed: {last}"
 
 
-def _remote_failure(host: str, rc: int, stderr: str, remote_python: str) -> str:
+def _remote_failure(host: str, rc: int, stderr: str, remote_python: str, what: str = "bench") -> str:
     """One line for a failure of the script or of edgecnn on the device."""
     lines = _lines(stderr)
     errors = [ln[len("error:"):].strip() for ln in lines if ln.startswith("error:")]
@@ -206,6 +214,9 @@ def _remote_failure(host: str, rc: int, stderr: str, remote_python: str) -> str:
     missing = re.search(r"(?:^|: )No module named '?([\w.]+)'?", last)
     if missing:
         mod = missing.group(1).split(".")[0]
+        if mod == "edgecnn" and missing.group(1) != "edgecnn":  # the package is there, the module is not
+            return (f"{host}: edgecnn on the device is too old for this (it has no {missing.group(1)}): "
+                    f"upgrade it there (pip install --no-deps -U edgecnn)")
         if mod == "edgecnn":
             return (f"{host}: edgecnn is not installed for {remote_python} on the device: there, "
                     f"{DEVICE_INSTALL}; or pass --remote-python")
@@ -217,7 +228,7 @@ def _remote_failure(host: str, rc: int, stderr: str, remote_python: str) -> str:
     if rc in (126, 127):  # the shell could not find or run it
         return (f"{host}: {remote_python} not found on the device ({lines[-1] if lines else 'exit 127'}); "
                 f"install Python 3 there or pass --remote-python PATH")
-    return f"{host}: the remote bench failed with exit status {rc}: {last}"
+    return f"{host}: the remote {what} failed with exit status {rc}: {last}"
 
 
 def _install_hints() -> dict[str, str]:
@@ -261,11 +272,15 @@ def _bench_args(runtime: str | None, threads: int | None, batch: int | None, war
     return args
 
 
-def _run_host(host: str, tar_path: Path, art_dir: Path, name: str, remote_python: str, bench_args: list[str],
-              ssh_config, ssh_options: Sequence[str], timeout: float | None) -> dict[str, Any]:
+def run_on_host(host: str, tar_path: Path, script: str, *, remote_python: str, ssh_config,
+                ssh_options: Sequence[str], timeout: float | None, expect: str,
+                what: str = "bench") -> tuple[dict[str, Any], float]:
+    """Run ``script`` on ``host`` with ``tar_path`` on its stdin; (the JSON it printed, wall seconds).
+
+    The JSON must hold the key ``expect``; any failure is an :class:`EdgecnnError` of one line.
+    """
     # sh -c: the script is POSIX sh whatever the login shell (bash, dash, busybox ash, fish) is.
-    argv = ssh_command(host, "sh -c " + shlex.quote(bench_script(name, remote_python, bench_args)),
-                       ssh_config=ssh_config, ssh_options=ssh_options)
+    argv = ssh_command(host, "sh -c " + shlex.quote(script), ssh_config=ssh_config, ssh_options=ssh_options)
     t0 = time.perf_counter()
     with open(tar_path, "rb") as stdin:  # one open file per host: each ssh reads from the start
         try:
@@ -275,7 +290,7 @@ def _run_host(host: str, tar_path: Path, art_dir: Path, name: str, remote_python
             remote_dir = _remote_dir(stderr)
             if remote_dir:
                 _cleanup(host, remote_dir, ssh_config, ssh_options)
-            raise EdgecnnError(f"{host}: no answer within {timeout:g} s; the bench was stopped") from None
+            raise EdgecnnError(f"{host}: no answer within {timeout:g} s; the {what} was stopped") from None
     wall_s = time.perf_counter() - t0
     stdout = proc.stdout.decode(errors="replace")
     stderr = proc.stderr.decode(errors="replace")
@@ -284,14 +299,22 @@ def _run_host(host: str, tar_path: Path, art_dir: Path, name: str, remote_python
     if proc.returncode == 255:
         if remote_dir:
             _cleanup(host, remote_dir, ssh_config, ssh_options)
-        raise EdgecnnError(_ssh_failure(host, stderr))
+        raise EdgecnnError(_ssh_failure(host, stderr, what))
     if proc.returncode != 0:
-        raise EdgecnnError(_remote_failure(host, proc.returncode, stderr, remote_python))
+        raise EdgecnnError(_remote_failure(host, proc.returncode, stderr, remote_python, what))
     result = _parse_json(stdout)
-    if result is None or "latency_ms" not in result:
+    if result is None or expect not in result:
         last = (_lines(stdout) or _lines(stderr) or ["nothing"])[-1]
-        raise EdgecnnError(f"{host}: the remote bench printed no result JSON (last line: {last}); "
+        raise EdgecnnError(f"{host}: the remote {what} printed no result JSON (last line: {last}); "
                            f"is edgecnn there too old? upgrade it: {DEVICE_INSTALL}")
+    return result, wall_s
+
+
+def _run_host(host: str, tar_path: Path, art_dir: Path, name: str, remote_python: str, bench_args: list[str],
+              ssh_config, ssh_options: Sequence[str], timeout: float | None) -> dict[str, Any]:
+    result, wall_s = run_on_host(host, tar_path, bench_script(name, remote_python, bench_args),
+                                 remote_python=remote_python, ssh_config=ssh_config, ssh_options=ssh_options,
+                                 timeout=timeout, expect="latency_ms")
     result["host"] = host
     result["latency_source"] = "measured"
     result["remote"] = {"host": host, "python": remote_python, "artifact": result.get("artifact"),
@@ -324,32 +347,43 @@ def bench_hosts(path: str | os.PathLike, hosts: Iterable[str], *, remote_python:
     from edgecnn.artifact import load_artifact
 
     hosts = list(hosts)
+    remote_python, ssh_config = check_hosts(hosts, remote_python, ssh_config, ssh_options)
+    art = load_artifact(path, verify=True)
+    art_dir = Path(art.dir).resolve()
+    name = art_dir.name or "artifact"
+    args = _bench_args(runtime, threads, batch, warmup, min_seconds, min_runs)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-remote-") as tmp:
+        tar_path = Path(tmp) / "artifact.tar"
+        _tar_artifact(art_dir, name, tar_path)
+        return for_each_host(hosts, lambda host: _run_host(host, tar_path, art_dir, name, remote_python, args,
+                                                           ssh_config, ssh_options, timeout))
+
+
+def check_hosts(hosts: Sequence[str], remote_python: str | None, ssh_config,
+                ssh_options: Sequence[str]) -> tuple[str, str | os.PathLike | None]:
+    """Refuse bad hosts and options before any connection; (remote Python, ssh config) with their defaults."""
     if not hosts:
         raise EdgecnnError("no host given: pass --host user@address (repeat it for several devices)")
     remote_python = remote_python or os.environ.get(REMOTE_PYTHON_ENV) or "python3"
     ssh_config = ssh_config or os.environ.get(SSH_CONFIG_ENV) or None
     _python_words(remote_python)
-    art = load_artifact(path, verify=True)
-    art_dir = Path(art.dir).resolve()
-    name = art_dir.name or "artifact"
-    args = _bench_args(runtime, threads, batch, warmup, min_seconds, min_runs)
-    for h in hosts:  # argument errors before any connection
+    for h in hosts:
         ssh_command(h, "true", ssh_config=ssh_config, ssh_options=ssh_options)
-    with tempfile.TemporaryDirectory(prefix="edgecnn-remote-") as tmp:
-        tar_path = Path(tmp) / "artifact.tar"
-        _tar_artifact(art_dir, name, tar_path)
+    return remote_python, ssh_config
 
-        def one(host: str) -> HostResult:
-            try:
-                return HostResult(host, result=_run_host(host, tar_path, art_dir, name, remote_python, args,
-                                                         ssh_config, ssh_options, timeout))
-            except EdgecnnError as e:
-                return HostResult(host, error=str(e))
-            except Exception as e:  # noqa: BLE001 - one host's surprise must not lose the others' results
-                return HostResult(host, error=EdgecnnError(f"{host}: {type(e).__name__}: {e}").args[0])
 
-        with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix="edgecnn-ssh") as pool:
-            return list(pool.map(one, hosts))
+def for_each_host(hosts: Sequence[str], run: Callable[[str], Any]) -> list[HostResult]:
+    """``run(host)`` on every host at once, one thread each; its result or its one-line error, in order."""
+    def one(host: str) -> HostResult:
+        try:
+            return HostResult(host, result=run(host))
+        except EdgecnnError as e:
+            return HostResult(host, error=str(e))
+        except Exception as e:  # noqa: BLE001 - one host's surprise must not lose the others' results
+            return HostResult(host, error=EdgecnnError(f"{host}: {type(e).__name__}: {e}").args[0])
+
+    with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix="edgecnn-ssh") as pool:
+        return list(pool.map(one, hosts))
 
 
 def bench_remote(path: str | os.PathLike, host: str, **kwargs: Any) -> dict[str, Any]:

@@ -75,7 +75,8 @@ class Sshd:
             f"AuthorizedKeysFile {root / 'authorized_keys'}",
             "UsePAM no", "StrictModes no", "PubkeyAuthentication yes", "PasswordAuthentication no",
             "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password", "LogLevel VERBOSE",
-            f"SetEnv TMPDIR={self.remote_tmp} EDGECNN_HOME={root / 'remote-home'} PYTHONPATH={notorch}",
+            # REPO after the stub: the device runs this checkout's edgecnn, not whichever one the venv installed.
+            f"SetEnv TMPDIR={self.remote_tmp} EDGECNN_HOME={root / 'remote-home'} PYTHONPATH={notorch}:{REPO}",
             "",
         ]))
         (root / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_key}\n")
@@ -231,7 +232,7 @@ def test_what_to_install_on_the_device(sshd, artifact, tmp_path, case, message):
         (blocked / "onnxruntime.py").write_text(NO_MODULE.format("onnxruntime"))
         python = _wrapper(tmp_path / "python", f'PYTHONPATH={blocked}:$PYTHONPATH exec {PY} "$@"\n')
     elif case == "no-edgecnn":
-        python = _wrapper(tmp_path / "python", f'exec {PY} -S "$@"\n')  # no site-packages: a bare Python
+        python = _wrapper(tmp_path / "python", f'unset PYTHONPATH; exec {PY} -S "$@"\n')  # a bare Python
     else:
         python = str(tmp_path / "no such dir" / "python3")
     (r,) = bench_hosts(artifact, ["dev1"], remote_python=python, ssh_config=sshd.config, **FAST)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edgecnn.cli.options import data_option, json_option
+from edgecnn.cli.options import data_option, json_option, remote_python_option, ssh_config_option
 
 _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
 
@@ -22,8 +22,12 @@ _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
               help="Only the first N test images (a quick check; the full set is the figure to report).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Images per run call (default 128, a multiple of a fixed batch).")
+@click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST",
+              help="Measure on this device over SSH (repeat for several); statistics are computed here.")
+@remote_python_option
+@ssh_config_option
 @json_option
-def evaluate(artifact, data, runtime, threads, limit, batch_size, as_json):
+def evaluate(artifact, data, runtime, threads, limit, batch_size, hosts, remote_python, ssh_config, as_json):
     """Accuracy of an exported ARTIFACT (directory or file) in its runtime.
 
     Runs the whole test set through the artifact's own preprocessing and reports top-1,
@@ -31,14 +35,25 @@ def evaluate(artifact, data, runtime, threads, limit, batch_size, as_json):
     predictions, also agreement with the fake-quant PyTorch graph and an exact McNemar
     test against the FP32 model.
 
+    With --host the whole split runs on each device (over SSH, as bench --host; the
+    device needs numpy, its runtime and a torch-free edgecnn), the artifact runs here
+    too, and each device's result says where it was measured and which images flipped
+    against this machine's run. The exit status is 2 if any host failed.
+
     \b
     Example:
       edgecnn evaluate runs/export/resnet18-cpu-int8
       edgecnn evaluate runs/export/resnet18-jetson-int8 --runtime onnxruntime --json
+      edgecnn evaluate runs/export/resnet18-rpi-int8 --host pi@pi5.local
     """
     from edgecnn.evaluate import evaluate_artifact, json_report
 
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    if hosts:
+        _evaluate_hosts(artifact, hosts, data=data, runtime=runtime, threads=threads, limit=limit,
+                        batch_size=batch_size, remote_python=remote_python, ssh_config=ssh_config,
+                        as_json=as_json, log=log)
+        return
     result = evaluate_artifact(artifact, data=data, runtime=runtime, threads=threads, limit=limit,
                                batch_size=batch_size, log=log)
     if as_json:
@@ -76,3 +91,46 @@ def _print_table(r: dict) -> None:
     console.print(t)
     for note in r["notes"]:
         console.print(f"note: {note}", style="yellow")
+
+
+def _evaluate_hosts(artifact, hosts, *, as_json: bool, **kwargs) -> None:
+    """Every host's accuracy (or its one-line error on stderr); exit 2 after printing all if any failed."""
+    import sys
+
+    from edgecnn.device_eval import evaluate_hosts
+
+    results = evaluate_hosts(artifact, hosts, **kwargs)
+    if as_json:
+        click.echo(json.dumps([r.result.to_json() if r.ok else r.to_dict() for r in results], indent=2))
+    for r in results:
+        if r.ok and not as_json:
+            _print_device(r.result)
+        elif not r.ok:
+            click.echo(f"error: {r.error}", err=True)
+    if not all(r.ok for r in results):
+        sys.exit(2)
+
+
+def _print_device(r) -> None:
+    from edgecnn.device_eval import FLIPPED_SHOWN
+
+    m = r.machine
+    lo, hi = r.top1_ci
+    click.echo(f"{r.host}: {r.arch} {r.precision} in {r.runtime} {r.runtime_version or ''} "
+               f"on {m.get('hostname')} ({m.get('board') or m.get('cpu_model')}, {m.get('uname')})")
+    click.echo(f"  top-1 {_pct(r.top1)} [{_pct(lo)}, {_pct(hi)}] {int(r.ci_level * 100)}% CI, top-5 "
+               f"{_pct(r.top5)} on {r.num_images} {r.dataset} {r.split} images (measured on the device)")
+    if r.agreement is not None:
+        click.echo(f"  agreement with the fake-quant graph {_pct(r.agreement)}")
+    if r.mcnemar is not None:
+        click.echo(f"  FP32 {_pct(r.fp32_top1)}, change {100 * r.delta_top1:+.2f} points, "
+                   f"McNemar p = {r.mcnemar['p_value']:.3g}")
+    if r.host_run is not None:
+        h = r.host_run
+        shown = ", ".join(str(i) for i in h.flipped[:FLIPPED_SHOWN])
+        more = f" and {len(h.flipped) - FLIPPED_SHOWN} more (--json lists all)" if len(h.flipped) > FLIPPED_SHOWN else ""
+        click.echo(f"  agreement with this machine's run ({h.runtime}, top-1 {_pct(h.top1)}) {_pct(h.agreement)}; "
+                   f"{len(h.flipped)} images flipped" + (f": {shown}{more}" if h.flipped else ""))
+    click.echo(f"  {r.seconds:.1f} s on the device, {r.wall_s:.1f} s with the transfer")
+    for note in r.notes:
+        click.echo(f"  note: {note}")

@@ -22,3 +22,11 @@ max_drop_option = click.option(
     "--max-drop", type=float, default=None, metavar="POINTS",
     help="INT8: run QAT only where PTQ loses more than POINTS of top-1.",
 )
+remote_python_option = click.option(
+    "--remote-python", envvar="EDGECNN_REMOTE_PYTHON", default="python3", show_default=True, metavar="PATH",
+    help="--host: the device's Python with edgecnn (env EDGECNN_REMOTE_PYTHON).",
+)
+ssh_config_option = click.option(
+    "--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
+    help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG; default ~/.ssh/config).",
+)

@@ -1,0 +1,237 @@
+"""`edgecnn evaluate --host`: accuracy measured on a device over SSH, against the real sshd on 127.0.0.1.
+
+The "device" is this machine behind test_remote's sshd: its Python is this venv's with a
+``torch`` stub that fails to import first on its PYTHONPATH, then this checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_evaluate import CLASSES, PREPROCESS, folder, make_artifact  # noqa: F401 - folder is a fixture
+from test_remote import NO_MODULE, PY, REPO, _wrapper, sshd  # noqa: F401 - sshd is a fixture
+
+from edgecnn.artifact import write_metadata
+from edgecnn.data import load_dataset
+from edgecnn.device_eval import FLIPPED_SHOWN, _pack, device_accuracy, evaluate_hosts, predict_file
+from edgecnn.errors import EdgecnnError
+from edgecnn.evaluate import evaluate_artifact, load_eval_set
+
+
+def _int8_onnx(d: Path, data: Path) -> Path:
+    """The tiny float ONNX of test_evaluate, quantized to INT8 QDQ by ONNX Runtime's own static PTQ."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    float_dir = make_artifact(d.parent / f"{d.name}-fp32", CLASSES)
+    x = PREPROCESS.apply_numpy(load_dataset(data).train.images)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input": x[i : i + 4]} for i in range(0, len(x), 4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    d.mkdir(parents=True)
+    quantize_static(
+        str(float_dir / "model.onnx"),
+        str(d / "model.onnx"),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
+    meta = json.loads((float_dir / "metadata.json").read_text())
+    meta.update(precision="int8", files=["model.onnx"])
+    write_metadata(d, meta)
+    return d
+
+
+@pytest.fixture(scope="module")
+def int8_artifact(tmp_path_factory, folder) -> Path:  # noqa: F811
+    pytest.importorskip("onnxruntime")
+    return _int8_onnx(tmp_path_factory.mktemp("device-eval") / "tiny-int8", folder)
+
+
+def _one_line(msg: str) -> bool:
+    return "\n" not in msg and msg.strip() == msg and len(msg) > 0
+
+
+def test_device_gives_exactly_the_hosts_accuracy(sshd, int8_artifact, folder):  # noqa: F811
+    here = evaluate_artifact(int8_artifact, data=folder)
+    (r,) = evaluate_hosts(int8_artifact, ["dev1"], data=folder, remote_python=PY, ssh_config=sshd.config)
+    assert r.ok, r.error
+    acc = r.result
+    assert (
+        acc.num_images == here["num_images"] == 54 and acc.top1 == here["top1"] and acc.top5 == here["top5"]
+    )
+    assert list(acc.top1_ci) == here["top1_ci"] and acc.precision == "int8"
+    assert (
+        acc.host_run.agreement == 1.0 and acc.host_run.flipped == () and acc.host_run.runtime == "onnxruntime"
+    )
+    assert acc.host_run.mcnemar == {"b01": 0, "b10": 0, "p_value": 1.0}
+    onnxruntime = pytest.importorskip("onnxruntime")
+    assert acc.runtime == "onnxruntime" and acc.runtime_version == onnxruntime.__version__
+    assert acc.machine["hostname"] == platform.node() and acc.machine["machine"] == platform.machine()
+    assert acc.machine["cpu_model"] and platform.release() in acc.machine["uname"]
+    out = acc.to_json()
+    assert out["accuracy_where"] == "device:dev1" and out["top1"] == here["top1"]
+    json.dumps(out)
+    assert sshd.leftovers() == []
+
+
+def test_cli_one_line_per_failed_host_and_json_for_all(sshd, int8_artifact, folder):  # noqa: F811
+    env = {**os.environ, "EDGECNN_SSH_CONFIG": str(sshd.config), "EDGECNN_REMOTE_PYTHON": PY}
+    p = subprocess.run(
+        [
+            PY,
+            "-m",
+            "edgecnn",
+            "evaluate",
+            str(int8_artifact),
+            "--data",
+            str(folder),
+            "--host",
+            "dev1",
+            "--host",
+            "badport",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert p.returncode == 2, p.stderr
+    out = json.loads(p.stdout)
+    assert [o["host"] for o in out] == ["dev1", "badport"]
+    assert out[0]["accuracy_where"] == "device:dev1" and out[0]["host_run"]["agreement"] == 1.0
+    assert out[0]["host_run"]["flipped"] == [] and out[0]["num_images"] == 54
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: badport: cannot connect"), p.stderr
+    p = subprocess.run(
+        [PY, "-m", "edgecnn", "evaluate", str(int8_artifact), "--data", str(folder), "--host", "dev1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "\ndev1: tiny int8 in onnxruntime" in p.stdout and "(measured on the device)" in p.stdout
+    assert "agreement with this machine's run (onnxruntime" in p.stdout and "0 images flipped" in p.stdout
+
+
+def test_device_side_failure_is_one_error_line(sshd, int8_artifact, folder, tmp_path):  # noqa: F811
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "onnxruntime.py").write_text(NO_MODULE.format("onnxruntime"))
+    python = _wrapper(tmp_path / "python", f'PYTHONPATH={blocked}:$PYTHONPATH exec {PY} "$@"\n')
+    p = subprocess.run(
+        [
+            PY,
+            "-m",
+            "edgecnn",
+            "evaluate",
+            str(int8_artifact),
+            "--data",
+            str(folder),
+            "--host",
+            "dev1",
+            "--ssh-config",
+            str(sshd.config),
+            "--remote-python",
+            python,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert p.returncode == 2 and "top-1" not in p.stdout  # progress lines only
+    assert p.stderr.count("\n") == 1 and _one_line(p.stderr.strip())
+    assert p.stderr.startswith(
+        "error: dev1: ONNX Runtime is not installed on the device; install it there: pip install onnxruntime"
+    ), p.stderr
+    assert sshd.leftovers() == []
+
+
+def test_device_entry_point_imports_no_torch(int8_artifact, folder, tmp_path):  # noqa: F811
+    """`python -m edgecnn.device_eval` (what runs on the device) never imports torch."""
+    images = tmp_path / "images.npz"
+    np.savez_compressed(images, images=load_dataset(folder).test.images)
+    code = (
+        "import sys, runpy; sys.argv = ['x', sys.argv[1], sys.argv[2]]\n"
+        "try:\n    runpy.run_module('edgecnn.device_eval', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGECNN_HOME": str(tmp_path / "home")}
+    p = subprocess.run(
+        [PY, "-c", code, str(int8_artifact), str(images)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    answer = json.loads(p.stdout)
+    assert answer["topk"]["shape"] == [54, 5] and answer["runtime"] == "onnxruntime"
+
+
+def test_flips_are_listed_all_in_json_and_capped_in_text(int8_artifact, folder, tmp_path, capsys):  # noqa: F811
+    from edgecnn.cli.evaluate_cmd import _print_device
+
+    es = load_eval_set(int8_artifact, data=folder)
+    answer = predict_file(int8_artifact, _npz(tmp_path, es.images))
+    top = _unpacked(answer)
+    local = {
+        "runtime": "onnxruntime",
+        "note": None,
+        "top1": 0.5,
+        "predictions": top[:, 0].copy(),
+        "correct": top[:, 0] == es.labels,
+    }
+    flip = np.arange(0, 54, 2)  # 27 images: the device says another class there
+    local["predictions"][flip] = (local["predictions"][flip] + 1) % len(CLASSES)
+    acc = device_accuracy("pi", answer, es, local, wall_s=1.0)
+    assert acc.host_run.flipped == tuple(int(i) for i in flip) and acc.host_run.agreement == pytest.approx(
+        27 / 54
+    )
+    assert acc.to_json()["host_run"]["flipped"] == flip.tolist()
+    _print_device(acc)
+    text = capsys.readouterr().out
+    shown = ", ".join(str(i) for i in flip[:FLIPPED_SHOWN])
+    assert f"27 images flipped: {shown} and {27 - FLIPPED_SHOWN} more (--json lists all)" in text
+    # a damaged or short answer is a one-line error naming the host
+    with pytest.raises(EdgecnnError, match="pi: the device returned predictions for 3 images, not 54"):
+        device_accuracy("pi", {**answer, "topk": _pack(top[:3])}, es, None, 1.0)
+
+
+def _npz(tmp_path: Path, images: np.ndarray) -> Path:
+    p = tmp_path / "images.npz"
+    np.savez_compressed(p, images=images)
+    return p
+
+
+def _unpacked(answer: dict) -> np.ndarray:
+    from edgecnn.device_eval import unpack
+
+    return unpack(answer["topk"])
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
