@@ -8,6 +8,7 @@ checks every key and type, so a typo is a one-line error naming the key and the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -31,8 +32,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise EdgecnnError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise EdgecnnError(f"{path} is a directory, not a TOML file; pass the .toml file") from None
+    except UnicodeDecodeError as e:
+        raise EdgecnnError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise EdgecnnError(f"{path} is not valid TOML: {e}; fix the file") from None
+    except OSError as e:
+        raise EdgecnnError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def _check_value(value: Any, tp: Any, where: str) -> Any:
@@ -74,6 +81,8 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise EdgecnnError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise EdgecnnError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -95,6 +104,8 @@ def from_mapping(cls: type[T], data: dict[str, Any], where: str) -> T:
 
     ``where`` names the place for error messages, e.g. ``recipes/resnet18.toml [quick.train]``.
     """
+    if not isinstance(data, dict):
+        raise EdgecnnError(f"{where} must be a table, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in fields]

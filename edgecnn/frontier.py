@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -480,8 +481,8 @@ def parse_latency(text: str) -> float:
         v = float(t) * mult
     except ValueError:
         raise EdgecnnError(f"bad latency '{text}': pass e.g. 50ms, 0.05s or 50") from None
-    if v <= 0:
-        raise EdgecnnError(f"latency limit must be > 0, got '{text}'")
+    if not math.isfinite(v) or v <= 0:
+        raise EdgecnnError(f"latency limit must be a finite number > 0, got '{text}'")
     return v
 
 

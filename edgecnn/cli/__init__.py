@@ -2,36 +2,45 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from edgecnn import __version__
-from edgecnn.errors import EdgecnnError
+from edgecnn.cli.terminal import capture_noise, one_line_errors
 
 
 class _Group(click.Group):
-    """A group that turns :class:`EdgecnnError` into one line on stderr and exit 2."""
+    """A group whose every user error (edgecnn's, Click's usage errors, Ctrl-C) is one ``error:`` line."""
+
+    def make_context(self, *args, **kwargs):
+        with one_line_errors():
+            return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx):
-        try:
+        with one_line_errors():
             return super().invoke(ctx)
-        except EdgecnnError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("edgecnn", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgecnn")
-def cli():
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show the libraries' own messages (torch, LiteRT/TensorFlow, OpenVINO); by default they "
+                   "go to a log in $EDGECNN_HOME/logs.")
+@click.pass_context
+def cli(ctx, verbose):
     """Put AlexNet, VGG16, ResNet18 and GoogLeNet on edge hardware.
+
+    Exit status: 0 done; 1 where a command says so (frontier: a run failed; choose: nothing
+    fits); 2 an error (one line starting `error:`); 130 interrupted (the same command resumes).
 
     \b
     Example:
       edgecnn models
       edgecnn deploy resnet18 --target cpu
-      edgecnn frontier --targets cpu,jetson,rpi --out frontier/
+      edgecnn --verbose export resnet18 --target rpi
     """
+    undo = None if verbose else capture_noise(ctx.invoked_subcommand or "edgecnn")
+    if undo is not None:
+        ctx.call_on_close(undo)
 
 
 def _register() -> None:
@@ -61,4 +70,9 @@ _register()
 
 
 def main():  # console-script entry point
-    cli()
+    try:
+        cli(prog_name="edgecnn")  # `python -m edgecnn` says `edgecnn` in its messages too
+    except KeyboardInterrupt:  # before or after a command ran (a command's own Ctrl-C is handled inside)
+        from edgecnn.cli.terminal import INTERRUPTED, INTERRUPTED_EXIT, fail
+
+        fail(INTERRUPTED, INTERRUPTED_EXIT)

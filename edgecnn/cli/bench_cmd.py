@@ -7,7 +7,7 @@ import os
 
 import click
 
-from edgecnn.cli.options import json_option
+from edgecnn.cli.options import SECONDS, json_option
 
 
 @click.command()
@@ -21,7 +21,7 @@ from edgecnn.cli.options import json_option
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch size [1, or the artifact's].")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: the runtime's).")
 @click.option("--predict", is_flag=True, help="ARCH only: predict from the device profile even where it could measure.")
-@click.option("--min-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--min-seconds", type=SECONDS, default=2.0, show_default=True,
               help="Time at least this long (and at least --min-runs runs).")
 @click.option("--min-runs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)

@@ -8,6 +8,7 @@ import sys
 import click
 
 from edgecnn.cli.options import (
+    SECONDS,
     data_option,
     json_option,
     max_drop_option,
@@ -42,7 +43,7 @@ from edgecnn.cli.options import (
 @click.option("--force", is_flag=True, help="Re-export, re-evaluate and re-measure (training and quantization "
                                             "stay cached).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
-@click.option("--min-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--min-seconds", type=SECONDS, default=2.0, show_default=True,
               help="Latency: time at least this long.")
 @click.option("--remote-python", envvar="EDGECNN_REMOTE_PYTHON", default=None, metavar="PATH",
               help="--host: the device's Python with edgecnn.")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edgecnn.cli.options import json_option
+from edgecnn.cli.options import Number, json_option
 
 
 @click.group(invoke_without_command=True)
@@ -80,7 +80,7 @@ def _print_table(profiles, here: str) -> None:
 @click.option("--int8", "int8_nets", is_flag=True, help="With --nets: INT8 too (NNCF on random images).")
 @click.option("--no-layers", is_flag=True, help="Skip the single-layer OpenVINO timings (most of the ~50 s).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+@click.option("--seconds", type=Number(min=0.1), default=1.0, show_default=True,
               help="Timing per microbenchmark (half of it per single layer).")
 @json_option
 def calibrate(nets, int8_nets, no_layers, threads, seconds, as_json):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edgecnn.cli.options import data_option, json_option, max_drop_option, qat_option
+from edgecnn.cli.options import SECONDS, data_option, json_option, max_drop_option, qat_option
 
 FOUR = "alexnet,vgg16,resnet18,googlenet"
 COST_NAMES = ("p50", "p90", "energy", "size", "memory")
@@ -53,7 +53,7 @@ def _recipes(spec: str, archs: list[str]):
               help="Directory for frontier.json/.csv/.png, report.html and report.md (replaced whole).")
 @click.option("--force", is_flag=True, help="Re-export, re-evaluate and re-measure every combination.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
-@click.option("--min-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--min-seconds", type=SECONDS, default=2.0, show_default=True,
               help="Latency on this machine: time each artifact at least this long.")
 @json_option
 def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, out, force, threads, min_seconds,

@@ -2,7 +2,36 @@
 
 from __future__ import annotations
 
+import math
+
 import click
+
+
+class Number(click.ParamType):
+    """A finite number in [min, max]: the one check of every number option (``nan`` and ``inf``
+    are refused, which ``float`` and ``click.FloatRange`` let through)."""
+
+    name = "number"
+
+    def __init__(self, min: float | None = None, max: float | None = None, *, min_open: bool = False):
+        self.min, self.max, self.min_open = min, max, min_open
+
+    def convert(self, value, param, ctx) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.min is not None and (v < self.min or (self.min_open and v == self.min)):
+            self.fail(f"{value!r} must be {'>' if self.min_open else '>='} {self.min:g}", param, ctx)
+        if self.max is not None and v > self.max:
+            self.fail(f"{value!r} must be <= {self.max:g}", param, ctx)
+        return v
+
+
+SECONDS = Number(min=0)
+DROP_POINTS = Number(min=0)  # a top-1 drop in percentage points
 
 data_option = click.option(
     "--data", metavar="PATH", default=None,
@@ -19,7 +48,7 @@ weights_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 qat_option = click.option("--qat", "use_qat", is_flag=True, help="INT8 by QAT (default: PTQ).")
 max_drop_option = click.option(
-    "--max-drop", type=float, default=None, metavar="POINTS",
+    "--max-drop", type=DROP_POINTS, default=None, metavar="POINTS",
     help="INT8: run QAT only where PTQ loses more than POINTS of top-1.",
 )
 remote_python_option = click.option(

@@ -6,7 +6,14 @@ import json
 
 import click
 
-from edgecnn.cli.options import data_option, json_option, max_drop_option, qat_option, recipe_option
+from edgecnn.cli.options import (
+    DROP_POINTS,
+    data_option,
+    json_option,
+    max_drop_option,
+    qat_option,
+    recipe_option,
+)
 
 METHODS = ("minmax", "percentile", "entropy", "mse")
 checkpoint_option = click.option(
@@ -65,7 +72,7 @@ def calibrate(arch, data, checkpoint, recipe, method, num_images, force, threads
 @checkpoint_option
 @recipe_option
 @method_option
-@click.option("--max-drop", type=float, default=None, metavar="POINTS",
+@click.option("--max-drop", type=DROP_POINTS, default=None, metavar="POINTS",
               help="Run PTQ first; fine-tune only if its top-1 drop exceeds POINTS.")
 @click.option("--force", is_flag=True, help="Redo QAT even if this run is cached.")
 @threads_option
