@@ -256,29 +256,49 @@ def _script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHON": sys.executable, **(env or {})})
 
 
-@pytest.mark.parametrize(("precision", "flags"), [("int8", ["--int8", "--fp16"]), ("fp16", ["--fp16"]),
-                                                  ("fp32", [])])
-def test_build_script_dry_run_command(tmp_path, precision, flags):
+@pytest.mark.parametrize(("version", "precision", "flags"), [
+    ("10.3", "int8", ["--int8", "--fp16"]), ("10.3", "fp16", ["--fp16"]), ("10.3", "fp32", []),
+    # TensorRT 11 removed trtexec's precision flags: networks are strongly typed
+    ("11.4", "int8", []), ("11.4", "fp16", []), ("11.4", "fp32", [])])
+def test_build_script_dry_run_command(tmp_path, version, precision, flags):
     art = _artifact(tmp_path / precision, precision)
-    r = _script(str(art), "--dry-run", "--builder", "trtexec", "--trtexec", "/usr/src/tensorrt/bin/trtexec")
+    r = _script(str(art), "--dry-run", "--builder", "trtexec", "--trtexec", "/usr/src/tensorrt/bin/trtexec",
+                "--tensorrt-version", version)
     assert r.returncode == 0, r.stderr
+    timing = ec.timing_cache_path(version)
+    assert timing.parent == ec.engines_dir() / "timing" and timing.name == f"trt{version}.0.cache"
     assert shlex.split(r.stdout.strip()) == [
         "/usr/src/tensorrt/bin/trtexec", f"--onnx={art / 'model.onnx'}", f"--saveEngine={art / 'model.engine'}",
         *flags, "--minShapes=input:1x3x32x32", "--optShapes=input:1x3x32x32", "--maxShapes=input:64x3x32x32",
-        "--skipInference"]
+        f"--timingCacheFile={timing}", "--skipInference"]
     assert not (art / "model.engine").exists()
 
 
 def test_build_dry_run_options(tmp_path):
     art = _artifact(tmp_path / "a", "int8")
     r = tb.build_artifact(art, builder="trtexec", trtexec="trtexec", dry_run=True, workspace_mb=1024,
-                          profile=ec.BatchProfile(1, 8, 32), out=tmp_path / "x.engine")
+                          profile=ec.BatchProfile(1, 8, 32), out=tmp_path / "x.engine", tensorrt_version="10.3.0",
+                          timing_cache=tmp_path / "t.cache")
     assert r["command"][1:] == [f"--onnx={art / 'model.onnx'}", f"--saveEngine={tmp_path / 'x.engine'}", "--int8",
                                 "--fp16", "--minShapes=input:1x3x32x32", "--optShapes=input:8x3x32x32",
-                                "--maxShapes=input:32x3x32x32", "--memPoolSize=workspace:1024M", "--skipInference"]
+                                "--maxShapes=input:32x3x32x32", "--memPoolSize=workspace:1024M",
+                                f"--timingCacheFile={tmp_path / 't.cache'}", "--skipInference"]
+    assert r["plan"] == {"tensorrt": "10.3.0", "precision": "int8", "trtexec_flags": ["--int8", "--fp16"],
+                         "builder_flags": ["FP16", "INT8"], "strongly_typed": False, "fp16_rewrite": False}
     static = _artifact(tmp_path / "s", "fp16", shape=(1, 3, 32, 32))
-    cmd = tb.build_artifact(static, builder="trtexec", dry_run=True)["command"]
-    assert not any(c.startswith(("--minShapes", "--optShapes", "--maxShapes")) for c in cmd)
+    cmd = tb.build_artifact(static, builder="trtexec", dry_run=True, tensorrt_version="11.4",
+                            timing_cache=False)["command"]
+    assert not any(c.startswith(("--minShapes", "--optShapes", "--maxShapes", "--timingCacheFile")) for c in cmd)
+    assert "--fp16" not in cmd
+
+
+def test_unknown_tensorrt_version_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # no tensorrt module, and no trtexec to ask
+    art = _artifact(tmp_path / "a", "int8")
+    with pytest.raises(EdgecnnError, match=r"cannot tell which TensorRT .* pass --tensorrt-version"):
+        tb.build_artifact(art, builder="trtexec", trtexec=str(tmp_path / "missing"), dry_run=True)
+    with pytest.raises(EdgecnnError, match="TensorRT 8.6.1 is too old"):
+        tb.build_artifact(art, builder="trtexec", trtexec="te", dry_run=True, tensorrt_version="8.6.1")
 
 
 def test_build_script_checks_the_artifact_first(tmp_path):
@@ -327,7 +347,7 @@ def test_failing_trtexec_is_reported(tmp_path):
     fake.write_text("#!/usr/bin/env bash\necho '[E] Error[4]: unsupported QDQ pattern' >&2\nexit 1\n")
     fake.chmod(0o755)
     art = _artifact(tmp_path / "a", "int8")
-    r = _script(str(art), "--trtexec", str(fake))
+    r = _script(str(art), "--trtexec", str(fake), "--tensorrt-version", "10.3")
     assert r.returncode == 2 and "trtexec failed (exit 1)" in r.stderr and "unsupported QDQ pattern" in r.stderr
     assert not (art / "model.engine").exists() and not list(art.glob(".*.tmp"))
 
@@ -414,12 +434,319 @@ def test_build_engine_command_and_old_module_entry(tmp_path):
     from edgecnn.cli import cli
 
     art = _artifact(tmp_path / "a", "fp16")
-    r = CliRunner().invoke(cli, ["build-engine", str(art), "--dry-run", "--builder", "trtexec", "--trtexec", "te"],
-                           catch_exceptions=False)
+    args = ["--dry-run", "--builder", "trtexec", "--trtexec", "te", "--tensorrt-version", "10.3"]
+    r = CliRunner().invoke(cli, ["build-engine", str(art), *args], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert shlex.split(r.output.strip())[:2] == ["te", f"--onnx={art / 'model.onnx'}"]
-    old = subprocess.run([sys.executable, "-m", "edgecnn.tensorrt_build", str(art), "--dry-run", "--builder",
-                          "trtexec", "--trtexec", "te"], capture_output=True, text=True, timeout=60, check=False)
+    old = subprocess.run([sys.executable, "-m", "edgecnn.tensorrt_build", str(art), *args], capture_output=True,
+                         text=True, timeout=60, check=False)
     assert old.returncode == 0 and old.stdout == r.output, old.stderr
     bad = CliRunner().invoke(cli, ["build-engine", str(art), "--min-batch", "8", "--opt-batch", "2"])
     assert bad.exit_code == 2 and bad.output.startswith("error: batch profile needs 1 <= min <= opt <= max")
+    both = CliRunner().invoke(cli, ["build-engine", str(art), "--timing-cache", "t", "--no-timing-cache", *args])
+    assert both.exit_code == 2 and both.output == "error: --timing-cache and --no-timing-cache exclude each other; pass one\n"
+
+
+# -- TensorRT 10 against 11: flags, strong typing, FP16 in the graph, timing cache -----------------
+
+
+def _qdq_onnx(path: Path, *, dead_channel: bool = False) -> Path:
+    """A small explicit-quantization graph of the form export writes (S8S8, per-channel weights, float
+    biases, one scale initializer per Q/DQ node): Q/DQ -> Conv -> Relu -> Q/DQ -> pool -> Q/DQ -> Gemm."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((8, 3, 3, 3)) * 0.2).astype(np.float32)
+    if dead_channel:
+        w[0] = 0.0  # its scale is float32's epsilon, as the observer leaves it: below float16's range
+    ws = np.maximum(np.abs(w).reshape(8, -1).max(1) / 127, np.finfo(np.float32).eps).astype(np.float32)
+    fc = (rng.standard_normal((10, 8)) * 0.3).astype(np.float32)
+    fs = (np.abs(fc).max(1) / 127).astype(np.float32)
+    inits = [numpy_helper.from_array(np.clip(np.rint(w / ws[:, None, None, None]), -127, 127).astype(np.int8), "w_q"),
+             numpy_helper.from_array(np.clip(np.rint(fc / fs[:, None]), -127, 127).astype(np.int8), "fc_q"),
+             numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), "b"),
+             numpy_helper.from_array((rng.standard_normal(10) * 0.1).astype(np.float32), "fc_b"),
+             numpy_helper.from_array(ws, "w_s"), numpy_helper.from_array(fs, "fc_s"),
+             numpy_helper.from_array(np.zeros(8, np.int8), "w_z"), numpy_helper.from_array(np.zeros(10, np.int8), "fc_z")]
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], axis=0),
+             helper.make_node("DequantizeLinear", ["fc_q", "fc_s", "fc_z"], ["fcw"], axis=0)]
+
+    def qdq(src: str, dst: str, scale: float) -> None:
+        for k, op in enumerate(("QuantizeLinear", "DequantizeLinear")):
+            inits.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{dst}_s{k}"),
+                          numpy_helper.from_array(np.array(0, np.int8), f"{dst}_z{k}")])
+            nodes.append(helper.make_node(op, [src if k == 0 else f"{dst}_q", f"{dst}_s{k}", f"{dst}_z{k}"],
+                                          [f"{dst}_q" if k == 0 else dst]))
+
+    qdq("input", "x0", 0.03)
+    nodes += [helper.make_node("Conv", ["x0", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"])]
+    qdq("r", "x1", 0.02)
+    nodes += [helper.make_node("GlobalAveragePool", ["x1"], ["g"]), helper.make_node("Flatten", ["g"], ["f"])]
+    qdq("f", "x2", 0.005)
+    nodes.append(helper.make_node("Gemm", ["x2", "fcw", "fc_b"], ["logits"], transB=1))
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def _ort(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    # ORT's own QDQ fusions (QLinearConv, QLinearConcat) take float32 scales only: run the graph as written
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+
+@pytest.mark.parametrize("dead_channel", [False, True])
+def test_fp16_rewrite_runs_in_onnxruntime_close_to_fp32(tmp_path, dead_channel):
+    import onnx
+    from onnx import TensorProto
+
+    from edgecnn.tensorrt.fp16 import to_strongly_typed_fp16
+
+    src = _qdq_onnx(tmp_path / "qdq.onnx", dead_channel=dead_channel)
+    r = to_strongly_typed_fp16(src, tmp_path / "fp16.onnx")
+    assert r.opset == 19 and r.max_scale_rel_error <= 2.0**-11
+    assert r.kept_fp32 == (1 if dead_channel else 0)  # the weight DequantizeLinear with an epsilon scale
+    assert r.initializers == 10 - (1 if dead_channel else 0) and r.scales == 8 - (1 if dead_channel else 0)
+    m = onnx.load(str(tmp_path / "fp16.onnx"))
+    floats = {i.name for i in m.graph.initializer if i.data_type == TensorProto.FLOAT}
+    assert floats == ({"w_s"} if dead_channel else set())
+    assert [i.type.tensor_type.elem_type for i in (*m.graph.input, *m.graph.output)] == [TensorProto.FLOAT] * 2
+    x = np.random.default_rng(1).standard_normal((64, 3, 8, 8)).astype(np.float32)
+    y32, y16 = _ort(src, x), _ort(tmp_path / "fp16.onnx", x)
+    assert y16.dtype == np.float32 and y16.shape == y32.shape == (64, 10)
+    # float16 rounding moves a few activations across a quantization step: logits within a few
+    # steps of the last Q/DQ (0.005 x |weights|), top-1 the same for nearly every input
+    assert np.abs(y16 - y32).max() < 0.02 * (y32.max() - y32.min())
+    assert (y16.argmax(1) == y32.argmax(1)).mean() >= 0.95
+    assert not np.array_equal(y16, y32)  # it did compute in float16
+
+
+def test_fp16_rewrite_of_a_float_graph(tmp_path):
+    """A graph with no Q/DQ keeps its opset and matches float32 within float16's tolerance."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecnn.tensorrt.fp16 import to_strongly_typed_fp16
+
+    w = np.random.default_rng(2).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["c"]), helper.make_node("Relu", ["c"], ["logits"])], "f",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 6, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4, 4, 4])], [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "f.onnx"))
+    r = to_strongly_typed_fp16(tmp_path / "f.onnx", tmp_path / "h.onnx")
+    assert (r.opset, r.scales, r.initializers) == (18, 0, 1)
+    x = np.random.default_rng(3).standard_normal((4, 3, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(_ort(tmp_path / "h.onnx", x), _ort(tmp_path / "f.onnx", x), rtol=2e-2, atol=2e-2)
+
+
+def _builder_trt(version: str, calls: dict) -> types.ModuleType:
+    """A fake tensorrt with the builder API: TensorRT 11 has no FP16/INT8 builder flags."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    major = int(version.split(".")[0])
+    trt.BuilderFlag = types.SimpleNamespace(**({"TF32": 7} if major >= 11 else {"FP16": 0, "INT8": 1, "TF32": 7}))
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=5)  # kept and ignored in 11
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
+    calls.update(flags=[], network_flags=None, parsed=None, timing_in=None, profiles=[])
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, *_):
+            pass
+
+    class Input:
+        name, shape = "input", (-1, 3, 8, 8)
+
+    class Network:
+        def get_input(self, i):
+            return Input()
+
+    class Parser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            pass
+
+        def parse(self, data, path):
+            calls["parsed"] = (bytes(data), path)
+            return True
+
+    class TimingCache:
+        def __init__(self, blob):
+            self.blob = bytes(blob)
+
+        def serialize(self):
+            return self.blob + b"+timings"
+
+    class Profile:
+        def set_shape(self, name, *shapes):
+            calls["profiles"].append((name, shapes))
+
+    class Config:
+        cache = None
+
+        def set_memory_pool_limit(self, pool, size):
+            calls["workspace"] = size
+
+        def set_flag(self, flag):
+            calls["flags"].append(flag)
+
+        def create_timing_cache(self, blob):
+            calls["timing_in"] = bytes(blob)
+            return TimingCache(blob)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+
+        def get_timing_cache(self):
+            return self.cache
+
+        def add_optimization_profile(self, profile):
+            pass
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            calls["network_flags"] = flags
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            return b"ENGINE"
+
+    trt.Logger, trt.OnnxParser, trt.Builder = Logger, Parser, Builder
+    return trt
+
+
+@pytest.mark.parametrize(("version", "precision", "flags", "network_flags", "rewritten"), [
+    ("10.3.0.30", "int8", [0, 1], 0, False), ("10.3.0.30", "fp16", [0], 0, False), ("10.3.0.30", "fp32", [], 0, False),
+    ("11.4.0.106", "int8", [], 1 << 5, True), ("11.4.0.106", "fp16", [], 1 << 5, False),
+    ("11.4.0.106", "fp32", [], 1 << 5, False)])
+def test_python_builder_per_tensorrt_version(tmp_path, version, precision, flags, network_flags, rewritten):
+    import onnx
+    from onnx import TensorProto
+
+    calls: dict = {}
+    onnx_path = _qdq_onnx(tmp_path / "model.onnx")
+    timing = tmp_path / "engines" / "timing" / "t.cache"
+    data = tb.build_engine(onnx_path, precision, trt=_builder_trt(version, calls), timing_cache=timing)
+    assert data == b"ENGINE" and calls["flags"] == flags and calls["network_flags"] == network_flags
+    assert calls["profiles"] == [("input", ((1, 3, 8, 8), (1, 3, 8, 8), (64, 3, 8, 8)))]
+    parsed, parsed_path = calls["parsed"]
+    assert parsed_path.endswith(".fp16.onnx") == rewritten
+    m = onnx.load_from_string(parsed)
+    assert any(i.data_type == TensorProto.FLOAT16 for i in m.graph.initializer) == rewritten
+    if rewritten:  # the rewritten graph lived in a temporary directory, removed after the build
+        assert not Path(parsed_path).exists()
+    # the timing cache: empty the first time, written after, read back by the next build
+    assert calls["timing_in"] == b"" and timing.read_bytes() == b"+timings"
+    tb.build_engine(onnx_path, precision, trt=_builder_trt(version, calls), timing_cache=timing)
+    assert calls["timing_in"] == b"+timings" and timing.read_bytes() == b"+timings+timings"
+
+
+def test_python_builder_refuses_old_tensorrt(tmp_path):
+    with pytest.raises(EdgecnnError, match=r"^TensorRT 8.6.1 is too old: edgecnn builds and runs engines with "
+                                           r"TensorRT 10.x-11.x"):
+        tb.build_engine(_qdq_onnx(tmp_path / "m.onnx"), "int8", trt=_builder_trt("8.6.1.6", {}))
+
+
+def test_versions_and_plans():
+    from edgecnn.tensorrt.versions import (
+        TrtVersion,
+        build_plan,
+        check_precision,
+        check_supported,
+        trtexec_version,
+    )
+
+    assert TrtVersion.parse("10.3.0.30") == TrtVersion(10, 3, 0) and str(TrtVersion.parse("11")) == "11.0.0"
+    assert trtexec_version(TRTEXEC_LOG) == TrtVersion(10, 3, 0)
+    assert trtexec_version("&&&& RUNNING TensorRT.trtexec [TensorRT v110400] [b106] # trtexec --help") == \
+        TrtVersion(11, 4, 0)
+    assert trtexec_version("[I] TensorRT version: 10.13.3") == TrtVersion(10, 13, 3)
+    assert trtexec_version("no banner") is None
+    p10, p11 = build_plan("int8", TrtVersion(10, 3)), build_plan("int8", TrtVersion(11, 4))
+    assert (p10.trtexec_flags, p10.strongly_typed, p10.fp16_rewrite) == (("--int8", "--fp16"), False, False)
+    assert (p11.trtexec_flags, p11.builder_flags, p11.strongly_typed, p11.fp16_rewrite) == ((), (), True, True)
+    assert not build_plan("fp16", TrtVersion(11, 4)).fp16_rewrite  # export already wrote an fp16 graph
+    logs: list[str] = []
+    check_supported(TrtVersion(12, 0), logs.append)
+    assert logs and "newer than edgecnn's tested range" in logs[0]
+    check_precision("int8", "8.7")
+    check_precision("fp16", "5.3", "Jetson Nano")
+    with pytest.raises(EdgecnnError, match=r"^NVIDIA Tegra X1 has compute capability 5.3, and TensorRT has no "
+                                           r"INT8 kernels below 6.1 .*export --precision fp16"):
+        check_precision("int8", "5.3", "NVIDIA Tegra X1")
+
+
+def test_trtexec_11_builds_the_fp16_rewrite_strongly_typed(tmp_path, edgecnn_home):
+    """A stand-in TensorRT 11 trtexec: no precision flags; --onnx is the FP16 rewrite; timing cache beside."""
+    fake = tmp_path / "bin" / "trtexec"
+    fake.parent.mkdir()
+    args_log, seen = tmp_path / "args", tmp_path / "seen.onnx"
+    log11 = TRTEXEC_LOG.replace("v100300", "v110400").replace("TensorRT version: 10.3.0", "TensorRT version: 11.4.0")
+    fake.write_text("#!/usr/bin/env bash\n"
+                    f"printf '%s\\n' \"$@\" > {shlex.quote(str(args_log))}\n"
+                    f"cat <<'LOG'\n{log11}LOG\n"
+                    "for a in \"$@\"; do case $a in\n"
+                    "  --int8|--fp16) echo \"Unknown option: $a\" >&2; exit 1;;\n"
+                    f"  --onnx=*) cp \"${{a#--onnx=}}\" {shlex.quote(str(seen))};;\n"
+                    "  --saveEngine=*) printf 'ENGINE11' > \"${a#--saveEngine=}\";;\n"
+                    "  --timingCacheFile=*) printf 'TC' > \"${a#--timingCacheFile=}\";;\n"
+                    "esac; done\n")
+    fake.chmod(0o755)
+    art = _artifact(tmp_path / "a", "int8")
+    (art / "model.onnx").unlink()
+    _qdq_onnx(art / "model.onnx")
+    meta = json.loads((art / "metadata.json").read_text())
+    write_metadata(art, {k: v for k, v in meta.items() if k not in ("files", "sha256")} | {"files": ["model.onnx"]})
+    r = tb.build_artifact(art, trtexec=str(fake), log=lambda s: None)
+    args = args_log.read_text().split()
+    assert "--int8" not in args and "--fp16" not in args
+    onnx_arg = next(a for a in args if a.startswith("--onnx="))
+    assert onnx_arg.endswith(".fp16.onnx") and not Path(onnx_arg[7:]).exists()  # temporary, removed
+    import onnx
+
+    assert onnx.load(str(seen)).opset_import[0].version == 19
+    timing = edgecnn_home / "engines" / "timing" / "trt11.4.0.cache"
+    assert f"--timingCacheFile={timing}" in args and timing.read_bytes() == b"TC"
+    side = r["meta"]
+    assert side["plan"]["strongly_typed"] and side["plan"]["trtexec_flags"] == []
+    assert side["fp16_rewrite"]["kept_fp32"] == 0 and side["fp16_rewrite"]["opset"] == 19
+    assert (art / "model.engine").read_bytes() == b"ENGINE11" and side["tensorrt"] == "11.4.0"
+
+
+def test_session_refuses_tensorrt_older_than_10(tmp_path, monkeypatch):
+    from edgecnn.runtimes import open_session
+
+    trt = _fake_tensorrt([])
+    trt.__version__ = "8.5.2.2"  # JetPack 5
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    with pytest.raises(EdgecnnError, match=r"^TensorRT 8.5.2 is too old"):
+        open_session(_artifact(tmp_path / "a", "fp16"))
+
+
+def test_tensorrt_extra_pins_the_tested_range():
+    import tomllib
+
+    from edgecnn.tensorrt.versions import MAX_TESTED_MAJOR, MIN_MAJOR
+
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["tensorrt"]
+    assert f"tensorrt>={MIN_MAJOR}.0,<{MAX_TESTED_MAJOR + 1}" in extra

@@ -8,6 +8,7 @@ import shlex
 import click
 
 from edgecnn.cli.options import json_option
+from edgecnn.errors import EdgecnnError
 
 
 @click.command("build-engine")
@@ -38,6 +39,20 @@ from edgecnn.cli.options import json_option
 @click.option(
     "--workspace-mb", type=click.IntRange(min=1), default=None, help="Builder workspace limit (MiB)."
 )
+@click.option(
+    "--tensorrt-version",
+    metavar="X.Y",
+    default=None,
+    help="TensorRT version to build for (default: trtexec's banner, else the tensorrt module); "
+    "10.x gets precision flags, 11.x a strongly typed build.",
+)
+@click.option(
+    "--timing-cache",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TensorRT timing cache file (default: $EDGECNN_HOME/engines/timing/<TensorRT>-<GPU>.cache).",
+)
+@click.option("--no-timing-cache", is_flag=True, help="Build without a timing cache.")
 @click.option("--no-cache", is_flag=True, help="Do not also store the engine in $EDGECNN_HOME/engines.")
 @click.option("--dry-run", is_flag=True, help="Check the artifact and print the command; build nothing.")
 @json_option
@@ -50,6 +65,9 @@ def build_engine(
     opt_batch,
     max_batch,
     workspace_mb,
+    tensorrt_version,
+    timing_cache,
+    no_timing_cache,
     no_cache,
     dry_run,
     as_json,
@@ -60,17 +78,22 @@ def build_engine(
     ARTIFACT/model.engine with its model.engine.json sidecar (TensorRT version, GPU,
     compute capability) and stores it in $EDGECNN_HOME/engines, where `edgecnn
     evaluate` and `edgecnn bench` find it. An engine runs only on the GPU and TensorRT
-    version it was built with: build it on the device.
+    version it was built with: build it on the device. On TensorRT 10 the precision
+    comes from trtexec's flags; TensorRT 11 has none (strongly typed networks), so an
+    INT8 artifact is built from its graph with FP16 written outside the Q/DQ pairs.
 
     \b
     Example:
       edgecnn export resnet18 --target jetson --out resnet18-jetson
       edgecnn build-engine resnet18-jetson              # on the Jetson
       edgecnn build-engine resnet18-jetson --dry-run    # print the trtexec command
+      edgecnn build-engine resnet18-jetson --dry-run --tensorrt-version 11.4
     """
     from edgecnn.tensorrt.build import build_artifact
     from edgecnn.tensorrt.engine_cache import BatchProfile
 
+    if no_timing_cache and timing_cache:
+        raise EdgecnnError("--timing-cache and --no-timing-cache exclude each other; pass one")
     profile = BatchProfile(min_batch, opt_batch, max_batch)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     r = build_artifact(
@@ -82,6 +105,8 @@ def build_engine(
         workspace_mb=workspace_mb,
         dry_run=dry_run,
         cache=not no_cache,
+        tensorrt_version=tensorrt_version,
+        timing_cache=False if no_timing_cache else (timing_cache or True),
         log=log,
     )
     if as_json:
@@ -90,6 +115,7 @@ def build_engine(
         click.echo(
             shlex.join(r["command"])
             if r["command"]
-            else f"TensorRT Python builder: {r['precision']} engine -> {r['engine']} "
-            f"(batch {profile.min}/{profile.opt}/{profile.max})"
+            else f"TensorRT {r['plan']['tensorrt']} Python builder: {r['precision']} engine -> {r['engine']} "
+            f"(batch {profile.min}/{profile.opt}/{profile.max}, builder flags "
+            f"{','.join(r['plan']['builder_flags']) or 'none'}, strongly typed: {r['plan']['strongly_typed']})"
         )

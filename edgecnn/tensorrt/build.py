@@ -21,8 +21,11 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,6 @@ from edgecnn.fileio import atomic_path
 from edgecnn.runtimes.base import missing_backend
 from edgecnn.tensorrt.engine_cache import (
     DEFAULT_PROFILE,
-    PRECISIONS,
     BatchProfile,
     DeviceInfo,
     Engine,
@@ -40,14 +42,20 @@ from edgecnn.tensorrt.engine_cache import (
     engine_key,
     engine_meta,
     engines_dir,
+    timing_cache_path,
     write_engine,
+)
+from edgecnn.tensorrt.versions import (
+    BuildPlan,
+    TrtVersion,
+    build_plan,
+    check_precision,
+    check_supported,
+    trtexec_version,
 )
 
 # Where JetPack installs trtexec (it is not on PATH there).
 TRTEXEC_PATHS = ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
-# trtexec precision flags: an int8 QDQ graph keeps its Q/DQ layers in INT8 and may run the
-# rest in FP16; an fp16 artifact is FP16; fp32 needs none.
-TRTEXEC_FLAGS = {"int8": ("--int8", "--fp16"), "fp16": ("--fp16",), "fp32": ()}
 
 # -- needs TensorRT and a GPU ---------------------------------------------------------------
 
@@ -58,6 +66,32 @@ def import_tensorrt():
     except ImportError as e:
         raise missing_backend("tensorrt") from e
     return trt
+
+
+def plan_for(precision: str | None, version: str, log: Callable[[str], None] = lambda s: None) -> BuildPlan:
+    """The build plan of ``precision`` on TensorRT ``version``, refusing a TensorRT older than 10."""
+    v = TrtVersion.parse(version)
+    check_supported(v, log)
+    return build_plan(precision, v)
+
+
+@contextmanager
+def prepared_onnx(onnx: Path, plan: BuildPlan, log: Callable[[str], None] = lambda s: None):
+    """Yield (the ONNX to build, its FP16 rewrite or None): ``onnx`` itself, or on TensorRT 11 an int8
+    graph with FP16 outside its Q/DQ pairs, in a temporary directory removed afterwards."""
+    if not plan.fp16_rewrite:
+        yield onnx, None
+        return
+    from edgecnn.tensorrt.fp16 import to_strongly_typed_fp16  # needs the onnx package
+
+    with tempfile.TemporaryDirectory(prefix="edgecnn-trt-") as tmp:
+        dest = Path(tmp) / f"{onnx.stem}.fp16.onnx"
+        rewrite = to_strongly_typed_fp16(onnx, dest)
+        log(
+            f"TensorRT {plan.version} is strongly typed: built from {onnx.name} with FP16 outside its Q/DQ "
+            f"pairs ({rewrite.kept_fp32} Q/DQ nodes kept FP32 scales)"
+        )
+        yield dest, rewrite
 
 
 def _gpu_cuda_python() -> tuple[str, str]:
@@ -102,40 +136,18 @@ def detect_device(trt=None) -> DeviceInfo:
     )
 
 
-def build_engine(
-    onnx: str | os.PathLike,
-    precision: str | None,
-    profile: BatchProfile = DEFAULT_PROFILE,
-    *,
-    trt=None,
-    logger=None,
-    workspace_mb: int | None = None,
-) -> bytes:
-    """Build a serialized engine from a (QDQ) ONNX file with the TensorRT Python API.
-
-    INT8 comes from the Q/DQ nodes (explicit quantization, no calibrator); int8 and fp16
-    artifacts may also use FP16 kernels. TensorRT 11 has no precision flags: there the
-    network is strongly typed and the ONNX types decide. A dynamic batch gets ``profile``.
-    """
-    onnx = Path(onnx)
-    trt = trt or import_tensorrt()
-    logger = logger or trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = getattr(trt.BuilderFlag, "FP16", None), getattr(trt.BuilderFlag, "INT8", None)
-    weakly_typed = all(f is not None for f in flags)
-    network_flags = 0 if weakly_typed else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(network_flags)  # explicit batch is the only mode since TensorRT 10
+def _network(trt, builder, logger, onnx: Path, plan: BuildPlan):
+    """The network parsed from ``onnx``: strongly typed on TensorRT 11 (where the flag is kept and ignored)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None) if plan.strongly_typed else None
+    network = builder.create_network(0 if flag is None else 1 << int(flag))  # explicit batch: the only mode
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx.read_bytes(), str(onnx)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EdgecnnError(f"TensorRT cannot parse {onnx}: {errors or 'unknown error'}")
-    config = builder.create_builder_config()
-    if workspace_mb:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if weakly_typed and precision in ("int8", "fp16"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if weakly_typed and precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)  # Q/DQ nodes give the scales: no calibrator
+    return network, parser
+
+
+def _add_profile(builder, config, network, onnx: Path, profile: BatchProfile) -> None:
     inp = network.get_input(0)
     shape = tuple(inp.shape)
     if any(d < 0 for d in shape):
@@ -144,9 +156,69 @@ def build_engine(
         opt_profile = builder.create_optimization_profile()
         opt_profile.set_shape(inp.name, *profile.shapes(shape[1:]))
         config.add_optimization_profile(opt_profile)
-    engine = builder.build_serialized_network(network, config)
+
+
+def _load_timing_cache(config, path: Path | None):
+    """TensorRT's timing cache from ``path`` (a fresh one when missing or unreadable); None without a path."""
+    if path is None:
+        return None
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        blob = b""
+    cache = config.create_timing_cache(blob)
+    config.set_timing_cache(cache, False)  # a cache from another device or version is refused, not used
+    return cache
+
+
+def _save_timing_cache(config, path: Path | None) -> None:
+    if path is None:
+        return
+    cache = config.get_timing_cache()
+    if cache is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(bytes(cache.serialize()))
+
+
+def build_engine(
+    onnx: str | os.PathLike,
+    precision: str | None,
+    profile: BatchProfile = DEFAULT_PROFILE,
+    *,
+    trt=None,
+    logger=None,
+    workspace_mb: int | None = None,
+    timing_cache: Path | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> bytes:
+    """Build a serialized engine from a (QDQ) ONNX file with the TensorRT Python API.
+
+    INT8 comes from the Q/DQ nodes (explicit quantization, no calibrator). On TensorRT 10 an
+    int8 or fp16 artifact sets the FP16 (and INT8) builder flags; TensorRT 11 has none, so the
+    network is strongly typed and an int8 graph is first given FP16 outside its Q/DQ pairs
+    (:func:`prepared_onnx`). A dynamic batch gets ``profile``; ``timing_cache`` (a file) is
+    read before and written after the build.
+    """
+    onnx = Path(onnx)
+    trt = trt or import_tensorrt()
+    plan = plan_for(precision, trt.__version__, log)
+    logger = logger or trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    with prepared_onnx(onnx, plan, log) as (source, _):
+        network, _parser = _network(trt, builder, logger, source, plan)
+        config = builder.create_builder_config()
+        if workspace_mb:
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+        for name in plan.builder_flags:  # TensorRT 10 only; Q/DQ nodes give the INT8 scales
+            config.set_flag(getattr(trt.BuilderFlag, name))
+        _add_profile(builder, config, network, onnx, profile)
+        _load_timing_cache(config, timing_cache)
+        engine = builder.build_serialized_network(network, config)
     if engine is None:
         raise EdgecnnError(f"TensorRT failed to build an engine from {onnx}; see its log above")
+    _save_timing_cache(config, timing_cache)
     return bytes(engine)
 
 
@@ -163,14 +235,19 @@ def engine_for_onnx(
 ) -> Engine:
     """The cached engine for ``onnx`` on this GPU, built (and cached) when missing."""
     trt = trt or import_tensorrt()
+    device = detect_device(trt)
+    check_precision(precision, device.compute_capability, device.gpu)
+    timing = timing_cache_path(device.tensorrt, device.gpu, device.compute_capability)
     return (cache or EngineCache()).get_or_build(
         onnx,
         precision,
-        device=detect_device(trt),
+        device=device,
         profile=profile,
         rebuild=rebuild,
         log=log,
-        builder=lambda path, prec, prof: build_engine(path, prec, prof, trt=trt, logger=logger),
+        builder=lambda path, prec, prof: build_engine(
+            path, prec, prof, trt=trt, logger=logger, timing_cache=timing, log=log
+        ),
     )
 
 
@@ -191,18 +268,19 @@ def trtexec_command(
     trtexec: str,
     onnx: str | os.PathLike,
     engine: str | os.PathLike,
-    precision: str | None,
+    plan: BuildPlan,
     *,
     input_name: str,
     input_shape: Sequence[int | None],
     profile: BatchProfile = DEFAULT_PROFILE,
     workspace_mb: int | None = None,
+    timing_cache: str | os.PathLike | None = None,
 ) -> list[str]:
-    """The trtexec command line that builds ``engine`` from ``onnx`` (shapes only for a dynamic batch)."""
-    precision = precision or "fp32"
-    if precision not in TRTEXEC_FLAGS:
-        raise EdgecnnError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
-    cmd = [str(trtexec), f"--onnx={onnx}", f"--saveEngine={engine}", *TRTEXEC_FLAGS[precision]]
+    """The trtexec command line that builds ``engine`` from ``onnx`` (shapes only for a dynamic batch).
+
+    Precision flags only on TensorRT 10 (``plan.trtexec_flags``): TensorRT 11's trtexec has none.
+    """
+    cmd = [str(trtexec), f"--onnx={onnx}", f"--saveEngine={engine}", *plan.trtexec_flags]
     dims = list(input_shape)
     if dims and (dims[0] is None or int(dims[0]) < 0):
         if any(d is None or int(d) < 0 for d in dims[1:]):
@@ -213,6 +291,8 @@ def trtexec_command(
             cmd.append(f"{flag}={input_name}:{'x'.join(str(d) for d in shape)}")
     if workspace_mb:
         cmd.append(f"--memPoolSize=workspace:{int(workspace_mb)}M")
+    if timing_cache:
+        cmd.append(f"--timingCacheFile={timing_cache}")
     cmd.append("--skipInference")  # build and save only; `edgecnn bench` measures
     return cmd
 
@@ -234,6 +314,23 @@ def parse_trtexec_log(text: str) -> DeviceInfo | None:
     )
 
 
+def probe_trtexec_version(trtexec: str) -> TrtVersion | None:
+    """The TensorRT version of a trtexec binary, from the banner ``trtexec --help`` prints; None when unknown."""
+    try:
+        proc = subprocess.run([trtexec, "--help"], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return trtexec_version(proc.stdout + proc.stderr)
+
+
+def _probe_device() -> DeviceInfo | None:
+    """This machine's GPU where tensorrt and cuda-python (or torch) can tell; else None."""
+    try:
+        return detect_device()
+    except EdgecnnError:
+        return None
+
+
 def _artifact_inputs(art) -> tuple[Path, str, str, list]:
     if art.runtime != "tensorrt" or art.model_file.suffix != ".onnx":
         raise EdgecnnError(
@@ -249,6 +346,112 @@ def _artifact_inputs(art) -> tuple[Path, str, str, list]:
     )
 
 
+def _choose_builder(builder: str, trtexec: str | None, dry_run: bool) -> tuple[str, str | None]:
+    """("trtexec" | "python", the trtexec binary or None)."""
+    if builder not in ("auto", "trtexec", "python"):
+        raise EdgecnnError(f"unknown builder '{builder}'; use auto, trtexec or python")
+    exe = find_trtexec(trtexec)
+    if builder == "trtexec" and exe is None and not dry_run:
+        raise EdgecnnError(
+            "trtexec not found on PATH nor in /usr/src/tensorrt/bin; pass --trtexec PATH or --builder python"
+        )
+    return ("trtexec" if builder == "trtexec" or (builder == "auto" and exe) else "python"), exe
+
+
+def _tensorrt_version(use: str, exe: str | None, explicit: str | None) -> str:
+    """The TensorRT version the build will use: ``explicit``, else trtexec's banner, else the tensorrt module's."""
+    if explicit:
+        return str(TrtVersion.parse(explicit))
+    if use == "trtexec" and exe and (v := probe_trtexec_version(exe)) is not None:
+        return str(v)
+    try:
+        return import_tensorrt().__version__
+    except EdgecnnError:
+        what = (
+            f"trtexec ({exe or 'not found'})" if use == "trtexec" else "the tensorrt module (not installed)"
+        )
+        raise EdgecnnError(
+            f"cannot tell which TensorRT {what} is; pass --tensorrt-version (10.x and 11.x build differently)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One engine build of an artifact's ONNX: what both builders need."""
+
+    onnx: Path
+    engine: Path
+    plan: BuildPlan
+    input_name: str
+    input_shape: list
+    profile: BatchProfile = DEFAULT_PROFILE
+    workspace_mb: int | None = None
+    timing_cache: Path | None = None
+
+    def command(self, trtexec: str, onnx: str | os.PathLike | None = None, engine=None) -> list[str]:
+        return trtexec_command(
+            trtexec,
+            onnx or self.onnx,
+            engine or self.engine,
+            self.plan,
+            input_name=self.input_name,
+            input_shape=self.input_shape,
+            profile=self.profile,
+            workspace_mb=self.workspace_mb,
+            timing_cache=self.timing_cache,
+        )
+
+
+def _run_trtexec(
+    exe: str, req: BuildRequest, log: Callable[[str], None]
+) -> tuple[bytes, DeviceInfo | None, Any]:
+    """Build ``req.engine`` with trtexec (atomically); return its bytes, the device it names, the FP16 rewrite."""
+    req.engine.parent.mkdir(parents=True, exist_ok=True)
+    if req.timing_cache is not None:
+        req.timing_cache.parent.mkdir(parents=True, exist_ok=True)
+    with prepared_onnx(req.onnx, req.plan, log) as (source, rewrite), atomic_path(req.engine) as tmp:
+        cmd = req.command(exe, onnx=source, engine=tmp)
+        log("$ " + shlex.join(cmd))
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+            raise EdgecnnError(f"trtexec failed (exit {proc.returncode}) building {req.engine}:\n{tail}")
+        device = parse_trtexec_log(proc.stdout + proc.stderr) or _probe_device()
+        if device is not None:  # refuse before the engine is written
+            check_precision(req.plan.precision, device.compute_capability, device.gpu)
+        data = tmp.read_bytes()
+    return data, device, rewrite
+
+
+def _run_python_builder(req: BuildRequest, log: Callable[[str], None]) -> tuple[bytes, DeviceInfo, None]:
+    trt = import_tensorrt()
+    device = detect_device(trt)
+    check_precision(req.plan.precision, device.compute_capability, device.gpu)
+    log(
+        f"building a {req.plan.precision} engine from {req.onnx} for {device.describe()} (TensorRT Python builder)"
+    )
+    data = build_engine(
+        req.onnx,
+        req.plan.precision,
+        req.profile,
+        trt=trt,
+        workspace_mb=req.workspace_mb,
+        timing_cache=req.timing_cache,
+        log=log,
+    )
+    return data, device, None
+
+
+def _store(engine: Path, data: bytes, meta: dict, cache: bool, log: Callable[[str], None]) -> str | None:
+    write_engine(engine, data, meta)
+    if cache and meta.get("key"):
+        try:
+            return str(EngineCache().store(meta["key"], data, meta))
+        except OSError as e:
+            log(f"cannot store the engine in the cache {engines_dir()}: {e}")
+    return None
+
+
 def build_artifact(
     artifact: str | os.PathLike,
     *,
@@ -259,76 +462,55 @@ def build_artifact(
     workspace_mb: int | None = None,
     dry_run: bool = False,
     cache: bool = True,
+    tensorrt_version: str | None = None,
+    timing_cache: str | os.PathLike | None | bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Build the engine of a Jetson artifact (after checking its sha256) into ``out``.
 
-    ``builder``: ``"trtexec"``, ``"python"`` or ``"auto"`` (trtexec where found). Returns
-    ``{"engine", "builder", "command", "meta"}``; with ``dry_run`` only what would run.
+    ``builder``: ``"trtexec"``, ``"python"`` or ``"auto"`` (trtexec where found). The TensorRT
+    version (``tensorrt_version``, else trtexec's banner or the tensorrt module) decides the
+    precision flags (10.x) or the strongly typed build (11.x). ``timing_cache``: True for the
+    one beside the engine cache, a path, or False for none. Returns ``{"engine", "builder",
+    "command", "plan", "meta"}``; with ``dry_run`` only what would run.
     """
     art = load_artifact(artifact)  # refuses files changed since export
     onnx, precision, input_name, input_shape = _artifact_inputs(art)
-    engine = Path(out) if out else art.dir / "model.engine"
-    if builder not in ("auto", "trtexec", "python"):
-        raise EdgecnnError(f"unknown builder '{builder}'; use auto, trtexec or python")
-    exe = find_trtexec(trtexec)
-    if builder == "trtexec" and exe is None and not dry_run:
-        raise EdgecnnError(
-            "trtexec not found on PATH nor in /usr/src/tensorrt/bin; pass --trtexec PATH or --builder python"
+    use, exe = _choose_builder(builder, trtexec, dry_run)
+    plan = plan_for(precision, _tensorrt_version(use, exe, tensorrt_version), log)
+    device = None if dry_run else _probe_device()
+    if device is not None:
+        check_precision(precision, device.compute_capability, device.gpu)
+    if timing_cache is True:
+        timing_cache = timing_cache_path(
+            str(plan.version), *((device.gpu, device.compute_capability) if device else ())
         )
-    use = "trtexec" if builder == "trtexec" or (builder == "auto" and exe) else "python"
-    result: dict[str, Any] = {"engine": str(engine), "builder": use, "precision": precision}
-    if use == "trtexec":
-        result["command"] = trtexec_command(
-            exe or "trtexec",
-            onnx,
-            engine,
-            precision,
-            input_name=input_name,
-            input_shape=input_shape,
-            profile=profile,
-            workspace_mb=workspace_mb,
-        )
-    else:
-        result["command"] = None
+    req = BuildRequest(
+        onnx,
+        Path(out) if out else art.dir / "model.engine",
+        plan,
+        input_name,
+        input_shape,
+        profile,
+        workspace_mb,
+        Path(timing_cache) if timing_cache else None,
+    )
+    result: dict[str, Any] = {
+        "engine": str(req.engine),
+        "builder": use,
+        "precision": precision,
+        "plan": plan.to_json(),
+        "timing_cache": str(req.timing_cache or "") or None,
+        "command": req.command(exe or "trtexec") if use == "trtexec" else None,
+    }
     if dry_run:
         return result
-
-    onnx_sha = art.meta["files"][onnx.name]
     t0 = time.perf_counter()
-    if use == "trtexec":
-        engine.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(engine) as tmp:
-            cmd = trtexec_command(
-                exe,
-                onnx,
-                tmp,
-                precision,
-                input_name=input_name,
-                input_shape=input_shape,
-                profile=profile,
-                workspace_mb=workspace_mb,
-            )
-            log("$ " + shlex.join(cmd))
-            proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-            if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
-                tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
-                raise EdgecnnError(f"trtexec failed (exit {proc.returncode}) building {engine}:\n{tail}")
-            data = tmp.read_bytes()
-        device = parse_trtexec_log(proc.stdout + proc.stderr)
-        if device is None:
-            try:
-                device = detect_device()
-            except EdgecnnError:
-                device = None  # the sidecar then leaves the device fields unrecorded
-    else:
-        trt = import_tensorrt()
-        device = detect_device(trt)
-        log(f"building a {precision} engine from {onnx} for {device.describe()} (TensorRT Python builder)")
-        data = build_engine(onnx, precision, profile, trt=trt, workspace_mb=workspace_mb)
-    key = engine_key(onnx_sha, precision, device, profile) if device else None
+    run = _run_trtexec if use == "trtexec" else (lambda _exe, r, lg: _run_python_builder(r, lg))
+    data, device, rewrite = run(exe, req, log)
+    onnx_sha = art.meta["files"][onnx.name]
     meta = engine_meta(
-        key=key,
+        key=engine_key(onnx_sha, precision, device, profile) if device else None,
         onnx_sha256=onnx_sha,
         precision=precision,
         device=device,
@@ -337,16 +519,15 @@ def build_artifact(
         builder=use,
         command=result["command"],
         build_seconds=round(time.perf_counter() - t0, 1),
+        plan=plan.to_json(),
+        fp16_rewrite=rewrite.to_json() if rewrite else None,
+        timing_cache=result["timing_cache"],
         artifact={"dir": str(art.dir), "arch": art.meta.get("arch"), "input": input_name},
     )
-    write_engine(engine, data, meta)
-    if cache and key:
-        try:
-            result["cached_as"] = str(EngineCache().store(key, data, meta))
-        except OSError as e:
-            log(f"cannot store the engine in the cache {engines_dir()}: {e}")
+    if cached := _store(req.engine, data, meta, cache, log):
+        result["cached_as"] = cached
     log(
-        f"wrote {engine} ({len(data) / 2**20:.1f} MiB, {meta['build_seconds']} s) for "
+        f"wrote {req.engine} ({len(data) / 2**20:.1f} MiB, {meta['build_seconds']} s) for "
         f"{device.describe() if device else 'an unrecorded device'}"
     )
     return {**result, "meta": meta}

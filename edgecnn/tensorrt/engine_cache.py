@@ -9,7 +9,9 @@ are cached by everything that decides them::
 under ``$EDGECNN_HOME/engines/<key>.engine``, each written atomically with a JSON sidecar
 ``<key>.engine.json`` recording those fields. An engine whose sidecar names another GPU or
 TensorRT version is refused with an error that says so, and a damaged cache entry is
-rebuilt. Nothing here imports tensorrt: :mod:`edgecnn.tensorrt.build` builds,
+rebuilt. Beside them, ``timing/<TensorRT>-<GPU>.cache`` keeps TensorRT's timing cache (the
+kernel timings a build measured), so the next build on that GPU and TensorRT skips most of
+its autotuning. Nothing here imports tensorrt: :mod:`edgecnn.tensorrt.build` builds,
 :mod:`edgecnn.tensorrt.session` runs.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,7 +33,8 @@ from edgecnn.fileio import atomic_path, atomic_write_json, sha256_file
 
 FORMAT = "edgecnn.trt-engine/1"
 # Bump when the builder's settings change, so engines built the old way are not reused.
-BUILDER_VERSION = 1
+# 2: TensorRT 11 builds an int8 artifact from its FP16-rewritten graph (edgecnn.tensorrt.fp16).
+BUILDER_VERSION = 2
 PRECISIONS = ("int8", "fp16", "fp32")
 
 
@@ -113,6 +117,17 @@ def sidecar_path(engine: str | os.PathLike) -> Path:
 
 def engines_dir() -> Path:
     return paths.home() / "engines"
+
+
+def timing_cache_path(tensorrt: str, gpu: str | None = None, compute_capability: str | None = None) -> Path:
+    """Where the timing cache of this TensorRT release (and GPU, when known) lives, beside the engines."""
+    parts = [
+        f"trt{trt_release(tensorrt)}",
+        gpu or "",
+        f"sm{compute_capability}" if compute_capability else "",
+    ]
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", "-".join(p for p in parts if p)).strip("-")
+    return engines_dir() / "timing" / f"{slug}.cache"
 
 
 def check_compatible(meta: dict[str, Any], device: DeviceInfo, engine: str | os.PathLike) -> None:

@@ -10,7 +10,8 @@ foreign engine without one fails to deserialize, each with a clear error.
 
 Device memory and the CUDA stream come from ``cuda-python`` (``cuda.bindings.runtime``
 or the older ``cuda.cudart``), else from torch's CUDA allocator where torch is
-installed. Uses the TensorRT 10 tensor API (``num_io_tensors``, ``execute_async_v3``).
+installed. Uses the tensor API of TensorRT 10 and 11 (``num_io_tensors``, ``execute_async_v3``);
+an older TensorRT is refused with one line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.runtimes.base import Session, _dim
 from edgecnn.tensorrt.build import detect_device, engine_for_onnx, import_tensorrt
 from edgecnn.tensorrt.engine_cache import check_compatible, read_sidecar
+from edgecnn.tensorrt.versions import TrtVersion, check_supported
 
 
 class _CudaPython:
@@ -142,6 +144,7 @@ class TensorRtSession(Session):
     ):
         path = Path(path)
         trt = import_tensorrt()
+        check_supported(TrtVersion.parse(trt.__version__))  # TensorRT older than 10: one clear line
         self._trt = trt
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)
