@@ -199,19 +199,20 @@ def print_host(res: dict) -> None:
 
 def devices_mode() -> list[dict]:
     from edgecnn.devices import list_devices, load_device
-    from edgecnn.devices.predict import efficiency_for, predict
+    from edgecnn.devices.predict import cited_points, efficiency_for, predict
 
     rows = []
     for name in list_devices(include_host=False):
         p = load_device(name)
         rt = p.default_runtime
         eff = efficiency_for(p, rt)
-        precs = [p.default_precision] + sorted({c.precision for c in p.calibration_points
+        cited = cited_points(p, rt)   # ncnn's figures are a fallback now: benchmarks/predictor_published.py
+        precs = [p.default_precision] + sorted({c.precision for c in cited
                                                 if c.runtime == rt and c.precision != p.default_precision})
         for prec in precs:
             supported = prec in p.runtime(rt).precisions
             for arch in FOUR:
-                pts = [c for c in p.calibration_points if c.arch == arch and c.precision == prec and c.runtime == rt]
+                pts = [c for c in cited if c.arch == arch and c.precision == prec and c.runtime == rt]
                 if supported:
                     r = predict(arch, p, runtime=rt, precision=prec)
                 else:  # a published precision the target runtime does not run (ncnn fp16 on a Pi)
@@ -236,8 +237,9 @@ def devices_mode() -> list[dict]:
 
 def print_devices(rows: list[dict]) -> None:
     print("### Predicted batch-1 latency at 224x224 on the profiled devices (PREDICTED, not measured)\n")
-    print("Published = the figure the profile's [[calibration_points]] copy from reference/ (or torch2trt for "
-          "the AGX Xavier), produced by the runtime named, not by edgecnn. Those points are the fit's own, "
+    print("Published = a fit = yes row of devices/published/*.csv for that device (ncnn's figures are only a "
+          "fallback now; benchmarks/predictor_published.py checks every cited figure), "
+          "produced by the runtime named, not by edgecnn. Those points are the fit's own, "
           "so the leave-one-out error (each point predicted by a fit to the others) is the honest one.\n")
     print("| device | runtime | precision | network | predicted ms | band +-% | published ms (runtime) | "
           "LOO err % | efficiencies from |")

@@ -470,3 +470,106 @@ def test_fit_to_layers_recovers_the_cache_efficiency():
             errs[(arch, prec)] = roofline(network_costs(arch), _with_cache(prof, None), "openvino", prec,
                                           single)["seconds"] / want - 1
     assert max(abs(e) for e in errs.values()) > 0.15   # the single efficiency misses some network
+
+
+# ---- the device fit: cited figures, kernel classes, physical efficiencies (issue 15) ----------
+
+ARM_AND_JETSON = [d for d in sorted(DEVICE_FILES) if not d.startswith("host")]
+
+
+def test_published_figures_cite_their_source_and_fit_rows_are_describable():
+    from edgecnn.devices.predict import costs_for
+    from edgecnn.devices.published import published_figures
+
+    figs = published_figures()
+    assert {f.device for f in figs} >= {"rpi4", "jetson-nano", "jetson-agx-xavier"}
+    for f in figs:
+        assert f.source_url.startswith("https://") and f.source_title and f.runtime_version
+        assert f.device in DEVICE_FILES and f.precision in load_device(f.device).runtime(f.runtime).precisions
+        if f.fit:
+            assert sum(c.ops for c in costs_for(f.arch, f.image_size, f.batch)) > 0
+        else:
+            assert f.note.startswith("not fitted")
+
+
+def test_reference_networks_match_their_papers():
+    from edgecnn.devices.reference_nets import mobilenet_v1, mobilenet_v2
+
+    for net, macs, params in ((mobilenet_v1(), 569e6, 4.2e6), (mobilenet_v2(), 300e6, 3.5e6)):
+        assert abs(sum(c.ops for c in net) / 2 / macs - 1) < 0.01
+        assert abs(sum(c.weights for c in net) / params - 1) < 0.02
+        assert {c.kernel_class for c in net} == {"conv3x3", "depthwise", "conv1x1", "pool", "fc"}
+
+
+def test_kernel_classes_of_the_four_networks():
+    classes = {a: {c.kernel_class for c in network_costs(a)} for a in FOUR}
+    assert classes["vgg16"] == {"conv3x3", "pool", "fc"}
+    assert {"conv3x3", "conv_other", "pool", "fc"} <= classes["resnet18"]   # the 7x7 stem; 1x1 downsample
+    assert "conv1x1" in classes["resnet18"] and "conv1x1" in classes["googlenet"]
+
+
+@pytest.mark.parametrize("device", ARM_AND_JETSON)
+def test_device_efficiencies_are_physical(device):
+    eff = efficiency_for(load_device(device))
+    assert eff.physical
+    for prec, table in eff.kernel_table().items():
+        assert all(0 < e <= 1 for e in table.values()), (prec, table)
+    assert 0 < eff.memory <= 1 and 0 <= eff.overhead_us <= 300
+
+
+@pytest.mark.parametrize("device", ["rpi4", "rpi5"])
+def test_32px_resnet18_is_not_dominated_by_overhead(device):
+    for prec in ("int8", "fp32"):
+        r = predict("resnet18", device, precision=prec, image_size=32)
+        assert r["prediction"]["overhead_ms"] < 0.25 * r["latency_ms"]["p50"], r["prediction"]
+        assert r["latency_ms"]["p50"] < predict("resnet18", device, precision=prec)["latency_ms"]["p50"] / 5
+
+
+def test_224px_predictions_lie_within_the_band_of_the_cited_figures():
+    from edgecnn.devices.predict import cited_points, costs_for
+
+    checked = 0
+    for device in ARM_AND_JETSON:
+        p = load_device(device)
+        for cp in cited_points(p, p.default_runtime):
+            r = predict(costs_for(cp.arch, cp.image_size), p, precision=cp.precision, threads=cp.threads)
+            lo, hi = r["band_ms"]
+            assert lo <= cp.latency_ms <= hi, (device, cp.arch, cp.precision, r["latency_ms"]["p50"], cp.latency_ms)
+            checked += 1
+    assert checked >= 10
+
+
+def test_isa_decides_the_int8_rate():
+    from edgecnn.devices.profile import int8_rate
+
+    p4, p5 = load_device("rpi4"), load_device("rpi5")
+    assert int8_rate(p4.cpu.isa) == (2.0, "neon") and int8_rate(p5.cpu.isa) == (4.0, "dotprod")
+    assert int8_rate(("asimd", "asimddp", "i8mm")) == (8.0, "i8mm")
+    for p in (p4, p5):
+        assert math.isclose(p.cpu.peak_tops.int8 / p.cpu.peak_tops.fp32, int8_rate(p.cpu.isa)[0], rel_tol=0.05)
+    # the same fit, a dotprod core: INT8 runs relatively faster than FP32 on the Pi 5
+    ratio4 = predict("resnet18", "rpi4", precision="fp32")["latency_ms"]["p50"] / \
+        predict("resnet18", "rpi4", precision="int8")["latency_ms"]["p50"]
+    ratio5 = predict("resnet18", "rpi5", precision="fp32")["latency_ms"]["p50"] / \
+        predict("resnet18", "rpi5", precision="int8")["latency_ms"]["p50"]
+    assert ratio5 > 1.5 * ratio4
+    data = {**_profile_dict("rpi5")}
+    data["cpu"]["peak_tops"]["int8"] = data["cpu"]["peak_tops"]["fp32"] * 2
+    with pytest.raises(EdgecnnError, match="dotprod"):
+        parse_profile(data, "test.toml")
+
+
+def _profile_dict(name: str) -> dict:
+    from edgecnn.config import read_toml
+
+    return read_toml(DEVICE_FILES[name])
+
+
+def test_ncnn_is_only_a_labelled_fallback():
+    assert efficiency_for(load_device("rpi5")).basis.startswith("transferred from rpi4")
+    assert "ncnn" not in efficiency_for(load_device("rpi4")).basis
+    data = _profile_dict("rpi5")
+    del data["runtimes"]["tflite"]["transfer_from"]
+    alone = parse_profile(data, "user-rpi5.toml")   # not shipped: no published rows, no transfer
+    eff = efficiency_for(alone)
+    assert eff.basis.startswith("FALLBACK") and "ncnn" in eff.basis and eff.physical

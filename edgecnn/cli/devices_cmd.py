@@ -45,6 +45,8 @@ def _print_table(profiles, here: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from edgecnn.devices.predict import cited_points
+
     table = Table(title="edgecnn device profiles (descriptions: --json)",
                   caption="Peak = dense tera-ops/s of the default runtime's unit (figures and sources: "
                           "devices/<name>.toml, `edgecnn devices --json`). * = this machine.")
@@ -58,7 +60,7 @@ def _print_table(profiles, here: str) -> None:
         unit = p.unit()
         peaks = ", ".join(f"{prec} {unit.peak_tops.get(prec):.3g}" for prec in rt.precisions
                           if unit.peak_tops.get(prec) is not None)
-        pts = [c for c in p.calibration_points if c.runtime == p.default_runtime]
+        pts = cited_points(p, p.default_runtime) if p.name != "host" else ()
         if p.name == "host":
             cal = "`devices calibrate`"
         elif pts:

@@ -18,16 +18,21 @@ cache / weight bytes (all of ResNet18's and GoogLeNet's INT8 weights on a 32 MiB
 AlexNet's 61 MB, an eighth of its 244 MB in FP32), and a layer's activations when they fit.
 Without a cache size every byte is a DRAM byte, as before.
 
-The efficiencies are fitted per device and runtime, in log space (relative error), by a
-grid search, to:
+The efficiencies are fitted per device and runtime, in log space (relative error):
 
-- the device profile's ``[[calibration_points]]`` (published latencies, with sources);
-- on the host: the latencies ``edgecnn devices calibrate --nets`` measured, else its
-  GEMM / copy microbenchmark, else defaults;
-- a profile with no points for a runtime uses the fit of ``transfer_from``.
-
-Effective efficiencies can exceed 1 (Winograd convolutions, a CPU boosting above its
-nominal clock): they are fitted factors, not utilisations.
+- a device profile (Raspberry Pi, Jetson) by the *physical* fit (:func:`_fit_physical`): a compute
+  efficiency per precision and kernel class (3x3, 1x1, depthwise and other convolutions, fully
+  connected, pooling), each in (0, 1] -- bounded least squares, so no kernel runs above the peak --
+  a memory efficiency <= 1, a per-kernel overhead in microseconds, and a fill limit (kernels too small
+  to occupy every core run below the efficiency). It fits the figures the profile cites: the ``fit =
+  yes`` rows of ``devices/published/*.csv`` naming it (LiteRT's XNNPACK kernels on a Pi, TensorRT on
+  a Jetson), else the fit of ``transfer_from`` with this profile's own peaks (so a Pi 5's dotprod
+  INT8 rate, :data:`edgecnn.devices.profile.INT8_RATE`, enters through its peak), else its
+  ``fallback`` points (ncnn's figures, another runtime, labelled FALLBACK);
+- the host by a grid search, to the latencies ``edgecnn devices calibrate --nets`` measured, else
+  its single-layer timings, else its GEMM / copy microbenchmark, else defaults. There the factors may
+  exceed 1 (Winograd convolutions, a CPU boosting above its nominal clock): they are fitted
+  factors, not utilisations.
 
 Every prediction carries an error band: a multiplicative factor ``f`` (``error_pct`` =
 (f - 1) x 100; the band is [t / f, t x f]) combining in log space the fit's
@@ -46,10 +51,11 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.devices.costs import KERNEL_CLASSES, LayerCost, costs_from_layers, network_costs  # noqa: F401
 from edgecnn.devices.profile import BYTES_PER, HOST, CalibrationPoint, DeviceProfile, load_device
-from edgecnn.errors import EdgecnnError
+from edgecnn.devices.published import published_points
+from edgecnn.devices.reference_nets import REFERENCE_NETS
 
-FUSED_KINDS = frozenset({"norm", "activation", "dropout", "identity"})
 LATENCY_SOURCE = "predicted"
 
 # Grids of the fit (log-spaced efficiencies; per-layer overhead in microseconds).
@@ -65,44 +71,11 @@ UNCALIBRATED_PRECISION_ERROR = math.log(1.5)
 DEFAULT_ERROR = math.log(2.0)      # no calibration at all
 
 
-@dataclass(frozen=True)
-class LayerCost:
-    """One kernel: ops (2 x MACs), weight and activation element counts (whole batch)."""
-
-    name: str
-    kind: str
-    ops: float
-    weights: int
-    activations: int
-
-
-def costs_from_layers(rows: Sequence[Any]) -> tuple[LayerCost, ...]:
-    """Kernel costs from :func:`edgecnn.models.profile_layers` rows (fused kinds dropped)."""
-    out = []
-    for r in rows:
-        if r.kind in FUSED_KINDS:
-            continue
-        act = math.prod(r.input_shape) + math.prod(r.output_shape)
-        out.append(LayerCost(r.name, r.kind, 2.0 * r.macs, int(r.params), int(act)))
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=64)
-def network_costs(arch: str, image_size: int = 224, batch: int = 1, *, small_input: bool = False,
-                  num_classes: int = 1000) -> tuple[LayerCost, ...]:
-    """Kernel costs of ``arch`` at ``image_size`` and ``batch`` (profiled on the meta device)."""
-    import torch
-
-    from edgecnn.models import create, min_input_size, profile_layers
-
-    with torch.device("meta"):
-        model = create(arch, num_classes=num_classes, small_input=small_input)
-    try:
-        rows = profile_layers(model, (batch, 3, image_size, image_size))
-    except RuntimeError:
-        raise EdgecnnError(f"{arch} needs images of at least {min_input_size(model)} px, "
-                           f"got --image-size {image_size}") from None
-    return costs_from_layers(rows)
+def costs_for(arch: str, image_size: int = 224, batch: int = 1) -> tuple[LayerCost, ...]:
+    """Kernel costs of one of the four networks, or of a reference network a published figure is given for."""
+    if arch in REFERENCE_NETS:
+        return REFERENCE_NETS[arch](image_size, batch)
+    return network_costs(arch, image_size, batch)
 
 
 def _arrays(costs: Sequence[LayerCost], peak_ops: float, bandwidth: float, precision: str,
@@ -136,6 +109,9 @@ class Efficiency:
     points: int = 0
     residuals_pct: dict[str, float] = field(default_factory=dict)   # point -> LOO error %
     memory_cache: float | None = None  # the same for cache-resident bytes; None: read as DRAM bytes
+    kernels: dict[str, float] = field(default_factory=dict)   # kernel class -> multiplier of compute[precision]
+    physical: bool = False             # per (precision, kernel class) efficiencies capped at 1 (device fits)
+    fill_s: float = 0.0                # see :func:`fill`: kernels under this many seconds at the peak run slower
 
     def compute_for(self, precision: str) -> tuple[float, bool]:
         """(efficiency, calibrated?) for ``precision``; uncalibrated ones use the others' geometric mean."""
@@ -144,12 +120,29 @@ class Efficiency:
         vals = list(self.compute.values())
         return float(np.exp(np.mean(np.log(vals)))), False
 
+    def layer_efficiencies(self, precision: str, classes: Sequence[str]) -> tuple[np.ndarray, bool]:
+        """Per kernel: the fraction of the peak it reaches (capped at 1 in a physical fit), and calibrated?"""
+        base, calibrated = self.compute_for(precision)
+        mult = np.array([self.kernels.get(k, 1.0) for k in classes], dtype=np.float64)
+        e = base * mult
+        return (np.minimum(e, 1.0) if self.physical else e), calibrated
+
+    def kernel_table(self) -> dict[str, dict[str, float]]:
+        """precision -> kernel class -> efficiency (physical fits: every value in (0, 1])."""
+        return {p: dict(zip(KERNEL_CLASSES, (round(float(v), 4) for v in
+                                             self.layer_efficiencies(p, KERNEL_CLASSES)[0])))
+                for p in self.compute}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"compute": {k: round(v, 4) for k, v in self.compute.items()}, "memory": round(self.memory, 4),
-                "memory_cache": None if self.memory_cache is None else round(self.memory_cache, 4),
-                "overhead_us": self.overhead_us, "fit_error_pct": round((math.exp(self.fit_error) - 1) * 100, 1),
-                "basis": self.basis, "points": self.points,
-                "loo_residuals_pct": {k: round(v, 1) for k, v in self.residuals_pct.items()}}
+        d = {"compute": {k: round(v, 4) for k, v in self.compute.items()}, "memory": round(self.memory, 4),
+             "memory_cache": None if self.memory_cache is None else round(self.memory_cache, 4),
+             "overhead_us": self.overhead_us, "fit_error_pct": round((math.exp(self.fit_error) - 1) * 100, 1),
+             "basis": self.basis, "points": self.points,
+             "loo_residuals_pct": {k: round(v, 1) for k, v in self.residuals_pct.items()}}
+        if self.physical:
+            d["kernel_efficiency"] = self.kernel_table()
+            d["fill_us"] = round(self.fill_s * 1e6, 2)
+        return d
 
 
 @dataclass(frozen=True)
@@ -161,16 +154,21 @@ class _Item:
     group: str
     y: float          # log latency (s)
     label: str
+    k: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))   # kernel class index per layer
+
+
+def _class_index(costs: Sequence[LayerCost]) -> np.ndarray:
+    return np.array([KERNEL_CLASSES.index(x.kernel_class) for x in costs], dtype=np.int64)
 
 
 def _items(profile: DeviceProfile, runtime: str, points: Sequence[CalibrationPoint]) -> list[_Item]:
     items = []
     for cp in points:
-        costs = network_costs(cp.arch, cp.image_size, cp.batch)
+        costs = costs_for(cp.arch, cp.image_size, cp.batch)
         c, m, mc = _arrays(costs, profile.peak_ops(runtime, cp.precision, cp.threads), profile.bandwidth,
                            cp.precision, profile.cache_bytes)
         items.append(_Item(c, m, mc, len(costs), cp.precision, math.log(cp.latency_ms / 1e3),
-                           f"{cp.arch}/{cp.precision}"))
+                           f"{cp.arch}/{cp.precision}", _class_index(costs)))
     return items
 
 
@@ -199,16 +197,22 @@ def _predict_log(it: _Item, compute: dict[str, float], memory: float, memory_cac
 
 
 def fit_efficiency(profile: DeviceProfile, runtime: str, points: Sequence[CalibrationPoint],
-                   basis: str = "") -> Efficiency:
-    """Fit efficiencies of ``profile``/``runtime`` to ``points``; the error is leave-one-out."""
+                   basis: str = "", *, physical: bool | None = None) -> Efficiency:
+    """Fit efficiencies of ``profile``/``runtime`` to ``points``; the error is leave-one-out.
+
+    ``physical`` (default: every profile but the host's) fits per kernel class, every efficiency
+    in (0, 1] (:func:`_fit_physical`); the host keeps its grid fit, whose factors may exceed 1."""
     if not points:
         raise ValueError("fit_efficiency needs at least one point")
     what = basis or f"fit to {len(points)} calibration point(s) of {profile.name} ({runtime})"
-    return _fit_items(_items(profile, runtime, points), what)
+    items = _items(profile, runtime, points)
+    if profile.kind != HOST if physical is None else physical:
+        return _fit_physical(items, what)
+    return _fit_items(items, what)
 
 
 def fit_to_layers(profile: DeviceProfile, runtime: str, layer_points: Sequence[dict[str, Any]],
-                  basis: str = "") -> Efficiency:
+                  basis: str = "", *, physical: bool | None = None) -> Efficiency:
     """Fit efficiencies to single layers timed on the device (``devices.layers.measure_layers``
     points: ``layer`` spec, ``precision``, ``seconds``); the error is leave-one-out over layers."""
     from edgecnn.devices.layers import layer_cost
@@ -220,9 +224,111 @@ def fit_to_layers(profile: DeviceProfile, runtime: str, layer_points: Sequence[d
         cost = layer_cost(tuple(pt["layer"]))
         c, m, mc = _arrays([cost], profile.peak_ops(runtime, pt["precision"], pt.get("threads")), profile.bandwidth,
                            pt["precision"], profile.cache_bytes)
-        items.append(_Item(c, m, mc, 1, pt["precision"], math.log(pt["seconds"]), f"{cost.name}/{pt['precision']}"))
+        items.append(_Item(c, m, mc, 1, pt["precision"], math.log(pt["seconds"]), f"{cost.name}/{pt['precision']}",
+                           _class_index([cost])))
     what = basis or f"fit to {len(items)} single layers timed on {profile.name} ({runtime})"
+    if profile.kind != HOST if physical is None else physical:
+        return _fit_physical(items, what)
     return _fit_items(items, what)
+
+
+# ---- the physical fit (device profiles): per kernel class, every efficiency in (0, 1] ---------------
+# Bounded least squares in log space by coordinate descent over bounded grids: the per-precision
+# base efficiency a_p in [0.005, 1], a multiplier b_k per kernel class (the product capped at 1, so
+# no kernel runs above the peak), the memory efficiency in [0.05, 1] of the bandwidth (no cache
+# term: the Pi and Jetson profiles give no cache), and the per-kernel overhead in [0, 300] us.
+# Weak priors (b_k towards 1, overhead towards 10 us, memory towards 0.5) decide what a few
+# points cannot: with four published figures the fit does not invent a per-class structure.
+_PA = np.geomspace(0.005, 1.0, 61)
+_PB = np.geomspace(0.25, 4.0, 25)
+_PM = np.geomspace(0.05, 1.0, 28)
+_PO = np.array([0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300.0])
+_PS = np.concatenate([[0.0], np.geomspace(1e-6, 1e-3, 19)])
+_PRIOR_B, _PRIOR_O, _PRIOR_M, _PRIOR_S = 0.05, 0.01, 0.02, 0.01
+
+
+@dataclass
+class _Phys:
+    a: dict[str, float]
+    b: np.ndarray        # per KERNEL_CLASSES
+    mem: float
+    ov: float
+    sat: float = 0.0     # seconds at the peak below which a kernel cannot fill the machine
+
+    def log_pred(self, it: _Item) -> float:
+        base = self.a.get(it.group)
+        if base is None:
+            base = float(np.exp(np.mean(np.log(list(self.a.values())))))
+        tc = it.c / (np.minimum(1.0, base * self.b[it.k]) * fill(it.c, self.sat))
+        return math.log(np.maximum(tc, (it.m + it.mc) / self.mem).sum() + it.n * self.ov * 1e-6)
+
+    def loss(self, items: Sequence[_Item]) -> float:
+        r = sum((self.log_pred(it) - it.y) ** 2 for it in items)
+        return (r + _PRIOR_B * float(np.sum(np.log(self.b) ** 2)) + _PRIOR_O * math.log((self.ov + 1) / 11) ** 2
+                + _PRIOR_M * math.log(self.mem / 0.5) ** 2 + _PRIOR_S * (self.sat > 0))
+
+
+def fill(c: np.ndarray, sat: float) -> np.ndarray:
+    """The share of the machine a kernel of ``c`` seconds at the peak can occupy: 1, or c / sat for a
+    kernel too small to give every core (every GPU multiprocessor) work (``sat`` = 0: no such limit)."""
+    if sat <= 0:
+        return np.ones_like(c)
+    return np.clip(c / sat, 1e-3, 1.0)
+
+
+def _descend(items: Sequence[_Item]) -> _Phys:
+    """Coordinate descent over the bounded grids until no coordinate moves."""
+    st = _Phys(a={g: 0.3 for g in sorted({it.group for it in items})}, b=np.ones(len(KERNEL_CLASSES)),
+               mem=0.5, ov=10.0)
+    used = sorted({int(k) for it in items for k, c in zip(it.k, it.c) if c > 0})
+    coords = ([("a", g, _PA) for g in st.a] + [("b", k, _PB) for k in used]
+              + [("mem", None, _PM), ("ov", None, _PO), ("sat", None, _PS)])
+    for _ in range(12):
+        moved = False
+        for name, key, grid in coords:
+            before = _get(st, name, key)
+            losses = []
+            for v in grid:
+                _set(st, name, key, float(v))
+                losses.append(st.loss(items))
+            best = float(grid[int(np.argmin(losses))])
+            moved |= best != before
+            _set(st, name, key, best)
+        if not moved:
+            break
+    return st
+
+
+def _set(st: _Phys, name: str, key: Any, v: float) -> None:
+    if name == "a":
+        st.a[key] = v
+    elif name == "b":
+        st.b[key] = v
+    else:
+        setattr(st, name, v)
+
+
+def _get(st: _Phys, name: str, key: Any) -> float:
+    return st.a[key] if name == "a" else float(st.b[key]) if name == "b" else getattr(st, name)
+
+
+def _fit_physical(items: Sequence[_Item], what: str) -> Efficiency:
+    st = _descend(items)
+    residuals: dict[str, float] = {}
+    if len(items) >= 3:
+        logs = []
+        for i, it in enumerate(items):
+            r = _descend([x for j, x in enumerate(items) if j != i]).log_pred(it) - it.y
+            logs.append(r)
+            residuals[it.label] = (math.exp(r) - 1) * 100
+        fit_error = max(math.sqrt(float(np.mean(np.square(logs)))), MIN_FIT_ERROR)
+    else:
+        in_sample = [st.log_pred(it) - it.y for it in items]
+        fit_error = max(math.sqrt(float(np.mean(np.square(in_sample)))), FEW_POINTS_ERROR)
+    kernels = {k: float(st.b[i]) for i, k in enumerate(KERNEL_CLASSES) if st.b[i] != 1.0}
+    return Efficiency(compute=dict(st.a), memory=st.mem, overhead_us=st.ov, fit_error=fit_error, basis=what,
+                      points=len(items), residuals_pct=residuals, kernels=kernels, physical=True,
+                      fill_s=st.sat)
 
 
 def _fit_items(items: Sequence[_Item], what: str) -> Efficiency:
@@ -297,7 +403,7 @@ def efficiency_for(profile: DeviceProfile, runtime: str | None = None, *, _cache
         return _host_efficiency(profile, rt)
     if _cached and profile.source.startswith("devices/"):
         return _efficiency_cached(profile.name, rt)
-    pts = [p for p in profile.calibration_points if p.runtime == rt]
+    pts = cited_points(profile, rt)
     if pts:
         with_ = sorted({p.measured_with for p in pts})
         return fit_efficiency(profile, rt, pts,
@@ -306,15 +412,29 @@ def efficiency_for(profile: DeviceProfile, runtime: str | None = None, *, _cache
     if src:
         eff = efficiency_for(load_device(src), rt)
         return dataclasses.replace(eff, basis=f"transferred from {src}: {eff.basis}")
+    fallback = [p for p in profile.calibration_points if p.runtime == rt and p.fallback]
+    if fallback:
+        with_ = sorted({p.measured_with for p in fallback})
+        return fit_efficiency(profile, rt, fallback, basis=f"FALLBACK (another runtime): fit to {len(fallback)} "
+                                                           f"published latencies of {'; '.join(with_)}")
     return DEFAULT_EFFICIENCY
+
+
+def cited_points(profile: DeviceProfile, runtime: str) -> tuple[CalibrationPoint, ...]:
+    """The points a device fit uses: the profile's own (not fallback) and, for a shipped profile, the
+    ``fit = yes`` rows of ``devices/published/*.csv`` naming it."""
+    own = tuple(p for p in profile.calibration_points if p.runtime == runtime and not p.fallback)
+    shipped = profile.source.startswith("devices/")
+    return own + (published_points(profile.name, runtime) if shipped else ())
 
 
 def roofline(costs: Sequence[LayerCost], profile: DeviceProfile, runtime: str, precision: str,
              eff: Efficiency, threads: int | None = None) -> dict[str, Any]:
     """Predicted seconds of ``costs`` and its breakdown (compute-bound, memory-bound, overhead)."""
-    ec, calibrated = eff.compute_for(precision)
+    ec, calibrated = eff.layer_efficiencies(precision, [x.kernel_class for x in costs])
     c, m, mc = _arrays(costs, profile.peak_ops(runtime, precision, threads), profile.bandwidth, precision,
                        profile.cache_bytes)
+    ec = ec * fill(c, eff.fill_s)
     # An efficiency fitted without a cache reads every byte at eff_memory.
     tc, tm = c / ec, (m + mc) / eff.memory if eff.memory_cache is None else m / eff.memory + mc / eff.memory_cache
     per_layer = np.maximum(tc, tm)
@@ -328,7 +448,7 @@ def roofline(costs: Sequence[LayerCost], profile: DeviceProfile, runtime: str, p
         "kernels": len(costs),
         "memory_bound_layers": [x.name for x, b in zip(costs, mem_bound) if b and x.kind in ("conv", "linear")],
         "precision_calibrated": calibrated,
-        "eff_compute": ec,
+        "eff_compute": eff.compute_for(precision)[0],
     }
 
 

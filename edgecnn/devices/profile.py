@@ -30,6 +30,18 @@ HOST = "host"
 # Target aliases (the DESIGN's targets): `cpu` is the host, detected at run time.
 ALIASES = {"cpu": HOST, "jetson": "jetson-orin-nano", "rpi": "rpi5"}
 BYTES_PER = {"int8": 1, "fp16": 2, "bf16": 2, "fp32": 4}
+# Arm CPUs: INT8 ops per FP32 op that the ISA's best int8 instruction gives (the NEON pipes run
+# SMMLA / SDOT / SMLAL at the rate of FMLA): i8mm 8x, dotprod 4x, plain NEON (SMLAL, widening) 2x;
+# the same ratios as detect.py's ops per cycle (i8mm 128, asimddp 64, asimd 32 against FP32 16).
+INT8_RATE = (("i8mm", 8.0), ("dotprod", 4.0), ("asimddp", 4.0), ("neon", 2.0), ("asimd", 2.0))   # cpuinfo names too
+
+
+def int8_rate(isa: tuple[str, ...]) -> tuple[float, str] | None:
+    """(INT8 peak / FP32 peak, the ISA flag deciding it) of an Arm CPU, or None for another ISA."""
+    for flag, rate in INT8_RATE:
+        if flag in isa:
+            return rate, flag
+    return None
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,7 @@ class CalibrationPoint:
     batch: int = 1
     image_size: int = 224
     threads: int | None = None
+    fallback: bool = False   # another runtime's figure (ncnn): fitted only when nothing else is there
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -254,6 +267,7 @@ def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:
         for prec in support.precisions:
             if unit.peak_tops.get(prec) is None:
                 raise EdgecnnError(f"{where} [runtimes.{rt}] lists {prec} but [{support.unit}.peak_tops] has no {prec}")
+    _check_int8_rate(p.cpu, where)
     for i, cp in enumerate(p.calibration_points):
         if cp.runtime not in runtimes:
             raise EdgecnnError(f"{where} calibration_points[{i}]: runtime '{cp.runtime}' has no [runtimes.{cp.runtime}]")
@@ -266,6 +280,17 @@ def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:
             raise EdgecnnError(f"unknown key '{key}' in {where} [sources]: it names no figure of the profile."
                                f"{suggest(key, figures)}")
     return p
+
+
+def _check_int8_rate(cpu: ComputeUnit, where: str) -> None:
+    """An Arm CPU's INT8 peak must be the FP32 peak times the rate its ISA flags give (dotprod, i8mm)."""
+    rate = int8_rate(cpu.isa)
+    i8, f32 = cpu.peak_tops.int8, cpu.peak_tops.fp32
+    if rate is None or i8 is None or f32 is None:
+        return
+    if abs(i8 / f32 / rate[0] - 1) > 0.05:
+        raise EdgecnnError(f"{where} [cpu.peak_tops]: int8 {i8} is {i8 / f32:.2f}x fp32 {f32}, but isa "
+                           f"{list(cpu.isa)} gives {rate[0]:g}x ('{rate[1]}'); fix the peak or the isa flags")
 
 
 def device_files() -> dict[str, Path]:
