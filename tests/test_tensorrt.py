@@ -744,9 +744,8 @@ def test_session_refuses_tensorrt_older_than_10(tmp_path, monkeypatch):
 
 
 def test_tensorrt_extra_pins_the_tested_range():
-    import tomllib
-
+    from edgecnn.config import read_toml
     from edgecnn.tensorrt.versions import MAX_TESTED_MAJOR, MIN_MAJOR
 
-    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["tensorrt"]
+    extra = read_toml(REPO / "pyproject.toml")["project"]["optional-dependencies"]["tensorrt"]
     assert f"tensorrt>={MIN_MAJOR}.0,<{MAX_TESTED_MAJOR + 1}" in extra
