@@ -392,3 +392,34 @@ def bench_remote(path: str | os.PathLike, host: str, **kwargs: Any) -> dict[str,
     if r.error is not None:
         raise EdgecnnError(r.error)
     return r.result
+
+
+def profile_hosts(path: str | os.PathLike, hosts: Iterable[str], *, remote_python: str | None = None,
+                  ssh_config: str | os.PathLike | None = None, ssh_options: Sequence[str] = (),
+                  runtime: str | None = None, threads: int | None = None, runs: int = 20, warmup: int = 3,
+                  timeout: float | None = None) -> list[HostResult]:
+    """Per-layer times of the artifact on every host, from the device's runtime profiler (``edgecnn bench
+    --profile --json`` run there); each result is an :class:`edgecnn.profiling.LayerProfile` JSON dict with
+    ``host`` set."""
+    from edgecnn.artifact import load_artifact
+
+    hosts = list(hosts)
+    remote_python, ssh_config = check_hosts(hosts, remote_python, ssh_config, ssh_options)
+    art = load_artifact(path, verify=True)
+    art_dir = Path(art.dir).resolve()
+    name = art_dir.name or "artifact"
+    args = ["--profile", "--min-runs", str(runs), "--warmup", str(warmup)]
+    for flag, value in (("--runtime", runtime), ("--threads", threads)):
+        if value is not None:
+            args += [flag, str(value)]
+
+    def one(host: str, tar_path: Path) -> dict[str, Any]:
+        result, _ = run_on_host(host, tar_path, bench_script(name, remote_python, args), remote_python=remote_python,
+                                ssh_config=ssh_config, ssh_options=ssh_options, timeout=timeout, expect="layers",
+                                what="profile")
+        return {**result, "host": host, "artifact": str(art_dir)}
+
+    with tempfile.TemporaryDirectory(prefix="edgecnn-remote-") as tmp:
+        tar_path = Path(tmp) / "artifact.tar"
+        _tar_artifact(art_dir, name, tar_path)
+        return for_each_host(hosts, lambda host: one(host, tar_path))

@@ -21,6 +21,9 @@ from edgecnn.cli.options import SECONDS, json_option
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch size [1, or the artifact's].")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: the runtime's).")
 @click.option("--predict", is_flag=True, help="ARCH only: predict from the device profile even where it could measure.")
+@click.option("--profile", is_flag=True,
+              help="ARTIFACT only: per-layer times from the runtime's own profiler (OpenVINO PERF_COUNT, ONNX "
+                   "Runtime profiling, LiteRT benchmark_model, trtexec --exportProfile), --min-runs runs.")
 @click.option("--min-seconds", type=SECONDS, default=2.0, show_default=True,
               help="Time at least this long (and at least --min-runs runs).")
 @click.option("--min-runs", type=click.IntRange(min=1), default=10, show_default=True)
@@ -32,7 +35,7 @@ from edgecnn.cli.options import SECONDS, json_option
 @click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
               help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG; default ~/.ssh/config).")
 @json_option
-def bench(what, target, runtime, precision, image_size, batch, threads, predict, min_seconds, min_runs,
+def bench(what, target, runtime, precision, image_size, batch, threads, predict, profile, min_seconds, min_runs,
           warmup, hosts, remote_python, ssh_config, as_json):
     """Latency of an exported ARTIFACT on this machine, or of ARCH on a --target device.
 
@@ -52,6 +55,7 @@ def bench(what, target, runtime, precision, image_size, batch, threads, predict,
       edgecnn bench runs/export/resnet18-rpi-int8 --host pi@pi4.local --host pi@pi5.local
       edgecnn bench resnet18 --target cpu
       edgecnn bench resnet18 --target jetson --precision int8 --json
+      edgecnn bench runs/export/resnet18-cpu-int8 --profile      # per-layer table
     """
     from edgecnn.bench import bench_arch, bench_artifact
     from edgecnn.errors import EdgecnnError, suggest
@@ -66,12 +70,19 @@ def bench(what, target, runtime, precision, image_size, batch, threads, predict,
         if given:
             raise EdgecnnError(f"{', '.join(given)} apply to ARCH, not to an artifact (it has its own): "
                                f"leave them out or pass an architecture name")
+        if profile:
+            _profile(what, hosts, runtime=runtime, threads=threads, runs=min_runs, warmup=warmup,
+                     remote_python=remote_python, ssh_config=ssh_config, as_json=as_json)
+            return
         if hosts:
             _bench_hosts(what, hosts, remote_python=remote_python, ssh_config=ssh_config, runtime=runtime,
                          threads=threads, batch=batch, as_json=as_json, **timing)
             return
         result = bench_artifact(what, runtime=runtime, threads=threads, batch=batch, **timing)
     else:
+        if profile:
+            raise EdgecnnError(f"--profile times the layers of an exported artifact, and '{what}' is none: "
+                               f"export it first (edgecnn export ARCH --target DEVICE) and pass its directory")
         # edgecnn.models imports torch: keep it off the artifact path, which runs on devices.
         from edgecnn.models import list_archs
 
@@ -105,6 +116,46 @@ def _bench_hosts(what, hosts, *, as_json: bool, **kwargs) -> None:
             click.echo(f"error: {r.error}", err=True)
     if not all(r.ok for r in results):
         sys.exit(2)
+
+
+def _profile(what, hosts, *, runtime, threads, runs, warmup, remote_python, ssh_config, as_json) -> None:
+    """Per-layer profile here, or on each --host (each host's result or one-line error; exit 2 if any failed)."""
+    import sys
+
+    from edgecnn.profiling import LayerProfile, profile_artifact
+
+    if not hosts:
+        prof = profile_artifact(what, runtime=runtime, threads=threads, runs=runs, warmup=warmup)
+        click.echo(json.dumps(prof.to_json(), indent=2) if as_json else format_profile(prof))
+        return
+    from edgecnn.remote import profile_hosts
+
+    results = profile_hosts(what, hosts, remote_python=remote_python, ssh_config=ssh_config, runtime=runtime,
+                            threads=threads, runs=runs, warmup=warmup)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+    for r in results:
+        if not r.ok:
+            click.echo(f"error: {r.error}", err=True)
+        elif not as_json:
+            click.echo(f"{r.host}:\n{format_profile(LayerProfile.from_json(r.result))}")
+    if not all(r.ok for r in results):
+        sys.exit(2)
+
+
+def format_profile(prof) -> str:
+    """A per-layer table of a :class:`edgecnn.profiling.LayerProfile`, slowest share last column."""
+    total = prof.total_ms or 1.0
+    width = max(12, *(len(x.name) for x in prof.layers[:200]))
+    lines = [f"{prof.arch} ({prof.runtime} {prof.version}, {prof.precision}): {prof.profiler}, {prof.statistic}"
+             + (f", {prof.threads} threads" if prof.threads else ""),
+             f"  {'#':>3}  {'layer':<{width}}  {'op':<16} {'kernel':<28} {'ms':>9} {'%':>6}"]
+    for i, x in enumerate(prof.layers, 1):
+        lines.append(f"  {i:>3}  {x.name:<{width}}  {x.op_type[:16]:<16} {x.kernel[:28]:<28} {x.ms:>9.4f} "
+                     f"{100 * x.ms / total:>5.1f}%")
+    wall = f"; one inference took {prof.wall_ms:.3f} ms (median, profiler on)" if prof.wall_ms else ""
+    lines.append(f"  {len(prof.layers)} layers, {prof.total_ms:.3f} ms in all{wall}")
+    return "\n".join(lines)
 
 
 def _print(r: dict) -> None:

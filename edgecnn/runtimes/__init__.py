@@ -53,14 +53,15 @@ def session_class(runtime: str) -> type[Session]:
 
 
 def open_session(artifact: Artifact | str | os.PathLike, *, runtime: str | None = None,
-                 threads: int | None = None, verify: bool = True) -> Session:
+                 threads: int | None = None, verify: bool = True, options: dict | None = None) -> Session:
     """Load an artifact (directory, any of its files, or a loaded :class:`Artifact`) into a runtime.
 
     ``runtime`` defaults to the artifact's own; ``threads`` to the runtime's default.
     ``verify`` checks the files' sha256 against metadata.json when given a path (an
     :class:`Artifact` was checked when it was loaded). A file the runtime cannot load,
     a missing backend, or an input shape that disagrees with the metadata is an
-    :class:`EdgecnnError`.
+    :class:`EdgecnnError`. ``options`` go to the runtime's session (``perf_count`` for OpenVINO,
+    ``profile_prefix`` for ONNX Runtime: :mod:`edgecnn.profiling`).
     """
     art = artifact if isinstance(artifact, Artifact) else load_artifact(artifact, verify=verify)
     rt = runtime or art.runtime
@@ -70,7 +71,8 @@ def open_session(artifact: Artifact | str | os.PathLike, *, runtime: str | None 
     if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
         raise EdgecnnError(f"threads must be a positive integer, got {threads!r}")
     meta_in = art.meta.get("input") or {}
-    session = cls(path, threads=threads, precision=art.meta.get("precision"), layout=meta_in.get("layout"))
+    session = cls(path, threads=threads, precision=art.meta.get("precision"), layout=meta_in.get("layout"),
+                  **(options or {}))
     session.artifact = art
     try:
         _check_metadata_shape(session, art)

@@ -14,7 +14,8 @@ from edgecnn.runtimes.base import Session, _dim, missing_backend
 class OnnxRuntimeSession(Session):
     runtime = "onnxruntime"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, layout: str | None = None, **_):
+    def __init__(self, path: str | Path, *, threads: int | None = None, layout: str | None = None,
+                 profile_prefix: str | None = None, **_):
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -24,6 +25,9 @@ class OnnxRuntimeSession(Session):
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        if profile_prefix:   # a trace of every node's kernel time: end_profiling()
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
         exact = not has_vnni()
         if exact:
             # Without VNNI, ONNX Runtime's U8S8 kernels (AVX2 vpmaddubsw) saturate int16 partial sums
@@ -49,6 +53,10 @@ class OnnxRuntimeSession(Session):
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self._sess.run([self._output], {self._input: x})[0]
+
+    def end_profiling(self) -> str:
+        """Stop ONNX Runtime's profiler (opened with ``profile_prefix``); the path of its JSON trace."""
+        return self._sess.end_profiling()
 
     def _close(self) -> None:
         self._sess = None
