@@ -8,6 +8,7 @@ checks every key and type, so a typo is a one-line error naming the key and the 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import types
@@ -135,3 +136,45 @@ def to_dict(obj: Any) -> dict[str, Any]:
             return {k: conv(x) for k, x in v.items()}
         return v
     return conv(obj)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"TOML cannot hold {v!r}")
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string: JSON's escapes are TOML's
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML form for {type(v).__name__}")
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
+
+
+def dumps_toml(data: dict[str, Any], _prefix: str = "") -> str:
+    """``data`` (plain dicts, lists, strings, numbers, booleans; None values left out) as TOML text:
+    scalars and inline arrays first, then ``[tables]``, then ``[[arrays of tables]]``."""
+    lines, tables, arrays = [], [], []
+    for k, v in data.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+            arrays.append((k, v))
+        else:
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for k, v in tables:
+        name = f"{_prefix}{_toml_key(k)}"
+        out += f"\n[{name}]\n" + dumps_toml(v, name + ".")
+    for k, items in arrays:
+        name = f"{_prefix}{_toml_key(k)}"
+        for item in items:
+            out += f"\n[[{name}]]\n" + dumps_toml(item, name + ".")
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -84,29 +85,81 @@ def _print_table(profiles, here: str) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
 @click.option("--seconds", type=Number(min=0.1), default=1.0, show_default=True,
               help="Timing per microbenchmark (half of it per single layer).")
+@click.option("--host", default=None, metavar="[USER@]HOST",
+              help="Calibrate that device over SSH instead: single layers timed there by its runtime's "
+                   "profiler (bench --profile), written as a profile TOML you keep.")
+@click.option("--base", default=None, metavar="DEVICE",
+              help="--host: the profile giving the device's peaks and bandwidth (rpi4, rpi5, jetson-orin-nano, "
+                   "a .toml, ...); required with --host.")
+@click.option("--runtime", default=None, help="--host: the runtime to time (default: the base profile's).")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["int8", "fp16", "fp32"]),
+              help="--host: precisions to time (repeat; default: every one the runtime runs there).")
+@click.option("--suite", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
+              help="--host: 6 layers, or the 17 of the host suite.")
+@click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True,
+              help="--host: profiled runs per layer (after 3 warm-up).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="--host: the TOML to write [<base>-<host>.toml here].")
+@click.option("--remote-python", envvar="EDGECNN_REMOTE_PYTHON", default=None, metavar="PATH",
+              help="--host: the device's Python with edgecnn (env EDGECNN_REMOTE_PYTHON; default python3).")
+@click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
+              help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG).")
 @json_option
-def calibrate(nets, int8_nets, no_layers, threads, seconds, as_json):
+def calibrate(nets, int8_nets, no_layers, threads, seconds, host, base, runtime, precisions, suite, runs, out,
+              remote_python, ssh_config, as_json):
     """Measure this host (GEMM per precision, convolution, copy bandwidth, and single conv, linear
-    and pool layers in OpenVINO at FP32 and INT8) for the latency predictor.
+    and pool layers in OpenVINO at FP32 and INT8) for the latency predictor; or, with --host, a device.
 
     The record is cached in $EDGECNN_HOME/devices/host-<hash>.json; `bench --predict`
     on the host then uses efficiencies fitted to the single layers (or, with --nets,
-    to the measured network latencies).
+    to the measured network latencies). With --host the single layers are
+    exported here, timed on the device by its runtime's profiler over SSH, and written
+    with the --base profile as a TOML file: `bench ARCH --target FILE.toml` then predicts
+    from the device's own layers.
 
     \b
     Example:
       edgecnn devices calibrate
       edgecnn devices calibrate --nets --threads 2
+      edgecnn devices calibrate --host pi@pi5.local --base rpi5 --out my-pi5.toml
     """
-    from edgecnn.devices.calibrate import calibrate_host
     from edgecnn.errors import EdgecnnError
+
+    log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    if host:
+        given = [f for f, v in (("--nets", nets), ("--int8", int8_nets), ("--no-layers", no_layers)) if v]
+        if given or not base:
+            raise EdgecnnError(f"--host calibrates a device from its own layers: {', '.join(given)} apply to this "
+                               f"host only" if given else "--host needs --base DEVICE (rpi4, rpi5, "
+                               "jetson-orin-nano, a .toml, ...): the profile with the device's peaks")
+        _calibrate_host_over_ssh(host, base=base, runtime=runtime, precisions=precisions, suite=suite, runs=runs,
+                                 out=out, remote_python=remote_python, ssh_config=ssh_config, threads=threads,
+                                 as_json=as_json, log=log)
+        return
+    from edgecnn.devices.calibrate import calibrate_host
 
     if int8_nets and not nets:
         raise EdgecnnError("--int8 measures the networks in INT8: pass it with --nets")
-    log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     rec, path = calibrate_host(nets=nets, int8_nets=int8_nets, layers=not no_layers, threads=threads,
                                seconds=seconds, log=log)
     if as_json:
         click.echo(json.dumps({**rec, "path": str(path)}, indent=2))
     else:
         click.echo(f"saved {path}")
+
+
+def _calibrate_host_over_ssh(host, *, as_json, log, suite, **kwargs) -> None:
+    from edgecnn.devices.predict import efficiency_for
+    from edgecnn.devices.remote_calibrate import SUITES, calibrate_over_ssh
+
+    log(f"timing {suite} layer suite on {host}:")
+    path, prof = calibrate_over_ssh(host, suite=SUITES[suite], log=log, **kwargs)
+    eff = efficiency_for(prof, kwargs["runtime"])
+    if as_json:
+        click.echo(json.dumps({"path": str(path), "profile": prof.name, "layer_points": len(prof.layer_points),
+                               "efficiency": eff.to_dict()}, indent=2))
+        return
+    click.echo(f"wrote {path} ({len(prof.layer_points)} layers timed on {host}); predict with "
+               f"`edgecnn bench ARCH --target {path}`")
+    click.echo(f"  fit: {eff.basis}; per kernel class {eff.kernel_table()}, {eff.overhead_us:g} us/kernel, "
+               f"leave-one-out error {100 * (math.exp(eff.fit_error) - 1):.0f}%")

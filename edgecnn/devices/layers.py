@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.devices.calibrate import compile_cpu
+from edgecnn.devices.costs import LayerCost, conv_class
 from edgecnn.errors import EdgecnnError
 
 # ("conv", c_in, c_out, kernel, stride, size) | ("linear", in, out) | ("pool", channels, kernel, stride, size)
@@ -62,8 +63,6 @@ SUITE: tuple[tuple, ...] = (
 
 def layer_cost(spec: tuple):
     """The predictor's :class:`LayerCost` of a suite item (same counting as ``profile_layers``)."""
-    from edgecnn.devices.predict import LayerCost
-
     kind = spec[0]
     if kind == "conv":
         _, cin, cout, k, s, hw = spec
@@ -71,7 +70,7 @@ def layer_cost(spec: tuple):
         out = (hw + 2 * p - k) // s + 1
         macs = cin * cout * k * k * out * out
         return LayerCost(label(spec), "conv", 2.0 * macs, cin * cout * k * k + cout,
-                         cin * hw * hw + cout * out * out)
+                         cin * hw * hw + cout * out * out, conv_class(k, cin, cout))
     if kind == "linear":
         _, n_in, n_out = spec
         return LayerCost(label(spec), "linear", 2.0 * n_in * n_out, n_in * n_out + n_out, n_in + n_out)

@@ -245,6 +245,7 @@ _PM = np.geomspace(0.05, 1.0, 28)
 _PO = np.array([0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300.0])
 _PS = np.concatenate([[0.0], np.geomspace(1e-6, 1e-3, 19)])
 _PRIOR_B, _PRIOR_O, _PRIOR_M, _PRIOR_S = 0.05, 0.01, 0.02, 0.01
+_MAX_FOLDS = 8
 
 
 @dataclass
@@ -317,10 +318,14 @@ def _fit_physical(items: Sequence[_Item], what: str) -> Efficiency:
     residuals: dict[str, float] = {}
     if len(items) >= 3:
         logs = []
-        for i, it in enumerate(items):
-            r = _descend([x for j, x in enumerate(items) if j != i]).log_pred(it) - it.y
-            logs.append(r)
-            residuals[it.label] = (math.exp(r) - 1) * 100
+        folds = min(len(items), _MAX_FOLDS)   # leave-one-out; k-fold (every k-th held out) for many points
+        for f in range(folds):
+            held = [it for j, it in enumerate(items) if j % folds == f]
+            st_f = _descend([it for j, it in enumerate(items) if j % folds != f])
+            for it in held:
+                r = st_f.log_pred(it) - it.y
+                logs.append(r)
+                residuals[it.label] = (math.exp(r) - 1) * 100
         fit_error = max(math.sqrt(float(np.mean(np.square(logs)))), MIN_FIT_ERROR)
     else:
         in_sample = [st.log_pred(it) - it.y for it in items]
@@ -403,6 +408,8 @@ def efficiency_for(profile: DeviceProfile, runtime: str | None = None, *, _cache
         return _host_efficiency(profile, rt)
     if _cached and profile.source.startswith("devices/"):
         return _efficiency_cached(profile.name, rt)
+    if any(lp.runtime == rt for lp in profile.layer_points):
+        return _own_layers_fit(profile, rt)
     pts = cited_points(profile, rt)
     if pts:
         with_ = sorted({p.measured_with for p in pts})
@@ -418,6 +425,23 @@ def efficiency_for(profile: DeviceProfile, runtime: str | None = None, *, _cache
         return fit_efficiency(profile, rt, fallback, basis=f"FALLBACK (another runtime): fit to {len(fallback)} "
                                                            f"published latencies of {'; '.join(with_)}")
     return DEFAULT_EFFICIENCY
+
+
+_OWN_FITS: dict[tuple, Efficiency] = {}
+
+
+def _own_layers_fit(profile: DeviceProfile, rt: str) -> Efficiency:
+    """The physical fit to the single layers timed on this device (``devices calibrate --host``), once
+    per process for the same points, peaks and bandwidth."""
+    mine = [lp for lp in profile.layer_points if lp.runtime == rt]
+    key = (profile.name, rt, tuple(mine), profile.unit(rt), profile.memory)
+    if key not in _OWN_FITS:
+        pts = [{"layer": lp.layer, "precision": lp.precision, "seconds": lp.seconds, "threads": lp.threads}
+               for lp in mine]
+        with_ = sorted({lp.measured_with for lp in mine})
+        _OWN_FITS[key] = fit_to_layers(profile, rt, pts, physical=True,
+                                       basis=f"fit to {len(pts)} single layers timed on this device ({'; '.join(with_)})")
+    return _OWN_FITS[key]
 
 
 def cited_points(profile: DeviceProfile, runtime: str) -> tuple[CalibrationPoint, ...]:

@@ -137,6 +137,29 @@ class CalibrationPoint:
 
 
 @dataclass(frozen=True)
+class LayerPoint:
+    """One single layer timed on the device itself (``edgecnn devices calibrate --host``): a suite item of
+    :mod:`edgecnn.devices.layers` (``layer``: ("conv", c_in, c_out, k, stride, size) | ("linear", in, out) |
+    ("pool", channels, k, stride, size)) and its seconds per inference from the runtime's profiler."""
+
+    layer: tuple[Any, ...]
+    runtime: str
+    precision: str
+    seconds: float
+    measured_with: str
+    source: str
+    threads: int | None = None
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"layer point precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+        if self.seconds <= 0:
+            raise ValueError("layer point seconds must be positive")
+        if not self.layer or self.layer[0] not in ("conv", "linear", "pool"):
+            raise ValueError(f"layer point layer {list(self.layer)} is not a conv, linear or pool spec")
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     name: str
     description: str
@@ -152,6 +175,7 @@ class DeviceProfile:
     gpu: ComputeUnit | None = None
     detect: tuple[str, ...] = ()      # substrings of /proc/device-tree/model that pick this profile
     calibration_points: tuple[CalibrationPoint, ...] = ()
+    layer_points: tuple[LayerPoint, ...] = ()   # single layers timed on this very device
     source: str = ""                  # the file (or "detected") the profile came from
 
     @property
@@ -220,7 +244,7 @@ def _figure_paths(obj: Any, prefix: str = "") -> dict[str, Any]:
         v = getattr(obj, f.name)
         path = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            if f.name != "calibration_points":
+            if f.name not in ("calibration_points", "layer_points"):
                 out.update(_figure_paths(v, path + "."))
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[path] = v
@@ -274,6 +298,9 @@ def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:
         unit = p.gpu if runtimes[cp.runtime].unit == "gpu" else p.cpu
         if unit is None or unit.peak_tops.get(cp.precision) is None:
             raise EdgecnnError(f"{where} calibration_points[{i}]: no {cp.precision} peak for {cp.runtime}")
+    for i, lp in enumerate(p.layer_points):
+        if lp.runtime not in runtimes:
+            raise EdgecnnError(f"{where} layer_points[{i}]: runtime '{lp.runtime}' has no [runtimes.{lp.runtime}]")
     figures = _figure_paths(p)
     for key in sources:
         if key not in figures:
