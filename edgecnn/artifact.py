@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn import __version__
+from edgecnn.config import check_json_types
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_write_json, sha256_file
 
@@ -95,11 +97,54 @@ def write_metadata(dir: str | os.PathLike, meta: dict[str, Any]) -> dict[str, An
     meta = dict(meta)
     meta["format"] = FORMAT
     meta["files"] = {name: sha256_file(d / name) for name in meta["files"]}
+    meta["tools"] = {**meta.get("tools", {}), "edgecnn": __version__}  # names the version that reads it
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise ValueError(f"artifact metadata lacks {', '.join(missing)}")
     atomic_write_json(d / METADATA, meta)
     return meta
+
+
+# The JSON type of each required key (the values of target, runtime and precision are checked too).
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "format": str, "arch": str, "model_options": dict, "num_classes": int, "class_names": list, "target": str,
+    "runtime": str, "precision": str, "files": dict, "input": dict, "output": dict, "preprocess": dict,
+    "quantization": (dict, type(None)), "float_layers": list, "source": dict, "tools": dict,
+}
+
+
+def check_metadata(meta: Any, mpath: Path) -> None:
+    """EdgecnnError (one line, naming the file) unless ``meta`` is metadata this version reads."""
+    redo = "re-export the artifact"
+    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("edgecnn.artifact/"):
+        raise EdgecnnError(f"{mpath} is not edgecnn artifact metadata; {redo}")
+    if meta["format"] != FORMAT:
+        tools = meta.get("tools")
+        by = tools.get("edgecnn") if isinstance(tools, dict) and isinstance(tools.get("edgecnn"), str) else None
+        need = f"edgecnn {by} (which wrote it) or newer: pip install -U 'edgecnn>={by}'" if by else \
+            "the edgecnn that wrote it, or newer: pip install -U edgecnn"
+        raise EdgecnnError(f"{mpath} is format {meta['format']}, and this edgecnn ({__version__}) reads {FORMAT}: "
+                           f"read it with {need}")
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing:
+        raise EdgecnnError(f"{mpath} lacks {', '.join(missing)}; {redo}")
+    check_json_types(meta, _TYPES, f"{mpath}:", redo)
+    for key, known in (("target", TARGETS), ("runtime", RUNTIMES), ("precision", PRECISIONS)):
+        if meta[key] not in known:
+            raise EdgecnnError(f"{mpath}: unknown {key} '{meta[key]}' (known: {', '.join(known)}); {redo}")
+    files = meta["files"]
+    if not files or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise EdgecnnError(f"{mpath}: 'files' must map each file name to its sha256; {redo}")
+
+
+def _check_inside(d: Path, name: str, mpath: Path) -> None:
+    """Refuse a ``files`` entry that names something outside the artifact directory."""
+    p = Path(name)
+    root = d.resolve()
+    if not name or p.is_absolute() or ".." in p.parts or (d / p).resolve() == root \
+            or not (d / p).resolve().is_relative_to(root):
+        raise EdgecnnError(f"{mpath} lists '{name}', which is not a file inside the artifact directory "
+                           f"(absolute, '..', or a link out of it); refusing to read it: re-export the artifact")
 
 
 def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Artifact:
@@ -113,11 +158,9 @@ def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Artifact:
         meta = json.loads(mpath.read_text())
     except (OSError, ValueError) as e:
         raise EdgecnnError(f"cannot read {mpath}: {e}; re-export the artifact") from e
-    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("edgecnn.artifact/"):
-        raise EdgecnnError(f"{mpath} is not edgecnn artifact metadata; re-export the artifact")
-    missing = [k for k in REQUIRED if k not in meta]
-    if missing:
-        raise EdgecnnError(f"{mpath} lacks {', '.join(missing)}; re-export the artifact")
+    check_metadata(meta, mpath)
+    for name in meta["files"]:
+        _check_inside(d, name, mpath)
     if verify:
         for name, digest in meta["files"].items():
             f = d / name

@@ -14,6 +14,8 @@ and must be tensors and plain Python values, so that it loads with
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +56,23 @@ def read_torch_file(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, unpickling refused, ...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgecnnError(
-            f"cannot read checkpoint {path}: {reason[:200]}; re-download or re-train it"
-        ) from e
+        raise EdgecnnError(f"cannot read checkpoint {path}: {_why_unreadable(e)}") from e
+
+
+def _why_unreadable(e: Exception) -> str:
+    """What went wrong in torch.load, in edgecnn's words (torch's own text advises weights_only=False)."""
+    text = str(e)
+    redo = "re-download or re-train it"
+    if isinstance(e, pickle.UnpicklingError):
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            return (f"it asks to import {found.group(1)} when unpickled, which can run code, so edgecnn refused "
+                    f"it (it loads only tensors and plain values); use weights saved as a state_dict "
+                    f"(torch.save(model.state_dict(), PATH)) or an edgecnn checkpoint, from a source you trust")
+        return f"not a PyTorch weights file, or damaged; {redo}"
+    if isinstance(e, EOFError) or "zip archive" in text or "central directory" in text:
+        return f"the file is empty, cut short or damaged; {redo}"
+    return f"not a PyTorch weights file ({type(e).__name__}); {redo}"
 
 
 def validate_checkpoint(obj: Any, path: str | os.PathLike) -> dict[str, Any]:

@@ -125,6 +125,27 @@ def from_mapping(cls: type[T], data: dict[str, Any], where: str) -> T:
         raise EdgecnnError(f"{where}: {e}") from None
 
 
+_JSON_NAMES = {str: "a string", int: "an integer", float: "a finite number", list: "a list", dict: "an object",
+               type(None): "null"}
+
+
+def check_json_types(obj: dict[str, Any], types: dict[str, type | tuple[type, ...]], where: str, fix: str) -> None:
+    """EdgecnnError naming ``where`` and the key unless every ``obj[key]`` has its JSON type.
+
+    ``types`` maps key -> type or tuple of types (``(int, float)`` for a number; floats must be
+    finite, and ``true``/``false`` are no numbers); ``fix`` says what to do.
+    """
+    for key, t in types.items():
+        t = t if isinstance(t, tuple) else (t,)
+        v = obj.get(key)
+        if key in obj and not isinstance(v, bool) and isinstance(v, t) \
+                and not (isinstance(v, float) and not math.isfinite(v)):
+            continue
+        want = " or ".join(_JSON_NAMES[x] for x in t if not (x is int and float in t))
+        got = "missing" if key not in obj else f"not {json.dumps(v)[:40]}"
+        raise EdgecnnError(f"{where} '{key}' must be {want}, {got}; {fix}")
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as plain JSON-able data (tuples become lists)."""
     def conv(v):

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgecnn.config import check_json_types
 from edgecnn.errors import EdgecnnError, suggest
 
 SCHEMA = "edgecnn.frontier/1"
@@ -461,12 +462,38 @@ def load_points(sources: Sequence[str | os.PathLike] = ()) -> list[dict]:
             res = json.loads(f.read_text())
         except (OSError, ValueError) as e:
             raise EdgecnnError(f"{f} is not a frontier.json ({e}); re-run edgecnn frontier") from None
-        if not str(res.get("schema", "")).startswith("edgecnn.frontier/"):
-            raise EdgecnnError(f"{f} is not a frontier.json (schema {res.get('schema')!r}); pass a frontier --out dir")
+        check_result(res, f)
         for p in res["points"]:
             if p["id"] not in found or res["created"] >= found[p["id"]][0]:
                 found[p["id"]] = (res["created"], p)
     return [p for _, p in found.values()]
+
+
+# What ``choose`` reads from each point of a frontier.json, and the JSON types it must have.
+_NUM, _NUM_OR_NULL, _STR_OR_NULL = (int, float), (int, float, type(None)), (str, type(None))
+POINT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "id": str, "arch": str, "target": str, "device": str, "runtime": str, "precision": str, "dataset": str,
+    "image_size": int, "test_images": int, "top1": _NUM, "ci95_low": _NUM_OR_NULL, "ci95_high": _NUM_OR_NULL,
+    "accuracy_runtime": str, "p50_ms": _NUM, "p90_ms": _NUM, "p99_ms": _NUM, "latency_source": str,
+    "latency_band_high_ms": _NUM_OR_NULL, "energy_mj": _NUM_OR_NULL, "size_mb": _NUM_OR_NULL,
+    "memory_mb": _NUM_OR_NULL, "bundle": _STR_OR_NULL,
+}
+
+
+def check_result(res: Any, f: Path) -> None:
+    """EdgecnnError (one line naming ``f``) unless ``res`` is a frontier.json ``choose`` can read."""
+    redo = "re-run edgecnn frontier, or pass another --from"
+    if not isinstance(res, dict) or not str(res.get("schema", "")).startswith("edgecnn.frontier/"):
+        schema = res.get("schema") if isinstance(res, dict) else None
+        raise EdgecnnError(f"{f} is not a frontier.json (schema {schema!r}); pass a frontier --out dir")
+    if res["schema"] != SCHEMA:
+        raise EdgecnnError(f"{f} is {res['schema']}, and this edgecnn reads {SCHEMA}: upgrade edgecnn to read it")
+    if not isinstance(res.get("created"), str) or not isinstance(res.get("points"), list):
+        raise EdgecnnError(f"{f} needs 'created' (a string) and 'points' (a list); {redo}")
+    for i, p in enumerate(res["points"]):
+        if not isinstance(p, dict):
+            raise EdgecnnError(f"{f}: points[{i}] is not an object; {redo}")
+        check_json_types(p, POINT_TYPES, f"{f}: points[{i}]", redo)
 
 
 def parse_latency(text: str) -> float:

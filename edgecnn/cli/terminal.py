@@ -26,7 +26,7 @@ import click
 
 from edgecnn.errors import EdgecnnError
 
-INTERRUPTED = "interrupted; run the same command again: it resumes from where it stopped"
+INTERRUPTED = "interrupted; run the same command again to go on from where it stopped (finished stages are reused)"
 INTERRUPTED_EXIT = 130
 # Python modules whose writes to sys.stderr are edgecnn's own messages (or a traceback).
 _OURS = ("edgecnn", "click", "rich", "traceback")
