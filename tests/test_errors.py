@@ -39,7 +39,7 @@ def run(args: list[str], expect: int = 2) -> str:
     return assert_one_error(r.stderr, r.exit_code, expect)
 
 
-def run_real(args: list[str], home: Path, **kw) -> subprocess.CompletedProcess:
+def run_real(args: list[str], home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """``python -m edgecnn ARGS`` as a user runs it (worktree first on the path)."""
     env = {**os.environ, "EDGECNN_HOME": str(home), "PYTHONPATH": str(REPO)}
     return subprocess.run(
@@ -49,8 +49,7 @@ def run_real(args: list[str], home: Path, **kw) -> subprocess.CompletedProcess:
         text=True,
         env=env,
         cwd=home.parent,
-        timeout=300,
-        **kw,
+        timeout=timeout,
     )
 
 
@@ -464,6 +463,7 @@ def test_native_noise_of_a_tflite_export_stays_off_the_terminal(tmp_path):
             str(tmp_path / "art"),
         ],
         home,
+        timeout=1200,  # a minute alone; several on a shared 2-core machine
     )
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
