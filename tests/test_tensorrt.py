@@ -749,3 +749,22 @@ def test_tensorrt_extra_pins_the_tested_range():
 
     extra = read_toml(REPO / "pyproject.toml")["project"]["optional-dependencies"]["tensorrt"]
     assert f"tensorrt>={MIN_MAJOR}.0,<{MAX_TESTED_MAJOR + 1}" in extra
+
+
+@pytest.mark.needs_tensorrt
+def test_real_int8_engine_matches_onnxruntime(tmp_path, edgecnn_home):
+    """On this GPU's TensorRT (10.x flags or 11.x strongly typed with the FP16 rewrite), the INT8 engine of a
+    QDQ graph computes what ONNX Runtime computes from the same graph in FP32."""
+    from edgecnn.runtimes import open_session
+
+    art = _artifact(tmp_path / "a", "int8", shape=(None, 3, 8, 8))
+    (art / "model.onnx").unlink()
+    _qdq_onnx(art / "model.onnx")
+    meta = json.loads((art / "metadata.json").read_text())
+    write_metadata(art, {k: v for k, v in meta.items() if k not in ("files", "sha256")} | {"files": ["model.onnx"]})
+    x = np.random.default_rng(4).standard_normal((48, 3, 8, 8)).astype(np.float32)
+    ref = _ort(art / "model.onnx", x)
+    with open_session(art) as s:
+        y = s.run(x)
+    assert y.shape == ref.shape and np.abs(y - ref).max() < 0.05 * (ref.max() - ref.min())
+    assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.9

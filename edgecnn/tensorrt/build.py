@@ -452,6 +452,36 @@ def _store(engine: Path, data: bytes, meta: dict, cache: bool, log: Callable[[st
     return None
 
 
+def _sidecar(
+    art,
+    req: BuildRequest,
+    builder: str,
+    data: bytes,
+    device: DeviceInfo | None,
+    rewrite,
+    *,
+    command: list[str] | None,
+    t0: float,
+) -> dict[str, Any]:
+    """The engine's sidecar: what it was built from, how, where, and its cache key (None without a device)."""
+    onnx_sha, precision = art.meta["files"][req.onnx.name], req.plan.precision
+    return engine_meta(
+        key=engine_key(onnx_sha, precision, device, req.profile) if device else None,
+        onnx_sha256=onnx_sha,
+        precision=precision,
+        device=device,
+        profile=req.profile,
+        engine_sha256=hashlib.sha256(data).hexdigest(),
+        builder=builder,
+        command=command,
+        build_seconds=round(time.perf_counter() - t0, 1),
+        plan=req.plan.to_json(),
+        fp16_rewrite=rewrite.to_json() if rewrite else None,
+        timing_cache=str(req.timing_cache) if req.timing_cache else None,
+        artifact={"dir": str(art.dir), "arch": art.meta.get("arch"), "input": req.input_name},
+    )
+
+
 def build_artifact(
     artifact: str | os.PathLike,
     *,
@@ -508,22 +538,7 @@ def build_artifact(
     t0 = time.perf_counter()
     run = _run_trtexec if use == "trtexec" else (lambda _exe, r, lg: _run_python_builder(r, lg))
     data, device, rewrite = run(exe, req, log)
-    onnx_sha = art.meta["files"][onnx.name]
-    meta = engine_meta(
-        key=engine_key(onnx_sha, precision, device, profile) if device else None,
-        onnx_sha256=onnx_sha,
-        precision=precision,
-        device=device,
-        profile=profile,
-        engine_sha256=hashlib.sha256(data).hexdigest(),
-        builder=use,
-        command=result["command"],
-        build_seconds=round(time.perf_counter() - t0, 1),
-        plan=plan.to_json(),
-        fp16_rewrite=rewrite.to_json() if rewrite else None,
-        timing_cache=result["timing_cache"],
-        artifact={"dir": str(art.dir), "arch": art.meta.get("arch"), "input": input_name},
-    )
+    meta = _sidecar(art, req, use, data, device, rewrite, command=result["command"], t0=t0)
     if cached := _store(req.engine, data, meta, cache, log):
         result["cached_as"] = cached
     log(
