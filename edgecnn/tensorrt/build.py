@@ -166,7 +166,9 @@ def _load_timing_cache(config, path: Path | None):
         blob = path.read_bytes()
     except OSError:
         blob = b""
-    cache = config.create_timing_cache(blob)
+    cache = config.create_timing_cache(blob) if blob else None
+    if cache is None:  # none yet, or one TensorRT cannot read: start an empty one
+        cache = config.create_timing_cache(b"")
     config.set_timing_cache(cache, False)  # a cache from another device or version is refused, not used
     return cache
 
