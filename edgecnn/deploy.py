@@ -137,7 +137,7 @@ def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: 
            runtime: str | None = None, method: str | None = None, qat: bool = False,
            max_drop: float | None = None, out: str | os.PathLike | None = None, force: bool = False,
            threads: int | None = None, bench_seconds: float = 2.0, bench_runs: int = 10,
-           remote_python: str | None = None, ssh_config: str | None = None,
+           remote_python: str | None = None, ssh_config: str | None = None, ssh_timeout: float | None = None,
            log: Callable[[str], None] = print, progress: bool = True) -> tuple[Path, dict]:
     """Run every stage for ``arch`` on ``target`` and write the bundle; return (bundle dir, report).
 
@@ -255,7 +255,7 @@ def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: 
             from edgecnn.remote import bench_hosts
 
             rs = bench_hosts(art_dir, hosts, remote_python=remote_python, ssh_config=ssh_config, threads=threads,
-                             min_seconds=bench_seconds, min_runs=bench_runs)
+                             min_seconds=bench_seconds, min_runs=bench_runs, timeout=ssh_timeout)
             return {"hosts": [{"host": r.host, "result": r.result, "error": r.error} for r in rs]}
 
         lat_key = _key({"v": DEPLOY_VERSION, "files": files_id, "hosts": hosts, "threads": threads,

@@ -28,10 +28,11 @@ Safety: ``BatchMode=yes`` (never a password or host-key prompt: set up key login
 e.g. ``ssh-copy-id HOST``, and connect once with ``ssh HOST`` to check and accept the
 host key); host-key checking stays as configured (it is never turned off here); every
 word sent to the remote shell is quoted with :func:`shlex.quote`; a host starting with
-``-`` is refused. Defaults added after the caller's options: ``ConnectTimeout=20``,
-``ServerAliveInterval=15``, ``ServerAliveCountMax=4`` (a device that vanishes is given
-up about a minute later). ``ssh_config`` is passed as ``ssh -F`` (``--ssh-config`` or
-``EDGECNN_SSH_CONFIG``).
+``-`` is refused. Defaults, each only where the user's ssh config (``ssh -G HOST``) leaves
+ssh's own: ``ConnectTimeout=20``, ``ServerAliveInterval=15``, ``ServerAliveCountMax=4`` (a
+device that vanishes is given up about a minute later); the caller's options come first.
+``timeout`` (``--timeout``) bounds each whole run on a host: copy, run and answer.
+``ssh_config`` is passed as ``ssh -F`` (``--ssh-config`` or ``EDGECNN_SSH_CONFIG``).
 
 The device needs Python 3.10+, ``sh``, ``mktemp`` and ``tar`` (busybox will do), and a
 torch-free install of edgecnn::
@@ -44,6 +45,7 @@ torch-free install of edgecnn::
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -62,7 +64,11 @@ from edgecnn.errors import EdgecnnError
 
 REMOTE_PYTHON_ENV = "EDGECNN_REMOTE_PYTHON"
 SSH_CONFIG_ENV = "EDGECNN_SSH_CONFIG"
-DEFAULT_OPTIONS = ("ConnectTimeout=20", "ServerAliveInterval=15", "ServerAliveCountMax=4")
+# Our defaults, each beside the value ``ssh -G`` prints when no config sets the option. Given on the
+# command line they would override the user's ssh config, so each is passed only where the config
+# (as ``ssh -G HOST`` reports it) left ssh's own default.
+DEFAULT_OPTIONS = {"ConnectTimeout": ("20", "none"), "ServerAliveInterval": ("15", "0"),
+                   "ServerAliveCountMax": ("4", "3")}
 DIR_MARK = "edgecnn-remote-dir:"
 DEVICE_INSTALL = ("pip install --no-deps edgecnn && pip install numpy click, plus the runtime "
                   "(README: 'Benchmarking on a device over SSH')")
@@ -114,9 +120,27 @@ def ssh_command(host: str, remote_command: str, *, ssh_config: str | os.PathLike
     argv += ["-o", "BatchMode=yes"]
     for opt in ssh_options:
         argv += ["-o", opt]
-    for opt in DEFAULT_OPTIONS:
-        argv += ["-o", opt]
+    effective = _effective_config(argv[0], host, None if ssh_config is None else str(ssh_config),
+                                  tuple(ssh_options))
+    for name, (ours, ssh_default) in DEFAULT_OPTIONS.items():
+        if effective.get(name.lower(), ssh_default) == ssh_default:
+            argv += ["-o", f"{name}={ours}"]
     return [*argv, "-T", "--", host, remote_command]
+
+
+@functools.lru_cache(maxsize=64)
+def _effective_config(ssh: str, host: str, ssh_config: str | None, options: tuple[str, ...]) -> dict[str, str]:
+    """What ``ssh -G`` says ssh would use for ``host`` (lower-case option -> value); {} where it cannot tell."""
+    argv = [ssh, *(["-F", ssh_config] if ssh_config else []), *(x for o in options for x in ("-o", o)),
+            "-G", "--", host]
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10,
+                              check=False)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if proc.returncode != 0:
+        return {}
+    return dict(ln.split(" ", 1) for ln in proc.stdout.splitlines() if " " in ln)
 
 
 def _python_words(remote_python: str) -> str:
@@ -290,7 +314,8 @@ def run_on_host(host: str, tar_path: Path, script: str, *, remote_python: str, s
             remote_dir = _remote_dir(stderr)
             if remote_dir:
                 _cleanup(host, remote_dir, ssh_config, ssh_options)
-            raise EdgecnnError(f"{host}: no answer within {timeout:g} s; the {what} was stopped") from None
+            raise EdgecnnError(f"{host}: the {what} did not finish within --timeout {timeout:g} s and was stopped; "
+                               f"check the device, or allow more time") from None
     wall_s = time.perf_counter() - t0
     stdout = proc.stdout.decode(errors="replace")
     stderr = proc.stderr.decode(errors="replace")

@@ -289,3 +289,43 @@ def test_arguments_that_could_inject_are_refused(artifact, monkeypatch):
     assert not any("StrictHostKeyChecking" in a for a in argv)
     script = bench_script("a'b", "~/venv/bin/python -X dev", ["--runtime", "x;y"])
     assert "\"$HOME\"/venv/bin/python -X dev -m edgecnn bench \"$d\"/'a'\"'\"'b' --json --runtime 'x;y'" in script
+
+
+def test_the_users_connect_timeout_wins(sshd, tmp_path):
+    """ssh takes a -o option over the config file: edgecnn adds its defaults only where the config sets none."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host patient\n  ConnectTimeout 7\n  ServerAliveCountMax 9\n" + sshd.config.read_text())
+    mine = ssh_command("patient", "true", ssh_config=config)
+    assert not any(a.startswith(("ConnectTimeout=", "ServerAliveCountMax=")) for a in mine), mine
+    assert "ServerAliveInterval=15" in mine  # not set there: ours
+    theirs = ssh_command("dev1", "true", ssh_config=config)
+    assert {"ConnectTimeout=20", "ServerAliveInterval=15", "ServerAliveCountMax=4"} <= set(theirs)
+    assert "ConnectTimeout=5" in ssh_command("patient", "true", ssh_config=config, ssh_options=["ConnectTimeout=5"])
+    # and the connection itself works with the user's own timeout
+    p = subprocess.run(mine[:-1] + ["echo connected"], capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0 and p.stdout.strip() == "connected", p.stderr
+
+
+def test_timeout_ends_a_host_that_hangs_mid_run(sshd, artifact, tmp_path):
+    """The device's Python hangs: --timeout ends the run as one line for that host; the device works again after."""
+    hangs = _wrapper(tmp_path / "python", "sleep 60\n")
+    t0 = time.monotonic()
+    p = subprocess.run([PY, "-m", "edgecnn", "bench", str(artifact), "--host", "dev1", "--ssh-config",
+                        str(sshd.config), "--remote-python", hangs, "--timeout", "3", *FAST_ARGS],
+                       capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert time.monotonic() - t0 < 45
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: dev1: the bench did not finish within --timeout 3 s"), \
+        p.stderr
+    assert "Traceback" not in p.stderr
+    assert sshd.leftovers(wait=10) == []  # removed by the reconnect after the timeout
+    r = bench_remote(artifact, "dev2", remote_python=PY, ssh_config=sshd.config, timeout=120, **FAST)
+    assert r["latency_ms"]["n"] >= 3
+
+
+def test_timeout_must_be_a_positive_number(artifact):
+    for bad in ("0", "-1", "nan", "soon"):
+        p = subprocess.run([PY, "-m", "edgecnn", "bench", str(artifact), "--host", "dev1", "--timeout", bad],
+                           capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--timeout" in p.stderr, p.stderr

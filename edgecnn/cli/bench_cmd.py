@@ -7,7 +7,7 @@ import os
 
 import click
 
-from edgecnn.cli.options import SECONDS, json_option
+from edgecnn.cli.options import SECONDS, json_option, ssh_timeout_option
 
 
 @click.command()
@@ -34,9 +34,10 @@ from edgecnn.cli.options import SECONDS, json_option
               metavar="PATH", help="--host: the device's Python with edgecnn (env EDGECNN_REMOTE_PYTHON).")
 @click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
               help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG; default ~/.ssh/config).")
+@ssh_timeout_option
 @json_option
 def bench(what, target, runtime, precision, image_size, batch, threads, predict, profile, min_seconds, min_runs,
-          warmup, hosts, remote_python, ssh_config, as_json):
+          warmup, hosts, remote_python, ssh_config, ssh_timeout, as_json):
     """Latency of an exported ARTIFACT on this machine, or of ARCH on a --target device.
 
     An artifact (directory or file with metadata.json; its sha256 is checked) is
@@ -72,11 +73,11 @@ def bench(what, target, runtime, precision, image_size, batch, threads, predict,
                                f"leave them out or pass an architecture name")
         if profile:
             _profile(what, hosts, runtime=runtime, threads=threads, runs=min_runs, warmup=warmup,
-                     remote_python=remote_python, ssh_config=ssh_config, as_json=as_json)
+                     remote_python=remote_python, ssh_config=ssh_config, timeout=ssh_timeout, as_json=as_json)
             return
         if hosts:
             _bench_hosts(what, hosts, remote_python=remote_python, ssh_config=ssh_config, runtime=runtime,
-                         threads=threads, batch=batch, as_json=as_json, **timing)
+                         threads=threads, batch=batch, as_json=as_json, timeout=ssh_timeout, **timing)
             return
         result = bench_artifact(what, runtime=runtime, threads=threads, batch=batch, **timing)
     else:
@@ -118,7 +119,7 @@ def _bench_hosts(what, hosts, *, as_json: bool, **kwargs) -> None:
         sys.exit(2)
 
 
-def _profile(what, hosts, *, runtime, threads, runs, warmup, remote_python, ssh_config, as_json) -> None:
+def _profile(what, hosts, *, runtime, threads, runs, warmup, remote_python, ssh_config, timeout, as_json) -> None:
     """Per-layer profile here, or on each --host (each host's result or one-line error; exit 2 if any failed)."""
     import sys
 
@@ -131,7 +132,7 @@ def _profile(what, hosts, *, runtime, threads, runs, warmup, remote_python, ssh_
     from edgecnn.remote import profile_hosts
 
     results = profile_hosts(what, hosts, remote_python=remote_python, ssh_config=ssh_config, runtime=runtime,
-                            threads=threads, runs=runs, warmup=warmup)
+                            threads=threads, runs=runs, warmup=warmup, timeout=timeout)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2, default=str))
     for r in results:

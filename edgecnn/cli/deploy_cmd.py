@@ -14,6 +14,7 @@ from edgecnn.cli.options import (
     max_drop_option,
     qat_option,
     recipe_option,
+    ssh_timeout_option,
     weights_option,
 )
 
@@ -49,9 +50,10 @@ from edgecnn.cli.options import (
               help="--host: the device's Python with edgecnn.")
 @click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
               help="--host: ssh config file (ssh -F).")
+@ssh_timeout_option
 @json_option
 def deploy(arch, target, device, hosts, data, weights, checkpoint, recipe, precision, runtime, method, use_qat, max_drop,
-           out, force, threads, min_seconds, remote_python, ssh_config, as_json):
+           out, force, threads, min_seconds, remote_python, ssh_config, ssh_timeout, as_json):
     """Train, quantize, export, evaluate and time ARCH for --target: one bundle with report.json.
 
     Every stage is cached: the same command again takes seconds. Latency is measured
@@ -83,7 +85,7 @@ def deploy(arch, target, device, hosts, data, weights, checkpoint, recipe, preci
     path, r = run(arch, target, recipe=load_recipe(arch, recipe), device=device, hosts=hosts, data=data, weights=weights,
                   checkpoint=checkpoint, precision=precision, runtime=runtime, method=method, qat=use_qat,
                   max_drop=max_drop, out=out, force=force, threads=threads, bench_seconds=min_seconds,
-                  remote_python=remote_python, ssh_config=ssh_config, log=log)
+                  remote_python=remote_python, ssh_config=ssh_config, ssh_timeout=ssh_timeout, log=log)
     if as_json:
         click.echo(json.dumps({"bundle": str(path), **r}, indent=2, default=str))
     else:

@@ -7,7 +7,7 @@ import math
 
 import click
 
-from edgecnn.cli.options import Number, json_option
+from edgecnn.cli.options import Number, json_option, ssh_timeout_option
 
 
 @click.group(invoke_without_command=True)
@@ -104,9 +104,10 @@ def _print_table(profiles, here: str) -> None:
               help="--host: the device's Python with edgecnn (env EDGECNN_REMOTE_PYTHON; default python3).")
 @click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
               help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG).")
+@ssh_timeout_option
 @json_option
 def calibrate(nets, int8_nets, no_layers, threads, seconds, host, base, runtime, precisions, suite, runs, out,
-              remote_python, ssh_config, as_json):
+              remote_python, ssh_config, ssh_timeout, as_json):
     """Measure this host (GEMM per precision, convolution, copy bandwidth, and single conv, linear
     and pool layers in OpenVINO at FP32 and INT8) for the latency predictor; or, with --host, a device.
 
@@ -133,7 +134,8 @@ def calibrate(nets, int8_nets, no_layers, threads, seconds, host, base, runtime,
                                f"host only" if given else "--host needs --base DEVICE (rpi4, rpi5, "
                                "jetson-orin-nano, a .toml, ...): the profile with the device's peaks")
         _calibrate_host_over_ssh(host, base=base, runtime=runtime, precisions=precisions, suite=suite, runs=runs,
-                                 out=out, remote_python=remote_python, ssh_config=ssh_config, threads=threads,
+                                 out=out, remote_python=remote_python, ssh_config=ssh_config, timeout=ssh_timeout,
+                                 threads=threads,
                                  as_json=as_json, log=log)
         return
     from edgecnn.devices.calibrate import calibrate_host

@@ -6,7 +6,13 @@ import json
 
 import click
 
-from edgecnn.cli.options import data_option, json_option, remote_python_option, ssh_config_option
+from edgecnn.cli.options import (
+    data_option,
+    json_option,
+    remote_python_option,
+    ssh_config_option,
+    ssh_timeout_option,
+)
 
 _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
 
@@ -26,8 +32,10 @@ _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
               help="Measure on this device over SSH (repeat for several); statistics are computed here.")
 @remote_python_option
 @ssh_config_option
+@ssh_timeout_option
 @json_option
-def evaluate(artifact, data, runtime, threads, limit, batch_size, hosts, remote_python, ssh_config, as_json):
+def evaluate(artifact, data, runtime, threads, limit, batch_size, hosts, remote_python, ssh_config, ssh_timeout,
+             as_json):
     """Accuracy of an exported ARTIFACT (directory or file) in its runtime.
 
     Runs the whole test set through the artifact's own preprocessing and reports top-1,
@@ -52,7 +60,7 @@ def evaluate(artifact, data, runtime, threads, limit, batch_size, hosts, remote_
     if hosts:
         _evaluate_hosts(artifact, hosts, data=data, runtime=runtime, threads=threads, limit=limit,
                         batch_size=batch_size, remote_python=remote_python, ssh_config=ssh_config,
-                        as_json=as_json, log=log)
+                        timeout=ssh_timeout, as_json=as_json, log=log)
         return
     result = evaluate_artifact(artifact, data=data, runtime=runtime, threads=threads, limit=limit,
                                batch_size=batch_size, log=log)

@@ -55,6 +55,11 @@ remote_python_option = click.option(
     "--remote-python", envvar="EDGECNN_REMOTE_PYTHON", default="python3", show_default=True, metavar="PATH",
     help="--host: the device's Python with edgecnn (env EDGECNN_REMOTE_PYTHON).",
 )
+ssh_timeout_option = click.option(
+    "--timeout", "ssh_timeout", type=Number(min=0, min_open=True), default=None, metavar="SECONDS",
+    help="--host: stop a device's run (copy, run, answer) after SECONDS, as a one-line error for that host "
+         "(default: no limit; an unreachable device still fails after ssh's ConnectTimeout).",
+)
 ssh_config_option = click.option(
     "--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
     help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG; default ~/.ssh/config).",

@@ -112,7 +112,8 @@ def profile_toml(base, name: str, host: str, runtime: str, points: Sequence[Laye
 def calibrate_over_ssh(host: str, *, base: str, runtime: str | None = None, precisions: Sequence[str] = (),
                        suite: Sequence[tuple] = QUICK_SUITE, out: str | Path | None = None,
                        remote_python: str | None = None, ssh_config: str | None = None,
-                       ssh_options: Sequence[str] = (), threads: int | None = None, runs: int = 20,
+                       ssh_options: Sequence[str] = (), timeout: float | None = None, threads: int | None = None,
+                       runs: int = 20,
                        warmup: int = 3, log: Callable[[str], None] | None = None) -> tuple[Path, Any]:
     """Time every suite layer on ``host`` with its runtime's profiler; write the profile TOML (``out``, default
     ``<base>-<host>.toml`` here); return (its path, the loaded profile)."""
@@ -135,7 +136,8 @@ def calibrate_over_ssh(host: str, *, base: str, runtime: str | None = None, prec
             for i, spec in enumerate(suite):
                 art = build_layer_artifact(spec, rt, prec, Path(tmp) / f"{prec}-{i:02d}")
                 (r,) = profile_hosts(art, [host], remote_python=remote_python, ssh_config=ssh_config,
-                                     ssh_options=ssh_options, runtime=rt, threads=threads, runs=runs, warmup=warmup)
+                                     ssh_options=ssh_options, timeout=timeout, runtime=rt, threads=threads, runs=runs,
+                                     warmup=warmup)
                 if not r.ok:
                     raise EdgecnnError(r.error)
                 ms = max(layer_ms(r.result, spec), 1e-4)
