@@ -26,7 +26,9 @@ import click
 
 from edgecnn.errors import EdgecnnError
 
-INTERRUPTED = "interrupted; run the same command again to go on from where it stopped (finished stages are reused)"
+INTERRUPTED = (
+    "interrupted; run the same command again to go on from where it stopped (finished stages are reused)"
+)
 INTERRUPTED_EXIT = 130
 # Python modules whose writes to sys.stderr are edgecnn's own messages (or a traceback).
 _OURS = ("edgecnn", "click", "rich", "traceback")
@@ -92,6 +94,10 @@ class _Router(io.TextIOBase):
         ours = not module or module.split(".")[0] in _OURS
         return (self._terminal if ours else self._log).write(s)
 
+    def retarget(self, stream: io.TextIOBase) -> None:
+        """Send everything to ``stream`` from now on (the capture has ended)."""
+        self._terminal = self._log = stream
+
     def flush(self) -> None:
         self._log.flush()
         self._terminal.flush()
@@ -116,7 +122,7 @@ def capture_noise(command: str) -> Callable[[], None] | None:
         path = _log_path(command)
         path.parent.mkdir(parents=True, exist_ok=True)
         log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except (OSError, ValueError, io.UnsupportedOperation):
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):  # no stderr, or no file behind it
         return None
     original = sys.stderr
     original.flush()
@@ -130,13 +136,14 @@ def capture_noise(command: str) -> Callable[[], None] | None:
         line_buffering=True,
         write_through=True,
     )
-    sys.stderr = _Router(terminal, original)
+
+    router = sys.stderr = _Router(terminal, original)
 
     def undo() -> None:
-        sys.stderr.flush()
+        router.flush()
         sys.stderr = original
-        original.flush()
         os.dup2(terminal.fileno(), 2)
+        router.retarget(original)  # a logging handler made meanwhile still holds the router
         terminal.close()
         with contextlib.suppress(OSError):
             if path.stat().st_size == 0:
