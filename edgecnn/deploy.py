@@ -24,7 +24,6 @@ into place, so it is replaced whole; an ``out`` holding files edgecnn did not wr
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import platform
@@ -232,21 +231,18 @@ def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: 
     stage_info["export"] = {"dir": str(art_dir), "key": meta.get("stage_key"), "cached": bool(reused)}
     files_id = _key({"files": meta["files"]})
 
-    # 4. accuracy in the target's runtime
-    eval_runtime = runtime
-    if runtime == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
-        eval_runtime = "onnxruntime"
-        notes.append("tensorrt is not importable here: accuracy was measured on the same QDQ/ONNX file in "
-                     "onnxruntime; build the engine on the Jetson to evaluate it in TensorRT")
-
-    def run_eval() -> dict:
-        from edgecnn.evaluate import evaluate_artifact, json_report
-
-        return json_report(evaluate_artifact(art_dir, data=data, runtime=eval_runtime, threads=threads, log=log))
-
-    ev, ev_cached, ev_path = _cache("evaluate", _key({"v": DEPLOY_VERSION, "files": files_id, "rt": eval_runtime,
-                                                      "data": str(data)}), force, run_eval)
-    stage_info["evaluate"] = {"dir": str(ev_path), "key": ev_path.stem, "cached": ev_cached}
+    # 4. accuracy: on the --host devices, else in the target's runtime here
+    device_evals: list[dict] | None = None
+    if hosts:
+        ev, device_evals, ev_cached, ev_path = _accuracy_on_hosts(
+            art_dir, hosts, files_id=files_id, data=data, threads=threads, remote_python=remote_python,
+            ssh_config=ssh_config, force=force, log=log)
+        accuracy_where = ev["accuracy_where"]
+    else:
+        ev, ev_cached, ev_path, accuracy_where = _accuracy_here(art_dir, target, runtime, files_id=files_id,
+                                                                data=data, threads=threads, force=force, log=log)
+    stage_info["evaluate"] = {"dir": str(ev_path), "key": ev_path.stem, "cached": ev_cached,
+                              "where": accuracy_where}
 
     # 5. latency
     host_results: list[dict] | None = None
@@ -261,7 +257,7 @@ def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: 
         lat_key = _key({"v": DEPLOY_VERSION, "files": files_id, "hosts": hosts, "threads": threads,
                         "s": bench_seconds, "n": bench_runs})
         lat, lat_cached, lat_path = _cache("latency", lat_key, force, run_remote)
-        host_results = lat["hosts"]
+        host_results = _with_accuracy(lat["hosts"], device_evals)
         good = [h for h in host_results if h.get("result")]
         if not good:
             lat_path.unlink(missing_ok=True)  # nothing measured: do not cache the failure
@@ -269,6 +265,8 @@ def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: 
         for h in host_results:
             if not h.get("result"):
                 notes.append(f"host failed: {h.get('error')}")
+            if h.get("accuracy_error"):
+                notes.append(f"host accuracy failed: {h['accuracy_error']}")
         bench = good[0]["result"]
         where = f"measured on {good[0]['host']} over SSH"
     elif target == "cpu":
@@ -321,8 +319,13 @@ def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: 
             "ci95": ev["top1_ci"], "agreement": ev["agreement"], "runtime": ev["runtime"],
             "fakequant_top1": None if quant is None else quant["int8_fakequant"]["top1"],
             "mcnemar_p": None if ev["mcnemar"] is None else ev["mcnemar"]["p_value"],
-            "source": "measured",
+            "source": "measured", "where": accuracy_where,
+            "runtime_version": ev.get("runtime_version") or (ev.get("runtime_info") or {}).get("version"),
+            "machine": ev.get("machine"),
+            "host_agreement": (ev.get("host_run") or {}).get("agreement"),
+            "flipped": (ev.get("host_run") or {}).get("flipped"),
         },
+        "accuracy_where": accuracy_where,
         "latency_ms": lat_ms,
         "latency_source": bench["latency_source"],
         "latency_error_pct": None if measured else bench.get("error_pct"),
@@ -356,6 +359,60 @@ def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: 
     return out, report
 
 
+def _accuracy_here(art_dir: Path, target: str, runtime: str, *, files_id: str, data, threads, force: bool,
+                   log) -> tuple[dict, bool, Path, str]:
+    """The artifact evaluated on this machine (cached): (report, cached, path, accuracy_where).
+
+    ``accuracy_where``: "host" for target cpu, else "host-standin:RUNTIME" (this machine's
+    kernels, or ONNX Runtime for a TensorRT artifact, stand in for the device's).
+    """
+    from edgecnn.device_eval import host_runtime
+
+    eval_runtime, note = host_runtime(runtime)
+
+    def run_eval() -> dict:
+        from edgecnn.evaluate import evaluate_artifact, json_report
+
+        r = json_report(evaluate_artifact(art_dir, data=data, runtime=eval_runtime, threads=threads, log=log))
+        if target != "cpu":
+            r["notes"] = [note or f"{eval_runtime} ran on this machine's {platform.machine()} kernels, a stand-in "
+                          f"for the {target}'s: deploy --host [USER@]DEVICE measures accuracy on the device", *r["notes"]]
+        return r
+
+    ev, cached, path = _cache("evaluate", _key({"v": DEPLOY_VERSION, "files": files_id, "rt": eval_runtime,
+                                                "data": str(data)}), force, run_eval)
+    return ev, cached, path, "host" if target == "cpu" else f"host-standin:{eval_runtime}"
+
+
+def _accuracy_on_hosts(art_dir: Path, hosts: list[str], *, files_id: str, data, threads, remote_python, ssh_config,
+                       force: bool, log) -> tuple[dict, list[dict], bool, Path]:
+    """``evaluate --host`` on every host (cached): (the first good host's result, all hosts, cached, path).
+
+    Every host failing raises (and caches nothing)."""
+    def run() -> dict:
+        from edgecnn.device_eval import evaluate_hosts
+
+        rs = evaluate_hosts(art_dir, hosts, data=data, threads=threads, remote_python=remote_python,
+                            ssh_config=ssh_config, log=log)
+        return {"hosts": [{"host": r.host, "result": r.result.to_json() if r.ok else None, "error": r.error}
+                          for r in rs]}
+
+    key = _key({"v": DEPLOY_VERSION, "files": files_id, "hosts": hosts, "data": str(data), "on": "device"})
+    res, cached, path = _cache("evaluate", key, force, run)
+    good = [h["result"] for h in res["hosts"] if h["result"]]
+    if not good:
+        path.unlink(missing_ok=True)
+        raise EdgecnnError("; ".join(h["error"] or f"{h['host']}: failed" for h in res["hosts"]))
+    return good[0], res["hosts"], cached, path
+
+
+def _with_accuracy(bench_hosts: list[dict], device_evals: list[dict] | None) -> list[dict]:
+    """Each host's bench entry with its accuracy (``accuracy``, ``accuracy_error``) beside it."""
+    by_host = {e["host"]: e for e in device_evals or []}
+    return [{**h, "accuracy": by_host.get(h["host"], {}).get("result"),
+             "accuracy_error": by_host.get(h["host"], {}).get("error")} for h in bench_hosts]
+
+
 def _write_bundle(out: Path, art_dir: Path, report: dict) -> None:
     from edgecnn.fileio import atomic_write_json, atomic_write_text, replace_dir
 
@@ -386,13 +443,17 @@ def render_markdown(r: dict) -> str:
     a, lat, src = r["accuracy"], r["latency_ms"], r["latency_source"]
     ds = r["dataset"]
     rows = [
-        ("top-1", _pct(a["top1"]), f"measured ({a['runtime']}, {ds['num_images']} {ds['name']} {ds['split']} images)"),
+        ("top-1", _pct(a["top1"]), (f"measured ({a['runtime']} on {r.get('accuracy_where') or 'host'}, "
+                                    f"{ds['num_images']} {ds['name']} {ds['split']} images)")),
         ("top-1 95% CI", f"{_pct(a['ci95'][0])} - {_pct(a['ci95'][1])}", "measured (bootstrap)"),
         ("top-5", _pct(a["top5"]), "measured"),
         ("FP32 top-1", _pct(a["fp32_top1"]), "measured (PyTorch)"),
         ("drop vs FP32", "n/a" if a["drop"] is None else f"{a['drop']:+.2f} points", "measured"),
         ("agreement with fake-quant graph", _pct(a["agreement"]), "measured"),
     ]
+    if a.get("host_agreement") is not None:
+        rows.append(("agreement with this machine's run", _pct(a["host_agreement"]),
+                     f"measured ({len(a['flipped'])} images flipped)"))
     if src == "predicted":
         lo, hi = r["latency_band_ms"]
         rows.append(("latency p50", _ms(lat["p50"]),
@@ -425,6 +486,10 @@ def render_markdown(r: dict) -> str:
             res = h.get("result")
             lines.append(f"- {h.get('host')}: " + (f"measured p50 {res['latency_ms']['p50']:.3f} ms on "
                                                    f"{res.get('device')}" if res else f"error: {h.get('error')}"))
+            acc = h.get("accuracy")
+            if acc or h.get("accuracy_error"):
+                lines[-1] += (f"; top-1 {_pct(acc['top1'])} measured there in {acc['runtime']}" if acc
+                              else f"; accuracy error: {h['accuracy_error']}")
     lines += ["", "## Artifact", "", f"`{r['artifact']['path']}/` (from {r['artifact']['source']})", ""]
     lines += [f"- `{n}` sha256 `{d}`" for n, d in r["artifact"]["files"].items()]
     if r["notes"]:

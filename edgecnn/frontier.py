@@ -42,7 +42,7 @@ COSTS: dict[str, tuple[str, str, str, str]] = {
 }
 LATENCY_STATS = ("p50", "p90", "p99")
 CSV_COLUMNS = ("id", "arch", "target", "device", "runtime", "precision", "image_size", "top1", "top5",
-               "ci95_low", "ci95_high", "fp32_top1", "drop_points", "agreement", "accuracy_runtime",
+               "ci95_low", "ci95_high", "fp32_top1", "drop_points", "agreement", "accuracy_runtime", "accuracy_where",
                "p50_ms", "p90_ms", "p99_ms", "latency_n", "latency_source", "latency_band_low_ms",
                "latency_band_high_ms", "throughput_ips", "energy_mj", "energy_source", "size_mb", "memory_mb",
                "memory_source", "published_imagenet_top1", "cost", "pareto", "dominated_by", "bundle")
@@ -101,6 +101,7 @@ def point_from_report(r: dict[str, Any], bundle: str | os.PathLike | None = None
         "top1": a["top1"], "top5": a["top5"], "ci95_low": ci[0], "ci95_high": ci[1],
         "fp32_top1": a["fp32_top1"], "drop_points": a["drop"], "agreement": a.get("agreement"),
         "accuracy_runtime": a["runtime"], "accuracy_source": a.get("source", "measured"),
+        "accuracy_where": r.get("accuracy_where"),
         "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "latency_n": lat["n"],
         "latency_source": r["latency_source"], "latency_band_low_ms": band[0], "latency_band_high_ms": band[1],
         "latency_where": r.get("latency_where"), "throughput_ips": r.get("throughput_ips"),
@@ -167,6 +168,22 @@ def parse_targets(spec: str | Sequence[str]) -> list[tuple[str, str | None]]:
     return out
 
 
+def parse_hosts(specs: Sequence[str], targets: Sequence[tuple[str, str | None]]) -> dict[str, list[str]]:
+    """``["rpi=pi@10.0.0.7", "jetson=nvidia@orin"]`` -> {target or device as in ``targets``: [hosts]}."""
+    out: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, host = spec.partition("=")
+        name, host = name.strip(), host.strip()
+        if not sep or not name or not host or host.startswith("-"):
+            raise EdgecnnError(f"bad --host '{spec}': pass TARGET=[USER@]HOST, e.g. rpi=pi@10.0.0.7")
+        where = next((d or t for t, d in targets if name in (t, d)), None)
+        if where is None:
+            raise EdgecnnError(f"--host {spec}: '{name}' is none of --targets "
+                               f"({', '.join(d or t for t, d in targets)})")
+        out.setdefault(where, []).append(host)
+    return out
+
+
 def parse_list(spec: str | Sequence[str], known: Sequence[str], what: str) -> list[str]:
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if not items:
@@ -188,7 +205,9 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
                  recipe_for: Callable[[str], Any], out: str | os.PathLike, cost: str = "p50",
                  data: str | None = None, force: bool = False, threads: int | None = None,
                  bench_seconds: float = 2.0, bench_runs: int = 10, qat: bool = False,
-                 max_drop: float | None = None, log: Callable[[str], None] = print,
+                 max_drop: float | None = None, hosts: dict[str, list[str]] | None = None,
+                 remote_python: str | None = None, ssh_config: str | None = None,
+                 log: Callable[[str], None] = print,
                  progress: bool = True, command: str | None = None) -> tuple[Path, dict]:
     """Deploy every combination (cached), flag the Pareto sets, write the frontier directory.
 
@@ -196,7 +215,8 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
     points (as :func:`edgecnn.deploy.deploy`). A combination whose target cannot run the
     precision is listed under ``skipped``; one
     that fails (an :class:`EdgecnnError`) under ``failed`` with its one-line error, and the
-    others go on. Returns (out, frontier.json's content).
+    others go on. ``hosts`` (:func:`parse_hosts`): the devices that measure a target's
+    accuracy and latency over SSH. Returns (out, frontier.json's content).
     """
     from edgecnn.deploy import check_options, deploy
     from edgecnn.export import DEFAULT_RUNTIME, SUPPORT
@@ -224,7 +244,8 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
             bundle, report = deploy(arch, target, device=device, recipe=recipe_for(arch), data=data,
                                     precision=precision, qat=qat and int8, max_drop=max_drop if int8 else None,
                                     force=force, threads=threads, bench_seconds=bench_seconds,
-                                    bench_runs=bench_runs, log=log, progress=progress)
+                                    bench_runs=bench_runs, hosts=(hosts or {}).get(where, ()),
+                                    remote_python=remote_python, ssh_config=ssh_config, log=log, progress=progress)
         except EdgecnnError as e:
             log(f"  failed: {e}")
             failed.append({"arch": arch, "target": where, "precision": precision, "error": str(e)})
@@ -319,7 +340,8 @@ def _rows(result: dict, device: str) -> list[list[str]]:
         if p["latency_source"] == "predicted" and p["latency_band_low_ms"] is not None:
             lat += f" (band {p['latency_band_low_ms']:.3g}-{p['latency_band_high_ms']:.3g})"
         rows.append([p["arch"], p["precision"], p["runtime"],
-                     f"{100 * p['top1']:.2f}% [{100 * p['ci95_low']:.1f}, {100 * p['ci95_high']:.1f}]",
+                     f"{100 * p['top1']:.2f}% [{100 * p['ci95_low']:.1f}, {100 * p['ci95_high']:.1f}]"
+                     + (f" on {p['accuracy_where']}" if p.get("accuracy_where") else ""),
                      "n/a" if p["drop_points"] is None else f"{p['drop_points']:+.2f}",
                      "-" if p.get("agreement") is None else f"{100 * p['agreement']:.2f}%",
                      f"{lat}, {p['latency_source']}",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,8 @@ from edgecnn.data import load_dataset
 from edgecnn.device_eval import FLIPPED_SHOWN, _pack, device_accuracy, evaluate_hosts, predict_file
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import evaluate_artifact, load_eval_set
+
+FAKE_JETSON = Path(__file__).resolve().parent / "fake_jetson"
 
 
 def _int8_onnx(d: Path, data: Path) -> Path:
@@ -89,27 +93,8 @@ def test_device_gives_exactly_the_hosts_accuracy(sshd, int8_artifact, folder):  
 
 def test_cli_one_line_per_failed_host_and_json_for_all(sshd, int8_artifact, folder):  # noqa: F811
     env = {**os.environ, "EDGECNN_SSH_CONFIG": str(sshd.config), "EDGECNN_REMOTE_PYTHON": PY}
-    p = subprocess.run(
-        [
-            PY,
-            "-m",
-            "edgecnn",
-            "evaluate",
-            str(int8_artifact),
-            "--data",
-            str(folder),
-            "--host",
-            "dev1",
-            "--host",
-            "badport",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-        check=False,
+    p = _evaluate_cli(
+        str(int8_artifact), "--data", str(folder), "--host", "dev1", "--host", "badport", "--json", env=env
     )
     assert p.returncode == 2, p.stderr
     out = json.loads(p.stdout)
@@ -118,15 +103,7 @@ def test_cli_one_line_per_failed_host_and_json_for_all(sshd, int8_artifact, fold
     assert out[0]["host_run"]["flipped"] == [] and out[0]["num_images"] == 54
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: badport: cannot connect"), p.stderr
-    p = subprocess.run(
-        [PY, "-m", "edgecnn", "evaluate", str(int8_artifact), "--data", str(folder), "--host", "dev1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    p = _evaluate_cli(str(int8_artifact), "--data", str(folder), "--host", "dev1", env=env)
     assert p.returncode == 0, p.stderr
     assert "\ndev1: tiny int8 in onnxruntime" in p.stdout and "(measured on the device)" in p.stdout
     assert "agreement with this machine's run (onnxruntime" in p.stdout and "0 images flipped" in p.stdout
@@ -137,33 +114,57 @@ def test_device_side_failure_is_one_error_line(sshd, int8_artifact, folder, tmp_
     blocked.mkdir()
     (blocked / "onnxruntime.py").write_text(NO_MODULE.format("onnxruntime"))
     python = _wrapper(tmp_path / "python", f'PYTHONPATH={blocked}:$PYTHONPATH exec {PY} "$@"\n')
-    p = subprocess.run(
-        [
-            PY,
-            "-m",
-            "edgecnn",
-            "evaluate",
-            str(int8_artifact),
-            "--data",
-            str(folder),
-            "--host",
-            "dev1",
-            "--ssh-config",
-            str(sshd.config),
-            "--remote-python",
-            python,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
+    p = _evaluate_cli(
+        str(int8_artifact),
+        "--data",
+        str(folder),
+        "--host",
+        "dev1",
+        "--ssh-config",
+        str(sshd.config),
+        "--remote-python",
+        python,
     )
     assert p.returncode == 2 and "top-1" not in p.stdout  # progress lines only
     assert p.stderr.count("\n") == 1 and _one_line(p.stderr.strip())
     assert p.stderr.startswith(
         "error: dev1: ONNX Runtime is not installed on the device; install it there: pip install onnxruntime"
     ), p.stderr
+    assert sshd.leftovers() == []
+
+
+def test_jetson_engine_is_built_and_cached_on_the_device(sshd, int8_artifact, folder, tmp_path):  # noqa: F811
+    """A TensorRT artifact runs in the device's TensorRT (tests/fake_jetson: no GPU here): the engine is
+    built there once, cached in the device's $EDGECNN_HOME/engines under engine_key, and reused by bench."""
+    from edgecnn.fileio import sha256_file
+    from edgecnn.remote import bench_hosts
+    from edgecnn.tensorrt.engine_cache import DeviceInfo, engine_key, sidecar_path
+
+    art = shutil.copytree(int8_artifact, tmp_path / "tiny-jetson")
+    meta = json.loads((art / "metadata.json").read_text())
+    meta.update(target="jetson", runtime="tensorrt")
+    write_metadata(art, meta)
+    builds = tmp_path / "builds"
+    python = _wrapper(
+        tmp_path / "python", f'FAKE_TRT_BUILDS={builds} PYTHONPATH={FAKE_JETSON}:$PYTHONPATH exec {PY} "$@"\n'
+    )
+    (r,) = evaluate_hosts(art, ["dev1"], data=folder, remote_python=python, ssh_config=sshd.config)
+    assert r.ok, r.error
+    acc = r.result
+    assert acc.runtime == "tensorrt" and acc.runtime_version == "10.3.0.30" and acc.target == "jetson"
+    assert acc.host_run.runtime == "onnxruntime" and any("stand-in" in n for n in acc.notes)
+    assert acc.host_run.agreement == 1.0  # the fake engine runs the same QDQ file in ONNX Runtime
+    cache = Path(acc.runtime_info["engine_cache"])
+    key = engine_key(sha256_file(art / "model.onnx"), "int8", DeviceInfo("10.3.0.30", "Orin (fake)", "8.7"))
+    assert cache == sshd.root / "remote-home" / "engines" / f"{key}.engine"
+    assert json.loads(sidecar_path(cache).read_text())["gpu"] == "Orin (fake)"
+    assert builds.read_text().count("build") == 1
+    (b,) = bench_hosts(
+        art, ["dev1"], remote_python=python, ssh_config=sshd.config, min_seconds=0.1, min_runs=2, warmup=1
+    )
+    assert b.ok, b.error
+    assert b.result["runtime"] == "tensorrt" and b.result["runtime_info"]["engine_cache"] == str(cache)
+    assert builds.read_text().count("build") == 1  # bench loaded the engine evaluate built
     assert sshd.leftovers() == []
 
 
@@ -219,6 +220,107 @@ def test_flips_are_listed_all_in_json_and_capped_in_text(int8_artifact, folder, 
     # a damaged or short answer is a one-line error naming the host
     with pytest.raises(EdgecnnError, match="pi: the device returned predictions for 3 images, not 54"):
         device_accuracy("pi", {**answer, "topk": _pack(top[:3])}, es, None, 1.0)
+
+
+@pytest.mark.slow
+def test_deploy_host_records_accuracy_measured_on_the_device(sshd, tmp_path):  # noqa: F811
+    """deploy --target rpi --host: the INT8 TFLite artifact's accuracy and latency both come from the device."""
+    pytest.importorskip("ai_edge_litert")
+    from tiny_recipes import int8_recipe
+
+    from edgecnn.deploy import deploy
+
+    recipe = int8_recipe(tmp_path)[1]
+    fast = {"bench_seconds": 0.2, "bench_runs": 3, "threads": 1, "log": lambda s: None, "progress": False}
+    path, r = deploy(
+        "test_resnet18",
+        "rpi",
+        recipe=recipe,
+        hosts=["dev1"],
+        out=tmp_path / "rpi",
+        remote_python=PY,
+        ssh_config=str(sshd.config),
+        **fast,
+    )
+    a = r["accuracy"]
+    assert (
+        r["accuracy_where"] == "device:dev1"
+        and a["where"] == "device:dev1"
+        and r["stages"]["evaluate"]["where"]
+    )
+    assert a["runtime"] == "tflite" and a["runtime_version"] and a["machine"]["hostname"] == platform.node()
+    assert a["host_agreement"] == 1.0 and a["flipped"] == []
+    here = evaluate_artifact(path / "artifact")  # the same artifact on this machine
+    assert a["top1"] == here["top1"] and a["top5"] == here["top5"] and a["agreement"] == here["agreement"]
+    assert r["latency_source"] == "measured" and r["latency_where"] == "measured on dev1 over SSH"
+    (h,) = r["hosts"]
+    assert h["host"] == "dev1" and h["result"]["latency_ms"]["n"] >= 3 and h["accuracy"]["top1"] == a["top1"]
+    assert h["accuracy_error"] is None and "device:dev1" in (path / "report.md").read_text()
+    # Without --host the rpi artifact's accuracy is this machine's, and says it is a stand-in.
+    _, local = deploy("test_resnet18", "rpi", recipe=recipe, out=tmp_path / "rpi-local", **fast)
+    assert local["accuracy_where"] == "host-standin:tflite" and local["accuracy"]["top1"] == a["top1"]
+    assert any("stand-in" in n for n in local["notes"]) and local["accuracy"]["host_agreement"] is None
+    assert sshd.leftovers() == []
+
+
+def test_frontier_hosts_per_target():
+    from edgecnn.frontier import parse_hosts, parse_targets
+
+    targets = parse_targets("cpu,rpi4,jetson")
+    hosts = parse_hosts(["rpi4=pi@10.0.0.7", "jetson=nvidia@orin", "rpi=pi@10.0.0.8"], targets)
+    assert hosts == {"rpi4": ["pi@10.0.0.7", "pi@10.0.0.8"], "jetson": ["nvidia@orin"]}
+    for bad, msg in (
+        ("rpi", "pass TARGET=[USER@]HOST"),
+        ("rpi=", "pass TARGET"),
+        ("rpi=-oProxy", "pass TARGET"),
+        ("rpi5=pi@x", "'rpi5' is none of --targets (cpu, rpi4, jetson)"),
+    ):
+        with pytest.raises(EdgecnnError, match=re.escape(msg)):
+            parse_hosts([bad], targets)
+
+
+@pytest.mark.slow
+def test_frontier_point_measured_on_a_device_says_so(sshd, tmp_path):  # noqa: F811
+    pytest.importorskip("ai_edge_litert")
+    from tiny_recipes import int8_recipe
+
+    from edgecnn.frontier import run_frontier
+
+    recipe = int8_recipe(tmp_path)[1]
+    out, res = run_frontier(
+        ["test_resnet18"],
+        [("rpi", None)],
+        ["int8"],
+        recipe_for=lambda a: recipe,
+        out=tmp_path / "f",
+        hosts={"rpi": ["dev1"]},
+        remote_python=PY,
+        ssh_config=str(sshd.config),
+        threads=1,
+        bench_seconds=0.2,
+        bench_runs=3,
+        log=lambda s: None,
+        progress=False,
+    )
+    (p,) = res["points"]
+    assert p["target"] == "rpi" and p["accuracy_where"] == "device:dev1" and p["latency_source"] == "measured"
+    assert json.loads((out / "frontier.json").read_text())["points"][0]["accuracy_where"] == "device:dev1"
+    assert (
+        "on device:dev1" in (out / "report.md").read_text()
+        and "accuracy_where" in (out / "frontier.csv").read_text()
+    )
+
+
+def _evaluate_cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PY, "-m", "edgecnn", "evaluate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
 
 
 def _npz(tmp_path: Path, images: np.ndarray) -> Path:

@@ -25,8 +25,8 @@ from edgecnn.cli.options import (
 @click.option("--device", default=None, metavar="PROFILE",
               help="Device profile to predict for when not the target's default (e.g. rpi4 for --target rpi).")
 @click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST",
-              help="Measure latency on this device over SSH (repeat for several); default: measured here for "
-                   "cpu, predicted from the device profile otherwise.")
+              help="Measure accuracy and latency on this device over SSH (repeat for several); default: both "
+                   "here for cpu; otherwise accuracy here (a stand-in) and latency predicted from the profile.")
 @data_option
 @weights_option
 @click.option("--checkpoint", metavar="PATH", default=None,
@@ -56,10 +56,11 @@ def deploy(arch, target, device, hosts, data, weights, checkpoint, recipe, preci
            out, force, threads, min_seconds, remote_python, ssh_config, ssh_timeout, as_json):
     """Train, quantize, export, evaluate and time ARCH for --target: one bundle with report.json.
 
-    Every stage is cached: the same command again takes seconds. Latency is measured
-    here for --target cpu, over SSH with --host, else predicted from the device profile
-    (labelled "predicted" with its error band). The bundle holds artifact/, report.json
-    (schema edgecnn.report/1) and report.md.
+    Every stage is cached: the same command again takes seconds. Accuracy and latency
+    are measured here for --target cpu and on the devices with --host (over SSH);
+    otherwise accuracy runs here as a stand-in (accuracy_where says so) and latency is
+    predicted from the device profile (labelled "predicted" with its error band). The
+    bundle holds artifact/, report.json (schema edgecnn.report/1) and report.md.
 
     \b
     Example:
@@ -92,7 +93,7 @@ def deploy(arch, target, device, hosts, data, weights, checkpoint, recipe, preci
         a, lat = r["accuracy"], r["latency_ms"]
         drop = "" if a["drop"] is None else f" (drop {a['drop']:+.2f} points vs FP32)"
         click.echo(f"{arch} on {target} ({r['device']}, {r['runtime']} {r['precision']}): top-1 "
-                   f"{100 * a['top1']:.2f}%{drop} in {a['runtime']}")
+                   f"{100 * a['top1']:.2f}%{drop} in {a['runtime']} ({r['accuracy_where']})")
         if r["latency_source"] == "predicted":
             lo, hi = r["latency_band_ms"]
             click.echo(f"  latency PREDICTED p50 {lat['p50']:.3f} ms (band {lo:.3f}-{hi:.3f} ms), not measured")
@@ -106,5 +107,5 @@ def deploy(arch, target, device, hosts, data, weights, checkpoint, recipe, preci
             click.echo(f"  on the device: {path / 'RUN.md'} (install, "
                        + ("build the TensorRT engine, " if r["runtime"] == "tensorrt" else "") + "run, time)")
         click.echo(str(path))
-    if any(h.get("error") for h in r.get("hosts") or []):
+    if any(h.get("error") or h.get("accuracy_error") for h in r.get("hosts") or []):
         sys.exit(2)

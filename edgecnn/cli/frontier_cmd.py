@@ -9,7 +9,15 @@ from pathlib import Path
 
 import click
 
-from edgecnn.cli.options import SECONDS, data_option, json_option, max_drop_option, qat_option
+from edgecnn.cli.options import (
+    SECONDS,
+    data_option,
+    json_option,
+    max_drop_option,
+    qat_option,
+    remote_python_option,
+    ssh_config_option,
+)
 
 FOUR = "alexnet,vgg16,resnet18,googlenet"
 COST_NAMES = ("p50", "p90", "energy", "size", "memory")
@@ -55,34 +63,44 @@ def _recipes(spec: str, archs: list[str]):
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
 @click.option("--min-seconds", type=SECONDS, default=2.0, show_default=True,
               help="Latency on this machine: time each artifact at least this long.")
+@click.option("--host", "hosts", multiple=True, metavar="TARGET=[USER@]HOST",
+              help="Measure TARGET's accuracy and latency on this device over SSH (repeatable), "
+                   "e.g. --host rpi=pi@10.0.0.7 --host jetson=nvidia@orin.")
+@remote_python_option
+@ssh_config_option
 @json_option
 def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, out, force, threads, min_seconds,
-             as_json):
+             hosts, remote_python, ssh_config, as_json):
     """Deploy every network x target x precision and draw the accuracy / cost frontier.
 
     Each combination is an `edgecnn deploy` run: cached, so the same command again only
     reads the caches. Per target (device) the Pareto set of top-1 against --cost is
-    flagged. Latency is measured on this machine for cpu and predicted from the device
-    profile for absent devices; every figure says which.
+    flagged. Latency is measured on this machine for cpu, on the device for a target
+    given a --host, and predicted from the device profile for absent devices; accuracy
+    is measured on the --host device, else here (a stand-in for another device's
+    runtime: accuracy_where says which).
 
     \b
     Example:
       edgecnn frontier --out frontier/
       edgecnn frontier --max-drop 0.3 --out frontier-qat/
       edgecnn frontier --targets cpu,rpi4,jetson-agx-orin --archs resnet18,googlenet --cost size --out f2/
+      edgecnn frontier --host rpi=pi@10.0.0.7 --host jetson=nvidia@orin --out frontier-devices/
     """
-    from edgecnn.frontier import parse_list, parse_targets, run_frontier
+    from edgecnn.frontier import parse_hosts, parse_list, parse_targets, run_frontier
     from edgecnn.models import list_archs
 
     arch_list = parse_list(archs, list_archs(include_test=True), "archs")
     prec = parse_list(precisions, ("int8", "fp16", "fp32"), "precisions")
     tg = parse_targets(targets)
+    host_map = parse_hosts(hosts, tg)
     recipes = _recipes(recipe, arch_list)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     command = "edgecnn frontier " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
     path, res = run_frontier(arch_list, tg, prec, recipe_for=recipes.__getitem__, out=out, cost=cost, data=data,
                              force=force, threads=threads, bench_seconds=min_seconds, qat=use_qat, max_drop=max_drop,
-                             log=log, command=command)
+                             hosts=host_map, remote_python=remote_python, ssh_config=ssh_config, log=log,
+                             command=command)
     if as_json:
         click.echo(json.dumps({"out": str(path), **res}, indent=2, default=str))
     else:
