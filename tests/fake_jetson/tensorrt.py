@@ -81,6 +81,23 @@ class _Config:
     def add_optimization_profile(self, p):
         pass
 
+    def create_timing_cache(self, blob):
+        return _TimingCache(bytes(blob))
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        self.timing = cache
+
+    def get_timing_cache(self):
+        return getattr(self, "timing", None)
+
+
+class _TimingCache:
+    def __init__(self, blob):
+        self.blob = blob or b"fake timing cache"
+
+    def serialize(self):
+        return self.blob
+
 
 class _Profile:
     def set_shape(self, name, lo, opt, hi):
