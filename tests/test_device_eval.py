@@ -59,6 +59,14 @@ def _int8_onnx(d: Path, data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def own_home(tmp_path_factory):
+    """A cache of this module's own: its deploy runs must not leave trained stages for test_deploy's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGECNN_HOME", str(tmp_path_factory.mktemp("device-eval-home")))
+        yield
+
+
+@pytest.fixture(scope="module")
 def int8_artifact(tmp_path_factory, folder) -> Path:  # noqa: F811
     pytest.importorskip("onnxruntime")
     return _int8_onnx(tmp_path_factory.mktemp("device-eval") / "tiny-int8", folder)
@@ -223,7 +231,7 @@ def test_flips_are_listed_all_in_json_and_capped_in_text(int8_artifact, folder, 
 
 
 @pytest.mark.slow
-def test_deploy_host_records_accuracy_measured_on_the_device(sshd, tmp_path):  # noqa: F811
+def test_deploy_host_records_accuracy_measured_on_the_device(sshd, tmp_path, own_home):  # noqa: F811
     """deploy --target rpi --host: the INT8 TFLite artifact's accuracy and latency both come from the device."""
     pytest.importorskip("ai_edge_litert")
     from tiny_recipes import int8_recipe
@@ -280,7 +288,7 @@ def test_frontier_hosts_per_target():
 
 
 @pytest.mark.slow
-def test_frontier_point_measured_on_a_device_says_so(sshd, tmp_path):  # noqa: F811
+def test_frontier_point_measured_on_a_device_says_so(sshd, tmp_path, own_home):  # noqa: F811
     pytest.importorskip("ai_edge_litert")
     from tiny_recipes import int8_recipe
 
