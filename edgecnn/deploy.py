@@ -236,7 +236,7 @@ def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: 
     if hosts:
         ev, device_evals, ev_cached, ev_path = _accuracy_on_hosts(
             art_dir, hosts, files_id=files_id, data=data, threads=threads, remote_python=remote_python,
-            ssh_config=ssh_config, force=force, log=log)
+            ssh_config=ssh_config, timeout=ssh_timeout, force=force, log=log)
         accuracy_where = ev["accuracy_where"]
     else:
         ev, ev_cached, ev_path, accuracy_where = _accuracy_here(art_dir, target, runtime, files_id=files_id,
@@ -385,7 +385,7 @@ def _accuracy_here(art_dir: Path, target: str, runtime: str, *, files_id: str, d
 
 
 def _accuracy_on_hosts(art_dir: Path, hosts: list[str], *, files_id: str, data, threads, remote_python, ssh_config,
-                       force: bool, log) -> tuple[dict, list[dict], bool, Path]:
+                       timeout: float | None, force: bool, log) -> tuple[dict, list[dict], bool, Path]:
     """``evaluate --host`` on every host (cached): (the first good host's result, all hosts, cached, path).
 
     Every host failing raises (and caches nothing)."""
@@ -393,7 +393,7 @@ def _accuracy_on_hosts(art_dir: Path, hosts: list[str], *, files_id: str, data, 
         from edgecnn.device_eval import evaluate_hosts
 
         rs = evaluate_hosts(art_dir, hosts, data=data, threads=threads, remote_python=remote_python,
-                            ssh_config=ssh_config, log=log)
+                            ssh_config=ssh_config, timeout=timeout, log=log)
         return {"hosts": [{"host": r.host, "result": r.result.to_json() if r.ok else None, "error": r.error}
                           for r in rs]}
 
