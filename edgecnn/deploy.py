@@ -77,8 +77,8 @@ def check_options(target: str, *, hosts: Sequence[str] = (), precision: str = "i
                            "pass one of them")
     if precision != "int8" and (qat or max_drop is not None):
         raise EdgecnnError(f"--qat and --max-drop apply to int8, not {precision}")
-    if max_drop is not None and max_drop < 0:
-        raise EdgecnnError(f"--max-drop must be >= 0 points, got {max_drop:g}")
+    if max_drop is not None and not 0 <= max_drop < float("inf"):  # nan fails both comparisons
+        raise EdgecnnError(f"--max-drop must be a finite number >= 0 points, got {max_drop:g}")
     if weights is not None and checkpoint is not None:
         raise EdgecnnError("--weights fine-tunes a new float model and --checkpoint uses a finished one; "
                            "pass one of them")

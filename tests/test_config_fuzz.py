@@ -24,6 +24,7 @@ from edgecnn.devices.profile import (
     parse_profile,
 )
 from edgecnn.errors import EdgecnnError
+from edgecnn.quantize.calibset import CalibrationManifest, parse_calibration
 from edgecnn.recipes import _ProfileTable, parse_recipe
 
 SETTINGS = settings(
@@ -112,6 +113,9 @@ DEVICE_KEYS = [
 ]
 
 
+MANIFEST_KEYS = [(p, tp) for p, tp in key_paths(CalibrationManifest) if p != ("source",)]
+
+
 def wrong_type(value: Any, tp: Any) -> bool:
     return type(value) not in kinds(tp)
 
@@ -160,11 +164,23 @@ def test_any_value_at_any_device_profile_key(key, value, tmp_path_factory):
         assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
 
 
+@SETTINGS
+@given(key=st.sampled_from(MANIFEST_KEYS), value=VALUES)
+def test_any_value_at_any_calibration_manifest_key(key, value):
+    path, tp = key
+    text = toml_doc(put({"dataset": "fashion-mnist"}, path, value))
+    err = one_line_error_or_none(lambda: parse_calibration(tomllib.loads(text), "m.toml"))
+    if wrong_type(value, tp):
+        assert err is not None and path[-1] in err, (path, value, err)
+
+
 def test_the_fuzzed_documents_load_unchanged():
     """Errors come from the fuzzed key: the base documents load, and the key lists are the loaders' keys."""
     assert parse_profile(tomllib.loads(toml_doc(DEVICE_BASE)), "rpi5.toml").name == "rpi5"
     assert parse_recipe({"arch": "test_resnet18", "quick": {}}, "quick", "r.toml").arch == "test_resnet18"
     assert ("quick", "train", "lr") in dict(RECIPE_KEYS) and ("memory", "bandwidth_gbps") in dict(DEVICE_KEYS)
+    assert parse_calibration({"dataset": "fashion-mnist"}, "m.toml").images > 0
+    assert ("percentile", "percentile") in dict(MANIFEST_KEYS) and ("images",) in dict(MANIFEST_KEYS)
     assert ("cpu", "peak_tops", "int8") in dict(DEVICE_KEYS) and (
         "calibration_points",
         0,
