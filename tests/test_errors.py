@@ -70,6 +70,7 @@ def run_real(args: list[str], home: Path, timeout: float = 300) -> subprocess.Co
         (["--bogus"], ("No such option",)),
         (["deploy", "resnet18"], ("Missing option '--target'",)),
         (["deploy", "resnet18", "--target", "cpu", "--qat", "--max-drop", "1"], ("conflict",)),
+        (["deploy", "resnet18", "--target", "cpu", "--verbose"], ("edgecnn --verbose deploy ...",)),
     ],
 )
 def test_usage_errors_are_one_line(args, says):
@@ -392,6 +393,7 @@ def test_checkpoint_errors_in_edgecnn_words(tmp_path, edgecnn_home, kind, option
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     """SIGINT to the process group (what a terminal's Ctrl-C sends) in the middle of a bench."""
+    pytest.importorskip("openvino")  # bench ARCH on this machine measures through OpenVINO
     env = {**os.environ, "EDGECNN_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
     args = ["bench", "test_resnet18", "--target", "cpu", "--image-size", "32", "--min-seconds", "600"]
     proc = subprocess.Popen(
@@ -431,6 +433,7 @@ def test_library_noise_goes_to_the_log_and_verbose_shows_it(tmp_path):
 @pytest.mark.slow
 def test_native_noise_of_a_tflite_export_stays_off_the_terminal(tmp_path):
     """LiteRT/TensorFlow's absl and oneDNN lines (C++ on fd 2) and torchao's .so warnings go to the log."""
+    pytest.importorskip("litert_torch")
     from edgecnn.checkpoint import save_checkpoint
     from edgecnn.data.preprocess import Preprocess
     from edgecnn.models import create

@@ -42,6 +42,8 @@ def fail(message: str, exit_code: int = 2):
 
 def _usage_hint(e: click.UsageError) -> str:
     path = e.ctx.command_path if e.ctx is not None else "edgecnn"
+    if isinstance(e, click.NoSuchOption) and e.option_name in ("--verbose", "-v") and path != "edgecnn":
+        return f"--verbose goes before the command: edgecnn --verbose {path.split(' ', 1)[1]} ..."
     return f"{e.format_message().rstrip()} (see '{path} --help')"
 
 
