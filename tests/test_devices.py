@@ -522,21 +522,27 @@ def test_32px_resnet18_is_not_dominated_by_overhead(device):
     for prec in ("int8", "fp32"):
         r = predict("resnet18", device, precision=prec, image_size=32)
         assert r["prediction"]["overhead_ms"] < 0.25 * r["latency_ms"]["p50"], r["prediction"]
-        assert r["latency_ms"]["p50"] < predict("resnet18", device, precision=prec)["latency_ms"]["p50"] / 5
+        # 49x fewer MACs; the 11.7 MB of INT8 weights (46.8 MB FP32) are still read from DRAM every time
+        assert r["latency_ms"]["p50"] < predict("resnet18", device, precision=prec)["latency_ms"]["p50"] / 2
 
 
 def test_224px_predictions_lie_within_the_band_of_the_cited_figures():
     from edgecnn.devices.predict import cited_points, costs_for
 
+    # Arm's GoogLeNet INT8 on the Pi 5 takes 2.9x ResNet18's time for fewer MACs; the roofline cannot
+    # explain it (ops outside XNNPACK's fast kernels?) and says so: docs/BENCHMARKS.md. Checked to stay out,
+    # so that a model that learns to explain it shows up here.
+    known_miss = {("rpi5", "googlenet", "int8")}
     checked = 0
     for device in ARM_AND_JETSON:
         p = load_device(device)
         for cp in cited_points(p, p.default_runtime):
             r = predict(costs_for(cp.arch, cp.image_size), p, precision=cp.precision, threads=cp.threads)
             lo, hi = r["band_ms"]
-            assert lo <= cp.latency_ms <= hi, (device, cp.arch, cp.precision, r["latency_ms"]["p50"], cp.latency_ms)
+            inside = lo <= cp.latency_ms <= hi
+            assert inside != ((device, cp.arch, cp.precision) in known_miss), (device, cp.arch, r["band_ms"])
             checked += 1
-    assert checked >= 10
+    assert checked >= 14
 
 
 def test_isa_decides_the_int8_rate():
@@ -566,7 +572,11 @@ def _profile_dict(name: str) -> dict:
 
 
 def test_ncnn_is_only_a_labelled_fallback():
-    assert efficiency_for(load_device("rpi5")).basis.startswith("transferred from rpi4")
+    pi5 = efficiency_for(load_device("rpi5"))
+    assert pi5.basis.startswith("fit to 4 published latencies on rpi5") and "ncnn" not in pi5.basis
+    assert pi5.borrowed == {"fp32": "rpi4"} and pi5.compute_for("fp32") == (pi5.compute["fp32"], False)
+    r = predict("resnet18", "rpi5", precision="fp32")
+    assert any("rpi4's" in n for n in r["prediction"]["notes"])
     assert "ncnn" not in efficiency_for(load_device("rpi4")).basis
     data = _profile_dict("rpi5")
     del data["runtimes"]["tflite"]["transfer_from"]

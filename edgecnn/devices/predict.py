@@ -112,11 +112,12 @@ class Efficiency:
     kernels: dict[str, float] = field(default_factory=dict)   # kernel class -> multiplier of compute[precision]
     physical: bool = False             # per (precision, kernel class) efficiencies capped at 1 (device fits)
     fill_s: float = 0.0                # see :func:`fill`: kernels under this many seconds at the peak run slower
+    borrowed: dict[str, str] = field(default_factory=dict)   # precision -> device its compute efficiency is from
 
     def compute_for(self, precision: str) -> tuple[float, bool]:
         """(efficiency, calibrated?) for ``precision``; uncalibrated ones use the others' geometric mean."""
         if precision in self.compute:
-            return self.compute[precision], True
+            return self.compute[precision], precision not in self.borrowed
         vals = list(self.compute.values())
         return float(np.exp(np.mean(np.log(vals)))), False
 
@@ -207,7 +208,7 @@ def fit_efficiency(profile: DeviceProfile, runtime: str, points: Sequence[Calibr
     what = basis or f"fit to {len(points)} calibration point(s) of {profile.name} ({runtime})"
     items = _items(profile, runtime, points)
     if profile.kind != HOST if physical is None else physical:
-        return _fit_physical(items, what)
+        return _fit_physical(items, what, fill_limit=profile.runtime(runtime).unit == "gpu")
     return _fit_items(items, what)
 
 
@@ -228,7 +229,7 @@ def fit_to_layers(profile: DeviceProfile, runtime: str, layer_points: Sequence[d
                            _class_index([cost])))
     what = basis or f"fit to {len(items)} single layers timed on {profile.name} ({runtime})"
     if profile.kind != HOST if physical is None else physical:
-        return _fit_physical(items, what)
+        return _fit_physical(items, what, fill_limit=profile.runtime(runtime).unit == "gpu")
     return _fit_items(items, what)
 
 
@@ -244,8 +245,13 @@ _PB = np.geomspace(0.25, 4.0, 25)
 _PM = np.geomspace(0.05, 1.0, 28)
 _PO = np.array([0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300.0])
 _PS = np.concatenate([[0.0], np.geomspace(1e-6, 1e-3, 19)])
-_PRIOR_B, _PRIOR_O, _PRIOR_M, _PRIOR_S = 0.05, 0.01, 0.02, 0.01
+_PRIOR_B, _PRIOR_O, _PRIOR_M, _PRIOR_S = 0.05, 0.05, 0.02, 0.01
 _MAX_FOLDS = 8
+_ROBUST_C = math.log(1.3)
+# A CPU runtime's cost per kernel beyond its arithmetic: XNNPACK's per-operator dispatch and a 4-thread
+# pool's barrier take microseconds, not the 300 us per kernel the ncnn fit once gave (issue 15), so the
+# fit may not park a network it cannot explain in the overhead (a GPU's launches may cost more).
+_CPU_OVERHEAD_MAX_US = 50.0
 
 
 @dataclass
@@ -264,9 +270,16 @@ class _Phys:
         return math.log(np.maximum(tc, (it.m + it.mc) / self.mem).sum() + it.n * self.ov * 1e-6)
 
     def loss(self, items: Sequence[_Item]) -> float:
-        r = sum((self.log_pred(it) - it.y) ** 2 for it in items)
+        r = sum(_robust(self.log_pred(it) - it.y) for it in items)
         return (r + _PRIOR_B * float(np.sum(np.log(self.b) ** 2)) + _PRIOR_O * math.log((self.ov + 1) / 11) ** 2
                 + _PRIOR_M * math.log(self.mem / 0.5) ** 2 + _PRIOR_S * (self.sat > 0))
+
+
+def _robust(r: float) -> float:
+    """Cauchy loss of a log residual: squared for small misses, logarithmic beyond ~30%, so one figure the
+    model cannot explain (a network with ops outside the runtime's fast kernels) does not drag the
+    memory efficiency or the overhead of every other prediction with it."""
+    return _ROBUST_C**2 * math.log1p((r / _ROBUST_C) ** 2)
 
 
 def fill(c: np.ndarray, sat: float) -> np.ndarray:
@@ -277,13 +290,14 @@ def fill(c: np.ndarray, sat: float) -> np.ndarray:
     return np.clip(c / sat, 1e-3, 1.0)
 
 
-def _descend(items: Sequence[_Item]) -> _Phys:
+def _descend(items: Sequence[_Item], fill_limit: bool = False) -> _Phys:
     """Coordinate descent over the bounded grids until no coordinate moves."""
     st = _Phys(a={g: 0.3 for g in sorted({it.group for it in items})}, b=np.ones(len(KERNEL_CLASSES)),
                mem=0.5, ov=10.0)
     used = sorted({int(k) for it in items for k, c in zip(it.k, it.c) if c > 0})
+    ov_grid = _PO if fill_limit else _PO[_PO <= _CPU_OVERHEAD_MAX_US]
     coords = ([("a", g, _PA) for g in st.a] + [("b", k, _PB) for k in used]
-              + [("mem", None, _PM), ("ov", None, _PO), ("sat", None, _PS)])
+              + [("mem", None, _PM), ("ov", None, ov_grid)] + ([("sat", None, _PS)] if fill_limit else []))
     for _ in range(12):
         moved = False
         for name, key, grid in coords:
@@ -313,15 +327,17 @@ def _get(st: _Phys, name: str, key: Any) -> float:
     return st.a[key] if name == "a" else float(st.b[key]) if name == "b" else getattr(st, name)
 
 
-def _fit_physical(items: Sequence[_Item], what: str) -> Efficiency:
-    st = _descend(items)
+def _fit_physical(items: Sequence[_Item], what: str, fill_limit: bool = False) -> Efficiency:
+    """``fill_limit``: a GPU, whose thousands of lanes a small kernel leaves idle (:func:`fill`); a 4-core
+    CPU splits even a 32 px layer across its cores, so it has none."""
+    st = _descend(items, fill_limit)
     residuals: dict[str, float] = {}
     if len(items) >= 3:
         logs = []
         folds = min(len(items), _MAX_FOLDS)   # leave-one-out; k-fold (every k-th held out) for many points
         for f in range(folds):
             held = [it for j, it in enumerate(items) if j % folds == f]
-            st_f = _descend([it for j, it in enumerate(items) if j % folds != f])
+            st_f = _descend([it for j, it in enumerate(items) if j % folds != f], fill_limit)
             for it in held:
                 r = st_f.log_pred(it) - it.y
                 logs.append(r)
@@ -413,8 +429,9 @@ def efficiency_for(profile: DeviceProfile, runtime: str | None = None, *, _cache
     pts = cited_points(profile, rt)
     if pts:
         with_ = sorted({p.measured_with for p in pts})
-        return fit_efficiency(profile, rt, pts,
-                              basis=f"fit to {len(pts)} published latencies on {profile.name} ({'; '.join(with_)})")
+        eff = fit_efficiency(profile, rt, pts,
+                             basis=f"fit to {len(pts)} published latencies on {profile.name} ({'; '.join(with_)})")
+        return _borrow_precisions(eff, profile, rt)
     src = profile.runtime(rt).transfer_from
     if src:
         eff = efficiency_for(load_device(src), rt)
@@ -425,6 +442,21 @@ def efficiency_for(profile: DeviceProfile, runtime: str | None = None, *, _cache
         return fit_efficiency(profile, rt, fallback, basis=f"FALLBACK (another runtime): fit to {len(fallback)} "
                                                            f"published latencies of {'; '.join(with_)}")
     return DEFAULT_EFFICIENCY
+
+
+def _borrow_precisions(eff: Efficiency, profile: DeviceProfile, rt: str) -> Efficiency:
+    """A precision the device's figures leave out takes its base efficiency from the ``transfer_from``
+    device's fit, said in the basis and, as an uncalibrated precision, with a wider band."""
+    src = profile.runtime(rt).transfer_from
+    missing = [p for p in profile.runtime(rt).precisions if p not in eff.compute]
+    if not (src and missing):
+        return eff
+    other = efficiency_for(load_device(src), rt)
+    got = {p: other.compute[p] for p in missing if p in other.compute}
+    if not got:
+        return eff
+    return dataclasses.replace(eff, compute={**eff.compute, **got}, borrowed={p: src for p in got},
+                               basis=f"{eff.basis}; {', '.join(got)} efficiency from {src}'s fit")
 
 
 _OWN_FITS: dict[tuple, Efficiency] = {}
@@ -506,7 +538,10 @@ def predict(arch: str | Sequence[LayerCost], device: str | DeviceProfile, *, run
     notes = []
     if profile.runtime(rt).extra_error_reason:
         notes.append(profile.runtime(rt).extra_error_reason)
-    if not r["precision_calibrated"]:
+    if prec in eff.borrowed:
+        notes.append(f"{prec} has no calibration point on {profile.name}: its efficiency is "
+                     f"{eff.borrowed[prec]}'s (band widened)")
+    elif not r["precision_calibrated"]:
         notes.append(f"{prec} has no calibration point: its efficiency is the calibrated precisions' mean")
     return {
         "arch": name, "device": profile.name, "target": profile.target, "runtime": rt, "precision": prec,

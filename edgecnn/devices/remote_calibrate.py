@@ -38,8 +38,11 @@ QUICK_SUITE: tuple[tuple, ...] = (
 )
 SUITES = {"quick": QUICK_SUITE, "full": SUITE}
 # substrings of the op types the runtimes report for a suite item's own operator
-_OPS = {"conv": ("conv",), "linear": ("gemm", "matmul", "fullyconnected", "fully_connected", "fully connected"),
-        "pool": ("pool",)}
+_OPS = {
+    "conv": ("conv",),
+    "linear": ("gemm", "matmul", "fullyconnected", "fully_connected", "fully connected"),
+    "pool": ("pool",),
+}
 
 
 def layer_module(spec: tuple):
@@ -50,7 +53,9 @@ def layer_module(spec: tuple):
     kind = spec[0]
     if kind == "conv":
         _, cin, cout, k, s, hw = spec
-        return nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2), nn.ReLU()).eval(), torch.randn(1, cin, hw, hw)
+        return nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2), nn.ReLU()).eval(), torch.randn(
+            1, cin, hw, hw
+        )
     if kind == "linear":
         return nn.Sequential(nn.Linear(spec[1], spec[2])).eval(), torch.randn(1, spec[1])
     _, c, k, s, hw = spec
@@ -74,12 +79,25 @@ def build_layer_artifact(spec: tuple, runtime: str, precision: str, out: Path) -
         module = prepare_float(module)
     out.mkdir(parents=True)
     _, io = _write(runtime, precision, module, sample, out, stage, make_quantizer)
-    write_metadata(out, {
-        "arch": label(spec), "model_options": {"layer": list(spec)}, "num_classes": 0, "class_names": [],
-        "target": "device", "runtime": runtime, "precision": precision, "files": list(_FILES[runtime]), **io,
-        "preprocess": {"note": "single-layer timing artifact: random inputs, no images"},
-        "quantization": None, "float_layers": [], "source": {"checkpoint": None, "sha256": None},
-        "tools": _tool_versions(runtime)})
+    write_metadata(
+        out,
+        {
+            "arch": label(spec),
+            "model_options": {"layer": list(spec)},
+            "num_classes": 0,
+            "class_names": [],
+            "target": "device",
+            "runtime": runtime,
+            "precision": precision,
+            "files": list(_FILES[runtime]),
+            **io,
+            "preprocess": {"note": "single-layer timing artifact: random inputs, no images"},
+            "quantization": None,
+            "float_layers": [],
+            "source": {"checkpoint": None, "sha256": None},
+            "tools": _tool_versions(runtime),
+        },
+    )
     return out
 
 
@@ -142,12 +160,19 @@ def calibrate_over_ssh(host: str, *, base: str, runtime: str | None = None, prec
                     raise EdgecnnError(r.error)
                 ms = max(layer_ms(r.result, spec), 1e-4)
                 log(f"  {prec} {label(spec)}: {ms:.3f} ms ({r.result['profiler']})")
-                points.append(LayerPoint(layer=tuple(spec), runtime=rt, precision=prec, seconds=ms / 1e3,
-                                         measured_with=f"{r.result['profiler']} on {host} ({rt} {r.result['version']})",
-                                         source=f"measured by `edgecnn devices calibrate --host {host}` {when}",
-                                         threads=threads))
+                points.append(
+                    LayerPoint(
+                        layer=tuple(spec),
+                        runtime=rt,
+                        precision=prec,
+                        seconds=ms / 1e3,
+                        measured_with=f"{r.result['profiler']} on {host} ({rt} {r.result['version']})",
+                        source=f"measured by `edgecnn devices calibrate --host {host}` {when}",
+                        threads=threads,
+                    )
+                )
     text = f"# Calibrated on {host} ({when}): {len(points)} single layers timed by {rt}'s profiler.\n"
     text += dumps_toml(profile_toml(prof, name, host, rt, points))
-    written = parse_profile(tomllib.loads(text), str(dest))   # checked before anything is written
+    written = parse_profile(tomllib.loads(text), str(dest))  # checked before anything is written
     atomic_write_text(dest, text)
     return dest, dataclasses.replace(written, source=str(dest))
