@@ -118,6 +118,10 @@ def check_metadata(meta: Any, mpath: Path) -> None:
     redo = "re-export the artifact"
     if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("edgecnn.artifact/"):
         raise EdgecnnError(f"{mpath} is not edgecnn artifact metadata; {redo}")
+    version = meta["format"].rpartition("/")[2]
+    if meta["format"] != FORMAT and version.isdigit() and int(version) < int(FORMAT.rpartition("/")[2]):
+        raise EdgecnnError(f"{mpath} is format {meta['format']}, older than this edgecnn's {FORMAT}; {redo} "
+                           f"with this edgecnn ({__version__})")
     if meta["format"] != FORMAT:
         tools = meta.get("tools")
         by = tools.get("edgecnn") if isinstance(tools, dict) and isinstance(tools.get("edgecnn"), str) else None

@@ -260,6 +260,7 @@ def test_well_formed_artifact_loads(tmp_path):
         ({"arch": KeyError}, "lacks arch"),
         ({"format": "edgecnn.artifact/99", "tools": {"edgecnn": "9.1"}}, "pip install -U 'edgecnn>=9.1'"),
         ({"format": "edgecnn.artifact/99"}, "reads edgecnn.artifact/1"),
+        ({"format": "edgecnn.artifact/0"}, "older than this edgecnn's edgecnn.artifact/1"),
         ({"format": "something/1"}, "not edgecnn artifact metadata"),
         ({"files": {"../outside.onnx": "0" * 64}}, "not a file inside the artifact directory"),
         ({"files": {"/etc/passwd": "0" * 64}}, "not a file inside the artifact directory"),
