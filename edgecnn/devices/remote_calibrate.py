@@ -62,7 +62,7 @@ def layer_module(spec: tuple):
     return nn.Sequential(nn.MaxPool2d(k, s)).eval(), torch.randn(1, c, hw, hw)
 
 
-def build_layer_artifact(spec: tuple, runtime: str, precision: str, out: Path) -> Path:
+def build_layer_artifact(spec: tuple, runtime: str, precision: str, out: Path, target: str = "cpu") -> Path:
     """One suite item exported for ``runtime`` in ``precision`` (INT8: PTQ minmax on 8 random inputs)."""
     import torch
 
@@ -86,7 +86,7 @@ def build_layer_artifact(spec: tuple, runtime: str, precision: str, out: Path) -
             "model_options": {"layer": list(spec)},
             "num_classes": 0,
             "class_names": [],
-            "target": "device",
+            "target": target,
             "runtime": runtime,
             "precision": precision,
             "files": list(_FILES[runtime]),
@@ -152,7 +152,7 @@ def calibrate_over_ssh(host: str, *, base: str, runtime: str | None = None, prec
     with tempfile.TemporaryDirectory(prefix="edgecnn-calibrate-") as tmp:
         for prec in precs:
             for i, spec in enumerate(suite):
-                art = build_layer_artifact(spec, rt, prec, Path(tmp) / f"{prec}-{i:02d}")
+                art = build_layer_artifact(spec, rt, prec, Path(tmp) / f"{prec}-{i:02d}", prof.target)
                 (r,) = profile_hosts(art, [host], remote_python=remote_python, ssh_config=ssh_config,
                                      ssh_options=ssh_options, timeout=timeout, runtime=rt, threads=threads, runs=runs,
                                      warmup=warmup)
