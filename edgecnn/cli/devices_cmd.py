@@ -7,7 +7,13 @@ import math
 
 import click
 
-from edgecnn.cli.options import Number, json_option, ssh_timeout_option
+from edgecnn.cli.options import (
+    Number,
+    json_option,
+    remote_python_option,
+    ssh_config_option,
+    ssh_timeout_option,
+)
 
 
 @click.group(invoke_without_command=True)
@@ -100,10 +106,8 @@ def _print_table(profiles, here: str) -> None:
               help="--host: profiled runs per layer (after 3 warm-up).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="--host: the TOML to write [<base>-<host>.toml here].")
-@click.option("--remote-python", envvar="EDGECNN_REMOTE_PYTHON", default=None, metavar="PATH",
-              help="--host: the device's Python with edgecnn (env EDGECNN_REMOTE_PYTHON; default python3).")
-@click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
-              help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG).")
+@remote_python_option
+@ssh_config_option
 @ssh_timeout_option
 @json_option
 def calibrate(nets, int8_nets, no_layers, threads, seconds, host, base, runtime, precisions, suite, runs, out,
