@@ -571,5 +571,7 @@ def render_run(r: dict) -> str:
               "edgecnn evaluate artifact --data DIR  # accuracy on an ImageFolder of labelled images",
               "```", "",
               ("Or from the machine that made this bundle: `edgecnn bench THIS_BUNDLE/artifact --host USER@DEVICE` "
-              "copies the artifact over SSH, runs it there and brings the figures back."), ""]
+              "copies the artifact over SSH, runs it there and brings the figures back; "
+              "`edgecnn evaluate THIS_BUNDLE/artifact --host USER@DEVICE` runs the whole test set there and "
+              "compares it with this machine's run."), ""]
     return "\n".join(lines)

@@ -207,7 +207,7 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
                  bench_seconds: float = 2.0, bench_runs: int = 10, qat: bool = False,
                  max_drop: float | None = None, hosts: dict[str, list[str]] | None = None,
                  remote_python: str | None = None, ssh_config: str | None = None,
-                 log: Callable[[str], None] = print,
+                 ssh_timeout: float | None = None, log: Callable[[str], None] = print,
                  progress: bool = True, command: str | None = None) -> tuple[Path, dict]:
     """Deploy every combination (cached), flag the Pareto sets, write the frontier directory.
 
@@ -245,7 +245,8 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
                                     precision=precision, qat=qat and int8, max_drop=max_drop if int8 else None,
                                     force=force, threads=threads, bench_seconds=bench_seconds,
                                     bench_runs=bench_runs, hosts=(hosts or {}).get(where, ()),
-                                    remote_python=remote_python, ssh_config=ssh_config, log=log, progress=progress)
+                                    remote_python=remote_python, ssh_config=ssh_config, ssh_timeout=ssh_timeout,
+                                    log=log, progress=progress)
         except EdgecnnError as e:
             log(f"  failed: {e}")
             failed.append({"arch": arch, "target": where, "precision": precision, "error": str(e)})

@@ -285,6 +285,31 @@ def test_frontier_hosts_per_target():
     ):
         with pytest.raises(EdgecnnError, match=re.escape(msg)):
             parse_hosts([bad], targets)
+    p = subprocess.run(
+        [
+            PY,
+            "-m",
+            "edgecnn",
+            "frontier",
+            "--targets",
+            "rpi",
+            "--archs",
+            "test_resnet18",
+            "--host",
+            "jetson=nvidia@orin",
+            "--out",
+            "unused",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert (
+        p.returncode == 2
+        and p.stderr == "error: --host jetson=nvidia@orin: 'jetson' is none of --targets (rpi)\n"
+    )
 
 
 @pytest.mark.slow
@@ -302,6 +327,7 @@ def test_frontier_point_measured_on_a_device_says_so(sshd, tmp_path, own_home): 
         recipe_for=lambda a: recipe,
         out=tmp_path / "f",
         hosts={"rpi": ["dev1"]},
+        ssh_timeout=600,
         remote_python=PY,
         ssh_config=str(sshd.config),
         threads=1,

@@ -17,6 +17,7 @@ from edgecnn.cli.options import (
     qat_option,
     remote_python_option,
     ssh_config_option,
+    ssh_timeout_option,
 )
 
 FOUR = "alexnet,vgg16,resnet18,googlenet"
@@ -68,9 +69,10 @@ def _recipes(spec: str, archs: list[str]):
                    "e.g. --host rpi=pi@10.0.0.7 --host jetson=nvidia@orin.")
 @remote_python_option
 @ssh_config_option
+@ssh_timeout_option
 @json_option
 def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, out, force, threads, min_seconds,
-             hosts, remote_python, ssh_config, as_json):
+             hosts, remote_python, ssh_config, ssh_timeout, as_json):
     """Deploy every network x target x precision and draw the accuracy / cost frontier.
 
     Each combination is an `edgecnn deploy` run: cached, so the same command again only
@@ -99,7 +101,8 @@ def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, 
     command = "edgecnn frontier " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
     path, res = run_frontier(arch_list, tg, prec, recipe_for=recipes.__getitem__, out=out, cost=cost, data=data,
                              force=force, threads=threads, bench_seconds=min_seconds, qat=use_qat, max_drop=max_drop,
-                             hosts=host_map, remote_python=remote_python, ssh_config=ssh_config, log=log,
+                             hosts=host_map, remote_python=remote_python, ssh_config=ssh_config,
+                             ssh_timeout=ssh_timeout, log=log,
                              command=command)
     if as_json:
         click.echo(json.dumps({"out": str(path), **res}, indent=2, default=str))
