@@ -78,7 +78,7 @@ def build_layer_artifact(spec: tuple, runtime: str, precision: str, out: Path, t
     else:
         module = prepare_float(module)
     out.mkdir(parents=True)
-    _, io = _write(runtime, precision, module, sample, out, stage, make_quantizer)
+    backend_float, io = _write(runtime, precision, module, sample, out, stage, make_quantizer)
     write_metadata(
         out,
         {
@@ -93,7 +93,7 @@ def build_layer_artifact(spec: tuple, runtime: str, precision: str, out: Path, t
             **io,
             "preprocess": {"note": "single-layer timing artifact: random inputs, no images"},
             "quantization": None,
-            "float_layers": [],
+            "float_layers": sorted(backend_float),
             "source": {"checkpoint": None, "sha256": None},
             "tools": _tool_versions(runtime),
         },
@@ -135,6 +135,7 @@ def calibrate_over_ssh(host: str, *, base: str, runtime: str | None = None, prec
                        warmup: int = 3, log: Callable[[str], None] | None = None) -> tuple[Path, Any]:
     """Time every suite layer on ``host`` with its runtime's profiler; write the profile TOML (``out``, default
     ``<base>-<host>.toml`` here); return (its path, the loaded profile)."""
+    from edgecnn.artifact import load_artifact
     from edgecnn.remote import check_hosts, profile_hosts
 
     log = log or (lambda s: None)
@@ -153,6 +154,9 @@ def calibrate_over_ssh(host: str, *, base: str, runtime: str | None = None, prec
         for prec in precs:
             for i, spec in enumerate(suite):
                 art = build_layer_artifact(spec, rt, prec, Path(tmp) / f"{prec}-{i:02d}", prof.target)
+                if prec == "int8" and load_artifact(art, verify=False).meta["float_layers"]:
+                    log(f"  {prec} {label(spec)}: skipped, the {rt} export leaves it float")   # e.g. a lone max-pool
+                    continue
                 (r,) = profile_hosts(art, [host], remote_python=remote_python, ssh_config=ssh_config,
                                      ssh_options=ssh_options, timeout=timeout, runtime=rt, threads=threads, runs=runs,
                                      warmup=warmup)
