@@ -46,6 +46,8 @@ from edgecnn.errors import EdgecnnError
 
 FORMAT = "edgecnn.bench/1"
 RAPL = "sys/class/powercap/intel-rapl:0"
+EMULATED_NOTE = ("emulated ({}, CPU model {}): this time is QEMU's, about 100x a device's; it shows the "
+                 "artifact runs on ARM's kernels and is never a latency figure")
 _VERSIONED = ("numpy", "openvino", "onnxruntime", "ai-edge-litert", "tflite-runtime", "tensorrt", "torch")
 
 
@@ -114,7 +116,14 @@ def _versions() -> dict[str, str]:
 def environment(root: str | Path = "/") -> dict[str, Any]:
     """What the timing depends on: CPU, clocks governor, load, runtime versions, device state."""
     from edgecnn import __version__
-    from edgecnn.devices.detect import cpuinfo, detect_device, device_tree_model, l4t_release
+    from edgecnn.devices.detect import (
+        arm64_hwcaps,
+        cpuinfo,
+        detect_device,
+        device_tree_model,
+        emulation,
+        l4t_release,
+    )
 
     info = cpuinfo(root)
     env: dict[str, Any] = {
@@ -135,6 +144,12 @@ def environment(root: str | Path = "/") -> dict[str, Any]:
     l4t = l4t_release(root)
     if l4t:
         env["l4t_release"] = l4t
+    emulated = emulation(root)
+    if emulated:
+        env["emulated"] = emulated
+    hwcaps = arm64_hwcaps() if Path(root) == Path("/") else None
+    if hwcaps is not None:
+        env["hwcaps"] = hwcaps
     if Path(root) == Path("/"):  # commands describe this machine only
         mode = _command(["nvpmodel", "-q"])
         if mode:
@@ -152,6 +167,8 @@ def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5,
     """Time ``run(x)``: ``warmup`` calls (the first one reported apart), then timed calls until
     ``min_seconds`` and ``min_runs`` are both reached, stopping at ``max_seconds`` or ``max_runs``.
     """
+    from edgecnn.devices.detect import emulation
+
     if min_runs < 1 or warmup < 0:
         raise ValueError("min_runs must be >= 1 and warmup >= 0")
     batch = batch or (int(x.shape[0]) if getattr(x, "ndim", 0) else 1)
@@ -176,9 +193,10 @@ def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5,
     timed_s = (time.perf_counter_ns() - start) / 1e9
     rapl1 = read_rapl_uj(root)
     lat = summarize(samples)
+    emulated = emulation(root)
     result: dict[str, Any] = {
         "format": FORMAT,
-        "latency_source": "measured",
+        "latency_source": "emulated" if emulated else "measured",
         "latency_ms": lat,
         "throughput_ips": batch * len(samples) / timed_s if timed_s > 0 else None,
         "first_inference_ms": first_ms,
@@ -192,6 +210,8 @@ def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5,
         "energy_source": None,
         "notes": [],
     }
+    if emulated:
+        result["notes"].append(EMULATED_NOTE.format(emulated.get("emulated"), emulated.get("cpu", "?")))
     if len(samples) < min_runs:
         result["notes"].append(f"stopped at max_seconds={max_seconds:g} after {len(samples)} of {min_runs} runs")
     if rapl0 is not None and rapl1 is not None:
@@ -257,6 +277,8 @@ def bench_artifact(path: str | os.PathLike, *, runtime: str | None = None, threa
         "image_size": image_size, "artifact": str(session.artifact.dir), "artifact_files": meta.get("files"),
         "runtime_info": info,
     })
+    if result["latency_source"] == "emulated":  # profile power x an emulated time means nothing
+        return result
     profile = load_device(device, root=root)
     return add_energy(result, profile.power_w, f"{profile.name} profile")
 

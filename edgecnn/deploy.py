@@ -267,8 +267,9 @@ def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: 
                 notes.append(f"host failed: {h.get('error')}")
             if h.get("accuracy_error"):
                 notes.append(f"host accuracy failed: {h['accuracy_error']}")
-        bench = good[0]["result"]
-        where = f"measured on {good[0]['host']} over SSH"
+        first = next((h for h in good if h["result"]["latency_source"] == "measured"), good[0])  # a real device first
+        bench = first["result"]
+        where = f"{bench['latency_source']} on {first['host']} over SSH"
     elif target == "cpu":
         lat_key = _key({"v": DEPLOY_VERSION, "files": files_id, "local": platform.node(), "threads": threads,
                         "s": bench_seconds, "n": bench_runs})

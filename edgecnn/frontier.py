@@ -41,6 +41,8 @@ COSTS: dict[str, tuple[str, str, str, str]] = {
     "memory": ("memory_mb", "MB", "peak memory of the runtime", "memory_source"),
 }
 LATENCY_STATS = ("p50", "p90", "p99")
+EMULATED_WHY = ("its latency was emulated (QEMU user-mode, about 100x a device's time): a correctness check, "
+                "never a latency figure")
 CSV_COLUMNS = ("id", "arch", "target", "device", "runtime", "precision", "image_size", "top1", "top5",
                "ci95_low", "ci95_high", "fp32_top1", "drop_points", "agreement", "accuracy_runtime", "accuracy_where",
                "p50_ms", "p90_ms", "p99_ms", "latency_n", "latency_source", "latency_band_low_ms",
@@ -118,15 +120,25 @@ def flag_pareto(points: Sequence[dict[str, Any]], cost: str) -> list[dict[str, A
     """Points with ``cost`` (its value), ``pareto`` (True / False / None: no cost figure) and
     ``dominated_by`` (ids), the Pareto set computed per device."""
     key = COSTS[check_cost(cost)][0]
+    timed = COSTS[cost][3] == "latency_source"
+
+    def cost_of(p: dict[str, Any]) -> Any:  # an emulated latency is no cost: the point stays out of the set
+        return None if timed and _emulated(p) else p.get(key)
+
     out: list[dict[str, Any]] = []
     for dev in dict.fromkeys(p["device"] for p in points):
         group = [p for p in points if p["device"] == dev]
-        for p in pareto(group, key):
+        for p in pareto(group, cost_of):
             dom = p.pop("dominated")
             by = p.pop("dominated_by")
-            out.append({**p, "cost": p.get(key), "pareto": None if dom is None else not dom,
-                        "dominated_by": [group[j]["id"] for j in by]})
+            out.append({**p, "cost": cost_of(p), "pareto": None if dom is None else not dom,
+                        "dominated_by": [group[j]["id"] for j in by],
+                        **({"excluded": EMULATED_WHY} if timed and _emulated(p) else {})})
     return out
+
+
+def _emulated(p: dict[str, Any]) -> bool:
+    return p.get("latency_source") == "emulated"
 
 
 # ---------------------------------------------------------------- running it
@@ -336,7 +348,7 @@ def _rows(result: dict, device: str) -> list[list[str]]:
                  key=lambda p: (p["cost"] is None, p["cost"] or 0))
     for p in pts:
         status = {True: "Pareto", False: "dominated by " + ", ".join(p["dominated_by"]),
-                  None: "no cost figure"}[p["pareto"]]
+                  None: "left out: " + p["excluded"] if p.get("excluded") else "no cost figure"}[p["pareto"]]
         lat = f"{p['p50_ms']:.3g} ms"
         if p["latency_source"] == "predicted" and p["latency_band_low_ms"] is not None:
             lat += f" (band {p['latency_band_low_ms']:.3g}-{p['latency_band_high_ms']:.3g})"
@@ -574,10 +586,13 @@ def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None 
         raise EdgecnnError(f"no frontier results for {device}" + (f" {precision}" if precision else "")
                            + f": run `edgecnn frontier --targets {device} --out DIR` first"
                            + (f" (results exist for {', '.join(have)})" if have else ""))
+    if all(_emulated(p) for p in mine):
+        raise EdgecnnError(f"every frontier result for {device} has an emulated latency ({EMULATED_WHY}): "
+                           f"measure on the device itself (edgecnn bench ARTIFACT --host USER@DEVICE)")
     lat_key, cost_key = f"{latency}_ms", COSTS[cost][0]
     ok, rejected = [], []
     for p in mine:
-        why = []
+        why = [EMULATED_WHY] if _emulated(p) else []
         if max_latency_ms is not None and p[lat_key] > max_latency_ms:
             why.append(f"{latency} {p[lat_key]:.3g} ms > {max_latency_ms:g} ms")
         if min_accuracy is not None and p["top1"] < min_accuracy:
@@ -587,8 +602,9 @@ def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None 
                            "cost": cost, "latency": latency, "candidates": [p["id"] for p, _ in ok],
                            "rejected": {p["id"]: "; ".join(w) for p, w in rejected}}
     if not ok:
-        fastest = min(mine, key=lambda p: p[lat_key])
-        best = max(mine, key=lambda p: p["top1"])
+        real = [p for p in mine if not _emulated(p)]
+        fastest = min(real, key=lambda p: p[lat_key])
+        best = max(real, key=lambda p: p["top1"])
         res.update(choice=None, ok=False, paragraph=(
             f"No run on {device} meets the limits: the fastest, {_name(fastest)}, takes {fastest[lat_key]:.3g} ms "
             f"({latency}, {fastest['latency_source']}) at {100 * fastest['top1']:.2f}% top-1, and the most "

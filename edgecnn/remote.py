@@ -17,7 +17,8 @@ connection runs a POSIX ``sh`` script on the device that:
    or ``remote_python`` / ``--remote-python`` / ``EDGECNN_REMOTE_PYTHON``).
 
 The device's JSON comes back as the result, with ``host`` added, ``latency_source``
-"measured" and the device's own ``env`` fingerprint (CPU, governor, load, runtime
+"measured" ("emulated" where the device is an emulated Pi: ``scripts/emulated-pi``) and the
+device's own ``env`` fingerprint (CPU, governor, load, runtime
 versions, L4T/nvpmodel on a Jetson, throttling on a Pi); ``artifact`` is the local path
 and ``remote`` says where and how it ran. Several hosts run in parallel, one thread
 each; every host gets a result or a one-line error of its own (unreachable, refused
@@ -341,7 +342,8 @@ def _run_host(host: str, tar_path: Path, art_dir: Path, name: str, remote_python
                                  remote_python=remote_python, ssh_config=ssh_config, ssh_options=ssh_options,
                                  timeout=timeout, expect="latency_ms")
     result["host"] = host
-    result["latency_source"] = "measured"
+    # QEMU's time is never a device's: a device that knows it is emulated keeps that label.
+    result["latency_source"] = "emulated" if result.get("latency_source") == "emulated" else "measured"
     result["remote"] = {"host": host, "python": remote_python, "artifact": result.get("artifact"),
                         "wall_s": wall_s}
     result["artifact"] = str(art_dir)

@@ -115,6 +115,22 @@ def test_environment_on_a_fake_jetson_and_pi(tmp_path):
     assert environment(pi)["device"] == "rpi5"
 
 
+def test_an_emulated_machine_labels_its_latency_emulated(tmp_path, capsys):
+    # what scripts/emulated-pi/make.sh leaves in its root, with the sysfs device-tree model run.sh shows
+    root = _root(tmp_path, {"etc/edgecnn-emulated": "emulated=qemu-user\nqemu=qemu-aarch64 version 7.2.19\n",
+                            "sys/firmware/devicetree/base/model": "Raspberry Pi 5 Model B Rev 1.0\x00"})
+    r = measure(lambda x: x, np.zeros(2), warmup=1, min_seconds=0, min_runs=3, root=root)
+    assert r["latency_source"] == "emulated" and "never a latency figure" in r["notes"][0]
+    env = r["env"]
+    assert env["emulated"]["emulated"] == "qemu-user" and env["device"] == "rpi5"
+    assert measure(lambda x: x, np.zeros(2), min_seconds=0, min_runs=1, root=tmp_path / "none")[
+        "latency_source"] == "measured"
+    from edgecnn.cli.bench_cmd import _print
+
+    _print({**r, "arch": "tiny", "device": "rpi5", "runtime": "tflite", "precision": "int8"})
+    assert "EMULATED (qemu-user" in capsys.readouterr().out
+
+
 def test_bench_arch_predicts_for_an_absent_device():
     r = bench_arch("resnet18", target="rpi4")
     assert r["latency_source"] == "predicted" and r["device"] == "rpi4" and r["precision"] == "int8"

@@ -195,6 +195,24 @@ def test_choose_says_what_to_relax_or_which_runs_to_make():
         choose(POINTS, "rpi5", cost="watts")
 
 
+def test_an_emulated_latency_is_never_chosen_nor_on_the_frontier():
+    # the fastest and most accurate run was timed on an emulated Pi (QEMU): it must not win on that time
+    emu = _pt("resnet18", 0.95, 900, src="emulated")
+    emu["id"] = "resnet18-rpi5-tflite-int8-emulated"
+    r = choose([*POINTS, emu], "rpi5", max_latency_ms=50)
+    assert r["choice"]["arch"] == "resnet18" and r["choice"]["latency_source"] == "measured"
+    assert "emulated" in r["rejected"][emu["id"]]
+    emu_fast = dict(emu, p50_ms=0.1, p90_ms=0.1)
+    assert choose([*POINTS, emu_fast], "rpi5")["choice"]["latency_source"] == "measured"
+    with pytest.raises(EdgecnnError, match="emulated latency.*--host"):
+        choose([emu_fast], "rpi5")
+    flagged = {p["id"]: p for p in flag_pareto([*POINTS, emu_fast], "p50")}
+    assert flagged[emu["id"]]["pareto"] is None and "emulated" in flagged[emu["id"]]["excluded"]
+    assert flagged["alexnet-rpi5-tflite-int8"]["pareto"] is True  # would be dominated by the emulated point
+    # a cost that is no latency (the artifact's size) keeps the point
+    assert flag_pareto([*POINTS, emu_fast], "size")[-1]["pareto"] is not None
+
+
 def test_parse_limits():
     assert parse_latency("50ms") == 50 and parse_latency("0.05s") == 50 and parse_latency("50") == 50
     assert parse_latency("500us") == pytest.approx(0.5)

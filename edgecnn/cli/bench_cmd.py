@@ -169,6 +169,11 @@ def _print(r: dict) -> None:
         click.echo(f"  basis: {r['prediction']['basis']}")
         for note in r["prediction"].get("notes", []):
             click.echo(f"  note: {note}")
+    elif r["latency_source"] == "emulated":
+        emu = (r.get("env") or {}).get("emulated") or {}
+        click.echo(f"{what}: EMULATED ({emu.get('emulated', '?')}, CPU model {emu.get('cpu', '?')}), p50 "
+                   f"{lat['p50']:.2f} ms under emulation: it ran on ARM's kernels, and this time is no "
+                   f"device's latency")
     else:
         click.echo(f"{what}: measured p50 {lat['p50']:.2f} ms, p90 {lat['p90']:.2f}, p99 {lat['p99']:.2f}, "
                    f"mean {lat['mean']:.2f} +- {lat['std']:.2f}, min {lat['min']:.2f} (n={lat['n']})")

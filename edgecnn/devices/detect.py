@@ -41,9 +41,52 @@ def _read(root: str | Path, rel: str) -> str | None:
 
 
 def device_tree_model(root: str | Path = "/") -> str | None:
-    """``/proc/device-tree/model`` without its trailing NUL, or None."""
-    text = _read(root, "proc/device-tree/model")
+    """``/proc/device-tree/model`` (or the sysfs file it links to) without its trailing NUL, or None."""
+    text = _read(root, "proc/device-tree/model") or _read(root, "sys/firmware/devicetree/base/model")
     return text.replace("\x00", "").strip() if text else None
+
+
+EMULATED_MARK = "etc/edgecnn-emulated"
+
+
+def emulation(root: str | Path = "/") -> dict[str, str] | None:
+    """What emulates this machine, or None for real hardware.
+
+    A root made by ``scripts/emulated-pi/make.sh`` holds ``/etc/edgecnn-emulated`` (``key=value``
+    lines: ``emulated=qemu-user``, ``qemu=...``); the CPU model QEMU plays comes from
+    ``QEMU_CPU``. Latency measured on such a machine is labelled "emulated", never "measured".
+    """
+    text = _read(root, EMULATED_MARK)
+    if text is None:
+        return None
+    info = dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln)
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    info.setdefault("emulated", "yes")
+    if Path(root) == Path("/") and os.environ.get("QEMU_CPU"):
+        info["cpu"] = os.environ["QEMU_CPU"]
+    return info
+
+
+# Linux arm64 AT_HWCAP / AT_HWCAP2 bits (arch/arm64/include/uapi/asm/hwcap.h) that decide kernels.
+_HWCAP = {1: "asimd", 10: "asimdhp", 20: "asimddp", 22: "sve"}
+_HWCAP2 = {1: "sve2", 13: "i8mm", 14: "bf16", 23: "sme"}
+
+
+def arm64_hwcaps(auxv: str | Path = "/proc/self/auxv") -> list[str] | None:
+    """The arm64 features the kernel (or QEMU user-mode) offers this process, from its auxv.
+
+    Unlike /proc/cpuinfo this cannot be faked by a file: it is what the CPU runs. None off arm64.
+    """
+    if platform.machine().lower() not in ("aarch64", "arm64"):
+        return None
+    try:
+        data = Path(auxv).read_bytes()
+    except OSError:
+        return None
+    words = [int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data) - 7, 8)]
+    pairs = dict(zip(words[::2], words[1::2]))
+    hw, hw2 = pairs.get(16, 0), pairs.get(26, 0)  # AT_HWCAP, AT_HWCAP2
+    return [n for b, n in _HWCAP.items() if hw >> b & 1] + [n for b, n in _HWCAP2.items() if hw2 >> b & 1]
 
 
 def l4t_release(root: str | Path = "/") -> str | None:
