@@ -100,7 +100,8 @@ class DeviceAccuracy:
 
     @property
     def accuracy_where(self) -> str:
-        return f"device:{self.host}"
+        # an emulated Pi (scripts/emulated-pi) is a stand-in running ARM's kernels, not the device
+        return f"{'emulated' if self.machine.get('emulated') else 'device'}:{self.host}"
 
     def to_json(self) -> dict[str, Any]:
         d = json.loads(json.dumps(asdict(self)))  # tuples as lists: plain JSON data
@@ -161,6 +162,8 @@ def predict_file(
                 "edgecnn",
                 "l4t_release",
                 "nvpmodel",
+                "emulated",
+                "hwcaps",
             )
         },
     }

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_runtimes import batch, tflite_int8, tiny  # noqa: F401 - fixtures: a tiny full-integer .tflite
+from test_evaluate import CLASSES, PREPROCESS, folder  # noqa: F401 - folder: an ImageFolder fixture
+from test_runtimes import TFLITE_BATCH, batch, metadata, tflite_int8, tiny_net  # noqa: F401 - a fixture
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts" / "emulated-pi"))
@@ -37,6 +38,35 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny():  # the network of test_runtimes' tflite_int8, with test_evaluate's classes
+    return tiny_net(len(CLASSES))
+
+
+@pytest.fixture(scope="module")
+def pi_artifact(tflite_int8, tmp_path_factory):  # noqa: F811
+    """A full-integer INT8 .tflite (litert-torch) for test_evaluate's folder: 6 classes, 16 px grey."""
+    from edgecnn.artifact import write_metadata
+
+    d = tmp_path_factory.mktemp("pi") / "tiny-rpi-int8"
+    d.mkdir()
+    (d / "model.tflite").write_bytes((tflite_int8[0] / "model.tflite").read_bytes())
+    write_metadata(
+        d,
+        metadata(
+            ["model.tflite"],
+            runtime="tflite",
+            target="rpi",
+            precision="int8",
+            shape=[TFLITE_BATCH, 1, 16, 16],
+            num_classes=len(CLASSES),
+            class_names=CLASSES,
+            preprocess=PREPROCESS,
+        ),
+    )
+    return d
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +99,8 @@ def _bench(artifact, config, *extra) -> subprocess.CompletedProcess:
     )
 
 
-def test_bench_host_runs_on_the_emulated_pi5_and_labels_its_latency(pi5_ssh_config, tflite_int8):  # noqa: F811
-    d, _ = tflite_int8
+def test_bench_host_runs_on_the_emulated_pi5_and_labels_its_latency(pi5_ssh_config, pi_artifact):
+    d = pi_artifact
     proc = _bench(d, pi5_ssh_config, "--json")
     assert proc.returncode == 0, proc.stderr
     (r,) = json.loads(proc.stdout)
@@ -118,13 +148,54 @@ def test_the_cpu_model_is_pinned(cpu, dotprod):
     assert not {"sve", "sve2", "sme", "i8mm"} & caps  # QEMU's default "max" model would offer these
 
 
-def test_int8_outputs_on_arm_equal_x86(tflite_int8):  # noqa: F811
+def test_int8_outputs_on_arm_equal_x86(pi_artifact):
     from edgecnn.runtimes import open_session
 
-    d, _ = tflite_int8
+    d = pi_artifact
     x = batch(8)
     with open_session(d, threads=1) as s:
         host = s.run(x)
     for cpu in emulated_pi.CPUS:
         arm = emulated_pi.run_on_pi(d, x, cpu=cpu)
         assert arm.shape == host.shape and np.array_equal(arm, host), (cpu, np.abs(arm - host).max())
+
+
+def test_evaluate_host_measures_accuracy_on_the_emulated_pi5(pi5_ssh_config, pi_artifact, folder):  # noqa: F811
+    from edgecnn.device_eval import evaluate_hosts
+    from edgecnn.evaluate import evaluate_artifact
+
+    here = evaluate_artifact(pi_artifact, data=folder)
+    (r,) = evaluate_hosts(pi_artifact, [ALIAS], data=folder, ssh_config=pi5_ssh_config, threads=1)
+    assert r.ok, r.error
+    acc = r.result
+    # ARM's kernels give this machine's answers on every image, and the report says where they ran
+    assert (
+        acc.num_images == here["num_images"] == 54 and acc.top1 == here["top1"] and acc.top5 == here["top5"]
+    )
+    assert acc.host_run.agreement == 1.0 and acc.host_run.flipped == () and acc.runtime == "tflite"
+    assert acc.machine["machine"] == "aarch64" and acc.machine["device"] == "rpi5"
+    assert acc.machine["emulated"]["cpu"] == "cortex-a76" and "asimddp" in acc.machine["hwcaps"]
+    assert acc.to_json()["accuracy_where"] == f"emulated:{ALIAS}"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgecnn",
+            "evaluate",
+            str(pi_artifact),
+            "--host",
+            ALIAS,
+            "--ssh-config",
+            str(pi5_ssh_config),
+            "--data",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+        check=False,
+    )
+    assert proc.returncode == 0 and "on an EMULATED device: QEMU, CPU model cortex-a76" in proc.stdout, (
+        proc.stderr
+    )

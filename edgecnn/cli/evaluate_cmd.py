@@ -126,8 +126,10 @@ def _print_device(r) -> None:
     lo, hi = r.top1_ci
     click.echo(f"{r.host}: {r.arch} {r.precision} in {r.runtime} {r.runtime_version or ''} "
                f"on {m.get('hostname')} ({m.get('board') or m.get('cpu_model')}, {m.get('uname')})")
+    emu = m.get("emulated")
+    where = f"on an EMULATED device: QEMU, CPU model {emu.get('cpu', '?')}" if emu else "measured on the device"
     click.echo(f"  top-1 {_pct(r.top1)} [{_pct(lo)}, {_pct(hi)}] {int(r.ci_level * 100)}% CI, top-5 "
-               f"{_pct(r.top5)} on {r.num_images} {r.dataset} {r.split} images (measured on the device)")
+               f"{_pct(r.top5)} on {r.num_images} {r.dataset} {r.split} images ({where})")
     if r.agreement is not None:
         click.echo(f"  agreement with the fake-quant graph {_pct(r.agreement)}")
     if r.mcnemar is not None:

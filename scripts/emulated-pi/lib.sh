@@ -45,12 +45,25 @@ check_cpu() {
     esac
 }
 
-# What a Raspberry Pi shows in /proc/cpuinfo, the cpu sysfs tree and the device tree,
-# written under $1/var/lib/edgecnn-emulated-pi/$2. LiteRT's CPU detection (cpuinfo) reads
-# them; under QEMU 7.2 it would otherwise read the x86 host's and crash in Interpreter().
+# What a Raspberry Pi shows in /proc/cpuinfo, the cpu sysfs tree and the device tree: the folder
+# $1/var/lib/edgecnn-emulated-pi/$2-<hash of this file>, printed. LiteRT's CPU detection (cpuinfo)
+# reads them; under QEMU 7.2 it would otherwise read the x86 host's and crash in Interpreter().
+# A tree is written once, then never touched: a running sshd keeps it bind-mounted, and emptying
+# it under a running LiteRT changes the kernels it picks (and so its int8 outputs).
 fake_cpu() {
-    local root=$1 cpu=$2 d features part variant rev midr maxf minf model l1i l1d l2 l3=""
-    d="$root/var/lib/edgecnn-emulated-pi/$cpu"
+    local d tmp
+    d="$1/var/lib/edgecnn-emulated-pi/$2-$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-12)"
+    if [ ! -f "$d/cpuinfo" ]; then
+        mkdir -p "${d%/*}" && tmp=$(mktemp -d "$d.XXXXXX")
+        _write_fake_cpu "$tmp" "$2"
+        chmod 755 "$tmp"
+        mv -T "$tmp" "$d" 2>/dev/null || rm -rf "$tmp"   # another run.sh may have won the race
+    fi
+    echo "$d"
+}
+
+_write_fake_cpu() {
+    local d=$1 cpu=$2 features part variant rev midr maxf minf model l1i l1d l2 l3=""
     if [ "$cpu" = cortex-a76 ]; then      # Raspberry Pi 5: BCM2712, Cortex-A76 r4p1
         features="fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
         part=0xd0b variant=0x4 rev=1 midr=0x00000000414fd0b1 maxf=2400000 minf=1500000
@@ -60,7 +73,7 @@ fake_cpu() {
         part=0xd08 variant=0x0 rev=3 midr=0x00000000410fd083 maxf=1800000 minf=600000
         model="Raspberry Pi 4 Model B Rev 1.4" l1i=48K l1d=32K l2=1024K
     fi
-    rm -rf "$d" && mkdir -p "$d/cpu" "$d/devicetree/base"
+    mkdir -p "$d/cpu" "$d/devicetree/base"
     {
         for n in 0 1 2 3; do
             printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: %s\n' "$n" "$features"

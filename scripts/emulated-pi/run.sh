@@ -38,13 +38,13 @@ ids=$(awk -F: -v u="$user" '$1 == u {print $3 ":" $4 ":" $6}' "$root/etc/passwd"
 
 if [ -z "${EDGECNN_PI_NAMESPACE:-}" ]; then
     ensure_binfmt
-    fake_cpu "$root" "$cpu"
+    fake=$(fake_cpu "$root" "$cpu")
     # Again, inside a private mount namespace: every mount below vanishes with its last process.
     if [ -n "$src" ]; then set -- --src "$src" -- "$@"; else set -- --no-src -- "$@"; fi
-    exec env EDGECNN_PI_NAMESPACE=1 unshare -m --propagation private -- "$0" "$root" --cpu "$cpu" --user "$user" "$@"
+    exec env EDGECNN_PI_NAMESPACE="$fake" unshare -m --propagation private -- "$0" "$root" --cpu "$cpu" --user "$user" "$@"
 fi
 
-fake=$root/var/lib/edgecnn-emulated-pi/$cpu
+fake=$EDGECNN_PI_NAMESPACE   # the fake CPU tree of --cpu, made above
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /dev "$root/dev"
