@@ -17,8 +17,9 @@
 It writes a bundle directory (``$EDGECNN_HOME/runs/deploy/<arch>-<target>-<precision>-<key>``
 or ``out``) holding ``artifact/`` (the exported artifact, hard-linked or copied),
 ``report.json`` (schema ``edgecnn.report/1``, documented in README "deploy and report.json")
-and ``report.md``. A bundle is written to a temporary directory beside ``out`` and renamed
-into place, so it is replaced whole; an ``out`` holding files edgecnn did not write is refused.
+and ``report.md``. The bundle folder follows :mod:`edgecnn.outdir`: written beside ``out`` and
+renamed into place; a re-run replaces what deploy wrote and keeps your files; a non-empty
+folder edgecnn did not make is refused.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgecnn import outdir
 from edgecnn.errors import EdgecnnError
 
 SCHEMA = "edgecnn.report/1"
@@ -44,28 +45,12 @@ REPORT_MD = "report.md"
 ARTIFACT = "artifact"
 PREDICT = "predict.py"
 RUN_MD = "RUN.md"
+BUNDLE = (f"{ARTIFACT}/", REPORT, REPORT_MD, PREDICT, RUN_MD)  # what deploy writes into a bundle
 DEPLOY_VERSION = 1  # bump when what a stage cache holds changes
 
 
 def _key(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def bundle_is_ours(path: Path) -> bool:
-    """Whether ``path`` is a bundle ``deploy`` wrote (its report.json names our schema)."""
-    try:
-        return str(json.loads((path / REPORT).read_text()).get("schema", "")).startswith("edgecnn.report/")
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def check_out(out: Path) -> None:
-    """Refuse a file, or a non-empty directory that is not a bundle deploy wrote."""
-    if out.exists() and not out.is_dir():
-        raise EdgecnnError(f"--out {out} is a file; pass a directory")
-    if out.is_dir() and any(out.iterdir()) and not bundle_is_ours(out):
-        raise EdgecnnError(f"{out} holds files edgecnn did not write (no {REPORT} of schema {SCHEMA}); "
-                           f"pass an empty or new --out directory")
 
 
 def check_options(target: str, *, hosts: Sequence[str] = (), precision: str = "int8", qat: bool = False,
@@ -93,20 +78,22 @@ def _cache(kind: str, key: str, force: bool, make: Callable[[], dict]) -> tuple[
     from edgecnn.fileio import atomic_write_json
 
     path = paths.runs_dir() / kind / f"{key}.json"
-    if not force and path.is_file():
-        try:
-            return json.loads(path.read_text()), True, path
-        except (OSError, ValueError):
-            pass
-    value = make()
-    atomic_write_json(path, value)
+    with outdir.lock(path, f"the {kind} result {key}"):  # a second identical run waits, then reads it
+        outdir.clean(path)
+        if not force and path.is_file():
+            try:
+                return json.loads(path.read_text()), True, path
+            except (OSError, ValueError):
+                pass
+        value = make()
+        atomic_write_json(path, value)
     return value, False, path
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
     dest.mkdir(parents=True)
     for f in src.iterdir():
-        if f.is_file():
+        if f.is_file() and f.name != outdir.MARKER:
             try:
                 os.link(f, dest / f.name)
             except OSError:
@@ -131,6 +118,7 @@ def _bench_local(art_dir: Path, *, threads: int | None, min_seconds: float, min_
     return json.loads(p.stdout)
 
 
+@outdir.holding_locks
 def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: Sequence[str] = (), data: str | None = None,
            weights: str | None = None, checkpoint: str | None = None, precision: str = "int8",
            runtime: str | None = None, method: str | None = None, qat: bool = False,
@@ -176,7 +164,7 @@ def deploy(arch: str, target: str, *, recipe, device: str | None = None, hosts: 
                        "weights": _weights_id(weights), "checkpoint": ckpt_id, "method": method, "qat": qat,
                        "max_drop": max_drop, "hosts": hosts})
     out = Path(out) if out else paths.runs_dir() / "deploy" / f"{arch}-{device or target}-{precision}-{bundle_key}"
-    check_out(out)
+    outdir.hold(out, "deploy", f"the bundle {out.name}", BUNDLE)
     t_start = time.perf_counter()
     notes: list[str] = []
     stage_info: dict[str, Any] = {}
@@ -415,20 +403,14 @@ def _with_accuracy(bench_hosts: list[dict], device_evals: list[dict] | None) -> 
 
 
 def _write_bundle(out: Path, art_dir: Path, report: dict) -> None:
-    from edgecnn.fileio import atomic_write_json, atomic_write_text, replace_dir
+    from edgecnn.fileio import atomic_write_json, atomic_write_text
 
-    check_out(out)  # again: something may have appeared while the stages ran
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with outdir.replace(out, "deploy") as tmp:
         _link_or_copy(art_dir, tmp / ARTIFACT)
         atomic_write_json(tmp / REPORT, report)
         atomic_write_text(tmp / REPORT_MD, render_markdown(report))
         atomic_write_text(tmp / PREDICT, PREDICT_PY)
         atomic_write_text(tmp / RUN_MD, render_run(report))
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _pct(x) -> str:

@@ -10,8 +10,8 @@
 :func:`edgecnn.deploy.deploy` (each stage cached, so a re-run only reads caches), flattens
 each ``report.json`` into a *point* (:func:`point_from_report`), flags the Pareto set per
 device and writes ``frontier.json`` (schema ``edgecnn.frontier/1``), ``frontier.csv``,
-``frontier.png``, ``report.html`` (self-contained) and ``report.md`` into one directory,
-replaced whole. :func:`choose` picks one point for a device under latency and accuracy
+``frontier.png``, ``report.html`` (self-contained) and ``report.md`` into one directory
+(:mod:`edgecnn.outdir`: a re-run replaces those files and keeps yours). :func:`choose` picks one point for a device under latency and accuracy
 limits and says why.
 """
 
@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgecnn import outdir
 from edgecnn.config import check_json_types
 from edgecnn.errors import EdgecnnError, suggest
 
@@ -143,20 +144,6 @@ def _emulated(p: dict[str, Any]) -> bool:
 
 # ---------------------------------------------------------------- running it
 
-def check_out_dir(out: Path) -> None:
-    """Refuse a file, or a non-empty directory that is not a frontier edgecnn wrote."""
-    if out.exists() and not out.is_dir():
-        raise EdgecnnError(f"--out {out} is a file; pass a directory")
-    if out.is_dir() and any(out.iterdir()):
-        try:
-            ours = json.loads((out / "frontier.json").read_text()).get("schema", "").startswith("edgecnn.frontier/")
-        except (OSError, ValueError, AttributeError):
-            ours = False
-        if not ours:
-            raise EdgecnnError(f"{out} holds files edgecnn did not write (no frontier.json of schema {SCHEMA}); "
-                               f"pass an empty or new --out directory")
-
-
 def parse_targets(spec: str | Sequence[str]) -> list[tuple[str, str | None]]:
     """``cpu,jetson,rpi`` or device names (``rpi4``, ``jetson-agx-orin``) -> [(target, device or None)]."""
     from edgecnn.devices import ALIASES, HOST, load_device
@@ -213,6 +200,7 @@ def check_plot() -> None:
         raise EdgecnnError("frontier.png needs matplotlib: pip install 'edgecnn[plot]'")
 
 
+@outdir.holding_locks
 def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]], precisions: Sequence[str], *,
                  recipe_for: Callable[[str], Any], out: str | os.PathLike, cost: str = "p50",
                  data: str | None = None, force: bool = False, threads: int | None = None,
@@ -237,7 +225,7 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
     check_plot()
     check_options("cpu", qat=qat, max_drop=max_drop)
     out = Path(out)
-    check_out_dir(out)
+    outdir.hold(out, "frontier", f"the frontier {out}", FILES)
     t0 = time.perf_counter()
     points: list[dict] = []
     skipped: list[dict] = []
@@ -293,25 +281,16 @@ def _remember(result: dict, out: Path) -> None:
 
 
 def write_frontier(out: Path, result: dict) -> None:
-    """All five files into a temporary directory beside ``out``, then one rename."""
-    import shutil
-    import tempfile
+    """All five files into a temporary folder beside ``out``, then one rename (:func:`edgecnn.outdir.replace`)."""
+    from edgecnn.fileio import atomic_write_json, atomic_write_text
 
-    from edgecnn.fileio import atomic_write_json, atomic_write_text, replace_dir
-
-    check_out_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with outdir.replace(out, "frontier") as tmp:
         atomic_write_json(tmp / "frontier.json", result)
         atomic_write_text(tmp / "frontier.csv", render_csv(result))
         png = render_png(result)
         (tmp / "frontier.png").write_bytes(png)
         atomic_write_text(tmp / "report.md", render_markdown(result))
         atomic_write_text(tmp / "report.html", render_html(result, png))
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- rendering

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from edgecnn import __version__, distributed, paths
+from edgecnn import __version__, distributed, outdir, paths
 from edgecnn.checkpoint import save_checkpoint
 from edgecnn.data import Preprocess, SplitSpec, iterate_batches, load_dataset, make_splits, subset
 from edgecnn.errors import EdgecnnError
@@ -47,6 +47,7 @@ from edgecnn.models import create
 from edgecnn.recipes import Recipe
 
 STATE_FORMAT = "edgecnn.train-state/1"
+FILES = ("state.pt", "model.pt", "train.json")  # what a run writes into its folder
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+@outdir.holding_locks
 def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | None = None,
           reset_head: bool = False, out_dir: str | Path | None = None, force: bool = False,
           threads: int | None = None, log: Callable[[str], None] = print,
@@ -150,13 +152,13 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
     }
     key = run_key(key_payload)
     out = Path(out_dir) if out_dir else paths.runs_dir() / "train" / f"{arch}-{recipe.profile}-{key}"
-    state_path, ckpt_path, report_path = out / "state.pt", out / "model.pt", out / "train.json"
+    state_path, ckpt_path, report_path = (out / f for f in FILES)
+    if dist.is_main:  # a folder of yours is refused; a second identical run waits for the first
+        outdir.hold(out, "train", f"the {arch} training run {out.name}", FILES)
 
     finished = None
     if not force and dist.is_main and ckpt_path.exists() and report_path.exists():
-        report = json.loads(report_path.read_text())
-        if report.get("key") == key:
-            finished = report
+        finished = _finished(report_path, key)
     finished = distributed.broadcast_object(finished)  # rank 0's look decides for all
     if finished is not None:
         log(f"{arch}: reusing finished run {out} (test top-1 {finished['test']['top1']:.4f}); --force retrains")
@@ -207,7 +209,7 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
         log(f"{arch}: resuming {out} at epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}")
 
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        outdir.claim(out, "train", FILES)
     net = distributed.wrap(model)  # DistributedDataParallel under torchrun, else the model itself
 
     def save_state(ep: int, st: int) -> None:
@@ -309,6 +311,7 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
                         dataset=bundle.name, recipe=recipe.to_dict())
         atomic_write_json(report_path, report)
         state_path.unlink(missing_ok=True)
+        outdir.seal(out, "train")
     distributed.barrier()  # the other ranks return once model.pt exists
     log(f"{arch}: test top-1 {test['top1']:.4f} top-5 {test['top5']:.4f} in {wall:.0f} s -> {ckpt_path}")
     return TrainResult(out, ckpt_path, report, cached=False)
@@ -323,6 +326,15 @@ def _result_settings(recipe: Recipe) -> dict:
 
 def _augment(recipe: Recipe) -> str | None:
     return None if recipe.data.augment == "none" else recipe.data.augment
+
+
+def _finished(report_path: Path, key: str) -> dict | None:
+    """The report of the finished run ``key``, or None (another run's, or unreadable: train again)."""
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and report.get("key") == key and "test" in report else None
 
 
 def _load_state(path: Path, key: str) -> dict | None:

@@ -113,10 +113,12 @@ def test_reports_label_every_figure(run):
 
 def test_same_command_again_reuses_every_stage(run, recipe_dir):
     path, res, first, recipe = run
+    (path / "notes.md").write_text("my reading of it")  # a file of the user's survives the re-run
     t0 = time.perf_counter()
     _, again = run_frontier(["test_resnet18"], TARGETS, ["int8", "fp16", "fp32"], recipe_for=lambda a: recipe,
                             out=path, **fast, **quiet)
     took = time.perf_counter() - t0
+    assert (path / "notes.md").read_text() == "my reading of it"
     for p, q in zip(res["points"], again["points"], strict=True):
         assert p["id"] == q["id"] and p["top1"] == q["top1"] and p["p50_ms"] == q["p50_ms"]
         assert set(q["reused"]) == {"train", "quantize", "export", "evaluate", "latency"} or \

@@ -40,3 +40,19 @@ def int8_recipe(tmp: Path, qat_lr: float | str = 0.001, name: str = "r.toml") ->
     p = tmp / name
     p.write_text(INT8_RECIPE.format(qat_lr=qat_lr))
     return p, load_recipe("test_resnet18", str(p))
+
+
+def random_checkpoint(tmp: Path, recipe: Recipe) -> Path:
+    """A float test_resnet18 checkpoint with random weights for Fashion-MNIST at the recipe's size:
+    what export, evaluate and deploy start from when a test needs no trained model."""
+    from edgecnn.checkpoint import save_checkpoint
+    from edgecnn.data import Preprocess, load_dataset
+    from edgecnn.models import create
+
+    bundle = load_dataset(None)
+    pre = Preprocess.for_dataset(bundle, recipe.data.image_size, recipe.data.channels)
+    model = create("test_resnet18", num_classes=len(bundle.classes), in_channels=recipe.data.channels,
+                   **recipe.model_options())
+    return save_checkpoint(tmp / "random.pt", arch="test_resnet18", model_options=dict(model.arch_options),
+                           state_dict=model.state_dict(), preprocess=pre.to_dict(), classes=list(bundle.classes),
+                           metrics={}, dataset=bundle.name, recipe=recipe.to_dict())

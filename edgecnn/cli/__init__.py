@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 import click
 
-from edgecnn import __version__
+from edgecnn import __version__, outdir
 from edgecnn.cli.terminal import capture_noise, one_line_errors
 
 
@@ -14,6 +17,11 @@ class _Group(click.Group):
     def make_context(self, *args, **kwargs):
         with one_line_errors():
             return super().make_context(*args, **kwargs)
+
+    def main(self, args=None, *rest, **kwargs):
+        argv = sys.argv[1:] if args is None else list(args)
+        outdir.COMMAND.set(" ".join(["edgecnn", *(shlex.quote(str(a)) for a in argv)]))  # what made a folder
+        return super().main(args, *rest, **kwargs)
 
     def invoke(self, ctx):
         with one_line_errors():
@@ -47,6 +55,7 @@ def _register() -> None:
     # Each command module imports only click at top level: `edgecnn --help` stays fast.
     from edgecnn.cli.bench_cmd import bench
     from edgecnn.cli.build_engine_cmd import build_engine
+    from edgecnn.cli.cache_cmd import cache
     from edgecnn.cli.deploy_cmd import deploy
     from edgecnn.cli.devices_cmd import devices
     from edgecnn.cli.evaluate_cmd import evaluate
@@ -64,6 +73,7 @@ def _register() -> None:
     cli.add_command(deploy)
     cli.add_command(frontier)
     cli.add_command(choose)
+    cli.add_command(cache)
 
 
 _register()

@@ -59,7 +59,7 @@ def _recipes(spec: str, archs: list[str]):
 @qat_option
 @max_drop_option
 @click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Directory for frontier.json/.csv/.png, report.html and report.md (replaced whole).")
+              help="Folder for frontier.json/.csv/.png, report.html and report.md (your files in it are kept).")
 @click.option("--force", is_flag=True, help="Re-export, re-evaluate and re-measure every combination.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
 @click.option("--min-seconds", type=SECONDS, default=2.0, show_default=True,

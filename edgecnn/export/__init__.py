@@ -20,11 +20,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edgecnn import outdir
 from edgecnn.errors import EdgecnnError, suggest
 
 SUPPORT = {
@@ -85,14 +85,7 @@ _FORM = {"onnxruntime": "uint8 activations (zero point 128), int8 weights",
                      "symmetric; int8 weights"}
 
 
-def _prepare_out(out: Path) -> None:
-    """Refuse a non-empty directory edgecnn did not write; a bundle it wrote is replaced whole."""
-    if out.exists() and not out.is_dir():
-        raise EdgecnnError(f"--out {out} is a file; pass a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "metadata.json").exists():
-        raise EdgecnnError(f"{out} holds files edgecnn did not write; pass an empty or new --out directory")
-
-
+@outdir.holding_locks
 def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: str | None = None,
            data: str | None = None, checkpoint: str | None = None, method: str | None = None,
            qat: bool = False, max_drop: float | None = None, out: str | os.PathLike | None = None,
@@ -106,6 +99,8 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
     from edgecnn.quantize.pt2e import SCHEME, float_ops, load_graph, make_quantizer, prepare_float
 
     runtime = resolve(target, runtime, precision)
+    if out is not None:
+        outdir.check(Path(out), "export")  # a folder of yours is refused before any work
     stage = None
     if precision == "int8":
         from edgecnn.host import has_vnni
@@ -122,7 +117,7 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
     src = stages.float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
     tag = (stage["key"] if stage else src.checkpoint_sha256[:12])
     out = Path(out) if out else paths.runs_dir() / "artifacts" / f"{arch}-{target}-{runtime}-{precision}-{tag}"
-    _prepare_out(out)
+    outdir.hold(out, "export", f"the {runtime} {precision} artifact {out.name}")
     if not force and (out / "metadata.json").exists():
         from edgecnn.artifact import load_artifact
 
@@ -143,10 +138,8 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
     else:
         module, graph_float = prepare_float(src.model), []
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     t0 = time.perf_counter()
-    try:
+    with outdir.replace(out, "export") as tmp:
         log(f"{arch}: exporting {precision} for {target} ({runtime})")
         backend_float, io = _write(runtime, precision, module, sample, tmp, stage, make_quantizer)
         float_layers = sorted(set(graph_float) | set(backend_float))
@@ -182,13 +175,10 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
             np.save(tmp / "fp32_correct.npy", np.load(stages.fp32_reference(src, log)["correct"]))
             files.append("fp32_correct.npy")
             meta["reference"] = {"fp32_correct": "fp32_correct.npy"}
-        from edgecnn.fileio import atomic_write_json, replace_dir
+        from edgecnn.fileio import atomic_write_json
 
         write_metadata(tmp, meta)
         atomic_write_json(tmp / "float_layers.json", {"graph": graph_float, "backend": backend_float})
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log(f"{arch}: wrote {out}")
     return out
 

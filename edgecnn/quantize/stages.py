@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgecnn import distributed, paths
+from edgecnn import distributed, outdir, paths
 from edgecnn.data import Preprocess, SplitSpec, iterate_batches, load_dataset, make_splits, subset
 from edgecnn.data.splits import calibration_set, take
 from edgecnn.errors import EdgecnnError
@@ -39,6 +39,11 @@ from edgecnn.metrics import TopK
 from edgecnn.recipes import Recipe
 
 STATE_FORMAT = "edgecnn.qat-state/1"
+FILES = ("quantized.pt2", "predictions.npy", "fp32_correct.npy")  # what every stage writes, + <stage>.json
+
+
+def _files(stage: str) -> tuple[str, ...]:
+    return (*FILES, f"{stage}.json", *(("state.pt",) if stage == "qat" else ()))
 
 
 @dataclass
@@ -164,6 +169,7 @@ def _cached(out: Path, stage: str, key: str, log) -> dict | None:
     return None
 
 
+@outdir.holding_locks
 def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str | None = None,
               method: str | None = None, num_images: int | None = None, weight_bits: int = 8,
               force: bool = False, threads: int | None = None, log: Callable[[str], None] = print,
@@ -191,6 +197,7 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
             return hit
         raise EdgecnnError(f"rank {dist.rank} finds no calibration result in {out}: the processes of a "
                            f"torchrun job must share EDGECNN_HOME")
+    outdir.hold(out, "calibrate", f"the {arch} calibration {out.name}", _files("calibrate"))
     if not force and (hit := _cached(out, "calibrate", key, log)):
         distributed.barrier()
         return hit
@@ -200,12 +207,13 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
     log(f"{arch}: calibrating ({method}, {n} images of the calibration split)")
     quantized = ptq(src.model, x, method=method, batch_size=cfg.batch_size, weight_bits=weight_bits)
     seconds = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
+    outdir.claim(out, "calibrate", _files("calibrate"))
     report = {"key": key, "method": method, "scheme": SCHEME, "weight_bits": weight_bits,
               "calibration": {"split": split.name, "split_id": split.split_id, "num_images": n,
                               "batch_size": cfg.batch_size, "method": method},
               "calibrate_seconds": round(seconds, 1)}
     report = _finish("calibrate", out, src, quantized, fp32, report, log)
+    outdir.seal(out, "calibrate")
     distributed.barrier()
     return {**report, "cached": False, "dir": str(out)}
 
@@ -216,6 +224,7 @@ def _diverged(arch: str, what: str, step: int, state_path: Path) -> None:
                        f"and re-run")
 
 
+@outdir.holding_locks
 def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str | None = None,
         method: str | None = None, max_drop: float | None = None, weight_bits: int = 8, force: bool = False,
         threads: int | None = None, log: Callable[[str], None] = print, progress: bool = True) -> dict:
@@ -246,6 +255,8 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     key = _key({"stage": "qat", "arch": arch, "qat": recipe.to_dict()["qat"], "ptq": ptq_report["key"],
                 "train": train_split.split_id, "augment": recipe.data.augment, **_versions()})
     out = paths.runs_dir() / "qat" / f"{arch}-{key}"
+    if dist.is_main:
+        outdir.hold(out, "qat", f"the {arch} QAT run {out.name}", _files("qat"))
     hit = _cached(out, "qat", key, log) if not force and dist.is_main else None
     if hit := distributed.broadcast_object(hit):  # rank 0's look decides for all
         return hit
@@ -296,7 +307,7 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
         step = state["step"]
         log(f"{arch}: resuming QAT {out} at step {step}/{total}")
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        outdir.claim(out, "qat", _files("qat"))
     # DistributedDataParallel over the prepared GraphModule under torchrun (gradients averaged,
     # rank 0's buffers -- BatchNorm statistics, observer ranges -- broadcast each step), else itself.
     net = distributed.wrap(prepared)
@@ -357,5 +368,6 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
         report["world_size"] = dist.world_size
     if dist.is_main:
         report = _finish("qat", out, src, convert(prepared), fp32, report, log)
+        outdir.seal(out, "qat")
     report = distributed.broadcast_object(report)  # the others wait for rank 0's evaluation
     return {**report, "cached": False, "dir": str(out)}
