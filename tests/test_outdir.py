@@ -282,3 +282,46 @@ def test_a_second_identical_deploy_waits_and_reads_the_cache(setup, tmp_path):
     assert len(waited) == 1, [err[-2000:] for _, err in results]
     for stage in ("export", "evaluate", "latency"):
         assert sorted(r["stages"][stage]["cached"] for r in reports) == [False, True], stage
+
+
+@pytest.fixture(scope="module")
+def small_train(tmp_path_factory):
+    """A recipe that trains test_resnet18 for one epoch of 256 images (seconds)."""
+    d = tmp_path_factory.mktemp("small")
+    text = int8_recipe(d)[0].read_text().replace("train_subset = 1024", "train_subset = 256")
+    p = d / "small.toml"
+    p.write_text(text.replace("epochs = 2", "epochs = 1"))
+    return p
+
+
+def test_train_rerun_removes_what_a_killed_run_left(small_train, tmp_path):
+    run = tmp_path / "run"
+    args = ("train", "test_resnet18", "--recipe", small_train, "--out", run)
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    model = (run / "model.pt").read_bytes()
+    stale = run / ".state.pt.x1y2z3w4.tmp"  # what a SIGKILL during a state save leaves
+    stale.write_bytes(b"\0" * 1000)
+    (run / "notes.txt").write_text("mine")
+    r = invoke(*args)
+    assert r.exit_code == 0 and "reusing finished run" in r.output, r.output
+    assert not stale.exists() and (run / "model.pt").read_bytes() == model
+    assert (run / "notes.txt").read_text() == "mine"
+    (run / "train.json").write_text(
+        "{broken"
+    )  # edgecnn's file, changed since: refused by name, never a traceback
+    one_error(invoke(*args), "train.json is not a file edgecnn wrote")
+
+
+def test_a_full_disk_while_training_leaves_no_temporary(small_train, tmp_path, monkeypatch):
+    import torch
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    run = tmp_path / "run"
+    one_error(
+        invoke("train", "test_resnet18", "--recipe", small_train, "--out", run), "no space left on the device"
+    )
+    assert [p.name for p in run.iterdir()] == [outdir.MARKER]  # no state.pt, no .state.pt.*.tmp
