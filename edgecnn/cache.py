@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn import outdir, paths
+from edgecnn.errors import EdgecnnError
 
 # runs/<kind>: whether its entries are kept for their own sake (roots)
 RUN_KINDS = {
@@ -288,6 +289,8 @@ def _temporaries(home: Path) -> Iterator[Temporary]:
 def scan(home: Path | None = None) -> Listing:
     """Every entry of ``home`` (default ``$EDGECNN_HOME``) with its status, and the temporaries."""
     home = Path(home) if home is not None else paths.home()
+    if home.exists() and not home.is_dir():
+        raise EdgecnnError(f"EDGECNN_HOME {home} is a file: edgecnn keeps its cache in a folder there")
     if not home.is_dir():
         return Listing(home, (), ())
     found = list(_entries_of(home))

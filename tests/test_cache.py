@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 from click.testing import CliRunner
-from tiny_recipes import int8_recipe, random_checkpoint
+from tiny_recipes import fp32_command, int8_recipe, random_checkpoint
 
 from edgecnn import outdir
 from edgecnn.cli import cli
@@ -31,26 +31,7 @@ def by_kind(listing: dict) -> dict[str, list[dict]]:
 def deployed(edgecnn_home, tmp_path):
     """A cache holding one fp32 deploy (from a random-weight checkpoint) and what it made on the way."""
     recipe_path, recipe = int8_recipe(tmp_path)
-    ckpt = random_checkpoint(tmp_path, recipe)
-    r = CliRunner().invoke(
-        cli,
-        [
-            "deploy",
-            "test_resnet18",
-            "--target",
-            "cpu",
-            "--precision",
-            "fp32",
-            "--recipe",
-            str(recipe_path),
-            "--checkpoint",
-            str(ckpt),
-            "--threads",
-            "1",
-            "--min-seconds",
-            "0.1",
-        ],
-    )
+    r = CliRunner().invoke(cli, fp32_command("deploy", recipe_path, random_checkpoint(tmp_path, recipe)))
     assert r.exit_code == 0, r.output
     return edgecnn_home
 
@@ -106,3 +87,15 @@ def test_cache_of_an_empty_or_missing_home(edgecnn_home):
         "temporaries": [],
     }
     assert cache_json("prune")["removed"] == []
+
+
+def test_cache_of_a_home_that_is_a_file(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.write_text("x")
+    monkeypatch.setenv("EDGECNN_HOME", str(home))
+    for args in (["cache"], ["cache", "prune"]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
+            f"error: EDGECNN_HOME {home} is a file: edgecnn keeps its cache in a folder there"
+        ]
+    assert home.read_text() == "x"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tiny_recipes import int8_recipe, random_checkpoint
+from tiny_recipes import fp32_command, int8_recipe, random_checkpoint
 
 from edgecnn import outdir
 from edgecnn.cli import cli
@@ -57,48 +57,12 @@ def setup(tmp_path_factory):
     return recipe_path, random_checkpoint(d, recipe)
 
 
-def export_args(setup, out: Path, *extra: str) -> list[str]:
-    recipe, ckpt = setup
-    return [
-        "export",
-        "test_resnet18",
-        "--target",
-        "cpu",
-        "--runtime",
-        "onnxruntime",
-        "--precision",
-        "fp32",
-        "--recipe",
-        recipe,
-        "--checkpoint",
-        ckpt,
-        "--out",
-        out,
-        *extra,
-    ]
+def export_args(setup, out: Path, *extra) -> list[str]:
+    return fp32_command("export", *setup, "--out", out, *extra)
 
 
-def deploy_args(setup, out: Path, *extra: str) -> list[str]:
-    recipe, ckpt = setup
-    return [
-        "deploy",
-        "test_resnet18",
-        "--target",
-        "cpu",
-        "--precision",
-        "fp32",
-        "--recipe",
-        recipe,
-        "--checkpoint",
-        ckpt,
-        "--threads",
-        "1",
-        "--min-seconds",
-        "0.1",
-        "--out",
-        out,
-        *extra,
-    ]
+def deploy_args(setup, out: Path, *extra) -> list[str]:
+    return fp32_command("deploy", *setup, "--out", out, *extra)
 
 
 # ---------------------------------------------------------------- the rule, on the module itself
