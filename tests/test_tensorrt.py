@@ -71,6 +71,7 @@ def test_key_depends_on_everything_that_decides_the_engine():
         ec.engine_key("a" * 64, "int8", ec.DeviceInfo("10.3.0", "Orin", "7.2")),
         ec.engine_key("a" * 64, "int8", ORIN, ec.BatchProfile(1, 8, 64)),
         ec.engine_key("a" * 64, "int8", ORIN, ec.BatchProfile(1, 1, 32)),
+        ec.engine_key("a" * 64, "int8", ORIN, variant="fp16-outside-qdq"),
     ]
     assert len({base, *variants}) == len(variants) + 1
     # the build number past major.minor.patch does not change what an engine runs on
@@ -443,6 +444,12 @@ def test_build_engine_command_and_old_module_entry(tmp_path):
     assert old.returncode == 0 and old.stdout == r.output, old.stderr
     bad = CliRunner().invoke(cli, ["build-engine", str(art), "--min-batch", "8", "--opt-batch", "2"])
     assert bad.exit_code == 2 and bad.output.startswith("error: batch profile needs 1 <= min <= opt <= max")
+    bad = CliRunner().invoke(cli, ["build-engine", str(art), "--fp16-outside-qdq", *args])
+    assert bad.exit_code == 2 and bad.output.startswith("error: --fp16-outside-qdq is for an int8 artifact on "
+                                                        "TensorRT 11 (this is fp16 on TensorRT 10.3.0")
+    int8 = _artifact(tmp_path / "i", "int8")
+    r11 = CliRunner().invoke(cli, ["build-engine", str(int8), "--fp16-outside-qdq", *args[:-1], "11.4"])
+    assert r11.exit_code == 0 and f"--onnx={int8 / 'model.fp16.onnx'}" in shlex.split(r11.output)
     both = CliRunner().invoke(cli, ["build-engine", str(art), "--timing-cache", "t", "--no-timing-cache", *args])
     assert both.exit_code == 2 and both.output == "error: --timing-cache and --no-timing-cache exclude each other; pass one\n"
 
@@ -637,8 +644,9 @@ def _builder_trt(version: str, calls: dict) -> types.ModuleType:
 
 @pytest.mark.parametrize(("version", "precision", "flags", "network_flags", "rewritten"), [
     ("10.3.0.30", "int8", [0, 1], 0, False), ("10.3.0.30", "fp16", [0], 0, False), ("10.3.0.30", "fp32", [], 0, False),
-    ("11.4.0.106", "int8", [], 1 << 5, True), ("11.4.0.106", "fp16", [], 1 << 5, False),
-    ("11.4.0.106", "fp32", [], 1 << 5, False)])
+    ("11.4.0.106", "int8", [], 1 << 5, False), ("11.4.0.106", "fp16", [], 1 << 5, False),
+    ("11.4.0.106", "fp32", [], 1 << 5, False),
+    ("11.4.0.106", "int8-fp16-outside-qdq", [], 1 << 5, True)])
 def test_python_builder_per_tensorrt_version(tmp_path, version, precision, flags, network_flags, rewritten):
     import onnx
     from onnx import TensorProto
@@ -646,7 +654,9 @@ def test_python_builder_per_tensorrt_version(tmp_path, version, precision, flags
     calls: dict = {}
     onnx_path = _qdq_onnx(tmp_path / "model.onnx")
     timing = tmp_path / "engines" / "timing" / "t.cache"
-    data = tb.build_engine(onnx_path, precision, trt=_builder_trt(version, calls), timing_cache=timing)
+    precision, _, variant = precision.partition("-")
+    build = {"timing_cache": timing, "fp16_rewrite": bool(variant)}
+    data = tb.build_engine(onnx_path, precision, trt=_builder_trt(version, calls), **build)
     assert data == b"ENGINE" and calls["flags"] == flags and calls["network_flags"] == network_flags
     assert calls["profiles"] == [("input", ((1, 3, 8, 8), (1, 3, 8, 8), (64, 3, 8, 8)))]
     parsed, parsed_path = calls["parsed"]
@@ -657,7 +667,7 @@ def test_python_builder_per_tensorrt_version(tmp_path, version, precision, flags
         assert not Path(parsed_path).exists()
     # the timing cache: empty the first time, written after, read back by the next build
     assert calls["timing_in"] == b"" and timing.read_bytes() == b"+timings"
-    tb.build_engine(onnx_path, precision, trt=_builder_trt(version, calls), timing_cache=timing)
+    tb.build_engine(onnx_path, precision, trt=_builder_trt(version, calls), **build)
     assert calls["timing_in"] == b"+timings" and timing.read_bytes() == b"+timings+timings"
 
 
@@ -684,8 +694,12 @@ def test_versions_and_plans():
     assert trtexec_version("no banner") is None
     p10, p11 = build_plan("int8", TrtVersion(10, 3)), build_plan("int8", TrtVersion(11, 4))
     assert (p10.trtexec_flags, p10.strongly_typed, p10.fp16_rewrite) == (("--int8", "--fp16"), False, False)
-    assert (p11.trtexec_flags, p11.builder_flags, p11.strongly_typed, p11.fp16_rewrite) == ((), (), True, True)
-    assert not build_plan("fp16", TrtVersion(11, 4)).fp16_rewrite  # export already wrote an fp16 graph
+    assert (p11.trtexec_flags, p11.builder_flags, p11.strongly_typed, p11.fp16_rewrite) == ((), (), True, False)
+    assert build_plan("int8", TrtVersion(11, 4), fp16_rewrite=True).variant == "fp16-outside-qdq"
+    assert p11.variant is None
+    for precision, version in (("fp16", TrtVersion(11, 4)), ("int8", TrtVersion(10, 3))):
+        with pytest.raises(EdgecnnError, match="^--fp16-outside-qdq is for an int8 artifact on TensorRT 11"):
+            build_plan(precision, version, fp16_rewrite=True)
     logs: list[str] = []
     check_supported(TrtVersion(12, 0), logs.append)
     assert logs and "newer than edgecnn's tested range" in logs[0]
@@ -696,8 +710,10 @@ def test_versions_and_plans():
         check_precision("int8", "5.3", "NVIDIA Tegra X1")
 
 
-def test_trtexec_11_builds_the_fp16_rewrite_strongly_typed(tmp_path, edgecnn_home):
-    """A stand-in TensorRT 11 trtexec: no precision flags; --onnx is the FP16 rewrite; timing cache beside."""
+@pytest.mark.parametrize("fp16_outside_qdq", [False, True])
+def test_trtexec_11_builds_strongly_typed(tmp_path, edgecnn_home, fp16_outside_qdq):
+    """A stand-in TensorRT 11 trtexec: no precision flags; --onnx is the artifact's graph, or its FP16 rewrite
+    when asked for (cached under its own key); the timing cache beside the engines."""
     fake = tmp_path / "bin" / "trtexec"
     fake.parent.mkdir()
     args_log, seen = tmp_path / "args", tmp_path / "seen.onnx"
@@ -717,20 +733,30 @@ def test_trtexec_11_builds_the_fp16_rewrite_strongly_typed(tmp_path, edgecnn_hom
     _qdq_onnx(art / "model.onnx")
     meta = json.loads((art / "metadata.json").read_text())
     write_metadata(art, {k: v for k, v in meta.items() if k not in ("files", "sha256")} | {"files": ["model.onnx"]})
-    r = tb.build_artifact(art, trtexec=str(fake), log=lambda s: None)
+    r = tb.build_artifact(art, trtexec=str(fake), fp16_rewrite=fp16_outside_qdq, log=lambda s: None)
     args = args_log.read_text().split()
     assert "--int8" not in args and "--fp16" not in args
     onnx_arg = next(a for a in args if a.startswith("--onnx="))
-    assert onnx_arg.endswith(".fp16.onnx") and not Path(onnx_arg[7:]).exists()  # temporary, removed
     import onnx
 
-    assert onnx.load(str(seen)).opset_import[0].version == 19
+    if fp16_outside_qdq:
+        assert onnx_arg.endswith(".fp16.onnx") and not Path(onnx_arg[7:]).exists()  # temporary, removed
+        assert onnx.load(str(seen)).opset_import[0].version == 19
+    else:
+        assert onnx_arg == f"--onnx={art / 'model.onnx'}" and seen.read_bytes() == (art / "model.onnx").read_bytes()
     timing = edgecnn_home / "engines" / "timing" / "trt11.4.0.cache"
     assert f"--timingCacheFile={timing}" in args and timing.read_bytes() == b"TC"
     side = r["meta"]
     assert side["plan"]["strongly_typed"] and side["plan"]["trtexec_flags"] == []
-    assert side["fp16_rewrite"]["kept_fp32"] == 0 and side["fp16_rewrite"]["opset"] == 19
+    assert side["plan"]["fp16_rewrite"] == fp16_outside_qdq
+    if fp16_outside_qdq:
+        assert side["fp16_rewrite"]["kept_fp32"] == 0 and side["fp16_rewrite"]["opset"] == 19
+    else:
+        assert side["fp16_rewrite"] is None
     assert (art / "model.engine").read_bytes() == b"ENGINE11" and side["tensorrt"] == "11.4.0"
+    device = ec.DeviceInfo("11.4.0", "Orin", "8.7")
+    plain = ec.engine_key(side["onnx_sha256"], "int8", device)
+    assert (side["key"] == plain) != fp16_outside_qdq  # the rewrite's engine is never the session's
 
 
 def test_session_refuses_tensorrt_older_than_10(tmp_path, monkeypatch):

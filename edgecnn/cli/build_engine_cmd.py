@@ -53,6 +53,12 @@ from edgecnn.errors import EdgecnnError
     help="TensorRT timing cache file (default: $EDGECNN_HOME/engines/timing/<TensorRT>-<GPU>.cache).",
 )
 @click.option("--no-timing-cache", is_flag=True, help="Build without a timing cache.")
+@click.option(
+    "--fp16-outside-qdq",
+    is_flag=True,
+    help="TensorRT 11, int8: build from the graph with FP16 outside its Q/DQ pairs (faster float layers; "
+    "the FP16 scales move the INT8 grid a little). Default: as written, FP32 outside the Q/DQ pairs.",
+)
 @click.option("--no-cache", is_flag=True, help="Do not also store the engine in $EDGECNN_HOME/engines.")
 @click.option("--dry-run", is_flag=True, help="Check the artifact and print the command; build nothing.")
 @json_option
@@ -68,6 +74,7 @@ def build_engine(
     tensorrt_version,
     timing_cache,
     no_timing_cache,
+    fp16_outside_qdq,
     no_cache,
     dry_run,
     as_json,
@@ -79,8 +86,8 @@ def build_engine(
     compute capability) and stores it in $EDGECNN_HOME/engines, where `edgecnn
     evaluate` and `edgecnn bench` find it. An engine runs only on the GPU and TensorRT
     version it was built with: build it on the device. On TensorRT 10 the precision
-    comes from trtexec's flags; TensorRT 11 has none (strongly typed networks), so an
-    INT8 artifact is built from its graph with FP16 written outside the Q/DQ pairs.
+    comes from trtexec's flags; TensorRT 11 has none (strongly typed networks): there
+    the ONNX's own types decide (--fp16-outside-qdq: an INT8 artifact's FP16 rewrite).
 
     \b
     Example:
@@ -107,6 +114,7 @@ def build_engine(
         cache=not no_cache,
         tensorrt_version=tensorrt_version,
         timing_cache=False if no_timing_cache else (timing_cache or True),
+        fp16_rewrite=fp16_outside_qdq,
         log=log,
     )
     if as_json:

@@ -68,17 +68,23 @@ def import_tensorrt():
     return trt
 
 
-def plan_for(precision: str | None, version: str, log: Callable[[str], None] = lambda s: None) -> BuildPlan:
+def plan_for(
+    precision: str | None,
+    version: str,
+    log: Callable[[str], None] = lambda s: None,
+    *,
+    fp16_rewrite: bool = False,
+) -> BuildPlan:
     """The build plan of ``precision`` on TensorRT ``version``, refusing a TensorRT older than 10."""
     v = TrtVersion.parse(version)
     check_supported(v, log)
-    return build_plan(precision, v)
+    return build_plan(precision, v, fp16_rewrite=fp16_rewrite)
 
 
 @contextmanager
 def prepared_onnx(onnx: Path, plan: BuildPlan, log: Callable[[str], None] = lambda s: None):
-    """Yield (the ONNX to build, its FP16 rewrite or None): ``onnx`` itself, or on TensorRT 11 an int8
-    graph with FP16 outside its Q/DQ pairs, in a temporary directory removed afterwards."""
+    """Yield (the ONNX to build, its FP16 rewrite or None): ``onnx`` itself, or where the plan asks for it
+    (TensorRT 11, int8, opt-in) the graph with FP16 outside its Q/DQ pairs, in a temporary directory."""
     if not plan.fp16_rewrite:
         yield onnx, None
         return
@@ -193,19 +199,20 @@ def build_engine(
     logger=None,
     workspace_mb: int | None = None,
     timing_cache: Path | None = None,
+    fp16_rewrite: bool = False,
     log: Callable[[str], None] = lambda s: None,
 ) -> bytes:
     """Build a serialized engine from a (QDQ) ONNX file with the TensorRT Python API.
 
     INT8 comes from the Q/DQ nodes (explicit quantization, no calibrator). On TensorRT 10 an
     int8 or fp16 artifact sets the FP16 (and INT8) builder flags; TensorRT 11 has none, so the
-    network is strongly typed and an int8 graph is first given FP16 outside its Q/DQ pairs
-    (:func:`prepared_onnx`). A dynamic batch gets ``profile``; ``timing_cache`` (a file) is
-    read before and written after the build.
+    network is strongly typed and built as written, or with ``fp16_rewrite`` from the int8
+    graph with FP16 outside its Q/DQ pairs (:func:`prepared_onnx`). A dynamic batch gets
+    ``profile``; ``timing_cache`` (a file) is read before and written after the build.
     """
     onnx = Path(onnx)
     trt = trt or import_tensorrt()
-    plan = plan_for(precision, trt.__version__, log)
+    plan = plan_for(precision, trt.__version__, log, fp16_rewrite=fp16_rewrite)
     logger = logger or trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     with prepared_onnx(onnx, plan, log) as (source, _):
@@ -439,6 +446,7 @@ def _run_python_builder(req: BuildRequest, log: Callable[[str], None]) -> tuple[
         trt=trt,
         workspace_mb=req.workspace_mb,
         timing_cache=req.timing_cache,
+        fp16_rewrite=req.plan.fp16_rewrite,
         log=log,
     )
     return data, device, None
@@ -468,7 +476,7 @@ def _sidecar(
     """The engine's sidecar: what it was built from, how, where, and its cache key (None without a device)."""
     onnx_sha, precision = art.meta["files"][req.onnx.name], req.plan.precision
     return engine_meta(
-        key=engine_key(onnx_sha, precision, device, req.profile) if device else None,
+        key=engine_key(onnx_sha, precision, device, req.profile, req.plan.variant) if device else None,
         onnx_sha256=onnx_sha,
         precision=precision,
         device=device,
@@ -496,20 +504,22 @@ def build_artifact(
     cache: bool = True,
     tensorrt_version: str | None = None,
     timing_cache: str | os.PathLike | None | bool = True,
+    fp16_rewrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Build the engine of a Jetson artifact (after checking its sha256) into ``out``.
 
     ``builder``: ``"trtexec"``, ``"python"`` or ``"auto"`` (trtexec where found). The TensorRT
     version (``tensorrt_version``, else trtexec's banner or the tensorrt module) decides the
-    precision flags (10.x) or the strongly typed build (11.x). ``timing_cache``: True for the
+    precision flags (10.x) or the strongly typed build (11.x; ``fp16_rewrite``: an int8 artifact
+    from its FP16 rewrite, cached under its own key). ``timing_cache``: True for the
     one beside the engine cache, a path, or False for none. Returns ``{"engine", "builder",
     "command", "plan", "meta"}``; with ``dry_run`` only what would run.
     """
     art = load_artifact(artifact)  # refuses files changed since export
     onnx, precision, input_name, input_shape = _artifact_inputs(art)
     use, exe = _choose_builder(builder, trtexec, dry_run)
-    plan = plan_for(precision, _tensorrt_version(use, exe, tensorrt_version), log)
+    plan = plan_for(precision, _tensorrt_version(use, exe, tensorrt_version), log, fp16_rewrite=fp16_rewrite)
     device = None if dry_run else _probe_device()
     if device is not None:
         check_precision(precision, device.compute_capability, device.gpu)
@@ -533,7 +543,12 @@ def build_artifact(
         "precision": precision,
         "plan": plan.to_json(),
         "timing_cache": str(req.timing_cache or "") or None,
-        "command": req.command(exe or "trtexec") if use == "trtexec" else None,
+        # the FP16 rewrite is written to a temporary directory at build time: named by its file here
+        "command": req.command(
+            exe or "trtexec", onnx=onnx.with_name(f"{onnx.stem}.fp16.onnx") if plan.fp16_rewrite else None
+        )
+        if use == "trtexec"
+        else None,
     }
     if dry_run:
         return result

@@ -33,8 +33,7 @@ from edgecnn.fileio import atomic_path, atomic_write_json, sha256_file
 
 FORMAT = "edgecnn.trt-engine/1"
 # Bump when the builder's settings change, so engines built the old way are not reused.
-# 2: TensorRT 11 builds an int8 artifact from its FP16-rewritten graph (edgecnn.tensorrt.fp16).
-BUILDER_VERSION = 2
+BUILDER_VERSION = 1
 PRECISIONS = ("int8", "fp16", "fp32")
 
 
@@ -93,9 +92,14 @@ def trt_release(version: str) -> str:
 
 
 def engine_key(
-    onnx_sha256: str, precision: str | None, device: DeviceInfo, profile: BatchProfile = DEFAULT_PROFILE
+    onnx_sha256: str,
+    precision: str | None,
+    device: DeviceInfo,
+    profile: BatchProfile = DEFAULT_PROFILE,
+    variant: str | None = None,
 ) -> str:
-    """The cache key of the engine built from ``onnx_sha256`` at ``precision`` on ``device``."""
+    """The cache key of the engine built from ``onnx_sha256`` at ``precision`` on ``device``
+    (``variant``: a build of another form of that ONNX, such as its FP16 rewrite)."""
     payload = {
         "format": FORMAT,
         "builder": BUILDER_VERSION,
@@ -106,6 +110,8 @@ def engine_key(
         "compute_capability": device.compute_capability,
         "profile": profile.as_dict(),
     }
+    if variant:
+        payload["variant"] = variant
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -6,8 +6,13 @@ keep its Q/DQ layers in INT8. TensorRT 11 removed every precision flag, trtexec'
 networks are always strongly typed and the ONNX types decide ("Migrating trtexec Usage from
 TensorRT 10.x to 11.x", "Removed Python APIs and Replacements" in NVIDIA's TensorRT 11 docs;
 ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is kept there and ignored). So on 11.x an
-INT8 artifact's float parts are rewritten to FP16 first (:mod:`edgecnn.tensorrt.fp16`), and an
-FP16 artifact already carries FP16 (export writes it so).
+INT8 artifact is built as written: its quantized layers in INT8 on exactly the grid of the
+fake-quant graph, the few float layers outside the Q/DQ pairs in FP32; an FP16 artifact already
+carries FP16 (export writes it so). ``fp16_rewrite`` (``edgecnn build-engine --fp16-outside-qdq``)
+builds an INT8 artifact from its FP16 rewrite instead (:mod:`edgecnn.tensorrt.fp16`), which is
+what ``--int8 --fp16`` let TensorRT 10 pick, at a measured cost: rounding the Q/DQ scales to FP16
+moves the integer grid (benchmarks/fp16_rewrite_agreement.py: 97.6% top-1 agreement with the
+FP32 graph on a tiny ResNet18, 97.7% from the scales alone).
 
 JetPack 6 brings TensorRT 10 (10.3 on JetPack 6.1/6.2); NVIDIA's TensorRT 11 migration notes
 say JetPack is not supported by the 11.x releases yet, so a Jetson builds the 10.x way and an
@@ -100,7 +105,12 @@ class BuildPlan:
     trtexec_flags: tuple[str, ...]  # trtexec precision flags (10.x only)
     builder_flags: tuple[str, ...]  # names of trt.BuilderFlag members to set (10.x only)
     strongly_typed: bool
-    fp16_rewrite: bool  # write FP16 into the ONNX first (11.x, an int8 QDQ artifact)
+    fp16_rewrite: bool  # build from the ONNX with FP16 written outside the Q/DQ pairs (11.x, int8, opt-in)
+
+    @property
+    def variant(self) -> str | None:
+        """What the engine cache key must tell apart beyond precision: the FP16 rewrite."""
+        return "fp16-outside-qdq" if self.fp16_rewrite else None
 
     def to_json(self) -> dict:
         return {
@@ -113,13 +123,18 @@ class BuildPlan:
         }
 
 
-def build_plan(precision: str | None, version: TrtVersion) -> BuildPlan:
-    """The flags (10.x) or the strongly typed build with FP16 in the graph (11.x) for ``precision``."""
+def build_plan(precision: str | None, version: TrtVersion, *, fp16_rewrite: bool = False) -> BuildPlan:
+    """The flags (10.x) or the strongly typed build (11.x; ``fp16_rewrite``: from the FP16 rewrite) for ``precision``."""
     precision = precision or "fp32"
     if precision not in TRTEXEC_FLAGS_10:
         raise EdgecnnError(f"unknown precision '{precision}'; use one of {', '.join(TRTEXEC_FLAGS_10)}")
+    if fp16_rewrite and (precision != "int8" or not version.strongly_typed):
+        raise EdgecnnError(
+            f"--fp16-outside-qdq is for an int8 artifact on TensorRT 11 (this is {precision} on TensorRT "
+            f"{version}{': --int8 --fp16 let 10.x pick FP16 itself' if not version.strongly_typed else ''})"
+        )
     if version.strongly_typed:
-        return BuildPlan(version, precision, (), (), strongly_typed=True, fp16_rewrite=precision == "int8")
+        return BuildPlan(version, precision, (), (), strongly_typed=True, fp16_rewrite=fp16_rewrite)
     return BuildPlan(
         version,
         precision,
