@@ -16,6 +16,8 @@
 #   engines   benchmarks/gpu_tensorrt.py: INT8, FP16 and FP32 engines of the four networks (tiny
 #             training budget), top-1 and agreement with the fake-quant graph over the whole test
 #             split, edgecnn bench at batch 1 and 32, trtexec on the same engine where one exists
+# TRT_SPEC picks the TensorRT wheel (default tensorrt-cuNN>=10.0,<12, today an 11.x; for the 10.x
+# path: TRT_SPEC='tensorrt-cu12>=10.0,<11').
 # Writes OUT/gpu_check.json (the steps) and OUT/gpu_tensorrt.json/.md (the figures). Exit status:
 # 0 when every step passed, 1 otherwise (the files are written either way).
 set -euo pipefail
@@ -31,7 +33,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="${2:?--out needs a directory}"; shift 2 ;;
     --skip-install) INSTALL=0; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^set -euo/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -88,7 +90,7 @@ do_install() {
   .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[onnx,openvino,test]"
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt \
-    "tensorrt-cu${cu}>=10.0,<12" "cuda-python>=${cu},<$((cu + 1))"
+    "${TRT_SPEC:-tensorrt-cu${cu}>=10.0,<12}" "cuda-python>=${cu},<$((cu + 1))"
   .venv/bin/python -m pip check || echo "pip check reports the conflicts above (not fatal here)"
   .venv/bin/python -c "import tensorrt, edgecnn; print('tensorrt', tensorrt.__version__, 'edgecnn', edgecnn.__file__)"
 }
