@@ -677,7 +677,7 @@ def test_python_builder_refuses_old_tensorrt(tmp_path):
         tb.build_engine(_qdq_onnx(tmp_path / "m.onnx"), "int8", trt=_builder_trt("8.6.1.6", {}))
 
 
-def test_versions_and_plans():
+def test_versions_and_plans(tmp_path):
     from edgecnn.tensorrt.versions import (
         TrtVersion,
         build_plan,
@@ -700,6 +700,11 @@ def test_versions_and_plans():
     for precision, version in (("fp16", TrtVersion(11, 4)), ("int8", TrtVersion(10, 3))):
         with pytest.raises(EdgecnnError, match="^--fp16-outside-qdq is for an int8 artifact on TensorRT 11"):
             build_plan(precision, version, fp16_rewrite=True)
+    tegra = tmp_path / "nv_tegra_release"
+    tegra.write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: ...\n")
+    with pytest.raises(EdgecnnError, match=r"^TensorRT 8.5.2 is too old: .*; this Jetson runs L4T R35.4.1 "
+                                           r"\(JetPack 5\)$"):
+        check_supported(TrtVersion(8, 5, 2), tegra_release=str(tegra))
     logs: list[str] = []
     check_supported(TrtVersion(12, 0), logs.append)
     assert logs and "newer than edgecnn's tested range" in logs[0]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
 
@@ -69,12 +70,33 @@ def trtexec_version(text: str) -> TrtVersion | None:
     return None
 
 
-def check_supported(version: TrtVersion, log=lambda s: None) -> None:
-    """Refuse a TensorRT older than 10; say so (once) when it is newer than the tested range."""
+# L4T major release -> JetPack major (NVIDIA's Jetson release notes): R32 JetPack 4, R35 JetPack 5, R36 JetPack 6.
+_JETPACK = {32: 4, 34: 5, 35: 5, 36: 6}
+
+
+def jetpack_release(path: str = "/etc/nv_tegra_release") -> str | None:
+    """On a Jetson, its L4T release and JetPack from /etc/nv_tegra_release ("L4T R35.4.1 (JetPack 5)"); else None."""
+    try:
+        first = (Path(path).read_text(encoding="utf-8", errors="replace").splitlines() or [""])[0]
+    except OSError:
+        return None
+    m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", first)
+    if not m:
+        return None
+    jetpack = _JETPACK.get(int(m.group(1)))
+    return f"L4T R{m.group(1)}.{m.group(2)}" + (f" (JetPack {jetpack})" if jetpack else "")
+
+
+def check_supported(
+    version: TrtVersion, log=lambda s: None, *, tegra_release: str = "/etc/nv_tegra_release"
+) -> None:
+    """Refuse a TensorRT older than 10 (naming the JetPack on a Jetson); say so when it is newer than tested."""
     if version.major < MIN_MAJOR:
+        jetson = jetpack_release(tegra_release)
         raise EdgecnnError(
             f"TensorRT {version} is too old: edgecnn builds and runs engines with TensorRT {MIN_MAJOR}.x-"
             f"{MAX_TESTED_MAJOR}.x (JetPack 6 on a Jetson Orin; pip install 'edgecnn[tensorrt]' elsewhere)"
+            + (f"; this Jetson runs {jetson}" if jetson else "")
         )
     if version.major > MAX_TESTED_MAJOR:
         log(
