@@ -45,6 +45,7 @@ from edgecnn.tensorrt.engine_cache import (
     timing_cache_path,
     write_engine,
 )
+from edgecnn.tensorrt.fp16 import to_strongly_typed_fp16  # imports onnx only when it runs
 from edgecnn.tensorrt.versions import (
     BuildPlan,
     TrtVersion,
@@ -88,8 +89,6 @@ def prepared_onnx(onnx: Path, plan: BuildPlan, log: Callable[[str], None] = lamb
     if not plan.fp16_rewrite:
         yield onnx, None
         return
-    from edgecnn.tensorrt.fp16 import to_strongly_typed_fp16  # needs the onnx package
-
     with tempfile.TemporaryDirectory(prefix="edgecnn-trt-") as tmp:
         dest = Path(tmp) / f"{onnx.stem}.fp16.onnx"
         rewrite = to_strongly_typed_fp16(onnx, dest)
