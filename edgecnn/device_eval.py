@@ -16,7 +16,7 @@ On the device, ``python -m edgecnn.device_eval ARTIFACT IMAGES`` (this module's
 images with the artifact's own ``preprocess`` metadata (:meth:`Preprocess.apply_numpy`, the
 same code the host's ``evaluate`` runs), runs them in the artifact's runtime (a TensorRT
 ONNX artifact builds its engine there and caches it in the device's ``$EDGECNN_HOME/engines``,
-keyed as :mod:`edgecnn.tensorrt_build` says) and prints one JSON object: the top-5 classes
+keyed as :mod:`edgecnn.tensorrt.engine_cache` says) and prints one JSON object: the top-5 classes
 per image (int32, zlib, base64) and where it ran (host name, uname, CPU, board, runtime and
 version).
 
