@@ -5,6 +5,9 @@
 
     latency_source      "measured"
     latency_ms          {p50, p90, p99, mean, min, max, std, n}   per run(x) call
+    runtime_latency_ms  the runtime's own time per call where it keeps one (OpenVINO), else absent
+    python_overhead_ms  median of (latency - the runtime's own time): the Python call's cost; null
+                        where the runtime keeps no time of its own
     throughput_ips      images per second (batch x calls / time)
     first_inference_ms  the first call (often slow: lazy init, caches)
     load_ms             model load time (passed by the caller), or null
@@ -163,9 +166,11 @@ def environment(root: str | Path = "/") -> dict[str, Any]:
 def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5, min_seconds: float = 2.0,
             min_runs: int = 10, max_seconds: float = 60.0, max_runs: int = 1_000_000,
             load_ms: float | None = None, threads: int | None = None, batch: int | None = None,
-            root: str | Path = "/", with_env: bool = True) -> dict[str, Any]:
+            root: str | Path = "/", with_env: bool = True,
+            runtime_ms: Callable[[], float] | None = None) -> dict[str, Any]:
     """Time ``run(x)``: ``warmup`` calls (the first one reported apart), then timed calls until
     ``min_seconds`` and ``min_runs`` are both reached, stopping at ``max_seconds`` or ``max_runs``.
+    ``runtime_ms()``, read after each timed call, is the runtime's own time of that call.
     """
     from edgecnn.devices.detect import emulation
 
@@ -178,6 +183,7 @@ def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5,
     for _ in range(max(0, warmup - 1)):
         run(x)
     samples: list[float] = []
+    inner: list[float] = []
     rapl0 = read_rapl_uj(root)
     start = time.perf_counter_ns()
     deadline = start + int(max_seconds * 1e9)
@@ -187,6 +193,8 @@ def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5,
         run(x)
         now = time.perf_counter_ns()
         samples.append((now - t) / 1e6)
+        if runtime_ms is not None:
+            inner.append(runtime_ms())
         n = len(samples)
         if (n >= min_runs and now >= enough) or now >= deadline or n >= max_runs:
             break
@@ -198,6 +206,7 @@ def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5,
         "format": FORMAT,
         "latency_source": "emulated" if emulated else "measured",
         "latency_ms": lat,
+        **_runtime_split(samples, inner),
         "throughput_ips": batch * len(samples) / timed_s if timed_s > 0 else None,
         "first_inference_ms": first_ms,
         "load_ms": load_ms,
@@ -222,6 +231,14 @@ def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5,
     if with_env:
         result["env"] = environment(root)
     return result
+
+
+def _runtime_split(samples: list[float], inner: list[float]) -> dict[str, Any]:
+    """The runtime's own times and the Python call's overhead (median difference), where there are any."""
+    if not inner:
+        return {"python_overhead_ms": None}
+    overhead = float(np.median(np.asarray(samples) - np.asarray(inner)))
+    return {"runtime_latency_ms": summarize(inner), "python_overhead_ms": overhead}
 
 
 def add_energy(result: dict[str, Any], power_w: float, what: str) -> dict[str, Any]:
@@ -262,8 +279,11 @@ def bench_artifact(path: str | os.PathLike, *, runtime: str | None = None, threa
                                f"or re-export it with batch {batch}")
         b = batch or fixed or 1
         x = _random_input(session.input_shape, b)
-        result = measure(session.run, x, warmup=warmup, min_seconds=min_seconds, min_runs=min_runs,
-                         max_seconds=max_seconds, load_ms=load_ms, threads=threads, batch=b, root=root)
+        call = session.timed_call(x)
+        result = measure(lambda _x: call.run(), x, warmup=warmup, min_seconds=min_seconds, min_runs=min_runs,
+                         max_seconds=max_seconds, load_ms=load_ms, threads=threads, batch=b, root=root,
+                         runtime_ms=call.runtime_ms)
+        result["binding"] = call.binding
         info = dict(session.info)
     finally:
         session.close()

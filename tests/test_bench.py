@@ -177,6 +177,7 @@ def test_bench_artifact_measures_and_verifies_sha256(tmp_path):
     assert r["latency_source"] == "measured" and r["latency_ms"]["n"] >= 4 and _ordered(r["latency_ms"])
     assert r["arch"] == "tiny" and r["runtime"] == "onnxruntime" and r["batch"] == 3 and r["image_size"] == 8
     assert r["load_ms"] > 0 and r["artifact"] == str(art) and r["energy_mj"] is not None
+    assert "IOBinding" in r["binding"] and r["python_overhead_ms"] is None  # ORT keeps no time of its own
     (art / "model.onnx").write_bytes((art / "model.onnx").read_bytes() + b"\0")
     with pytest.raises(EdgecnnError, match="sha256"):
         bench_artifact(art, min_seconds=0, min_runs=1)
@@ -218,3 +219,13 @@ def test_bench_arch_measures_on_this_host_through_openvino():
     assert r["load_ms"] > 0 and r["energy_source"] in ("estimated", "measured-rapl") and "random weights" in r["model"]
     with pytest.raises(EdgecnnError, match="through OpenVINO"):
         bench_arch("test_resnet18", target="cpu", runtime="tflite", image_size=32)
+
+
+def test_measure_splits_the_runtimes_own_time_from_the_python_call():
+    """A runtime that says it spent 1 ms of a >= 3 ms call: the other >= 2 ms are the Python side."""
+    r = measure(lambda x: time.sleep(0.003), np.zeros((1, 1)), warmup=0, min_seconds=0, min_runs=5,
+                with_env=False, runtime_ms=lambda: 1.0)
+    assert r["runtime_latency_ms"]["p50"] == 1.0 and r["runtime_latency_ms"]["n"] == 5
+    assert 2.0 <= r["python_overhead_ms"] == pytest.approx(r["latency_ms"]["p50"] - 1.0, abs=0.5)
+    plain = measure(lambda x: None, np.zeros((1, 1)), warmup=0, min_seconds=0, min_runs=2, with_env=False)
+    assert plain["python_overhead_ms"] is None and "runtime_latency_ms" not in plain

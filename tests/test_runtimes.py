@@ -204,6 +204,25 @@ def test_tflite_int8_quantizes_io_and_matches_fake_quant(tflite_int8):
     assert in_scale > 0
 
 
+@pytest.mark.parametrize(("name", "binding"), [("onnx", "IOBinding"), ("ir", "InferRequest"), ("tflite", "set_tensor")])
+def test_timed_call_binds_once_and_computes_the_logits(cpu_artifacts, tflite_fp32, tiny, name, binding):
+    """bench's fast path: the input bound once, each call a real inference (its logits are torch's)."""
+    x = batch(TFLITE_BATCH if name == "tflite" else 3, seed=5)
+    with open_session(tflite_fp32 if name == "tflite" else cpu_artifacts[name], threads=1) as s:
+        call = s.timed_call(x)
+        assert binding in call.binding
+        call.run()
+        call.run()
+        np.testing.assert_allclose(call.output(), torch_logits(tiny, x), rtol=1e-4, atol=1e-4)
+        if name == "ir":   # OpenVINO keeps its own time of each call
+            assert 0 < call.runtime_ms() < 10_000
+        else:
+            assert call.runtime_ms is None
+        if name == "tflite":
+            with pytest.raises(EdgecnnError, match=f"fixed at {TFLITE_BATCH}"):
+                s.timed_call(batch(TFLITE_BATCH + 1))
+
+
 def test_torch_session(tiny):
     x = batch(5)
     s = TorchSession(tiny, "NCHW", input_shape=(None, 1, 16, 16), batch=2)

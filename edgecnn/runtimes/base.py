@@ -9,6 +9,9 @@ output, so callers may pass any number of images.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,21 @@ def _dim(d: Any) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class TimedCall:
+    """One inference on an input bound once, for timing (``bench``): ``run()`` converts and copies nothing.
+
+    ``output()`` gives the float32 logits of the last ``run()``; ``runtime_ms()`` the runtime's own
+    time of it where it keeps one (OpenVINO's ``InferRequest.latency``), else it is None; ``binding``
+    says how the input is bound.
+    """
+
+    run: Callable[[], Any]
+    output: Callable[[], np.ndarray]
+    binding: str
+    runtime_ms: Callable[[], float] | None = None
+
+
 class Session(ABC):
     """One loaded model. ``run(x)``: float32 batch (any N) in ``layout`` -> float32 logits N x classes.
 
@@ -116,6 +134,14 @@ class Session(ABC):
             outs.append(self._logits(self._run(chunk), b)[:m])
         return np.concatenate(outs)
 
+    def timed_call(self, x: np.ndarray) -> TimedCall:
+        """A :class:`TimedCall` running ``x`` (exactly ``batch`` images where it is fixed) again and again.
+
+        Runtimes override it to bind ``x`` once; this fallback times :meth:`run` itself.
+        """
+        run = partial(self.run, self._bench_input(x))
+        return TimedCall(run, run, "Session.run per call (converts and copies)")
+
     def close(self) -> None:
         if not self.closed:
             self._close()
@@ -141,6 +167,17 @@ class Session(ABC):
             layout = f" ({self.layout})" if self.layout else ""
             raise EdgecnnError(f"input batch shaped {list(x.shape)} does not fit the model's input {shape}"
                                f"{layout}; preprocess images with the artifact's metadata preprocess")
+
+    def _bench_input(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as a checked, contiguous float32 batch of exactly the model's fixed batch size."""
+        if self.closed:
+            raise EdgecnnError(f"this {self.runtime} session is closed; open a new one")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self._check_input(x)
+        if self.batch is not None and len(x) != self.batch:
+            raise EdgecnnError(f"the model's batch is fixed at {self.batch}; time it with {self.batch} images, "
+                               f"not {len(x)}")
+        return x
 
     @staticmethod
     def _logits(out: np.ndarray, n: int) -> np.ndarray:

@@ -9,12 +9,13 @@ what it chose.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtimes.base import Session, missing_backend
+from edgecnn.runtimes.base import Session, TimedCall, missing_backend
 
 
 class OpenVinoSession(Session):
@@ -57,6 +58,18 @@ class OpenVinoSession(Session):
     def _run(self, x: np.ndarray) -> np.ndarray:
         self._request.infer({0: x})
         return self._request.get_output_tensor(0).data
+
+    def timed_call(self, x: np.ndarray) -> TimedCall:
+        """``x`` set once as the request's input tensor (shared memory); ``infer()`` with no inputs, as
+        ``benchmark_app -api sync`` runs it; ``runtime_ms`` is the request's own ``latency``."""
+        import openvino as ov
+
+        x = self._bench_input(x)
+        request = self._request
+        request.set_input_tensor(ov.Tensor(x, shared_memory=True))
+        return TimedCall(partial(request.infer, None, False, True), lambda: request.get_output_tensor(0).data,
+                         "InferRequest: input tensor set once (shared memory), infer() with no inputs",
+                         runtime_ms=lambda: request.latency)
 
     def profiling_info(self) -> list:
         """OpenVINO's per-node records of the last inference (opened with ``perf_count=True``)."""
