@@ -3,8 +3,8 @@
 Each entry is one stage result under ``runs/<kind>/`` (or a weights file, a dataset, a
 TensorRT engine, a device record) with its size, what made it and a status:
 
-- ``kept``: a training run, a deploy bundle, a frontier result, weights, datasets, engines
-  and device records, a stage result made by its own command (``edgecnn export``,
+- ``kept``: a training run, a deploy bundle, a frontier result, weights, datasets, engines,
+  device records and logs, a stage result made by its own command (``edgecnn export``,
   ``calibrate``, ``qat``), and everything one of those refers to (a bundle's artifact,
   calibration, accuracy and latency; an artifact's quantized graph; a QAT run's calibration);
 - ``unreferenced``: a stage result made on the way to a bundle or frontier that nothing
@@ -44,7 +44,7 @@ RUN_KINDS = {
     "evaluate": False,
     "latency": False,
 }
-OTHER_KINDS = ("weights", "datasets", "engines", "devices")  # kept, listed per entry
+OTHER_KINDS = ("weights", "datasets", "engines", "devices", "logs")  # kept, listed per entry
 OWN_COMMAND = {"calibrate": "calibrate", "qat": "qat", "artifacts": "export"}
 # what a finished (or resumable) entry holds; an entry without any of these is incomplete
 DONE = {
