@@ -48,7 +48,8 @@ CSV_COLUMNS = ("id", "arch", "target", "device", "runtime", "precision", "image_
                "ci95_low", "ci95_high", "fp32_top1", "drop_points", "agreement", "accuracy_runtime", "accuracy_where",
                "p50_ms", "p90_ms", "p99_ms", "latency_n", "latency_source", "latency_band_low_ms",
                "latency_band_high_ms", "throughput_ips", "energy_mj", "energy_source", "size_mb", "memory_mb",
-               "memory_source", "published_imagenet_top1", "cost", "pareto", "dominated_by", "bundle")
+               "memory_source", "published_imagenet_top1", "cost", "pareto", "dominated_by", "bundle",
+               "accuracy_source", "accuracy_reference")
 
 
 # ---------------------------------------------------------------- Pareto (pure)
@@ -331,9 +332,7 @@ def _rows(result: dict, device: str) -> list[list[str]]:
         lat = f"{p['p50_ms']:.3g} ms"
         if p["latency_source"] == "predicted" and p["latency_band_low_ms"] is not None:
             lat += f" (band {p['latency_band_low_ms']:.3g}-{p['latency_band_high_ms']:.3g})"
-        rows.append([p["arch"], p["precision"], p["runtime"],
-                     f"{100 * p['top1']:.2f}% [{100 * p['ci95_low']:.1f}, {100 * p['ci95_high']:.1f}]"
-                     + (f" on {p['accuracy_where']}" if p.get("accuracy_where") else ""),
+        rows.append([p["arch"], p["precision"], p["runtime"], accuracy_cell(p),
                      "n/a" if p["drop_points"] is None else f"{p['drop_points']:+.2f}",
                      "-" if p.get("agreement") is None else f"{100 * p['agreement']:.2f}%",
                      f"{lat}, {p['latency_source']}",
@@ -343,16 +342,46 @@ def _rows(result: dict, device: str) -> list[list[str]]:
     return rows
 
 
+def accuracy_cell(p: dict) -> str:
+    """A point's top-1 as its basis gives it: measured [95% CI], published (with its source), or not published."""
+    if p["top1"] is None:
+        return "accuracy: not published"
+    if p.get("accuracy_source") == "published":
+        return f"{100 * p['top1']:.2f}% ({p.get('accuracy_reference') or 'published'})"
+    ci = "" if p["ci95_low"] is None else f" [{100 * p['ci95_low']:.1f}, {100 * p['ci95_high']:.1f}]"
+    return f"{100 * p['top1']:.2f}%{ci}" + (f" on {p['accuracy_where']}" if p.get("accuracy_where") else "")
+
+
+def accuracy_basis(result: dict) -> str:
+    """``published`` or ``measured``: what a frontier's accuracy axis rests on (older files: measured)."""
+    return result.get("accuracy_basis") or "measured"
+
+
+def _header(result: dict) -> list[str]:
+    if accuracy_basis(result) != "published":
+        return HEADER
+    return [HEADER[0], HEADER[1], HEADER[2], "ImageNet top-1 (PUBLISHED, not measured: source)"] + HEADER[4:]
+
+
 HEADER = ["network", "precision", "runtime", "top-1 [95% CI] (measured in the runtime)", "drop vs FP32 (points)",
           "top-1 agreement with the fake-quant graph", "latency p50, source", "cost (source)", "size MB", "ImageNet top-1 % (PUBLISHED, FP32 224 px)", "frontier"]
 
 
-def _intro(result: dict) -> list[str]:
+def _accuracy_intro(result: dict) -> str:
     pts = result["points"]
+    if accuracy_basis(result) == "published":
+        return (f"Accuracy: PUBLISHED ImageNet top-1 (FP32: torchvision's figures; INT8: FP32 minus a published "
+                f"INT8 drop), quoted with its source, NOT measured by edgecnn; 'accuracy: not published' where no "
+                f"citable figure exists. The artifacts are the networks' own architectures at "
+                f"{result.get('image_size')} px with {result.get('weights')}, INT8 by PTQ on "
+                f"{(result.get('calibration') or {}).get('source')}: real files, real latency.")
     ds = {f"{p['test_images']} {p['dataset']} test images at {p['image_size']} px" for p in pts}
+    return f"Accuracy: top-1 of each exported artifact in its target's runtime on {'; '.join(sorted(ds))}."
+
+
+def _intro(result: dict) -> list[str]:
     return [
-        (f"Cost: {_cost_label(result)}. Accuracy: top-1 of each exported artifact in its target's runtime on "
-        f"{'; '.join(sorted(ds))}."),
+        f"Cost: {_cost_label(result)}. {_accuracy_intro(result)}",
         ("Latency is *measured* where the device ran the artifact (this machine for cpu) and *predicted* from "
         "the device profile otherwise, with its error band; energy is measured (RAPL) or *estimated* from "
         "the profile's power; the ImageNet column is *published*, not measured by edgecnn."),
@@ -365,7 +394,8 @@ def render_markdown(result: dict) -> str:
     lines = ["# Accuracy / cost frontier", ""] + [s + "\n" for s in _intro(result)]
     for dev in _devices(result):
         tgt = next(p["target"] for p in result["points"] if p["device"] == dev)
-        lines += [f"## {tgt}: {dev}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        head = _header(result)
+        lines += [f"## {tgt}: {dev}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in _rows(result, dev)]
         lines.append("")
     lines += ["![frontier](frontier.png)", ""]
@@ -391,7 +421,7 @@ def render_html(result: dict, png: bytes) -> str:
     for dev in _devices(result):
         tgt = next(p["target"] for p in result["points"] if p["device"] == dev)
         body.append(f"<h2>{escape(tgt)}: {escape(dev)}</h2><table><tr>"
-                    + "".join(f"<th>{escape(h)}</th>" for h in HEADER) + "</tr>")
+                    + "".join(f"<th>{escape(h)}</th>" for h in _header(result)) + "</tr>")
         for r in _rows(result, dev):
             cls = "pareto" if r[-1] == "Pareto" else "dom"
             body.append(f'<tr class="{cls}">' + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>")
@@ -413,14 +443,21 @@ def render_png(result: dict) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
 
     devices = _devices(result)
     fig, axes = plt.subplots(1, len(devices), figsize=(5.2 * len(devices), 4.4), squeeze=False)
     colors = {}
     for ax, dev in zip(axes[0], devices, strict=True):
         pts = [p for p in result["points"] if p["device"] == dev and p["cost"] is not None]
+        unknown = blended_transform_factory(ax.transData, ax.transAxes)
         for p in pts:
             c = colors.setdefault(p["arch"], f"C{len(colors)}")
+            if p["top1"] is None:  # its cost, on the x axis: no accuracy to place it by
+                ax.scatter([p["cost"]], [0.03], transform=unknown, marker="x", color=c, zorder=3)
+                ax.annotate(f"{p['arch']} {p['precision']}: accuracy not published", (p["cost"], 0.03),
+                            xycoords=unknown, textcoords="offset points", xytext=(4, 4), fontsize=6)
+                continue
             y = 100 * p["top1"]
             measured = _cost_source(result, p) == "measured"
             if result["cost"] in ("p50", "p90") and p["latency_source"] == "predicted" \
@@ -429,7 +466,9 @@ def render_png(result: dict) -> bytes:
                 ax.errorbar(p["cost"], y, xerr=[[p["cost"] - scale * p["latency_band_low_ms"]],
                                                 [scale * p["latency_band_high_ms"] - p["cost"]]],
                             fmt="none", ecolor=c, alpha=0.4, capsize=2)
-            ax.scatter([p["cost"]], [y], s=46, marker="o" if p["precision"] == "int8" else "s",
+            published = p.get("accuracy_source") == "published"
+            marker = ("^" if published else "o") if p["precision"] == "int8" else ("D" if published else "s")
+            ax.scatter([p["cost"]], [y], s=46, marker=marker,
                        facecolors=c if measured else "none", edgecolors=c, linewidths=1.5, zorder=3)
             ax.annotate(f"{p['arch']} {p['precision']}", (p["cost"], y), textcoords="offset points",
                         xytext=(4, 4), fontsize=7)
@@ -443,11 +482,13 @@ def render_png(result: dict) -> bytes:
         tgt = next(p["target"] for p in result["points"] if p["device"] == dev)
         ax.set_title(f"{tgt}: {dev}", fontsize=10)
         ax.set_xlabel(_cost_label(result), fontsize=8)
-        ax.set_ylabel("top-1 % (measured)", fontsize=8)
+        ax.set_ylabel("ImageNet top-1 % (PUBLISHED)" if accuracy_basis(result) == "published"
+                      else "top-1 % (measured)", fontsize=8)
         ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, "filled: measured cost, hollow: predicted/estimated (bar: error band); "
-                         "circle int8, square float; line: Pareto set", fontsize=7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.text(0.01, 0.01, "filled: measured cost, hollow: predicted/estimated (bar: error band); line: Pareto set\n"
+                         "circle int8, square float: measured accuracy; triangle int8, diamond float: PUBLISHED "
+                         "accuracy; x: accuracy not published", fontsize=6)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
@@ -487,8 +528,9 @@ def load_points(sources: Sequence[str | os.PathLike] = ()) -> list[dict]:
 _NUM, _NUM_OR_NULL, _STR_OR_NULL = (int, float), (int, float, type(None)), (str, type(None))
 POINT_TYPES: dict[str, type | tuple[type, ...]] = {
     "id": str, "arch": str, "target": str, "device": str, "runtime": str, "precision": str, "dataset": str,
-    "image_size": int, "test_images": int, "top1": _NUM, "ci95_low": _NUM_OR_NULL, "ci95_high": _NUM_OR_NULL,
-    "accuracy_runtime": str, "p50_ms": _NUM, "p90_ms": _NUM, "p99_ms": _NUM, "latency_source": str,
+    # top1, test_images, accuracy_runtime: null on a point whose accuracy is quoted or not published (--imagenet)
+    "image_size": int, "test_images": (int, type(None)), "top1": _NUM_OR_NULL, "ci95_low": _NUM_OR_NULL,
+    "ci95_high": _NUM_OR_NULL, "accuracy_runtime": _STR_OR_NULL, "p50_ms": _NUM, "p90_ms": _NUM, "p99_ms": _NUM, "latency_source": str,
     "latency_band_high_ms": _NUM_OR_NULL, "energy_mj": _NUM_OR_NULL, "size_mb": _NUM_OR_NULL,
     "memory_mb": _NUM_OR_NULL, "bundle": _STR_OR_NULL,
 }
@@ -568,44 +610,39 @@ def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None 
     if all(_emulated(p) for p in mine):
         raise EdgecnnError(f"every frontier result for {device} has an emulated latency ({EMULATED_WHY}): "
                            f"measure on the device itself (edgecnn bench ARTIFACT --host USER@DEVICE)")
+    basis = _one_basis(mine, device)
     lat_key, cost_key = f"{latency}_ms", COSTS[cost][0]
     ok, rejected = [], []
     for p in mine:
         why = [EMULATED_WHY] if _emulated(p) else []
         if max_latency_ms is not None and p[lat_key] > max_latency_ms:
             why.append(f"{latency} {p[lat_key]:.3g} ms > {max_latency_ms:g} ms")
-        if min_accuracy is not None and p["top1"] < min_accuracy:
+        if p["top1"] is None:
+            why.append("accuracy not published: it cannot be ranked")
+        elif min_accuracy is not None and p["top1"] < min_accuracy:
             why.append(f"top-1 {100 * p['top1']:.2f}% < {100 * min_accuracy:.2f}%")
         (rejected if why else ok).append((p, why))
     res: dict[str, Any] = {"device": device, "max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy,
-                           "cost": cost, "latency": latency, "candidates": [p["id"] for p, _ in ok],
+                           "cost": cost, "latency": latency, "accuracy_basis": basis,
+                           "candidates": [p["id"] for p, _ in ok],
                            "rejected": {p["id"]: "; ".join(w) for p, w in rejected}}
     if not ok:
         real = [p for p in mine if not _emulated(p)]
-        fastest = min(real, key=lambda p: p[lat_key])
-        best = max(real, key=lambda p: p["top1"])
-        res.update(choice=None, ok=False, paragraph=(
-            f"No run on {device} meets the limits: the fastest, {_name(fastest)}, takes {fastest[lat_key]:.3g} ms "
-            f"({latency}, {fastest['latency_source']}) at {100 * fastest['top1']:.2f}% top-1, and the most "
-            f"accurate, {_name(best)}, reaches {100 * best['top1']:.2f}% at {best[lat_key]:.3g} ms. Relax "
-            f"--max-latency to at least {fastest[lat_key]:.3g} ms or --min-accuracy to at most "
-            f"{100 * fastest['top1']:.2f}%, or run the frontier for another device or with a recipe at a smaller "
-            f"image size."))
+        res.update(choice=None, ok=False, paragraph=_none_fits(real, device, latency, basis))
         return res
     best = max((p for p, _ in ok), key=lambda p: p["top1"])
     tied = [p for p, _ in ok if p["top1"] >= (best["ci95_low"] if best["ci95_low"] is not None else best["top1"])]
     priced = [p for p in tied if p.get(cost_key) is not None]
     pick = min(priced, key=lambda p: p[cost_key]) if priced else best
-    s = [(f"Ship {_name(pick)} on {pick['device']}: top-1 {100 * pick['top1']:.2f}% (95% CI "
-         f"{100 * pick['ci95_low']:.2f}-{100 * pick['ci95_high']:.2f}%, measured in {pick['accuracy_runtime']} on "
-         f"{pick['test_images']} {pick['dataset']} test images at {pick['image_size']} px), {latency} latency "
-         f"{pick[lat_key]:.3g} ms {pick['latency_source'].upper()}")]
+    s = [(f"Ship {_name(pick)} on {pick['device']}: top-1 {100 * pick['top1']:.2f}% ({_accuracy_phrase(pick)}), "
+          f"{latency} latency {pick[lat_key]:.3g} ms {pick['latency_source'].upper()}")]
     if pick["latency_source"] == "predicted" and pick["latency_band_high_ms"] is not None:
         hi = pick["latency_band_high_ms"] * (pick[lat_key] / pick["p50_ms"] if pick["p50_ms"] else 1)
         s[0] += f" (error band up to {hi:.3g} ms"
         if max_latency_ms is not None and hi > max_latency_ms:
             s[0] += f", which crosses your {max_latency_ms:g} ms limit"
-        s[0] += f"; measure it with `edgecnn bench {pick['bundle'] or '<bundle>'}/artifact --host USER@DEVICE`)"
+        art = pick.get("artifact") or f"{pick['bundle'] or '<bundle>'}/artifact"
+        s[0] += f"; measure it with `edgecnn bench {art} --host USER@DEVICE`)"
     s[0] += "."
     others = [p for p, _ in ok if p is not pick]
     if pick is not best:
@@ -621,8 +658,48 @@ def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None 
         s.append("It is the only run within the limits.")
     if rejected:
         s.append("Out: " + "; ".join(f"{_name(p)} ({', '.join(w)})" for p, w in rejected) + ".")
+    s.append(f"This answer rests on {basis}"
+             + (", quoted with its source, not measured by edgecnn." if basis.startswith("published") else "."))
     res.update(choice=pick, ok=True, paragraph=" ".join(s))
     return res
+
+
+def _basis_of(p: dict) -> str:
+    if p.get("accuracy_source") in ("published", "not published"):
+        return "published ImageNet top-1"
+    return f"measured on {p['dataset']}"
+
+
+def _one_basis(points: Sequence[dict], device: str) -> str:
+    """The one kind of accuracy ``points`` rest on; comparing two kinds would be meaningless."""
+    kinds = sorted({_basis_of(p) for p in points})
+    if len(kinds) > 1:
+        raise EdgecnnError(f"the frontier results for {device} rest on {len(kinds)} kinds of accuracy that cannot be "
+                           f"compared ({'; '.join(kinds)}): pass --from DIR naming one frontier")
+    return kinds[0]
+
+
+def _accuracy_phrase(p: dict) -> str:
+    if p.get("accuracy_source") == "published":
+        return (f"accuracy: {p.get('accuracy_reference') or 'published'}, not measured; the artifact runs at "
+                f"{p['image_size']} px")
+    ci = "" if p["ci95_low"] is None else f"95% CI {100 * p['ci95_low']:.2f}-{100 * p['ci95_high']:.2f}%, "
+    return (f"{ci}measured in {p['accuracy_runtime']} on {p['test_images']} {p['dataset']} test images at "
+            f"{p['image_size']} px")
+
+
+def _none_fits(mine: Sequence[dict], device: str, latency: str, basis: str) -> str:
+    lat_key = f"{latency}_ms"
+    fastest = min(mine, key=lambda p: p[lat_key])
+    ranked = [p for p in mine if p["top1"] is not None]
+    text = (f"No run on {device} meets the limits: the fastest, {_name(fastest)}, takes {fastest[lat_key]:.3g} ms "
+            f"({latency}, {fastest['latency_source']}) at {accuracy_cell(fastest)} top-1")
+    if ranked:
+        best = max(ranked, key=lambda p: p["top1"])
+        text += f", and the most accurate, {_name(best)}, reaches {100 * best['top1']:.2f}% at {best[lat_key]:.3g} ms"
+    relax = "" if fastest["top1"] is None else f" or --min-accuracy to at most {100 * fastest['top1']:.2f}%"
+    return (text + f". Relax --max-latency to at least {fastest[lat_key]:.3g} ms{relax}, or run the frontier for "
+            f"another device or at a smaller image size. Accuracy: {basis}.")
 
 
 def _name(p: dict) -> str:

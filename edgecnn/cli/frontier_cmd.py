@@ -70,9 +70,18 @@ def _recipes(spec: str, archs: list[str]):
 @remote_python_option
 @ssh_config_option
 @ssh_timeout_option
+@click.option("--imagenet", "--published", "imagenet", is_flag=True,
+              help="No training: the ImageNet networks at --image-size, real artifacts and latency, accuracy "
+                   "quoted from published figures (or measured with --data and --weights imagenet).")
+@click.option("--image-size", type=click.IntRange(min=8), default=None, metavar="PX",
+              help="--imagenet: input side in pixels (default 224, the size published figures are for).")
+@click.option("--weights", default=None, metavar="imagenet",
+              help="--imagenet with --data: torchvision's ImageNet checkpoints (sha256-checked), to measure accuracy.")
+@click.option("--calib-images", type=click.IntRange(min=1), default=8, show_default=True,
+              help="--imagenet: INT8 calibration images.")
 @json_option
 def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, out, force, threads, min_seconds,
-             hosts, remote_python, ssh_config, ssh_timeout, as_json):
+             hosts, remote_python, ssh_config, ssh_timeout, imagenet, image_size, weights, calib_images, as_json):
     """Deploy every network x target x precision and draw the accuracy / cost frontier.
 
     Each combination is an `edgecnn deploy` run: cached, so the same command again only
@@ -84,7 +93,8 @@ def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, 
 
     \b
     Example:
-      edgecnn frontier --out frontier/
+      edgecnn frontier --imagenet --out frontier-224/     # minutes: published accuracy, real latency
+      edgecnn frontier --out frontier/                    # trains, quantizes, evaluates: 44 min to 2 h
       edgecnn frontier --max-drop 0.3 --out frontier-qat/
       edgecnn frontier --targets cpu,rpi4,jetson-agx-orin --archs resnet18,googlenet --cost size --out f2/
       edgecnn frontier --host rpi=pi@10.0.0.7 --host jetson=nvidia@orin --out frontier-devices/
@@ -96,9 +106,20 @@ def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, 
     prec = parse_list(precisions, ("int8", "fp16", "fp32"), "precisions")
     tg = parse_targets(targets)
     host_map = parse_hosts(hosts, tg)
-    recipes = _recipes(recipe, arch_list)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     command = "edgecnn frontier " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
+    _check_mode(imagenet, image_size=image_size, weights=weights, recipe=recipe, qat=use_qat, max_drop=max_drop)
+    if imagenet:
+        from edgecnn.imagenet_frontier import run_imagenet_frontier
+
+        path, result = run_imagenet_frontier(
+            arch_list, tg, prec, out=out, image_size=image_size or 224, cost=cost, data=data, weights=weights,
+            hosts=host_map, remote_python=remote_python, ssh_config=ssh_config, ssh_timeout=ssh_timeout,
+            calib_images=calib_images,
+            force=force, threads=threads, bench_seconds=min_seconds, log=log, command=command)
+        _print_result(path, result.to_json(), cost, as_json)
+        return
+    recipes = _recipes(recipe, arch_list)
     path, res = run_frontier(arch_list, tg, prec, recipe_for=recipes.__getitem__, out=out, cost=cost, data=data,
                              force=force, threads=threads, bench_seconds=min_seconds, qat=use_qat, max_drop=max_drop,
                              hosts=host_map, remote_python=remote_python, ssh_config=ssh_config,
@@ -115,6 +136,47 @@ def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, 
                    f"{Path(path) / 'report.html'}")
     if res["failed"]:
         sys.exit(1)
+
+
+def _check_mode(imagenet: bool, **opts) -> None:
+    """Options of one mode given to the other: one line, before any work."""
+    from edgecnn.errors import EdgecnnError
+
+    if imagenet:
+        wrong = [f"--{k.replace('_', '-')}" for k in ("qat", "max_drop") if opts[k] not in (None, False)]
+        if opts["recipe"] != "quick":
+            wrong.insert(0, "--recipe")
+        if wrong:
+            raise EdgecnnError(f"--imagenet trains nothing, so {', '.join(wrong)} do(es) not apply; drop it")
+        return
+    for k, flag in (("image_size", "--image-size"), ("weights", "--weights")):
+        if opts[k]:
+            raise EdgecnnError(f"{flag} applies to --imagenet (a trained frontier takes its size and weights from "
+                               f"the recipe); add --imagenet or drop it")
+
+
+def _print_result(path, res: dict, cost: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"out": str(path), **res}, indent=2, default=str))
+        return
+    from edgecnn.frontier import accuracy_cell
+
+    for p in res["points"]:
+        if p["pareto"]:
+            click.echo(f"  Pareto on {p['device']}: {p['arch']} {p['precision']} top-1 {accuracy_cell(p)}, "
+                       f"{cost} {p['cost']:.3g} {res['cost_unit']} ({p[_src(cost)] or 'n/a'})")
+    for p in res["points"]:
+        if p["top1"] is None:
+            click.echo(f"  {p['arch']} {p['precision']} on {p['device']}: {cost} {_fmt(p['cost'])} "
+                       f"{res['cost_unit']}, accuracy: not published")
+    click.echo(f"{len(res['points'])} runs, {len(res['failed'])} failed, {res['seconds']:.0f} s "
+               f"(accuracy: {res.get('accuracy_basis', 'measured')}): {Path(path) / 'report.html'}")
+    if res["failed"]:
+        sys.exit(1)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
 
 
 def _src(cost: str) -> str:

@@ -183,8 +183,20 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
     return out
 
 
-def _write(runtime: str, precision: str, module, sample, tmp: Path, stage, make_quantizer):
-    """Write the runtime's file(s) into ``tmp``; return (backend float layers, input/output metadata)."""
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """A hard link where the filesystem allows (every later step writes new files), else a copy."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def _write(runtime: str, precision: str, module, sample, tmp: Path, stage, make_quantizer,
+           onnx_file: Path | None = None):
+    """Write the runtime's file(s) into ``tmp``; return (backend float layers, input/output metadata).
+
+    ``onnx_file``: ``module`` already exported to ONNX (and finalized, for a quantized graph),
+    linked or copied instead of exported again (several runtimes' files are made from one)."""
     from edgecnn.export import onnx as onnx_export
 
     shape = list(sample.shape[1:])
@@ -194,9 +206,12 @@ def _write(runtime: str, precision: str, module, sample, tmp: Path, stage, make_
                            "zero_point": None}}
     if runtime in ("tensorrt", "onnxruntime", "openvino"):
         qdq = tmp / ("model.onnx" if runtime == "tensorrt" else "qdq.onnx")
-        onnx_export.export_onnx(module, sample, qdq)
-        if stage:
-            onnx_export.finalize_qdq(qdq)
+        if onnx_file is not None:
+            _link_or_copy(onnx_file, qdq)
+        else:
+            onnx_export.export_onnx(module, sample, qdq)
+            if stage:
+                onnx_export.finalize_qdq(qdq)
         backend = onnx_export.onnx_float_ops(qdq) if stage else []
         if runtime == "tensorrt" and precision == "fp16":
             onnx_export.to_fp16(qdq, qdq)
