@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgecnn import outdir
 from edgecnn.errors import EdgecnnError
 
 IMAGENET_CLASSES = 1000
@@ -446,21 +447,18 @@ def build_arch(job: Job, log: Callable[[str], None] | None = None) -> dict:
 
 
 def _write_artifact(b: _Builder, target: str, runtime: str, precision: str, d: Path, key: str) -> None:
-    """The runtime's files through export's own writer, then metadata.json; renamed into place whole."""
-    import shutil
-    import tempfile
-
+    """The runtime's files through export's own writer, then metadata.json; the folder replaced whole
+    (:func:`edgecnn.outdir.replace`, as export does)."""
+    from edgecnn import outdir
     from edgecnn.artifact import write_metadata
     from edgecnn.export import _FILES, _write
-    from edgecnn.fileio import replace_dir
     from edgecnn.quantize.pt2e import make_quantizer
 
     job = b.job
     bits = weight_bits(runtime, precision) if precision == "int8" else None
     stage = None if bits is None else {"method": job.calibration.method}
     onnx_file = None if runtime == "tflite" else b.onnx(bits)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
-    try:
+    with outdir.replace(d, "export") as tmp:
         backend_float, io = _write(
             runtime,
             precision,
@@ -475,9 +473,6 @@ def _write_artifact(b: _Builder, target: str, runtime: str, precision: str, d: P
             tmp,
             _metadata(job, target, runtime, precision, bits, key, list(_FILES[runtime]), io, backend_float),
         )
-        replace_dir(tmp, d)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _metadata(
@@ -825,6 +820,7 @@ def _with_fp32(points: list[Point]) -> list[Point]:
     ]
 
 
+@outdir.holding_locks
 def run_imagenet_frontier(
     archs: Sequence[str],
     targets: Sequence[tuple[str, str | None]],
@@ -863,9 +859,9 @@ def run_imagenet_frontier(
     fr.check_cost(cost)
     fr.check_plot()
     out = Path(out)
-    fr.check_out_dir(out)
     check_options(data=data, weights=weights, image_size=image_size, archs=archs)
     bundle = imagenet_data(data) if data else None
+    outdir.hold(out, "frontier", f"the frontier {out}", fr.FILES)
     registry = PUBLISHED if registry is None else registry
     calib = Calibration(
         calib_images,
