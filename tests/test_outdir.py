@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,37 @@ def test_a_full_disk_while_training_leaves_no_temporary(small_train, tmp_path, m
         invoke("train", "test_resnet18", "--recipe", small_train, "--out", run), "no space left on the device"
     )
     assert [p.name for p in run.iterdir()] == [outdir.MARKER]  # no state.pt, no .state.pt.*.tmp
+
+
+@pytest.mark.slow
+def test_a_sigkilled_training_resumes_and_its_temporary_goes(small_train, tmp_path):
+    """A real SIGKILL while state.pt is being rewritten leaves .state.pt.*.tmp; the next run resumes and removes it."""
+    recipe = tmp_path / "every-step.toml"  # save the state after every step: a save is always close
+    recipe.write_text(small_train.read_text().replace('amp = "off"', 'amp = "off"\ncheckpoint_seconds = 0'))
+    run = tmp_path / "run"
+    env = {**os.environ, "EDGECNN_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgecnn",
+        "train",
+        "test_resnet18",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(run),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    left: list[str] = []
+    while proc.poll() is None and not left:
+        names = os.listdir(run) if run.is_dir() else []
+        if "state.pt" in names:  # a state to resume from exists; catch the next save in flight
+            left = [n for n in names if n.startswith(".state.pt.") and n.endswith(".tmp")]
+        time.sleep(0.0005)
+    proc.kill()
+    proc.wait()
+    assert left and (run / left[0]).exists(), "the run ended before a save was caught in flight"
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "resuming" in res.stdout and (run / "model.pt").is_file()
+    assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
