@@ -42,6 +42,7 @@ COSTS: dict[str, tuple[str, str, str, str]] = {
     "memory": ("memory_mb", "MB", "peak memory of the runtime", "memory_source"),
 }
 LATENCY_STATS = ("p50", "p90", "p99")
+REFRESH_S = 15  # report.html reloads itself this often while the frontier is still running
 EMULATED_WHY = ("its latency was emulated (QEMU user-mode, about 100x a device's time): a correctness check, "
                 "never a latency figure")
 CSV_COLUMNS = ("id", "arch", "target", "device", "runtime", "precision", "image_size", "top1", "top5",
@@ -201,6 +202,46 @@ def check_plot() -> None:
         raise EdgecnnError("frontier.png needs matplotlib: pip install 'edgecnn[plot]'")
 
 
+# Cheapest network family first: the quick recipes' training on 2 cores took ResNet18 ~9 min, GoogLeNet ~15,
+# AlexNet ~33, VGG16 ~40 (issue 17), so a complete cheap network lands in the report first.
+CHEAP_FIRST = ("resnet", "googlenet", "alexnet", "vgg")
+
+
+def work_order(archs: Sequence[str], family: Callable[[str], str]) -> list[str]:
+    """``archs`` cheapest family first (:data:`CHEAP_FIRST`); other families last, in the order given."""
+    rank = {f: i for i, f in enumerate(CHEAP_FIRST)}
+    return sorted(archs, key=lambda a: rank.get(family(a), len(rank)))
+
+
+def recorded_seconds(out: Path) -> dict[tuple, float]:
+    """Each run's recorded deploy time in the frontier last written to ``out``:
+    (arch, target, device, precision) -> seconds; empty where there is none."""
+    try:
+        prev = json.loads((out / "frontier.json").read_text())
+        return {(p["arch"], p["target"], p["device"], p["precision"]): float(p["seconds"])
+                for p in prev["points"] if p.get("seconds") is not None}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def eta(remaining: Sequence[tuple], recorded: dict[tuple, float]) -> str:
+    """Time left for the ``remaining`` (arch, target, device, precision) runs, from their recorded times;
+    "ETA unknown" when one of them has none (never a guess)."""
+    total = 0.0
+    for arch, target, device, precision in remaining:
+        times = [s for (a, t, d, p), s in recorded.items()
+                 if (a, t, p) == (arch, target, precision) and device in (None, d)]
+        if not times:
+            return "ETA unknown"
+        total += times[0]
+    return f"ETA {_duration(total)} (the last run's recorded times)"
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
 @outdir.holding_locks
 def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]], precisions: Sequence[str], *,
                  recipe_for: Callable[[str], Any], out: str | os.PathLike, cost: str = "p50",
@@ -209,7 +250,8 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
                  max_drop: float | None = None, hosts: dict[str, list[str]] | None = None,
                  remote_python: str | None = None, ssh_config: str | None = None,
                  ssh_timeout: float | None = None, log: Callable[[str], None] = print,
-                 progress: bool = True, command: str | None = None) -> tuple[Path, dict]:
+                 progress: bool = True, command: str | None = None,
+                 on_update: Callable[[Path, dict], None] | None = None) -> tuple[Path, dict]:
     """Deploy every combination (cached), flag the Pareto sets, write the frontier directory.
 
     INT8 is PTQ, or QAT with ``qat``, or QAT only where PTQ loses more than ``max_drop``
@@ -218,9 +260,14 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
     that fails (an :class:`EdgecnnError`) under ``failed`` with its one-line error, and the
     others go on. ``hosts`` (:func:`parse_hosts`): the devices that measure a target's
     accuracy and latency over SSH. Returns (out, frontier.json's content).
+
+    The cheapest network runs first (:func:`work_order`), and the five files are rewritten after every
+    finished combination with ``"in_progress"`` set (report.html then reloads itself), and
+    ``on_update(out, result)`` is called; the final files have no ``in_progress``.
     """
     from edgecnn.deploy import check_options, deploy
     from edgecnn.export import DEFAULT_RUNTIME, SUPPORT
+    from edgecnn.models import arch_info
 
     check_cost(cost)
     check_plot()
@@ -228,10 +275,25 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
     out = Path(out)
     outdir.hold(out, "frontier", f"the frontier {out}", FILES)
     t0 = time.perf_counter()
+    recorded = recorded_seconds(out)
     points: list[dict] = []
     skipped: list[dict] = []
     failed: list[dict] = []
-    combos = [(a, t, d, p) for a in archs for t, d in targets for p in precisions]
+    combos = [(a, t, d, p) for a in work_order(archs, lambda a: arch_info(a).family)
+              for t, d in targets for p in precisions]
+    runnable = [c for c in combos if c[3] in SUPPORT[c[1]][DEFAULT_RUNTIME[c[1]]]]
+
+    def result_now(in_progress: dict | None = None) -> dict:
+        res = {
+            "schema": SCHEMA, "cost": cost, "cost_unit": COSTS[cost][1], "cost_what": COSTS[cost][2],
+            "archs": list(archs), "targets": [d or t for t, d in targets], "precisions": list(precisions),
+            "int8": "qat" if qat else ("ptq" if max_drop is None else f"ptq, qat where the drop > {max_drop:g} points"),
+            "points": flag_pareto(points, cost), "skipped": skipped, "failed": failed,
+            "command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        return {**res, "in_progress": in_progress} if in_progress else res
+
     for i, (arch, target, device, precision) in enumerate(combos, 1):
         where = device or target
         runtime = DEFAULT_RUNTIME[target]
@@ -239,7 +301,9 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
             skipped.append({"arch": arch, "target": where, "precision": precision,
                             "why": f"{runtime} on {target} runs {', '.join(SUPPORT[target][runtime])}"})
             continue
-        log(f"[{i}/{len(combos)}] {arch} on {where}, {precision}")
+        done = len(points) + len(failed)
+        log(f"[{i}/{len(combos)}] {arch} on {where}, {precision} | {done} of {len(runnable)} done, "
+            f"{_duration(time.perf_counter() - t0)} elapsed, {eta(runnable[done:], recorded)}")
         try:
             int8 = precision == "int8"
             bundle, report = deploy(arch, target, device=device, recipe=recipe_for(arch), data=data,
@@ -251,19 +315,17 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
         except EdgecnnError as e:
             log(f"  failed: {e}")
             failed.append({"arch": arch, "target": where, "precision": precision, "error": str(e)})
-            continue
-        points.append(point_from_report(report, bundle))
+        else:
+            points.append(point_from_report(report, bundle))
+        if points and len(points) + len(failed) < len(runnable):
+            partial = result_now({"done": len(points) + len(failed), "of": len(runnable)})
+            write_frontier(out, partial)
+            if on_update:
+                on_update(out, partial)
     if not points:
         raise EdgecnnError("no combination ran: " + "; ".join(f"{f['arch']} {f['target']} {f['precision']}: "
                                                                f"{f['error']}" for f in failed)[:2000])
-    result = {
-        "schema": SCHEMA, "cost": cost, "cost_unit": COSTS[cost][1], "cost_what": COSTS[cost][2],
-        "archs": list(archs), "targets": [d or t for t, d in targets], "precisions": list(precisions),
-        "int8": "qat" if qat else ("ptq" if max_drop is None else f"ptq, qat where the drop > {max_drop:g} points"),
-        "points": flag_pareto(points, cost), "skipped": skipped, "failed": failed,
-        "command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
+    result = result_now()
     write_frontier(out, result)
     _remember(result, out)
     log(f"wrote {out}")
@@ -387,7 +449,8 @@ def _intro(result: dict) -> list[str]:
         "the profile's power; the ImageNet column is *published*, not measured by edgecnn."),
         f"Created {result['created']} in {result['seconds']:.0f} s"
         + (f" by `{result['command']}`." if result.get("command") else "."),
-    ]
+    ] + ([(f"In progress: {result['in_progress']['done']} of {result['in_progress']['of']} runs done; "
+          f"this report is rewritten after each one.")] if result.get("in_progress") else [])
 
 
 def render_markdown(result: dict) -> str:
@@ -432,7 +495,8 @@ def render_html(result: dict, png: bytes) -> str:
                                      for f in result["failed"]])):
         if items:
             body.append(f"<h2>{title}</h2><ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>")
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>edgecnn frontier</title>"
+    refresh = f'<meta http-equiv="refresh" content="{REFRESH_S}">' if result.get("in_progress") else ""
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">{refresh}<title>edgecnn frontier</title>"
             f"<style>{css}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 

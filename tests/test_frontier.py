@@ -23,6 +23,7 @@ from edgecnn.frontier import (
     parse_latency,
     parse_targets,
     run_frontier,
+    work_order,
 )
 from edgecnn.outdir import MARKER
 from edgecnn.recipes import load_recipe
@@ -39,14 +40,58 @@ def recipe_dir(tmp_path_factory):
     return d
 
 
+FIRST_RUN: dict = {"log": [], "updates": []}  # what the module's run logged, and its files after each point
+
+
+def _snapshot(out, result):
+    """The report files as a reader opening them mid-run sees them."""
+    FIRST_RUN["updates"].append({"result": result, "files": sorted(p.name for p in out.iterdir()),
+                                 "json": json.loads((out / "frontier.json").read_text()),
+                                 "html": (out / "report.html").read_text(), "md": (out / "report.md").read_text()})
+
+
 @pytest.fixture(scope="module")
 def run(recipe_dir, tmp_path_factory):
     recipe = load_recipe("test_resnet18", str(recipe_dir / "test_resnet18.toml"))
     out = tmp_path_factory.mktemp("frontier") / "f"
     t0 = time.perf_counter()
     path, res = run_frontier(["test_resnet18"], TARGETS, ["int8", "fp16", "fp32"], recipe_for=lambda a: recipe,
-                             out=out, **fast, **quiet)
+                             out=out, **fast, log=FIRST_RUN["log"].append, progress=False, on_update=_snapshot)
     return path, res, time.perf_counter() - t0, recipe
+
+
+def test_the_report_is_written_after_every_point_and_reloads_until_the_end(run):
+    path, res, _, _ = run
+    ups = FIRST_RUN["updates"]
+    assert len(ups) == len(res["points"]) - 1   # after each point but the last; then the final files
+    first = ups[0]
+    assert first["files"] == sorted([*FILES, MARKER])
+    assert first["json"]["in_progress"] == {"done": 1, "of": len(res["points"])} == first["result"]["in_progress"]
+    [pt] = first["json"]["points"]
+    assert pt["id"] == res["points"][0]["id"] and pt["top1"] == res["points"][0]["top1"]
+    assert '<meta http-equiv="refresh"' in first["html"] and pt["device"] in first["html"]
+    assert f"In progress: 1 of {len(res['points'])} runs done" in first["md"]
+    assert [len(u["json"]["points"]) for u in ups] == list(range(1, len(res["points"])))
+    html = (path / "report.html").read_text()
+    assert "refresh" not in html and "In progress" not in html and "in_progress" not in res
+
+
+def test_progress_lines_say_eta_unknown_without_recorded_times():
+    lines = [s for s in FIRST_RUN["log"] if s.startswith("[")]
+    assert lines and all("ETA unknown" in s for s in lines)  # a new folder: no recorded time to go on
+    assert lines[0].startswith("[1/9] test_resnet18 on cpu, int8 | 0 of 7 done, 0:00:")
+    assert " of 7 done" in lines[-1] and "6 of 7 done" in lines[-1]
+
+
+def test_work_order_puts_the_cheapest_network_first():
+    from edgecnn.models import arch_info
+
+    def family(a):
+        return arch_info(a).family
+
+    assert work_order(["vgg16", "alexnet", "googlenet", "resnet18"], family) == \
+        ["resnet18", "googlenet", "alexnet", "vgg16"]
+    assert work_order(["test_vgg16", "test_resnet18"], family) == ["test_resnet18", "test_vgg16"]
 
 
 def test_frontier_runs_every_combination_and_writes_its_files(run):
@@ -116,9 +161,14 @@ def test_same_command_again_reuses_every_stage(run, recipe_dir):
     path, res, first, recipe = run
     (path / "notes.md").write_text("my reading of it")  # a file of the user's survives the re-run
     t0 = time.perf_counter()
+    logged: list[str] = []
     _, again = run_frontier(["test_resnet18"], TARGETS, ["int8", "fp16", "fp32"], recipe_for=lambda a: recipe,
-                            out=path, **fast, **quiet)
+                            out=path, **fast, log=logged.append, progress=False)
     took = time.perf_counter() - t0
+    # the ETA now comes from the first run's recorded times (the sum of the runs still to do)
+    eta = sum(p["seconds"] for p in res["points"])
+    first_line = next(s for s in logged if s.startswith("[1/"))
+    assert "ETA unknown" not in first_line and f"ETA {int(eta // 3600)}:" in first_line
     assert (path / "notes.md").read_text() == "my reading of it"
     for p, q in zip(res["points"], again["points"], strict=True):
         assert p["id"] == q["id"] and p["top1"] == q["top1"] and p["p50_ms"] == q["p50_ms"]
@@ -273,7 +323,9 @@ def test_killed_frontier_resumes_to_the_same_figures(run, recipe_dir, tmp_path):
     assert proc.poll() is None, "the frontier finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not out.exists()
+    if out.exists():   # a report written after a finished point: whole, and marked in progress
+        assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, MARKER])
+        assert json.loads((out / "frontier.json").read_text())["in_progress"]["done"] >= 1
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
     again = json.loads(res.stdout)
