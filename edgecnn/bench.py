@@ -4,10 +4,13 @@
 ``min_seconds`` and ``min_runs`` are reached (or ``max_seconds``), and returns::
 
     latency_source      "measured"
-    latency_ms          {p50, p90, p99, mean, min, max, std, n}   per run(x) call
-    runtime_latency_ms  the runtime's own time per call where it keeps one (OpenVINO), else absent
-    python_overhead_ms  median of (latency - the runtime's own time): the Python call's cost; null
-                        where the runtime keeps no time of its own
+    latency_ms          {p50, p90, p99, mean, min, max, std, n}   per run(x) call: the runtime's own
+                        time of each call where it keeps one (OpenVINO's InferRequest.latency, what
+                        benchmark_app reports), else the wall time of the Python call
+    latency_clock       "runtime" or "wall": which of the two latency_ms is
+    wall_latency_ms     the wall time of each Python call, where latency_ms is the runtime's
+    python_overhead_ms  median of (wall - the runtime's own time): the Python call's cost; null
+                        where the runtime keeps no time of its own (it is then inside latency_ms)
     throughput_ips      images per second (batch x calls / time)
     first_inference_ms  the first call (often slow: lazy init, caches)
     load_ms             model load time (passed by the caller), or null
@@ -200,13 +203,11 @@ def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5,
             break
     timed_s = (time.perf_counter_ns() - start) / 1e9
     rapl1 = read_rapl_uj(root)
-    lat = summarize(samples)
     emulated = emulation(root)
     result: dict[str, Any] = {
         "format": FORMAT,
         "latency_source": "emulated" if emulated else "measured",
-        "latency_ms": lat,
-        **_runtime_split(samples, inner),
+        **_latency(samples, inner),
         "throughput_ips": batch * len(samples) / timed_s if timed_s > 0 else None,
         "first_inference_ms": first_ms,
         "load_ms": load_ms,
@@ -233,12 +234,13 @@ def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5,
     return result
 
 
-def _runtime_split(samples: list[float], inner: list[float]) -> dict[str, Any]:
-    """The runtime's own times and the Python call's overhead (median difference), where there are any."""
+def _latency(wall: list[float], inner: list[float]) -> dict[str, Any]:
+    """latency_ms from the runtime's own times where there are any (the Python call's cost apart), else wall."""
     if not inner:
-        return {"python_overhead_ms": None}
-    overhead = float(np.median(np.asarray(samples) - np.asarray(inner)))
-    return {"runtime_latency_ms": summarize(inner), "python_overhead_ms": overhead}
+        return {"latency_ms": summarize(wall), "latency_clock": "wall", "python_overhead_ms": None}
+    overhead = float(np.median(np.asarray(wall) - np.asarray(inner)))
+    return {"latency_ms": summarize(inner), "latency_clock": "runtime", "wall_latency_ms": summarize(wall),
+            "python_overhead_ms": overhead}
 
 
 def add_energy(result: dict[str, Any], power_w: float, what: str) -> dict[str, Any]:
