@@ -154,7 +154,11 @@ def test_openvino_file_is_the_same_grid_with_uint8_after_relu(artifacts, test_ba
         np.testing.assert_array_equal(a.run(None, {"input": x})[0], b.run(None, {"input": x})[0])
     kinds = runtime_precisions(artifacts[("cpu", "openvino")] / "model.xml")
     assert not [k for k in kinds if k.startswith("FakeQuantize") and kinds[k] == "i8"], kinds
-    assert all(v == "u8" for k, v in kinds.items() if k.split(":")[0] in ("Convolution", "Pooling")), kinds
+    # Every convolution and pool after a ReLU reads uint8. The stem convolution reads the signed image
+    # itself: OpenVINO runs it u8 (shifted) on AVX-512 VNNI CPUs and s8 on AMX ones (seen on a Sapphire
+    # Rapids Xeon, 2026-12-02), so it is the one layer allowed either.
+    not_u8 = [k for k, v in kinds.items() if k.split(":")[0] in ("Convolution", "Pooling") and v != "u8"]
+    assert not_u8 in ([], ["Convolution:node_conv2d/WithoutBiases"]), kinds
 
 
 def test_uint8_after_relu_covers_googlenet_concats(tmp_path):
