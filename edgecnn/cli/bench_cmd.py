@@ -180,6 +180,9 @@ def _print(r: dict) -> None:
         click.echo(f"  throughput {r['throughput_ips']:.1f} img/s, first inference {r['first_inference_ms']:.1f} ms"
                    + (f", load {r['load_ms']:.0f} ms" if r.get("load_ms") is not None else "")
                    + f", peak memory {r['peak_memory_mb']:.0f} MB")
+        if r.get("latency_clock") == "runtime":
+            click.echo(f"  the runtime's own time per call; the Python call adds {r['python_overhead_ms']:.3f} ms "
+                       f"(wall p50 {r['wall_latency_ms']['p50']:.2f} ms)")
         env = r.get("env") or {}
         if env.get("loadavg"):
             click.echo(f"  load average {env['loadavg'][0]:.2f} on {env.get('cpu_count')} CPUs ({env.get('cpu_model')})")
