@@ -67,8 +67,8 @@ def cold_run(args) -> tuple[Path, dict]:
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the frontier, its build workers and bench processes
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    if p.returncode not in (0, 1):
-        sys.exit(f"frontier failed ({p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
+    if p.returncode not in (0, 1) or not (out / "frontier.json").is_file():
+        sys.exit(f"frontier failed ({p.returncode}): {p.stderr.strip().splitlines()[-3:]}")
     run = {
         "command": " ".join(cmd[1:]),
         "wall_s": round(wall, 1),
