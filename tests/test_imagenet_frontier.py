@@ -163,9 +163,10 @@ def test_bad_imagenet_options_are_one_line_errors(args, words, tmp_path):
         (tmp_path / "data" / c).mkdir(parents=True)
         for i in range(3):
             Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "data" / c / f"{i}.png")
+    flag = "--published" if "DATA" in args else "--imagenet"  # the alias is the same flag
     args = [str(tmp_path / "data") if a == "DATA" else a for a in args]
     r = CliRunner().invoke(
-        cli, ["frontier", "--imagenet", "--archs", "test_resnet18", "--out", str(tmp_path / "o"), *args]
+        cli, ["frontier", flag, "--archs", "test_resnet18", "--out", str(tmp_path / "o"), *args]
     )
     assert r.exit_code == 2 and r.output.startswith("error:") and words in r.output
     assert r.output.count("\n") == 1 and not (tmp_path / "o").exists()
