@@ -98,36 +98,36 @@ def edgecnn_bench(d: Path, threads: int, seconds: float) -> dict:
             "wall_median": wall["p50"], "python_overhead_ms": r["python_overhead_ms"]}
 
 
+def _tool(cmd: list[str], patterns: dict[str, str]) -> dict:
+    """Run a benchmark tool; each pattern's number from its stdout, times in ms (benchmark_app prints
+    sub-millisecond times in us)."""
+    p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    got = {}
+    for key, pat in patterns.items():
+        m = re.search(pat, p.stdout)
+        if not m:
+            sys.exit(f"{Path(cmd[0]).name} printed no {key}: {p.stdout[-400:]}")
+        unit = m.group(2) if m.re.groups > 1 else "ms"
+        got[key] = float(m.group(1)) / (1000 if unit == "us" else 1)
+    return got
+
+
 def benchmark_app(d: Path, prec: str, size: int, threads: int, seconds: float) -> dict:
     exe = str(Path(sys.executable).parent / "benchmark_app")
     cmd = [exe, "-m", str(d / "model.xml"), "-d", "CPU", "-hint", "none", "-api", "sync", "-nstreams", "1",
            "-nthreads", str(threads), "-t", str(int(seconds)), "-shape", f"[1,3,{size},{size}]"]
     if prec == "fp32":
         cmd += ["-infer_precision", "f32"]
-    p = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    got = {}
-    for key, pat in (("median", r"Median:\s+([\d.]+) ms"), ("mean", r"Average:\s+([\d.]+) ms"),
-                     ("n", r"Count:\s+(\d+) iterations")):
-        m = re.search(pat, p.stdout)
-        if not m:
-            sys.exit(f"benchmark_app printed no {key}: {p.stdout[-400:]}")
-        got[key] = float(m.group(1))
-    return got
+    return _tool(cmd, {"median": r"Median:\s+([\d.]+) (ms|us)", "mean": r"Average:\s+([\d.]+) (ms|us)",
+                       "n": r"Count:\s+(\d+) iterations"})
 
 
 def litert_benchmark(d: Path, threads: int, runs: int) -> dict:
     exe = str(Path(sys.executable).parent / "litert-benchmark")
     cmd = [exe, "--model", str(d / "model.tflite"), "--num_threads", str(threads), "--num_runs", str(runs),
            "--warmup_runs", "5"]
-    p = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    got = {}
-    for key, pat in (("median", r"Inference \(median\):\s+([\d.]+) ms"), ("mean", r"Inference \(avg\):\s+([\d.]+) ms"),
-                     ("n", r"Inference \(avg\):\s+[\d.]+ ms \((\d+) runs\)")):
-        m = re.search(pat, p.stdout)
-        if not m:
-            sys.exit(f"litert-benchmark printed no {key}: {p.stdout[-400:]}")
-        got[key] = float(m.group(1))
-    return got
+    return _tool(cmd, {"median": r"Inference \(median\):\s+([\d.]+) ms", "mean": r"Inference \(avg\):\s+([\d.]+) ms",
+                       "n": r"Inference \(avg\):\s+[\d.]+ ms \((\d+) runs\)"})
 
 
 def one_round(r: int, arts: dict[str, Path], size: int, args, res: dict) -> None:
