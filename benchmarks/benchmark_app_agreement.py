@@ -14,7 +14,8 @@ weights where the CPU has no VNNI, as `edgecnn export --target cpu` does), wraps
 artifact directory, then per round runs, each in a fresh process and in alternating order,
 `edgecnn bench ARTIFACT --json --threads T --min-seconds S` and
 `benchmark_app -m model.xml -d CPU -hint none -api sync -nstreams 1 -nthreads T -t S -shape [1,C,H,W]`
-(`-infer_precision f32` for FP32, as edgecnn compiles FP32 artifacts), and with --litert
+`-infer_precision f32` (edgecnn compiles FP32 and INT8 artifacts with INFERENCE_PRECISION_HINT=f32;
+without it benchmark_app runs an INT8 IR's float layers in bf16 on AMX/AVX-512-BF16 CPUs), and with --litert
 `edgecnn bench TFLITE_ARTIFACT` against `litert-benchmark --model model.tflite --num_threads T
 --num_runs N` (N: the runs edgecnn made in that round). Reports the median over rounds of each
 tool's median and mean latency, their ratio, and edgecnn's `python_overhead_ms` where the runtime
@@ -115,9 +116,8 @@ def _tool(cmd: list[str], patterns: dict[str, str]) -> dict:
 def benchmark_app(d: Path, prec: str, size: int, threads: int, seconds: float) -> dict:
     exe = str(Path(sys.executable).parent / "benchmark_app")
     cmd = [exe, "-m", str(d / "model.xml"), "-d", "CPU", "-hint", "none", "-api", "sync", "-nstreams", "1",
-           "-nthreads", str(threads), "-t", str(int(seconds)), "-shape", f"[1,3,{size},{size}]"]
-    if prec == "fp32":
-        cmd += ["-infer_precision", "f32"]
+           "-nthreads", str(threads), "-t", str(int(seconds)), "-shape", f"[1,3,{size},{size}]",
+           "-infer_precision", "f32"]   # as edgecnn compiles FP32 and INT8 artifacts (no bf16 on AMX)
     return _tool(cmd, {"median": r"Median:\s+([\d.]+) (ms|us)", "mean": r"Average:\s+([\d.]+) (ms|us)",
                        "n": r"Count:\s+(\d+) iterations"})
 
