@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_remote import PY, sshd  # noqa: F401 - sshd (the real sshd on 127.0.0.1) is a fixture
 
 from edgecnn.cli import cli
 from edgecnn.errors import EdgecnnError
@@ -237,3 +238,24 @@ def test_with_data_and_weights_accuracy_is_measured_in_each_runtime(http_server,
     assert "measured in openvino on 1000" in res2["paragraph"] and res2["accuracy_basis"].startswith(
         "measured"
     )
+
+
+def test_host_measures_its_targets_artifacts_over_ssh(sshd, tmp_path):  # noqa: F811
+    _, res = run_imagenet_frontier(
+        ["test_resnet18"],
+        [("rpi", None)],
+        ["int8"],
+        out=tmp_path / "f",
+        calib_images=4,
+        workers=1,
+        threads=1,
+        bench_seconds=0.1,
+        bench_runs=3,
+        hosts={"rpi": ["dev1"]},
+        remote_python=PY,
+        ssh_config=str(sshd.config),
+        log=lambda s: None,
+    )
+    (p,) = res.points
+    assert p["latency_source"] == "measured" and p["latency_where"] == "measured on dev1 over SSH"
+    assert p["runtime"] == "tflite" and p["p50_ms"] > 0 and p["accuracy_source"] == "not published"
