@@ -58,6 +58,7 @@ def _register() -> None:
     from edgecnn.cli.cache_cmd import cache
     from edgecnn.cli.deploy_cmd import deploy
     from edgecnn.cli.devices_cmd import devices
+    from edgecnn.cli.diagnose_cmd import diagnose
     from edgecnn.cli.evaluate_cmd import evaluate
     from edgecnn.cli.frontier_cmd import choose, frontier
     from edgecnn.cli.models_cmd import models
@@ -74,6 +75,7 @@ def _register() -> None:
     cli.add_command(frontier)
     cli.add_command(choose)
     cli.add_command(cache)
+    cli.add_command(diagnose)
 
 
 _register()

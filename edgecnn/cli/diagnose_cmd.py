@@ -1,0 +1,134 @@
+"""``edgecnn diagnose``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from edgecnn.cli.options import data_option, json_option
+
+_RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
+
+
+@click.command()
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True), metavar="ARTIFACT...")
+@click.option(
+    "--images",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    metavar="N",
+    help="Test images to run (the first N of the test split).",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(_RUNTIMES),
+    default=None,
+    help="Run in this runtime instead of each artifact's own (e.g. a Jetson ONNX in openvino).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, max=1),
+    default=0.002,
+    show_default=True,
+    help="A layer departs when more than this share of its values is off by one step or more.",
+)
+@click.option(
+    "--graph",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The quantized graph (quantized.pt2) to compare with (default: the one the artifact names).",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the runtime.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Write the SQNR-per-layer plot (one line per artifact's runtime) to FILE (.png, .svg, .pdf).",
+)
+@data_option
+@json_option
+def diagnose(artifacts, images, runtime, threshold, graph, threads, plot_path, data, as_json):
+    """Where INT8 ARTIFACTs depart from their fake-quant graph, layer by layer.
+
+    Runs N test images through each artifact with every quantized layer's output exposed
+    and compares each layer with the same tensor of the fake-quant PyTorch graph (matched
+    by name) and of the FP32 model: SQNR, the largest difference in quantization steps,
+    the share of values one step or more off, and the first layer that departs.
+
+    \b
+    Example:
+      edgecnn diagnose runs/artifacts/resnet18-cpu-openvino-int8-*/ --images 512
+      edgecnn diagnose A_openvino/ B_onnxruntime/ C_tflite/ --plot sqnr.png --json
+    """
+    from edgecnn.numerics.diagnose import diagnose as run
+    from edgecnn.numerics.diagnose import plot
+
+    log = lambda s: click.echo(s, err=True)
+    results = [
+        run(
+            a,
+            images=images,
+            runtime=runtime,
+            data=data,
+            threshold=threshold,
+            threads=threads,
+            graph=graph,
+            log=log,
+        )
+        for a in artifacts
+    ]
+    if plot_path:
+        log(f"wrote {plot(results, plot_path)}")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"format": "edgecnn.diagnose/1", "diagnoses": [r.to_json() for r in results]}, indent=2
+            )
+        )
+        return
+    for r in results:
+        _print(r)
+
+
+def _db(x) -> str:
+    return "identical" if x is None else f"{x:.1f}"
+
+
+def _print(r) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(
+        title=f"{r.arch} · {r.runtime} · {r.images} images · agreement {100 * r.agreement:.2f}%",
+        caption="SQNR in dB: runtime vs fake-quant graph, runtime vs FP32, fake-quant graph vs FP32",
+    )
+    for col in ("#", "layer", "SQNR fq", "SQNR fp32", "fq vs fp32", "max steps", "off >= 1"):
+        t.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
+    for lay in r.layers:
+        style = "bold red" if lay.label == r.first_departure else None
+        t.add_row(
+            str(lay.index),
+            lay.label,
+            _db(lay.sqnr_db),
+            _db(lay.sqnr_fp32_db),
+            _db(lay.fakequant_sqnr_fp32_db),
+            f"{lay.max_steps:g}",
+            f"{100 * lay.share_off:.3f}%",
+            style=style,
+        )
+    console = Console(width=max(Console().width, 100))  # room for the layer names when piped
+    console.print(t)
+    first = r.first_departure or f"none (no layer has more than {100 * r.threshold:g}% of its values off)"
+    console.print(f"first departure: {first}")
+    if r.missing:
+        console.print(f"not exposed by {r.runtime}: {', '.join(r.missing)}", style="yellow")
+    if r.exposed_output_steps:
+        console.print(
+            f"note: exposing the layers moved {r.runtime}'s output by up to {r.exposed_output_steps:g} "
+            f"steps (it fuses differently with them exposed)",
+            style="yellow",
+        )

@@ -1,0 +1,162 @@
+"""``edgecnn diagnose`` on the tiny ResNet18: every quantized layer of the OpenVINO, ONNX Runtime,
+LiteRT (and, with a GPU, TensorRT) artifacts compared with the fake-quant graph, matched by name."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+from tiny_recipes import int8_recipe
+
+from edgecnn.artifact import load_artifact, write_metadata
+from edgecnn.cli import cli
+from edgecnn.errors import EdgecnnError
+from edgecnn.export import export
+from edgecnn.numerics.diagnose import diagnose
+from edgecnn.numerics.reference import graph_taps
+from edgecnn.quantize.pt2e import load_graph
+from edgecnn.train import train
+
+quiet = {"log": lambda s: None, "progress": False}
+TARGETS = {
+    "openvino": ("cpu", "openvino"),
+    "onnxruntime": ("cpu", "onnxruntime"),
+    "tflite": ("rpi", None),
+    "tensorrt": ("jetson", None),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("diagnose")
+    _, recipe = int8_recipe(tmp)
+    ckpt = str(train("test_resnet18", recipe, threads=1, **quiet).checkpoint)
+    arts = {
+        rt: export(
+            "test_resnet18", target, recipe=recipe, runtime=runtime, checkpoint=ckpt, out=tmp / rt, **quiet
+        )
+        for rt, (target, runtime) in TARGETS.items()
+    }
+    fp32 = export(
+        "test_resnet18", "cpu", recipe=recipe, precision="fp32", checkpoint=ckpt, out=tmp / "fp32", **quiet
+    )
+    return arts, fp32
+
+
+def test_taps_are_named_as_the_onnx_quantize_outputs(tiny):
+    arts, _ = tiny
+    art = load_artifact(arts["onnxruntime"])
+    taps = graph_taps(load_graph(art.meta["source"]["quantized_graph"]))
+    q_outputs = [
+        n.output[0] for n in onnx.load(str(art.model_file)).graph.node if n.op_type == "QuantizeLinear"
+    ]
+    assert [t.name for t in taps] == q_outputs  # the names the exporter keeps, one per activation
+    assert taps[0].module == "input" and taps[-1].output and taps[-1].module == "fc"
+    assert {t.op for t in taps} >= {"conv", "relu", "add+relu", "max_pool", "avg_pool", "linear"}
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite"])
+def test_every_layer_is_compared(tiny, runtime):
+    arts, _ = tiny
+    d = diagnose(arts[runtime], images=32)
+    expected_missing = {"tflite": 1}.get(
+        runtime, 0
+    )  # LiteRT's flatten is a reshape without a tensor of its own
+    assert len(d.missing) == expected_missing
+    assert len(d.layers) == 33 - expected_missing
+    assert d.agreement >= 0.95
+    first = d.layers[0]
+    assert first.module == "input" and first.values == 32 * 3 * 32 * 32
+    for lay in d.layers:
+        # the runtime is never further from FP32 than quantization noise plus a step here and there
+        assert lay.fakequant_sqnr_fp32_db is not None and lay.max_steps <= 8, lay
+    if runtime == "onnxruntime":  # ONNX Runtime computes the fake-quant graph exactly here
+        assert d.first_departure is None and d.exposed_output_steps == 0
+
+
+def _break_one_conv(src, dest, layer: str):
+    """A copy of the ONNX Runtime artifact with the int8 weights of ``layer`` negated."""
+    shutil.copytree(src, dest)
+    model = onnx.load(str(dest / "model.onnx"))
+    conv = next(
+        n
+        for n in model.graph.node
+        if n.op_type == "Conv"
+        and any(p.key == "pkg.torch.onnx.name_scopes" and f"'{layer}'" in p.value for p in n.metadata_props)
+    )
+    dq = next(n for n in model.graph.node if n.output[0] == conv.input[1])
+    init = next(i for i in model.graph.initializer if i.name == dq.input[0])
+    init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
+    onnx.save(model, str(dest / "model.onnx"))
+    meta = json.loads((dest / "metadata.json").read_text())
+    meta["files"] = list(meta["files"])
+    write_metadata(dest, meta)
+
+
+def test_the_first_departure_is_the_broken_layer(tiny, tmp_path):
+    arts, _ = tiny
+    _break_one_conv(arts["onnxruntime"], tmp_path / "broken", "layer2.0.conv2")
+    d = diagnose(tmp_path / "broken", images=16)
+    assert d.first_departure == "layer2.0.conv2:conv"
+    before = [lay for lay in d.layers if lay.index < 10]
+    assert all(lay.sqnr_db is None for lay in before)  # exact up to the broken layer
+    broken = next(lay for lay in d.layers if lay.label == "layer2.0.conv2:conv")
+    assert broken.share_off > 0.5 and broken.sqnr_db < 5
+
+
+def test_a_jetson_onnx_can_be_diagnosed_in_openvino(tiny):
+    arts, _ = tiny
+    d = diagnose(arts["tensorrt"], images=16, runtime="openvino")
+    assert d.runtime == "openvino" and not d.missing
+
+
+def test_cli_table_json_and_plot(tiny, tmp_path):
+    arts, fp32 = tiny
+    runner = CliRunner()
+    png = tmp_path / "sqnr.png"
+    r = runner.invoke(
+        cli,
+        [
+            "diagnose",
+            str(arts["onnxruntime"]),
+            str(arts["tflite"]),
+            "--images",
+            "8",
+            "--json",
+            "--plot",
+            str(png),
+        ],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [d["runtime"] for d in doc["diagnoses"]] == ["onnxruntime", "tflite"]
+    assert {"label", "sqnr_db", "sqnr_fp32_db", "max_steps", "share_off"} <= set(
+        doc["diagnoses"][0]["layers"][0]
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = runner.invoke(
+        cli, ["diagnose", str(arts["onnxruntime"]), "--images", "4"], catch_exceptions=False
+    )
+    assert "first departure: none" in table.stdout and "layer2.0.conv2:conv" in table.stdout
+    bad = runner.invoke(cli, ["diagnose", str(fp32), "--images", "4"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error:") and "fp32 artifact" in bad.stderr
+
+
+def test_a_missing_quantized_graph_is_an_error(tiny, tmp_path):
+    arts, _ = tiny
+    with pytest.raises(EdgecnnError, match="--graph"):
+        diagnose(arts["onnxruntime"], images=4, graph=tmp_path / "gone.pt2")
+
+
+@pytest.mark.needs_tensorrt
+def test_tensorrt_layers_are_marked_as_outputs(tiny):
+    arts, _ = tiny
+    d = diagnose(arts["tensorrt"], images=8)
+    assert d.runtime == "tensorrt" and not d.missing and d.agreement >= 0.95
+    assert np.isfinite([lay.max_steps for lay in d.layers]).all()
