@@ -37,7 +37,7 @@ def main() -> None:
     from edgecnn.export.onnx import export_onnx, finalize_qdq, to_u8s8
     from edgecnn.export.openvino import nncf_ptq_ir, qdq_to_int8_ir
     from edgecnn.models import create
-    from edgecnn.quantize.pt2e import prepare_float, ptq
+    from edgecnn.quantize.pt2e import prepare_float, ptq, residual_form
     from edgecnn.runtimes import open_session  # noqa: F401 - same import cost as users pay
 
     torch.manual_seed(0)
@@ -60,7 +60,11 @@ def main() -> None:
     q7 = ptq(model, xc, method="minmax", batch_size=16, weight_bits=8 if has_vnni() else 7)
     qdq7 = export_onnx(q7, xc[:2], tmp / "qdq7.onnx")
     finalize_qdq(qdq7)
-    edge_ir = qdq_to_int8_ir(qdq7, tmp / "edgecnn.xml")  # as export writes it
+    before_ir = qdq_to_int8_ir(qdq7, tmp / "requantized.xml")  # export before residual_form
+    residual_form(q7)  # as export writes it: a convolution feeding a residual add not requantized
+    qdq7r = export_onnx(q7, xc[:2], tmp / "qdq7r.onnx")
+    finalize_qdq(qdq7r)
+    edge_ir = qdq_to_int8_ir(qdq7r, tmp / "edgecnn.xml")
     nncf_ir = nncf_ptq_ir(float_onnx, [xc[i:i + 1].numpy() for i in range(len(xc))], tmp / "nncf.xml")
 
     core = ov.Core()
@@ -88,6 +92,7 @@ def main() -> None:
 
     flows = {
         "edgecnn INT8 (OpenVINO IR from the QDQ graph)": ov_run(edge_ir),
+        "edgecnn INT8 (OpenVINO IR, residual inputs requantized: before residual_form)": ov_run(before_ir),
         "OpenVINO + NNCF default PTQ": ov_run(nncf_ir),
         "edgecnn INT8 (ONNX Runtime U8S8)": ort_run(tmp / "u8s8.onnx"),
         "OpenVINO FP32": ov_run(tmp / "float.onnx", {"INFERENCE_PRECISION_HINT": "f32"}),

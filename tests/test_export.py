@@ -19,8 +19,8 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.export import export, resolve
 from edgecnn.export.onnx import to_u8s8
 from edgecnn.host import has_vnni
+from edgecnn.numerics.diagnose import load_reference
 from edgecnn.quantize import stages
-from edgecnn.quantize.pt2e import load_graph
 from edgecnn.runtimes import open_session
 from edgecnn.train import train
 
@@ -209,19 +209,21 @@ def test_u8s8_rewrite_refuses_a_float_model(tmp_path):
                                          (("jetson", None), "onnxruntime"), (("jetson", None), "openvino"),
                                          (("rpi", None), None)])
 def test_every_runtime_runs_the_fake_quant_graph(artifacts, test_batch, key, runtime):
-    graph = load_artifact(artifacts[key]).meta["source"]["quantized_graph"]  # the graph it was exported from
-    ref = load_graph(graph)(torch.from_numpy(test_batch)).detach().numpy()
+    art = load_artifact(artifacts[key])
+    ref = load_reference(art)(torch.from_numpy(test_batch)).detach().numpy()  # the graph it was exported from
     out = open_session(artifacts[key], runtime=runtime, threads=1).run(test_batch)
     # A broken export (wrong zero point, float fallback, lost scale) is far above 3% of the logit
     # spread. ONNX Runtime and LiteRT add the bias as int32: with the bias on its int32 grid
     # (snap_biases) they follow the fake-quant graph to 0.0006% of the spread (0.18% and 98.4%
-    # top-1 agreement here with the bias off the grid). OpenVINO's int8 kernels round on their own
-    # (0.37% of the spread, 98% agreement on this tiny net).
+    # top-1 agreement here with the bias off the grid). OpenVINO skips the rounding of a
+    # convolution's requantization where it fuses a residual add: its own IR leaves that
+    # requantization out (pt2e.residual_form) and follows its graph as closely; the Jetson file read
+    # by OpenVINO does not (0.37% of the spread, 98% agreement on this tiny net).
     spread = ref.max() - ref.min()
     drift = np.abs(out - ref).mean() / spread
     assert drift < 0.03, "integer kernels drifted from the fake-quant graph"
     assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.9
-    if (runtime or load_artifact(artifacts[key]).meta["runtime"]) in ("onnxruntime", "tflite"):
+    if (runtime or art.meta["runtime"]) in ("onnxruntime", "tflite") or key == ("cpu", "openvino"):
         assert drift < 5e-4 and (out.argmax(1) == ref.argmax(1)).mean() >= 0.99, "bias off its int32 grid?"
 
 

@@ -40,6 +40,12 @@ _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
     default=None,
     help="The quantized graph (quantized.pt2) to compare with (default: the one the artifact names).",
 )
+@click.option(
+    "--layers",
+    metavar="GLOB",
+    default=None,
+    help='Expose only the layers whose label matches (e.g. "*add*"); OpenVINO fuses differently around exposed ones.',
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the runtime.")
 @click.option(
     "--plot",
@@ -51,7 +57,7 @@ _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
 )
 @data_option
 @json_option
-def diagnose(artifacts, images, runtime, threshold, graph, threads, plot_path, data, as_json):
+def diagnose(artifacts, images, runtime, threshold, graph, layers, threads, plot_path, data, as_json):
     """Where INT8 ARTIFACTs depart from their fake-quant graph, layer by layer.
 
     Runs N test images through each artifact with every quantized layer's output exposed
@@ -67,7 +73,9 @@ def diagnose(artifacts, images, runtime, threshold, graph, threads, plot_path, d
     from edgecnn.numerics.diagnose import diagnose as run
     from edgecnn.numerics.diagnose import plot
 
-    log = lambda s: click.echo(s, err=True)
+    def log(s):
+        click.echo(s, err=True)
+
     results = [
         run(
             a,
@@ -77,6 +85,7 @@ def diagnose(artifacts, images, runtime, threshold, graph, threads, plot_path, d
             threshold=threshold,
             threads=threads,
             graph=graph,
+            layers=layers,
             log=log,
         )
         for a in artifacts

@@ -32,7 +32,7 @@ SUPPORT = {
     "jetson": {"tensorrt": ("int8", "fp16", "fp32")},
     "rpi": {"tflite": ("int8", "fp32")},
 }
-EXPORT_VERSION = 6  # bump when the exporter changes what it writes: cached artifacts are then remade
+EXPORT_VERSION = 7  # bump when the exporter changes what it writes: cached artifacts are then remade
 DEFAULT_RUNTIME = {"cpu": "openvino", "jetson": "tensorrt", "rpi": "tflite"}
 # What each runtime's exporter needs installed here, and the extra that brings it.
 _NEEDS = {
@@ -82,7 +82,7 @@ def _tool_versions(runtime: str) -> dict:
 # How each runtime's file encodes the one symmetric int8 grid (the TensorRT and TFLite files as is).
 _FORM = {"onnxruntime": "uint8 activations (zero point 128), int8 weights",
          "openvino": "activations after a ReLU as uint8 (zero point 0, saturating at 127), the others int8 "
-                     "symmetric; int8 weights"}
+                     "symmetric; int8 weights; a convolution feeding a residual add not requantized (residual_form)"}
 
 
 @outdir.holding_locks
@@ -96,7 +96,15 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
     from edgecnn import paths
     from edgecnn.artifact import write_metadata
     from edgecnn.quantize import stages
-    from edgecnn.quantize.pt2e import SCHEME, float_ops, load_graph, make_quantizer, prepare_float
+    from edgecnn.quantize.pt2e import (
+        SCHEME,
+        float_ops,
+        load_graph,
+        make_quantizer,
+        prepare_float,
+        residual_form,
+        retrace,
+    )
 
     runtime = resolve(target, runtime, precision)
     if out is not None:
@@ -133,10 +141,17 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
     sample = src.preprocess.apply_torch(src.bundle.test.images[:2])
     if stage:
         module = load_graph(Path(stage["dir"]) / "quantized.pt2")
+        # OpenVINO: its graph, without the requantization its fused residual adds skip (pt2e.residual_form)
+        residual = residual_form(module) if runtime == "openvino" else []
+        module = retrace(module, sample) if residual else module  # the names its ONNX will carry
         graph_float = float_ops(module)
         log(f"{arch}: layers that stay float before export: {', '.join(graph_float) or 'none'}")
     else:
-        module, graph_float = prepare_float(src.model), []
+        module, graph_float, residual = prepare_float(src.model), [], []
+    reference = None  # (top-1 per test image, report) of the exported graph where it is not the stage's
+    if residual:
+        log(f"{arch}: {len(residual)} residual adds in OpenVINO's form; fake-quant accuracy of that graph")
+        reference = stages.predict(module, src.bundle.test.images, src.bundle.test.labels, src.preprocess)
 
     t0 = time.perf_counter()
     with outdir.replace(out, "export") as tmp:
@@ -154,7 +169,8 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
                 **SCHEME, "form": _FORM.get(runtime, SCHEME["activations"]),
                 "calibration": {**stage["calibration"], "dataset": src.bundle.name},
                 "qat": None if "qat" not in stage else {k: v for k, v in stage["qat"].items() if k != "history"},
-                "fakequant_top1": stage["int8_fakequant"]["top1"]},
+                "fakequant_top1": (reference[1] if reference else stage["int8_fakequant"])["top1"],
+                **({"residual_form": residual} if residual else {})},
             "float_layers": float_layers,
             "source": {"checkpoint": str(src.checkpoint), "sha256": src.checkpoint_sha256,
                        "quantized_graph": str(Path(stage["dir"]) / "quantized.pt2") if stage else None},
@@ -165,7 +181,10 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         if stage:
-            shutil.copy(Path(stage["dir"]) / "predictions.npy", tmp / "reference_predictions.npy")
+            if reference:
+                np.save(tmp / "reference_predictions.npy", reference[0])
+            else:
+                shutil.copy(Path(stage["dir"]) / "predictions.npy", tmp / "reference_predictions.npy")
             shutil.copy(Path(stage["dir"]) / "fp32_correct.npy", tmp / "fp32_correct.npy")
             files += ["reference_predictions.npy", "fp32_correct.npy"]
             meta["reference"] = {"reference_predictions": "reference_predictions.npy",

@@ -121,8 +121,11 @@ def _images(art, data, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_reference(art, graph: str | os.PathLike | None = None):
-    """The converted PT2E graph an INT8 artifact was exported from (``graph`` overrides metadata)."""
-    from edgecnn.quantize.pt2e import load_graph
+    """The converted PT2E graph an INT8 artifact was exported from (``graph`` overrides metadata), in
+    the artifact's form (OpenVINO's: :func:`edgecnn.quantize.pt2e.residual_form`)."""
+    import torch
+
+    from edgecnn.quantize.pt2e import load_graph, residual_form, retrace
 
     if art.meta.get("precision") != "int8" or not art.meta.get("quantization"):
         raise EdgecnnError(
@@ -135,7 +138,12 @@ def load_reference(art, graph: str | os.PathLike | None = None):
             f"the quantized graph this artifact was exported from ({path}) is not here; "
             f"pass --graph PATH (runs/calibrate/.../quantized.pt2) or re-run edgecnn calibrate"
         )
-    return load_graph(path)
+    gm = load_graph(path)
+    if art.meta["quantization"].get("residual_form"):
+        residual_form(gm)  # as export made it, and retraced as export did: the same node names
+        shape = [2 if d is None else int(d) for d in art.meta["input"]["shape"]]
+        gm = retrace(gm, torch.zeros(shape))
+    return gm
 
 
 def _like(got: np.ndarray, ref: np.ndarray) -> np.ndarray | None:

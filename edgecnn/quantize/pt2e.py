@@ -61,8 +61,13 @@ def _act_spec(method: str, qat: bool, **observer_kw: Any):
                             is_dynamic=False, observer_or_fake_quant_ctr=ctr)
 
 
-def make_quantizer(method: str = "minmax", *, qat: bool = False, weight_bits: int = 8, **observer_kw: Any):
+def make_quantizer(method: str = "minmax", *, qat: bool = False, weight_bits: int = 8,
+                   float_layers: Iterable[str] = (), only_layers: Iterable[str] | None = None, **observer_kw: Any):
     """litert-torch's PT2E quantizer with this project's symmetric activation scheme.
+
+    ``float_layers``: convolution / linear modules (``"layer1.0.conv2"``) left in float: their
+    node's annotation (input activation and weight) is dropped, so no exporter quantizes them.
+    ``only_layers``: quantize those layers and nothing else (per-layer sensitivity).
 
     ``weight_bits=7`` limits weights to [-63, 63] (still stored as int8): the form x86 CPUs
     without VNNI need, where oneDNN's int8 kernels (OpenVINO) sum u8 x s8 pairs in int16 and
@@ -79,7 +84,18 @@ def make_quantizer(method: str = "minmax", *, qat: bool = False, weight_bits: in
     qmax = 2 ** (weight_bits - 1) - 1
     weight = dataclasses.replace(base.weight, quant_min=-qmax, quant_max=qmax)
     config = dataclasses.replace(base, input_activation=act, output_activation=act, weight=weight)
-    return _Quantizer().set_global(config)
+    quantizer = _Quantizer().set_global(config)
+    quantizer.float_layers = frozenset(float_layers)
+    quantizer.only_layers = None if only_layers is None else frozenset(only_layers)
+    return quantizer
+
+
+def layer_of(node: Any) -> str | None:
+    """The module path of a convolution or linear node (``layer1.0.conv2``), else None."""
+    if not _is_call(node, "conv2d", "linear"):
+        return None
+    stack = node.meta.get("nn_module_stack") or {}
+    return next(reversed(stack.values()))[0] if stack else None
 
 
 def _quantizer_class():
@@ -94,6 +110,21 @@ def _quantizer_class():
         # (and the 3x3/1 branch pool right after them) stayed float: TFLite then requantized
         # there and disagreed with the fake-quant graph. A second pass after "cat" annotates them.
         STATIC_OPS = (*PT2EQuantizer.STATIC_OPS, "max_pool2d")
+        float_layers: frozenset = frozenset()
+        only_layers: frozenset | None = None
+
+        def annotate(self, model):
+            if not self.float_layers and self.only_layers is None:
+                return super().annotate(model)
+            from litert_torch.quantize.pt2e_quantizer_utils import propagate_annotation
+
+            model = self._annotate_for_static_quantization_config(model)
+            for node in model.graph.nodes:  # the per-layer decision, before annotations propagate
+                layer = layer_of(node)
+                if layer in self.float_layers or (self.only_layers is not None and layer not in self.only_layers):
+                    node.meta.pop("quantization_annotation", None)
+            propagate_annotation(model)
+            return model
 
     return Quantizer
 
@@ -134,7 +165,8 @@ def run_batches(module: Any, batches: Iterable[torch.Tensor]) -> int:
 
 
 def ptq(model: nn.Module, calib: torch.Tensor, *, method: str = "minmax", batch_size: int = 64,
-        weight_bits: int = 8, **observer_kw: Any) -> torch.fx.GraphModule:
+        weight_bits: int = 8, float_layers: Iterable[str] = (), only_layers: Iterable[str] | None = None,
+        **observer_kw: Any) -> torch.fx.GraphModule:
     """Post-training quantization: observe ``calib`` (preprocessed N x C x H x W) in batches,
     return the converted graph (quantize/dequantize ops around int8 weights and activations)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -146,7 +178,9 @@ def ptq(model: nn.Module, calib: torch.Tensor, *, method: str = "minmax", batch_
         raise EdgecnnError(f"calibration method '{method}' needs at least {need} images, got {len(calib)}; "
                            f"raise the calibration set size or use --method minmax")
     gm = capture(prepare_float(model), calib[: min(batch_size, len(calib))])
-    prepared = prepare_pt2e(gm, make_quantizer(method, weight_bits=weight_bits, **observer_kw))
+    quantizer = make_quantizer(method, weight_bits=weight_bits, float_layers=float_layers, only_layers=only_layers,
+                               **observer_kw)
+    prepared = prepare_pt2e(gm, quantizer)
     run_batches(prepared, calib.split(batch_size))
     return snap_biases(convert_pt2e(prepared, fold_quantize=False))
 
@@ -249,6 +283,8 @@ def float_ops(converted: torch.fx.GraphModule) -> list[str]:
         tensor_args = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
         if name == "cat" and node.args and isinstance(node.args[0], (list, tuple)):
             tensor_args = [a for a in node.args[0] if isinstance(a, torch.fx.Node)]
+        if kind == "add":  # a convolution feeding an add directly: the add is fused into it (residual_form)
+            tensor_args = [a for a in tensor_args if not _is_call(a, "conv2d", "linear")]
         if any(getattr(a.target, "__name__", "").split(".")[0] not in _DEQUANT_OPS for a in tensor_args):
             out.append(f"{kind} ({node.name})")
     return out
@@ -267,15 +303,29 @@ def count_quantized(converted: torch.fx.GraphModule) -> dict[str, int]:
 
 def save_graph(module: torch.fx.GraphModule, sample: torch.Tensor, path) -> None:
     """Save a converted (or prepared) graph as a torch.export program, atomically."""
-    from torch.export import Dim
-
     from edgecnn.fileio import atomic_write_bytes
 
-    dyn = ({0: Dim("batch", min=1, max=4096)},) if sample.shape[0] > 1 else None
-    ep = torch.export.export(module, (sample,), strict=False, dynamic_shapes=dyn)
+    ep = _export_program(module, sample)
     buf = io.BytesIO()
     torch.export.save(ep, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _export_program(module: torch.fx.GraphModule, sample: torch.Tensor):
+    from torch.export import Dim
+
+    dyn = ({0: Dim("batch", min=1, max=4096)},) if sample.shape[0] > 1 else None
+    return torch.export.export(module, (sample,), strict=False, dynamic_shapes=dyn)
+
+
+def retrace(module: torch.fx.GraphModule, sample: torch.Tensor) -> torch.fx.GraphModule:
+    """``module`` traced again by torch.export: its nodes then carry the names ``torch.onnx.export``
+    gives the same graph (numbered in order), as a graph saved and loaded does. A graph edited in
+    place (:func:`residual_form`) keeps its old, gapped numbering until retraced."""
+    gm = _export_program(module, sample).module()
+    for m in gm.modules():  # inference only, as load_graph leaves it
+        m.training = False
+    return gm
 
 
 def load_graph(path) -> torch.fx.GraphModule:
@@ -289,3 +339,37 @@ def load_graph(path) -> torch.fx.GraphModule:
     for m in module.modules():  # inference only: BatchNorm is folded and Dropout gone, so nothing else changes
         m.training = False
     return module
+
+
+def residual_form(converted: torch.fx.GraphModule) -> list[str]:
+    """Drop the requantization of a convolution's (or linear layer's) output that only feeds a
+    residual add, in place: ``conv -> Q -> DQ -> add`` becomes ``conv -> add``. Returns the adds.
+
+    This is the graph OpenVINO's CPU plugin computes. It fuses ``conv -> FakeQuantize -> Add ->
+    ReLU -> FakeQuantize`` into one int8 convolution and there applies the first FakeQuantize
+    without its rounding ("drop rounding one special residual pattern", intel_cpu
+    dnnl_postops_composer.cpp): on ResNet18 15% of the block outputs then sit a step away from
+    the graph's, and the artifact agreed with its fake-quant graph on 98.64% of the test images
+    (benchmarks/openvino_fused_add_repro.py, docs/BENCHMARKS.md). Without that Q/DQ pair the
+    graph says what OpenVINO does (the add's other input and its output stay quantized, and the
+    convolution still runs in int8 with the add fused); no scale changes, so no recalibration.
+    Only the first input of an add is changed (torchvision's ``out += identity``: the main branch),
+    as OpenVINO fuses one convolution per add.
+    """
+    adds = []
+    for node in list(converted.graph.nodes):
+        if not _is_call(node, "add", "add_") or not node.args:
+            continue
+        dq = node.args[0]
+        if not (_is_call(dq, "dequantize_per_tensor") and len(dq.users) == 1):
+            continue
+        q = dq.args[0]
+        if not (_is_call(q, "quantize_per_tensor") and len(q.users) == 1 and _is_call(q.args[0], "conv2d", "linear")):
+            continue
+        node.replace_input_with(dq, q.args[0])
+        converted.graph.erase_node(dq)
+        converted.graph.erase_node(q)
+        adds.append(node.name)
+    converted.graph.lint()
+    converted.recompile()
+    return adds
