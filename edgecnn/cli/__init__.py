@@ -63,6 +63,7 @@ def _register() -> None:
     from edgecnn.cli.frontier_cmd import choose, frontier
     from edgecnn.cli.models_cmd import models
     from edgecnn.cli.quantize_cmd import calibrate, export, qat
+    from edgecnn.cli.sensitivity_cmd import sensitivity
     from edgecnn.cli.train_cmd import train
 
     for command in (models, train, calibrate, qat, export):
@@ -76,6 +77,7 @@ def _register() -> None:
     cli.add_command(choose)
     cli.add_command(cache)
     cli.add_command(diagnose)
+    cli.add_command(sensitivity)
 
 
 _register()
