@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edgecnn.cli.options import data_option, json_option
+from edgecnn.cli.options import data_option, json_option, plot_option
 
 _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
 
@@ -30,7 +30,7 @@ _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
 @click.option(
     "--threshold",
     type=click.FloatRange(min=0, max=1),
-    default=0.002,
+    default=0.02,
     show_default=True,
     help="A layer departs when more than this share of its values is off by one step or more.",
 )
@@ -47,14 +47,7 @@ _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
     help='Expose only the layers whose label matches (e.g. "*add*"); OpenVINO fuses differently around exposed ones.',
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the runtime.")
-@click.option(
-    "--plot",
-    "plot_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="FILE",
-    help="Write the SQNR-per-layer plot (one line per artifact's runtime) to FILE (.png, .svg, .pdf).",
-)
+@plot_option
 @data_option
 @json_option
 def diagnose(artifacts, images, runtime, threshold, graph, layers, threads, plot_path, data, as_json):
@@ -103,13 +96,11 @@ def diagnose(artifacts, images, runtime, threshold, graph, layers, threads, plot
         _print(r)
 
 
-def _db(x) -> str:
-    return "identical" if x is None else f"{x:.1f}"
-
-
 def _print(r) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from edgecnn.numerics import fmt_db
 
     t = Table(
         title=f"{r.arch} · {r.runtime} · {r.images} images · agreement {100 * r.agreement:.2f}%",
@@ -122,9 +113,9 @@ def _print(r) -> None:
         t.add_row(
             str(lay.index),
             lay.label,
-            _db(lay.sqnr_db),
-            _db(lay.sqnr_fp32_db),
-            _db(lay.fakequant_sqnr_fp32_db),
+            fmt_db(lay.sqnr_db),
+            fmt_db(lay.sqnr_fp32_db),
+            fmt_db(lay.fakequant_sqnr_fp32_db),
             f"{lay.max_steps:g}",
             f"{100 * lay.share_off:.3f}%",
             style=style,

@@ -64,3 +64,7 @@ ssh_config_option = click.option(
     "--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
     help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG; default ~/.ssh/config).",
 )
+plot_option = click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+    help="Also write the plot to FILE (.png, .svg or .pdf).",
+)

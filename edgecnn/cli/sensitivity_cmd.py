@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edgecnn.cli.options import data_option, json_option, recipe_option
+from edgecnn.cli.options import data_option, json_option, plot_option, recipe_option
 from edgecnn.cli.quantize_cmd import checkpoint_option, method_option
 
 
@@ -36,14 +36,7 @@ from edgecnn.cli.quantize_cmd import checkpoint_option, method_option
     metavar="A,B,...",
     help="Only these layers (module paths, e.g. conv1,layer1.0.conv2; default: every conv and linear).",
 )
-@click.option(
-    "--plot",
-    "plot_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="FILE",
-    help="Write the per-layer SQNR plot to FILE (.png, .svg, .pdf).",
-)
+@plot_option
 @json_option
 def sensitivity(arch, data, checkpoint, recipe, method, images, calib_images, layers, plot_path, as_json):
     """Rank ARCH's quantized layers by what quantizing each one costs.
@@ -87,17 +80,15 @@ def sensitivity(arch, data, checkpoint, recipe, method, images, calib_images, la
     _print(r)
 
 
-def _db(x) -> str:
-    return "identical" if x is None else f"{x:.1f}"
-
-
 def _print(r) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from edgecnn.numerics import fmt_db
+
     t = Table(
         title=f"{r.arch} · {r.method} · {r.val_images} val images · FP32 {100 * r.fp32_top1:.2f}% · "
-        f"INT8 {100 * r.int8_top1:.2f}% ({_db(r.int8_sqnr_db)} dB)"
+        f"INT8 {100 * r.int8_top1:.2f}% ({fmt_db(r.int8_sqnr_db)} dB)"
     )
     for col in (
         "rank",
@@ -114,9 +105,9 @@ def _print(r) -> None:
             str(i),
             x.layer,
             f"{100 * x.only_top1:.2f}%",
-            _db(x.only_sqnr_db),
+            fmt_db(x.only_sqnr_db),
             f"{100 * x.without_top1:.2f}%",
-            _db(x.without_sqnr_db),
+            fmt_db(x.without_sqnr_db),
             f"{x.recovered_points:+.2f}",
         )
     Console(width=max(Console().width, 110)).print(t)

@@ -139,12 +139,9 @@ def sensitivity(
 
 def plot(result: Sensitivity, path: str | os.PathLike) -> Path:
     """Per layer (graph order): SQNR of the logits with only that layer quantized, and with all but it."""
-    import matplotlib
+    from edgecnn.numerics import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from edgecnn.fileio import atomic_path
+    plt = pyplot()
 
     order = sorted(result.layers, key=lambda r: r.index)
     cap = 100.0
@@ -172,8 +169,4 @@ def plot(result: Sensitivity, path: str | os.PathLike) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
