@@ -39,6 +39,7 @@ def _registry(url: str = "http://127.0.0.1:9/none.pth", sha256: str = "0" * 64) 
     }
 
 
+FAST = {"calib_images": 4, "workers": 1, "bench_seconds": 0.1, "bench_runs": 3, "log": lambda s: None}
 DROPS = {"test_resnet18": Int8Drop("test_resnet18", 61.0, 60.5, "test PTQ", FIXTURE)}
 
 
@@ -50,13 +51,9 @@ def published_run(tmp_path_factory):
         [("cpu", None)],
         ["int8", "fp32"],
         out=out,
-        calib_images=4,
-        workers=1,
-        bench_seconds=0.1,
-        bench_runs=3,
+        **FAST,
         registry=_registry(),
         int8_drops=DROPS,
-        log=lambda s: None,
     )
     return out, res.to_json()
 
@@ -94,13 +91,9 @@ def test_same_command_again_reuses_the_artifacts(published_run, tmp_path):
         [("cpu", None)],
         ["int8"],
         out=tmp_path / "f2",
-        calib_images=4,
-        workers=1,
-        bench_seconds=0.1,
-        bench_runs=3,
+        **FAST,
         registry=_registry(),
         int8_drops=DROPS,
-        log=lambda s: None,
     )
     p = again.points[0]
     assert p["reused"] == ["artifact"]
@@ -217,12 +210,8 @@ def test_with_data_and_weights_accuracy_is_measured_in_each_runtime(http_server,
         image_size=64,
         data=str(root),
         weights="imagenet",
-        calib_images=4,
-        workers=1,
-        bench_seconds=0.1,
-        bench_runs=3,
+        **FAST,
         registry=_registry(url, hashlib.sha256(body).hexdigest()),
-        log=lambda s: None,
     )
     out = res.to_json()
     assert out["accuracy_basis"] == "measured" and http_server.requests == ["/models/tiny-imagenet.pth"]
@@ -246,15 +235,11 @@ def test_host_measures_its_targets_artifacts_over_ssh(sshd, tmp_path):  # noqa: 
         [("rpi", None)],
         ["int8"],
         out=tmp_path / "f",
-        calib_images=4,
-        workers=1,
         threads=1,
-        bench_seconds=0.1,
-        bench_runs=3,
+        **FAST,
         hosts={"rpi": ["dev1"]},
         remote_python=PY,
         ssh_config=str(sshd.config),
-        log=lambda s: None,
     )
     (p,) = res.points
     assert p["latency_source"] == "measured" and p["latency_where"] == "measured on dev1 over SSH"
