@@ -38,6 +38,7 @@ class OpenVinoSession(Session):
         try:
             model = core.read_model(str(path))
             self._compiled = core.compile_model(model, "CPU", config)
+            self._reload = (core, str(path), config)   # timed_call compiles a static-shape copy
         except Exception as e:  # OpenVINO raises RuntimeError with multi-line text
             raise EdgecnnError(f"OpenVINO cannot load {path}: {str(e).strip().splitlines()[0]}") from e
         if len(self._compiled.inputs) != 1:
@@ -46,6 +47,7 @@ class OpenVinoSession(Session):
         out = self._compiled.outputs[0].get_partial_shape()
         classes = out[len(out) - 1].get_length() if len(out) and out[len(out) - 1].is_static else None
         self._request = self._compiled.create_infer_request()
+        self._static = None
         try:
             hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
             hint = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # "f32", "bf16"
@@ -61,14 +63,23 @@ class OpenVinoSession(Session):
 
     def timed_call(self, x: np.ndarray) -> TimedCall:
         """``x`` set once as the request's input tensor (shared memory); ``infer()`` with no inputs, as
-        ``benchmark_app -api sync`` runs it; ``runtime_ms`` is the request's own ``latency``."""
+        ``benchmark_app -api sync`` runs it; ``runtime_ms`` is the request's own ``latency``. A model with
+        a dynamic batch is compiled again at ``x``'s shape for it, as ``benchmark_app -shape`` does."""
         import openvino as ov
 
         x = self._bench_input(x)
         request = self._request
+        if not self._compiled.inputs[0].get_partial_shape().is_static:
+            # as benchmark_app -shape does: a dynamic batch costs shape inference on every call
+            core, path, config = self._reload
+            model = core.read_model(path)
+            model.reshape({model.inputs[0]: ov.PartialShape(list(x.shape))})
+            self._static = core.compile_model(model, "CPU", config)
+            request = self._static.create_infer_request()
         request.set_input_tensor(ov.Tensor(x, shared_memory=True))
         return TimedCall(partial(request.infer, None, False, True), lambda: request.get_output_tensor(0).data,
-                         "InferRequest: input tensor set once (shared memory), infer() with no inputs",
+                         "InferRequest: input tensor set once (shared memory), infer() with no inputs, "
+                         f"compiled at the static shape {list(x.shape)}",
                          runtime_ms=lambda: request.latency)
 
     def profiling_info(self) -> list:
@@ -76,4 +87,4 @@ class OpenVinoSession(Session):
         return list(self._request.profiling_info)
 
     def _close(self) -> None:
-        self._request = self._compiled = None
+        self._request = self._compiled = self._static = None
