@@ -76,32 +76,25 @@ def pi5_ssh_config():
     emulated_pi.stop_sshd(ALIAS, "cortex-a76")
 
 
-def _bench(artifact, config, *extra) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgecnn",
-            "bench",
-            str(artifact),
-            "--host",
-            ALIAS,
-            "--ssh-config",
-            str(config),
-            *FAST_ARGS,
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=REPO,
-        check=False,
-    )
+def _edgecnn(command: str, artifact, config, *extra) -> subprocess.CompletedProcess:
+    """``edgecnn COMMAND ARTIFACT --host ALIAS --ssh-config CONFIG ...`` as a user runs it."""
+    argv = [
+        sys.executable,
+        "-m",
+        "edgecnn",
+        command,
+        str(artifact),
+        "--host",
+        ALIAS,
+        "--ssh-config",
+        str(config),
+    ]
+    return subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=900, cwd=REPO, check=False)
 
 
 def test_bench_host_runs_on_the_emulated_pi5_and_labels_its_latency(pi5_ssh_config, pi_artifact):
     d = pi_artifact
-    proc = _bench(d, pi5_ssh_config, "--json")
+    proc = _edgecnn("bench", d, pi5_ssh_config, *FAST_ARGS, "--json")
     assert proc.returncode == 0, proc.stderr
     (r,) = json.loads(proc.stdout)
     env = r["env"]
@@ -119,7 +112,7 @@ def test_bench_host_runs_on_the_emulated_pi5_and_labels_its_latency(pi5_ssh_conf
     # its time is QEMU's: labelled, and no energy is made from it
     assert r["latency_source"] == "emulated" and r["host"] == ALIAS and r["energy_mj"] is None
     assert any("never a latency figure" in n for n in r["notes"])
-    proc = _bench(d, pi5_ssh_config)
+    proc = _edgecnn("bench", d, pi5_ssh_config, *FAST_ARGS)
     assert proc.returncode == 0 and "EMULATED (qemu-user, CPU model cortex-a76)" in proc.stdout, proc.stderr
 
 
@@ -176,26 +169,7 @@ def test_evaluate_host_measures_accuracy_on_the_emulated_pi5(pi5_ssh_config, pi_
     assert acc.machine["machine"] == "aarch64" and acc.machine["device"] == "rpi5"
     assert acc.machine["emulated"]["cpu"] == "cortex-a76" and "asimddp" in acc.machine["hwcaps"]
     assert acc.to_json()["accuracy_where"] == f"emulated:{ALIAS}"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgecnn",
-            "evaluate",
-            str(pi_artifact),
-            "--host",
-            ALIAS,
-            "--ssh-config",
-            str(pi5_ssh_config),
-            "--data",
-            str(folder),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=REPO,
-        check=False,
-    )
+    proc = _edgecnn("evaluate", pi_artifact, pi5_ssh_config, "--data", str(folder))
     assert proc.returncode == 0 and "on an EMULATED device: QEMU, CPU model cortex-a76" in proc.stdout, (
         proc.stderr
     )
