@@ -6,7 +6,7 @@
 #
 # Idempotent: a finished ROOT is left as it is (a half-built one is started again). The CPU
 # model (cortex-a72 = Pi 4, cortex-a76 = Pi 5) is chosen when the root runs (run.sh, sshd.sh).
-# About 10 minutes and 600 MB; it tests correctness on ARM's kernels, never latency.
+# About 10 minutes and 430 MB; it tests correctness on ARM's kernels, never latency.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
