@@ -301,7 +301,7 @@ def test_qat_fine_tunes_from_calibrated_scales(float_run, calibrated):
 
 def test_qat_nan_stops_and_says_so(float_run, tmp_path):
     _, _, ckpt = float_run
-    recipe = _recipe(tmp_path, qat_lr="inf", name="nan.toml")
+    recipe = _recipe(tmp_path, qat_lr="1e30", name="nan.toml")  # finite: a recipe refuses inf
     with pytest.raises(EdgecnnError, match="QAT (loss became nan|weights became NaN).*lower qat.lr"):
         stages.qat("test_resnet18", recipe, checkpoint=ckpt, **quiet)
 
