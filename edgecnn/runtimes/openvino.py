@@ -47,7 +47,6 @@ class OpenVinoSession(Session):
         out = self._compiled.outputs[0].get_partial_shape()
         classes = out[len(out) - 1].get_length() if len(out) and out[len(out) - 1].is_static else None
         self._request = self._compiled.create_infer_request()
-        self._static = None
         try:
             hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
             hint = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # "f32", "bf16"
@@ -64,18 +63,23 @@ class OpenVinoSession(Session):
     def timed_call(self, x: np.ndarray) -> TimedCall:
         """``x`` set once as the request's input tensor (shared memory); ``infer()`` with no inputs, as
         ``benchmark_app -api sync`` runs it; ``runtime_ms`` is the request's own ``latency``. A model with
-        a dynamic batch is compiled again at ``x``'s shape for it, as ``benchmark_app -shape`` does."""
+        a dynamic batch is compiled again at ``x``'s shape for it, as ``benchmark_app -shape`` does, and
+        the session then has that fixed batch (``run`` feeds it in chunks)."""
         import openvino as ov
 
         x = self._bench_input(x)
-        request = self._request
         if not self._compiled.inputs[0].get_partial_shape().is_static:
-            # as benchmark_app -shape does: a dynamic batch costs shape inference on every call
+            # as benchmark_app -shape does: a dynamic batch costs shape inference on every call. One
+            # compiled copy at a time (peak memory is reported); the session keeps x's batch from now on.
             core, path, config = self._reload
+            self._request = self._compiled = None
             model = core.read_model(path)
             model.reshape({model.inputs[0]: ov.PartialShape(list(x.shape))})
-            self._static = core.compile_model(model, "CPU", config)
-            request = self._static.create_infer_request()
+            self._compiled = core.compile_model(model, "CPU", config)
+            self._request = self._compiled.create_infer_request()
+            self.batch = len(x)
+            self.input_shape = (self.batch, *self.input_shape[1:])
+        request = self._request
         request.set_input_tensor(ov.Tensor(x, shared_memory=True))
         return TimedCall(partial(request.infer, None, False, True), lambda: request.get_output_tensor(0).data,
                          "InferRequest: input tensor set once (shared memory), infer() with no inputs, "
@@ -87,4 +91,4 @@ class OpenVinoSession(Session):
         return list(self._request.profiling_info)
 
     def _close(self) -> None:
-        self._request = self._compiled = self._static = None
+        self._request = self._compiled = None
