@@ -255,34 +255,36 @@ def _layer(i: int, t, st: _Stats) -> LayerDiff:
 
 
 def plot(results: Sequence[Diagnosis], path: str | os.PathLike) -> Path:
-    """One SQNR-against-the-fake-quant-graph line per runtime across the layers, as PNG (or SVG/PDF)."""
+    """One SQNR-against-the-fake-quant-graph line per runtime across the layers, as PNG (or SVG/PDF).
+    Layers are placed by their label, so graphs with fewer quantized layers (OpenVINO's
+    residual form) line up with the others."""
     from edgecnn.numerics import pyplot, save_figure
 
     plt = pyplot()
+    ref = max(results, key=lambda r: len(r.layers))
+    where = {}
+    for lay in ref.layers:
+        where.setdefault(lay.label, len(where))
 
-    labels = [lay.label for lay in results[0].layers]
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.28 * len(labels)), 4.8))
+    def xy(r, value):
+        pts = [(where[lay.label], value(lay)) for lay in r.layers if lay.label in where]
+        return [x for x, _ in pts], [IDENTICAL_DB if y is None else y for _, y in pts]
+
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.28 * len(where)), 4.8))
     for r in results:
-        ys = [IDENTICAL_DB if lay.sqnr_db is None else lay.sqnr_db for lay in r.layers]
         ax.plot(
-            [lay.index for lay in r.layers],
-            ys,
+            *xy(r, lambda lay: lay.sqnr_db),
             marker="o",
             ms=3,
             label=f"{r.runtime} ({Path(r.artifact).name}, agreement {100 * r.agreement:.2f}%)",
         )
-    ref = results[0]
     ax.plot(
-        [lay.index for lay in ref.layers],
-        [
-            IDENTICAL_DB if lay.fakequant_sqnr_fp32_db is None else lay.fakequant_sqnr_fp32_db
-            for lay in ref.layers
-        ],
+        *xy(ref, lambda lay: lay.fakequant_sqnr_fp32_db),
         ls="--",
         color="gray",
         label="fake-quant graph vs FP32 (quantization noise)",
     )
-    ax.set_xticks([lay.index for lay in ref.layers], labels, rotation=90, fontsize=6)
+    ax.set_xticks(list(where.values()), list(where), rotation=90, fontsize=6)
     ax.set_ylabel(f"SQNR vs fake-quant graph, dB ({IDENTICAL_DB:.0f} = identical)")
     ax.set_title(f"{ref.arch}: INT8 runtime vs its fake-quant graph, {ref.images} test images")
     ax.grid(alpha=0.3)
