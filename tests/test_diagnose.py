@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -154,12 +156,38 @@ def test_a_missing_quantized_graph_is_an_error(tiny, tmp_path):
         diagnose(arts["onnxruntime"], images=4, graph=tmp_path / "gone.pt2")
 
 
-@pytest.mark.needs_tensorrt
-def test_tensorrt_layers_are_marked_as_outputs(tiny):
-    arts, _ = tiny
-    d = diagnose(arts["tensorrt"], images=8)
+def _check_tensorrt_taps(art):
+    d = diagnose(art, images=8)
     assert d.runtime == "tensorrt" and not d.missing and d.agreement >= 0.95
     assert np.isfinite([lay.max_steps for lay in d.layers]).all()
+    return d
+
+
+@pytest.mark.needs_tensorrt
+def test_tensorrt_layers_are_marked_as_outputs(tiny):
+    _check_tensorrt_taps(tiny[0]["tensorrt"])
+
+
+@pytest.fixture
+def fake_jetson(monkeypatch):
+    """tests/fake_jetson's tensorrt and cuda modules (an "engine" is its ONNX run in ONNX Runtime),
+    imported for one test and removed again."""
+    fakes = ("tensorrt", "cuda", "cuda.bindings", "cuda.bindings.runtime")
+    for name in fakes:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent / "fake_jetson"))
+    yield
+    for name in fakes:
+        sys.modules.pop(name, None)
+
+
+def test_tensorrt_taps_on_the_fake_jetson(tiny, fake_jetson):
+    """The TensorRT path without a GPU: every tap marked as an engine output, the model's own output
+    for the agreement. The fake runs the ONNX in ONNX Runtime, so it matches ONNX Runtime's taps."""
+    d = _check_tensorrt_taps(tiny[0]["tensorrt"])
+    ort = diagnose(tiny[0]["tensorrt"], images=8, runtime="onnxruntime")
+    assert [lay.label for lay in d.layers] == [lay.label for lay in ort.layers]
+    assert [lay.max_steps for lay in d.layers] == [lay.max_steps for lay in ort.layers]
 
 
 def test_openvino_follows_its_residual_form_graph(tiny):

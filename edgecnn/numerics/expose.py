@@ -257,18 +257,16 @@ class TensorRtTaps(TapRunner):
     def __init__(self, path: Path, taps: Sequence[Tap], *, precision: str | None = "int8", **_):
         import onnx
 
-        from edgecnn.runtimes.tensorrt import _cuda, _import_tensorrt
-        from edgecnn.tensorrt_build import build_engine
+        from edgecnn.tensorrt.build import build_engine, import_tensorrt
+        from edgecnn.tensorrt.session import _cuda
 
-        trt = _import_tensorrt()
-        names = {
-            o
-            for n in onnx.load(str(path), load_external_data=False).graph.node
-            if n.op_type == "DequantizeLinear"
-            for o in n.output
-        }
-        super().__init__(taps, [t for t in taps if any(d in names for d in t.dequant)])
-        self._outs = {t.name: next(d for d in t.dequant if d in names) for t in self.taps}
+        trt = import_tensorrt()
+        graph = onnx.load(str(path), load_external_data=False).graph
+        names = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        # the output tap is the model's own output (the exporter names it, as OpenVINO's runner does)
+        super().__init__(taps, [t for t in taps if t.output or any(d in names for d in t.dequant)])
+        model_output = graph.output[0].name
+        self._outs = {t.name: next((d for d in t.dequant if d in names), model_output) for t in self.taps}
         logger = trt.Logger(trt.Logger.WARNING)
         with tempfile.TemporaryDirectory(prefix="edgecnn-diagnose.") as tmp:
             data = build_engine(

@@ -143,22 +143,29 @@ class _Context:
         shape = self.get_tensor_shape(e.inp)
         n = int(np.prod(shape)) * 4
         x = np.frombuffer(bytes(_cudart.MEMORY[self.addr[e.inp]][:n]), np.float32).reshape(shape)
-        y = np.ascontiguousarray(e.sess.run(None, {e.inp: x})[0], np.float32)
-        _cudart.MEMORY[self.addr[e.out]][: y.nbytes] = y.tobytes()
+        for name, y in zip(e.outs, e.sess.run(e.outs, {e.inp: x}), strict=True):
+            if name in self.addr:  # every graph output is an engine output, as TensorRT's parser makes it
+                y = np.ascontiguousarray(y, np.float32)
+                _cudart.MEMORY[self.addr[name]][: y.nbytes] = y.tobytes()
         return True
 
 
 class _Engine:
     def __init__(self, onnx: bytes):
         self.sess = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
-        i, o = self.sess.get_inputs()[0], self.sess.get_outputs()[0]
-        self.inp, self.out = i.name, o.name
+        i = self.sess.get_inputs()[0]
+        self.inp, self.outs = i.name, [o.name for o in self.sess.get_outputs()]
+        self.out = self.outs[0]
         dims = lambda s: tuple(d if isinstance(d, int) else -1 for d in s)
-        self.shapes = {self.inp: dims(i.shape), self.out: dims(o.shape)}
-        self.num_io_tensors = 2
+        self.shapes = {self.inp: dims(i.shape)}
+        # TensorRT knows every output's shape after parsing; ONNX Runtime only after a run
+        probe = np.zeros((1, *self.shapes[self.inp][1:]), np.float32)
+        for name, y in zip(self.outs, self.sess.run(self.outs, {self.inp: probe}), strict=True):
+            self.shapes[name] = (-1, *y.shape[1:])
+        self.num_io_tensors = 1 + len(self.outs)
 
     def get_tensor_name(self, i):
-        return (self.inp, self.out)[i]
+        return (self.inp, *self.outs)[i]
 
     def get_tensor_mode(self, name):
         return TensorIOMode.INPUT if name == self.inp else TensorIOMode.OUTPUT
