@@ -40,13 +40,35 @@ import torch
 
 def _metadata(arch, size, bundle, pre, prec, runtime, files, shape0, io_dtype="float32") -> dict:
     return {
-        "arch": arch, "model_options": {"num_classes": 10}, "num_classes": 10, "class_names": bundle.classes,
-        "target": "rpi" if runtime == "tflite" else "cpu", "runtime": runtime, "precision": prec, "files": files,
-        "input": {"name": "input", "shape": [shape0, 3, size, size], "layout": "NCHW", "dtype": io_dtype,
-                  "scale": None, "zero_point": None},
-        "output": {"name": "logits", "shape": [shape0, 10], "dtype": io_dtype, "scale": None, "zero_point": None},
-        "preprocess": pre.to_dict(), "quantization": None if prec == "fp32" else {"note": "benchmark only"},
-        "float_layers": [], "source": {"note": "seeded random weights (benchmark only)"}, "tools": {}}
+        "arch": arch,
+        "model_options": {"num_classes": 10},
+        "num_classes": 10,
+        "class_names": bundle.classes,
+        "target": "rpi" if runtime == "tflite" else "cpu",
+        "runtime": runtime,
+        "precision": prec,
+        "files": files,
+        "input": {
+            "name": "input",
+            "shape": [shape0, 3, size, size],
+            "layout": "NCHW",
+            "dtype": io_dtype,
+            "scale": None,
+            "zero_point": None,
+        },
+        "output": {
+            "name": "logits",
+            "shape": [shape0, 10],
+            "dtype": io_dtype,
+            "scale": None,
+            "zero_point": None,
+        },
+        "preprocess": pre.to_dict(),
+        "quantization": None if prec == "fp32" else {"note": "benchmark only"},
+        "float_layers": [],
+        "source": {"note": "seeded random weights (benchmark only)"},
+        "tools": {},
+    }
 
 
 def make_artifacts(arch: str, size: int, tmp: Path, precisions: list[str], litert: bool) -> dict[str, Path]:
@@ -67,7 +89,11 @@ def make_artifacts(arch: str, size: int, tmp: Path, precisions: list[str], liter
     xc = pre.apply_torch(take(bundle, calibration_set(make_splits(bundle, SplitSpec())["calib"], 64))[0])
     out = {}
     bits = 8 if has_vnni() else 7
-    q = ptq(model, xc, method="minmax", batch_size=16, weight_bits=bits) if "int8" in precisions or litert else None
+    q = (
+        ptq(model, xc, method="minmax", batch_size=16, weight_bits=bits)
+        if "int8" in precisions or litert
+        else None
+    )
     for prec in precisions:
         d = tmp / f"{size}-{prec}"
         d.mkdir()
@@ -76,10 +102,12 @@ def make_artifacts(arch: str, size: int, tmp: Path, precisions: list[str], liter
         else:
             onnx_path = export_onnx(q, xc[:2], tmp / "qdq.onnx")
             finalize_qdq(onnx_path)
-        (onnx_to_ir if prec == "fp32" else qdq_to_int8_ir)(onnx_path, d / "model.xml")   # as export writes it
-        write_metadata(d, _metadata(arch, size, bundle, pre, prec, "openvino", ["model.xml", "model.bin"], None))
+        (onnx_to_ir if prec == "fp32" else qdq_to_int8_ir)(onnx_path, d / "model.xml")  # as export writes it
+        write_metadata(
+            d, _metadata(arch, size, bundle, pre, prec, "openvino", ["model.xml", "model.bin"], None)
+        )
         out[prec] = d
-    if litert:   # full-integer INT8 at batch 1, as `edgecnn export --target rpi` writes it
+    if litert:  # full-integer INT8 at batch 1, as `edgecnn export --target rpi` writes it
         d = tmp / f"{size}-tflite-int8"
         d.mkdir()
         export_tflite(q, xc[:1], d / "model.tflite", quantizer=make_quantizer("minmax", weight_bits=bits))
@@ -90,13 +118,23 @@ def make_artifacts(arch: str, size: int, tmp: Path, precisions: list[str], liter
 
 def edgecnn_bench(d: Path, threads: int, seconds: float) -> dict:
     exe = str(Path(sys.executable).parent / "edgecnn")
-    p = subprocess.run([exe, "bench", str(d), "--json", "--threads", str(threads), "--min-seconds", str(seconds)],
-                       capture_output=True, text=True, check=True)
+    p = subprocess.run(
+        [exe, "bench", str(d), "--json", "--threads", str(threads), "--min-seconds", str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     r = json.loads(p.stdout)
     lat = r["latency_ms"]
     wall = r.get("wall_latency_ms") or lat
-    return {"median": lat["p50"], "mean": lat["mean"], "n": lat["n"], "clock": r["latency_clock"],
-            "wall_median": wall["p50"], "python_overhead_ms": r["python_overhead_ms"]}
+    return {
+        "median": lat["p50"],
+        "mean": lat["mean"],
+        "n": lat["n"],
+        "clock": r["latency_clock"],
+        "wall_median": wall["p50"],
+        "python_overhead_ms": r["python_overhead_ms"],
+    }
 
 
 def _tool(cmd: list[str], patterns: dict[str, str]) -> dict:
@@ -115,19 +153,58 @@ def _tool(cmd: list[str], patterns: dict[str, str]) -> dict:
 
 def benchmark_app(d: Path, prec: str, size: int, threads: int, seconds: float) -> dict:
     exe = str(Path(sys.executable).parent / "benchmark_app")
-    cmd = [exe, "-m", str(d / "model.xml"), "-d", "CPU", "-hint", "none", "-api", "sync", "-nstreams", "1",
-           "-nthreads", str(threads), "-t", str(int(seconds)), "-shape", f"[1,3,{size},{size}]",
-           "-infer_precision", "f32"]   # as edgecnn compiles FP32 and INT8 artifacts (no bf16 on AMX)
-    return _tool(cmd, {"median": r"Median:\s+([\d.]+) (ms|us)", "mean": r"Average:\s+([\d.]+) (ms|us)",
-                       "n": r"Count:\s+(\d+) iterations"})
+    cmd = [
+        exe,
+        "-m",
+        str(d / "model.xml"),
+        "-d",
+        "CPU",
+        "-hint",
+        "none",
+        "-api",
+        "sync",
+        "-nstreams",
+        "1",
+        "-nthreads",
+        str(threads),
+        "-t",
+        str(int(seconds)),
+        "-shape",
+        f"[1,3,{size},{size}]",
+        "-infer_precision",
+        "f32",
+    ]  # as edgecnn compiles FP32 and INT8 artifacts (no bf16 on AMX)
+    return _tool(
+        cmd,
+        {
+            "median": r"Median:\s+([\d.]+) (ms|us)",
+            "mean": r"Average:\s+([\d.]+) (ms|us)",
+            "n": r"Count:\s+(\d+) iterations",
+        },
+    )
 
 
 def litert_benchmark(d: Path, threads: int, runs: int) -> dict:
     exe = str(Path(sys.executable).parent / "litert-benchmark")
-    cmd = [exe, "--model", str(d / "model.tflite"), "--num_threads", str(threads), "--num_runs", str(runs),
-           "--warmup_runs", "5"]
-    return _tool(cmd, {"median": r"Inference \(median\):\s+([\d.]+) ms", "mean": r"Inference \(avg\):\s+([\d.]+) ms",
-                       "n": r"Inference \(avg\):\s+[\d.]+ ms \((\d+) runs\)"})
+    cmd = [
+        exe,
+        "--model",
+        str(d / "model.tflite"),
+        "--num_threads",
+        str(threads),
+        "--num_runs",
+        str(runs),
+        "--warmup_runs",
+        "5",
+    ]
+    return _tool(
+        cmd,
+        {
+            "median": r"Inference \(median\):\s+([\d.]+) ms",
+            "mean": r"Inference \(avg\):\s+([\d.]+) ms",
+            "n": r"Inference \(avg\):\s+[\d.]+ ms \((\d+) runs\)",
+        },
+    )
 
 
 def one_round(r: int, arts: dict[str, Path], size: int, args, res: dict) -> None:
@@ -151,10 +228,19 @@ def summary_rows(res: dict) -> list[dict]:
         e = {k: float(np.median([x[k] for x in both["edgecnn"]])) for k in ("median", "mean", "wall_median")}
         b = {k: float(np.median([x[k] for x in both["tool"]])) for k in ("median", "mean")}
         over = [x["python_overhead_ms"] for x in both["edgecnn"] if x["python_overhead_ms"] is not None]
-        rows.append({"artifact": kind, "tool": "litert-benchmark" if kind.startswith("tflite") else "benchmark_app",
-                     "edgecnn": e, "own_tool": b, "ratio_median": e["median"] / b["median"],
-                     "ratio_mean": e["mean"] / b["mean"], "ratio_wall_median": e["wall_median"] / b["median"],
-                     "python_overhead_ms": float(np.median(over)) if over else None, "rounds": both})
+        rows.append(
+            {
+                "artifact": kind,
+                "tool": "litert-benchmark" if kind.startswith("tflite") else "benchmark_app",
+                "edgecnn": e,
+                "own_tool": b,
+                "ratio_median": e["median"] / b["median"],
+                "ratio_mean": e["mean"] / b["mean"],
+                "ratio_wall_median": e["wall_median"] / b["median"],
+                "python_overhead_ms": float(np.median(over)) if over else None,
+                "rounds": both,
+            }
+        )
     return rows
 
 
@@ -173,22 +259,37 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="edgecnn-bapp-"))
     arts = {size: make_artifacts(args.arch, size, tmp, precs, args.litert) for size in sizes}
     res = {size: {k: {"edgecnn": [], "tool": []} for k in arts[size]} for size in sizes}
-    for r in range(args.rounds):   # sizes interleaved within each round
+    for r in range(args.rounds):  # sizes interleaved within each round
         for size in sizes:
             one_round(r, arts[size], size, args, res[size])
     out = {size: summary_rows(res[size]) for size in sizes}
-    print(json.dumps({"arch": args.arch, "threads": args.threads, "seconds": args.seconds, "rounds": args.rounds,
-                      "date": time.strftime("%Y-%m-%d"), "rows": out}, indent=1))
-    print(f"\n| {args.arch}, batch 1, {args.threads} threads | edgecnn bench median / mean ms | "
-          f"own tool median / mean ms | ratio (median) | ratio (mean) | python_overhead_ms | "
-          f"ratio of edgecnn's wall median |")
+    print(
+        json.dumps(
+            {
+                "arch": args.arch,
+                "threads": args.threads,
+                "seconds": args.seconds,
+                "rounds": args.rounds,
+                "date": time.strftime("%Y-%m-%d"),
+                "rows": out,
+            },
+            indent=1,
+        )
+    )
+    print(
+        f"\n| {args.arch}, batch 1, {args.threads} threads | edgecnn bench median / mean ms | "
+        f"own tool median / mean ms | ratio (median) | ratio (mean) | python_overhead_ms | "
+        f"ratio of edgecnn's wall median |"
+    )
     print("|---|---|---|---|---|---|---|")
     for size, rows in out.items():
         for r in rows:
             over = "-" if r["python_overhead_ms"] is None else f"{r['python_overhead_ms']:.3f}"
-            print(f"| {size} px {r['artifact']} vs {r['tool']} | {r['edgecnn']['median']:.3f} / "
-                  f"{r['edgecnn']['mean']:.3f} | {r['own_tool']['median']:.3f} / {r['own_tool']['mean']:.3f} | "
-                  f"{r['ratio_median']:.3f} | {r['ratio_mean']:.3f} | {over} | {r['ratio_wall_median']:.3f} |")
+            print(
+                f"| {size} px {r['artifact']} vs {r['tool']} | {r['edgecnn']['median']:.3f} / "
+                f"{r['edgecnn']['mean']:.3f} | {r['own_tool']['median']:.3f} / {r['own_tool']['mean']:.3f} | "
+                f"{r['ratio_median']:.3f} | {r['ratio_mean']:.3f} | {over} | {r['ratio_wall_median']:.3f} |"
+            )
 
 
 if __name__ == "__main__":

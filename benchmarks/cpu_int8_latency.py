@@ -65,7 +65,7 @@ def main() -> None:
     qdq7r = export_onnx(q7, xc[:2], tmp / "qdq7r.onnx")
     finalize_qdq(qdq7r)
     edge_ir = qdq_to_int8_ir(qdq7r, tmp / "edgecnn.xml")
-    nncf_ir = nncf_ptq_ir(float_onnx, [xc[i:i + 1].numpy() for i in range(len(xc))], tmp / "nncf.xml")
+    nncf_ir = nncf_ptq_ir(float_onnx, [xc[i : i + 1].numpy() for i in range(len(xc))], tmp / "nncf.xml")
 
     core = ov.Core()
     cfg = {"INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY"}
@@ -106,10 +106,13 @@ def main() -> None:
     p50 = {k: float(np.median(v)) for k, v in samples.items()}
     base = p50["OpenVINO + NNCF default PTQ"]
     eager = p50["PyTorch eager FP32"]
-    print(json.dumps({"arch": args.arch, "threads": args.threads, "p50_ms": p50,
-                      "rounds": samples}, indent=2))
-    print(f"\n| flow ({args.arch}, 224x224, batch 1, {args.threads} threads) | p50 ms (median of {args.rounds} "
-          f"rounds) | ratio to NNCF PTQ | ratio to PyTorch eager FP32 |")
+    print(
+        json.dumps({"arch": args.arch, "threads": args.threads, "p50_ms": p50, "rounds": samples}, indent=2)
+    )
+    print(
+        f"\n| flow ({args.arch}, 224x224, batch 1, {args.threads} threads) | p50 ms (median of {args.rounds} "
+        f"rounds) | ratio to NNCF PTQ | ratio to PyTorch eager FP32 |"
+    )
     print("|---|---|---|---|")
     for k, v in p50.items():
         print(f"| {k} | {v:.2f} | {v / base:.2f} | {v / eager:.2f} |")

@@ -36,9 +36,12 @@ def main() -> None:
     from edgecnn.quantize.pt2e import load_graph
 
     torch.set_num_threads(1)
-    print("| network | stage | fake-quant top-1 | input quant step | "
-          + " | ".join(f"agreement, noise {n}" for n in args.noise.split(",")) + " | agreement, batch 7 vs 500 | "
-          "margin p1 / p5 / p50 |")
+    print(
+        "| network | stage | fake-quant top-1 | input quant step | "
+        + " | ".join(f"agreement, noise {n}" for n in args.noise.split(","))
+        + " | agreement, batch 7 vs 500 | "
+        "margin p1 / p5 / p50 |"
+    )
     print("|---|---|---:|---:|" + "---:|" * (len(args.noise.split(",")) + 2))
     for stage in args.stages:
         d = Path(stage)
@@ -63,13 +66,16 @@ def main() -> None:
         margin = (top2[:, 0] - top2[:, 1]).numpy()
         m = np.quantile(margin, [0.01, 0.05, 0.5])
         step = _input_step(graph)
-        print(f"| {rep.get('arch', d.name.split('-')[0])} | {d.name} | {100 * rep['int8_fakequant']['top1']:.2f}% | "
-              f"{step:.4g} | " + " | ".join(cells) + f" | {m[0]:.3f} / {m[1]:.3f} / {m[2]:.2f} |", flush=True)
+        print(
+            f"| {rep.get('arch', d.name.split('-')[0])} | {d.name} | {100 * rep['int8_fakequant']['top1']:.2f}% | "
+            f"{step:.4g} | " + " | ".join(cells) + f" | {m[0]:.3f} / {m[1]:.3f} / {m[2]:.2f} |",
+            flush=True,
+        )
 
 
 def _run(graph, x, bs=500):
     with torch.no_grad():
-        return torch.cat([graph(x[i:i + bs]) for i in range(0, len(x), bs)])
+        return torch.cat([graph(x[i : i + bs]) for i in range(0, len(x), bs)])
 
 
 def _input_step(graph) -> float:

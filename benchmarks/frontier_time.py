@@ -46,24 +46,54 @@ def main() -> None:
     out = home / "frontier-out"
     env = {**os.environ, "EDGECNN_HOME": str(home)}
     exe = str(Path(sys.executable).parent / "edgecnn")
-    cmd = [exe, "frontier", "--archs", args.archs, "--targets", args.targets, "--precisions", args.precisions,
-           "--recipe", args.recipe, "--out", str(out), "--json"]
+    cmd = [
+        exe,
+        "frontier",
+        "--archs",
+        args.archs,
+        "--targets",
+        args.targets,
+        "--precisions",
+        args.precisions,
+        "--recipe",
+        args.recipe,
+        "--out",
+        str(out),
+        "--json",
+    ]
     empty = not any(home.iterdir())
     first, res = run_once(cmd, env)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     again, res2 = run_once(cmd, env)
-    same = [(p["id"], p["top1"], p["p50_ms"]) for p in res["points"]] == \
-        [(p["id"], p["top1"], p["p50_ms"]) for p in res2["points"]]
-    row = {"archs": args.archs, "targets": args.targets, "precisions": args.precisions, "recipe": args.recipe,
-           "empty_cache": empty, "points": len(res["points"]), "failed": len(res["failed"]),
-           "first_s": round(first, 1), "peak_rss_mb": round(peak_mb), "again_s": round(again, 1),
-           "again_same_points": same, "machine": platform.processor() or platform.machine(),
-           "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "out": str(out)}
+    same = [(p["id"], p["top1"], p["p50_ms"]) for p in res["points"]] == [
+        (p["id"], p["top1"], p["p50_ms"]) for p in res2["points"]
+    ]
+    row = {
+        "archs": args.archs,
+        "targets": args.targets,
+        "precisions": args.precisions,
+        "recipe": args.recipe,
+        "empty_cache": empty,
+        "points": len(res["points"]),
+        "failed": len(res["failed"]),
+        "first_s": round(first, 1),
+        "peak_rss_mb": round(peak_mb),
+        "again_s": round(again, 1),
+        "again_same_points": same,
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d"),
+        "out": str(out),
+    }
     print(json.dumps(row), flush=True)
-    print("\n| networks | targets | precisions | runs | first run | cache at start | peak RSS | same command again |")
+    print(
+        "\n| networks | targets | precisions | runs | first run | cache at start | peak RSS | same command again |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {args.archs} | {args.targets} | {args.precisions} | {row['points']} ({row['failed']} failed) | "
-          f"{first / 60:.1f} min | {'empty' if empty else 'not empty'} | {peak_mb / 1024:.2f} GiB | {again:.1f} s |")
+    print(
+        f"| {args.archs} | {args.targets} | {args.precisions} | {row['points']} ({row['failed']} failed) | "
+        f"{first / 60:.1f} min | {'empty' if empty else 'not empty'} | {peak_mb / 1024:.2f} GiB | {again:.1f} s |"
+    )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,15 @@ def main() -> None:
         for method in args.methods.split(","):
             t = time.perf_counter()
             r = stages.calibrate(arch, recipe, method=method, threads=args.threads, log=log, progress=False)
-            row = {"arch": arch, "method": method, "fp32_top1": r["fp32"]["top1"],
-                   "int8_top1": r["int8_fakequant"]["top1"], "drop_points": r["drop_points"],
-                   "seconds": round(time.perf_counter() - t, 1), "cached": r["cached"]}
+            row = {
+                "arch": arch,
+                "method": method,
+                "fp32_top1": r["fp32"]["top1"],
+                "int8_top1": r["int8_fakequant"]["top1"],
+                "drop_points": r["drop_points"],
+                "seconds": round(time.perf_counter() - t, 1),
+                "cached": r["cached"],
+            }
             print(json.dumps(row), flush=True)
             ptq_rows.append(row)
             if best is None or row["drop_points"] < best["drop_points"]:
@@ -51,32 +57,56 @@ def main() -> None:
         method = best["method"]
         for runtime in args.runtimes.split(","):
             target = TARGET[runtime]
-            path = export(arch, target, recipe=recipe, runtime=runtime, method=method, qat=args.qat, log=log,
-                          progress=False)
+            path = export(
+                arch,
+                target,
+                recipe=recipe,
+                runtime=runtime,
+                method=method,
+                qat=args.qat,
+                log=log,
+                progress=False,
+            )
             ev_runtime = "onnxruntime" if runtime == "tensorrt" else None  # no TensorRT here: QDQ file in ORT
             res = evaluate_artifact(path, runtime=ev_runtime, threads=args.threads)
-            row = {"arch": arch, "runtime": runtime, "ran_in": res.get("runtime", ev_runtime or runtime),
-                   "method": method, "qat": args.qat, "top1": res["top1"], "top5": res["top5"],
-                   "ci95": res.get("top1_ci"), "fp32_top1": res.get("fp32_top1"),
-                   "reference_top1": res.get("reference_top1"), "agreement": res.get("agreement"),
-                   "mcnemar_p": (res.get("mcnemar") or {}).get("p_value"), "artifact": str(path)}
+            row = {
+                "arch": arch,
+                "runtime": runtime,
+                "ran_in": res.get("runtime", ev_runtime or runtime),
+                "method": method,
+                "qat": args.qat,
+                "top1": res["top1"],
+                "top5": res["top5"],
+                "ci95": res.get("top1_ci"),
+                "fp32_top1": res.get("fp32_top1"),
+                "reference_top1": res.get("reference_top1"),
+                "agreement": res.get("agreement"),
+                "mcnemar_p": (res.get("mcnemar") or {}).get("p_value"),
+                "artifact": str(path),
+            }
             print(json.dumps(row), flush=True)
             rt_rows.append(row)
 
     print("\n| network | method | FP32 top-1 | INT8 fake-quant top-1 | PTQ drop (points) |")
     print("|---|---|---|---|---|")
     for r in ptq_rows:
-        print(f"| {r['arch']} | {r['method']} | {100 * r['fp32_top1']:.2f}% | {100 * r['int8_top1']:.2f}% | "
-              f"{r['drop_points']:+.2f} |")
-    print("\n| network | artifact for | evaluated in | INT8 top-1 (95% CI) | FP32 top-1 | drop (points) | "
-          "agreement with fake-quant | McNemar p vs FP32 |")
+        print(
+            f"| {r['arch']} | {r['method']} | {100 * r['fp32_top1']:.2f}% | {100 * r['int8_top1']:.2f}% | "
+            f"{r['drop_points']:+.2f} |"
+        )
+    print(
+        "\n| network | artifact for | evaluated in | INT8 top-1 (95% CI) | FP32 top-1 | drop (points) | "
+        "agreement with fake-quant | McNemar p vs FP32 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rt_rows:
         lo, hi = r["ci95"] or (float("nan"), float("nan"))
         drop = 100 * (r["fp32_top1"] - r["top1"]) if r["fp32_top1"] is not None else float("nan")
-        print(f"| {r['arch']} | {r['runtime']} ({r['method']}{', QAT' if r['qat'] else ''}) | {r['ran_in']} | "
-              f"{100 * r['top1']:.2f}% ({100 * lo:.2f}-{100 * hi:.2f}) | {100 * (r['fp32_top1'] or 0):.2f}% | "
-              f"{drop:+.2f} | {100 * (r['agreement'] or 0):.2f}% | {r['mcnemar_p']:.3g} |")
+        print(
+            f"| {r['arch']} | {r['runtime']} ({r['method']}{', QAT' if r['qat'] else ''}) | {r['ran_in']} | "
+            f"{100 * r['top1']:.2f}% ({100 * lo:.2f}-{100 * hi:.2f}) | {100 * (r['fp32_top1'] or 0):.2f}% | "
+            f"{drop:+.2f} | {100 * (r['agreement'] or 0):.2f}% | {r['mcnemar_p']:.3g} |"
+        )
 
 
 if __name__ == "__main__":

@@ -49,34 +49,68 @@ def main() -> None:
     out = Path(args.out)
     recipe = load_recipe(args.arch, args.recipe)
     quiet = {"log": lambda s: None, "progress": False}
-    arts = {rt: export(args.arch, target, recipe=recipe, runtime=runtime, checkpoint=args.checkpoint,
-                       out=out / rt, **quiet)
-            for rt, (target, runtime) in {"openvino": ("cpu", "openvino"), "onnxruntime": ("cpu", "onnxruntime"),
-                                          "tflite": ("rpi", None), "tensorrt": ("jetson", None)}.items()}
-    stage = Path(json.loads((arts["onnxruntime"] / "metadata.json").read_text())["source"]["quantized_graph"]).parent
-    arts["openvino-before"] = before_artifact(arts["openvino"], arts["tensorrt"], stage, out / "openvino-before")
+    arts = {
+        rt: export(
+            args.arch,
+            target,
+            recipe=recipe,
+            runtime=runtime,
+            checkpoint=args.checkpoint,
+            out=out / rt,
+            **quiet,
+        )
+        for rt, (target, runtime) in {
+            "openvino": ("cpu", "openvino"),
+            "onnxruntime": ("cpu", "onnxruntime"),
+            "tflite": ("rpi", None),
+            "tensorrt": ("jetson", None),
+        }.items()
+    }
+    stage = Path(
+        json.loads((arts["onnxruntime"] / "metadata.json").read_text())["source"]["quantized_graph"]
+    ).parent
+    arts["openvino-before"] = before_artifact(
+        arts["openvino"], arts["tensorrt"], stage, out / "openvino-before"
+    )
     rows, diags = [], []
     for name in ("openvino-before", "openvino", "onnxruntime", "tflite"):
         ev = evaluate_artifact(arts[name])
         d = diagnose(arts[name], images=args.images)
-        adds = diagnose(arts[name], images=args.images, layers="*add*") if name.startswith("openvino") else None
+        adds = (
+            diagnose(arts[name], images=args.images, layers="*add*") if name.startswith("openvino") else None
+        )
         diags.append(d)
-        rows.append({"artifact": name, "top1": ev["top1"], "fp32_top1": ev["fp32_top1"], "agreement": ev["agreement"],
-                     "first_departure": d.first_departure, "exposed_output_steps": d.exposed_output_steps,
-                     "first_departure_adds_only": adds.first_departure if adds else None,
-                     "worst_layer_share_off": max(x.share_off for x in d.layers),
-                     "adds_only_worst_share_off": max(x.share_off for x in adds.layers) if adds else None})
+        rows.append(
+            {
+                "artifact": name,
+                "top1": ev["top1"],
+                "fp32_top1": ev["fp32_top1"],
+                "agreement": ev["agreement"],
+                "first_departure": d.first_departure,
+                "exposed_output_steps": d.exposed_output_steps,
+                "first_departure_adds_only": adds.first_departure if adds else None,
+                "worst_layer_share_off": max(x.share_off for x in d.layers),
+                "adds_only_worst_share_off": max(x.share_off for x in adds.layers) if adds else None,
+            }
+        )
     plot(diags, out / "sqnr.png")
     print(json.dumps(rows, indent=2))
-    print(f"\n| artifact | top-1 | FP32 top-1 | agreement with its fake-quant graph (test split) | first departure "
-          f"({args.images} images, every layer exposed) | worst layer, values off | adds only exposed: first "
-          f"departure, worst |")
+    print(
+        f"\n| artifact | top-1 | FP32 top-1 | agreement with its fake-quant graph (test split) | first departure "
+        f"({args.images} images, every layer exposed) | worst layer, values off | adds only exposed: first "
+        f"departure, worst |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        adds = "-" if r["adds_only_worst_share_off"] is None else \
-            f"{r['first_departure_adds_only'] or 'none'}, {100 * r['adds_only_worst_share_off']:.2f}%"
-        print(f"| {r['artifact']} | {100 * r['top1']:.2f}% | {100 * r['fp32_top1']:.2f}% | {100 * r['agreement']:.2f}% "
-              f"| {r['first_departure'] or 'none'} | {100 * r['worst_layer_share_off']:.3f}% | {adds} |")
+        adds = (
+            "-"
+            if r["adds_only_worst_share_off"] is None
+            else f"{r['first_departure_adds_only'] or 'none'}, {100 * r['adds_only_worst_share_off']:.2f}%"
+        )
+        print(
+            f"| {r['artifact']} | {100 * r['top1']:.2f}% | {100 * r['fp32_top1']:.2f}% | {100 * r['agreement']:.2f}% "
+            f"| {r['first_departure'] or 'none'} | {100 * r['worst_layer_share_off']:.3f}% | {adds} |"
+        )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,11 @@ def main() -> None:
         "edgecnn_help": timed([exe, "--help"], args.runs),
         "torch_imported_by_import_edgecnn": subprocess.run(
             [sys.executable, "-c", "import sys, edgecnn; print('torch' in sys.modules)"],
-            check=True, capture_output=True, text=True).stdout.strip() == "True",
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        == "True",
     }
     print(json.dumps(out, indent=2))
 

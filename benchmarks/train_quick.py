@@ -26,16 +26,24 @@ def main() -> None:
         cmd = [exe, "train", arch, "--recipe", args.recipe, "--json"] + (["--force"] if args.force else [])
         res = subprocess.run(cmd, check=True, capture_output=True, text=True)
         rep = json.loads(res.stdout)
-        print(json.dumps({k: rep[k] for k in ("arch", "test", "wall_seconds", "peak_memory_mb", "amp", "cached")}),
-              flush=True)
+        print(
+            json.dumps(
+                {k: rep[k] for k in ("arch", "test", "wall_seconds", "peak_memory_mb", "amp", "cached")}
+            ),
+            flush=True,
+        )
         rows.append(rep)
-    print("\n| network | variant | epochs | train images | test top-1 | test top-5 | wall time | peak memory |")
+    print(
+        "\n| network | variant | epochs | train images | test top-1 | test top-5 | wall time | peak memory |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         variant = "small-input" if r["model_options"].get("small_input") else "torchvision"
-        print(f"| {r['arch']} | {variant} @ {r['preprocess']['image_size']} px | {r['recipe']['train']['epochs']} | "
-              f"{r['dataset']['train_images']} | {100 * r['test']['top1']:.2f}% | {100 * r['test']['top5']:.2f}% | "
-              f"{r['wall_seconds'] / 60:.1f} min | {r['peak_memory_mb'] / 1024:.2f} GiB |")
+        print(
+            f"| {r['arch']} | {variant} @ {r['preprocess']['image_size']} px | {r['recipe']['train']['epochs']} | "
+            f"{r['dataset']['train_images']} | {100 * r['test']['top1']:.2f}% | {100 * r['test']['top5']:.2f}% | "
+            f"{r['wall_seconds'] / 60:.1f} min | {r['peak_memory_mb'] / 1024:.2f} GiB |"
+        )
 
 
 if __name__ == "__main__":

@@ -54,9 +54,24 @@ METADATA = "metadata.json"
 TARGETS = ("cpu", "jetson", "rpi")
 RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
 PRECISIONS = ("int8", "fp16", "fp32")
-REQUIRED = ("format", "arch", "model_options", "num_classes", "class_names", "target", "runtime",
-            "precision", "files", "input", "output", "preprocess", "quantization", "float_layers",
-            "source", "tools")
+REQUIRED = (
+    "format",
+    "arch",
+    "model_options",
+    "num_classes",
+    "class_names",
+    "target",
+    "runtime",
+    "precision",
+    "files",
+    "input",
+    "output",
+    "preprocess",
+    "quantization",
+    "float_layers",
+    "source",
+    "tools",
+)
 
 
 @dataclass(frozen=True)
@@ -107,9 +122,22 @@ def write_metadata(dir: str | os.PathLike, meta: dict[str, Any]) -> dict[str, An
 
 # The JSON type of each required key (the values of target, runtime and precision are checked too).
 _TYPES: dict[str, type | tuple[type, ...]] = {
-    "format": str, "arch": str, "model_options": dict, "num_classes": int, "class_names": list, "target": str,
-    "runtime": str, "precision": str, "files": dict, "input": dict, "output": dict, "preprocess": dict,
-    "quantization": (dict, type(None)), "float_layers": list, "source": dict, "tools": dict,
+    "format": str,
+    "arch": str,
+    "model_options": dict,
+    "num_classes": int,
+    "class_names": list,
+    "target": str,
+    "runtime": str,
+    "precision": str,
+    "files": dict,
+    "input": dict,
+    "output": dict,
+    "preprocess": dict,
+    "quantization": (dict, type(None)),
+    "float_layers": list,
+    "source": dict,
+    "tools": dict,
 }
 
 
@@ -120,15 +148,26 @@ def check_metadata(meta: Any, mpath: Path) -> None:
         raise EdgecnnError(f"{mpath} is not edgecnn artifact metadata; {redo}")
     version = meta["format"].rpartition("/")[2]
     if meta["format"] != FORMAT and version.isdigit() and int(version) < int(FORMAT.rpartition("/")[2]):
-        raise EdgecnnError(f"{mpath} is format {meta['format']}, older than this edgecnn's {FORMAT}; {redo} "
-                           f"with this edgecnn ({__version__})")
+        raise EdgecnnError(
+            f"{mpath} is format {meta['format']}, older than this edgecnn's {FORMAT}; {redo} "
+            f"with this edgecnn ({__version__})"
+        )
     if meta["format"] != FORMAT:
         tools = meta.get("tools")
-        by = tools.get("edgecnn") if isinstance(tools, dict) and isinstance(tools.get("edgecnn"), str) else None
-        need = f"edgecnn {by} (which wrote it) or newer: pip install -U 'edgecnn>={by}'" if by else \
-            "the edgecnn that wrote it, or newer: pip install -U edgecnn"
-        raise EdgecnnError(f"{mpath} is format {meta['format']}, and this edgecnn ({__version__}) reads {FORMAT}: "
-                           f"read it with {need}")
+        by = (
+            tools.get("edgecnn")
+            if isinstance(tools, dict) and isinstance(tools.get("edgecnn"), str)
+            else None
+        )
+        need = (
+            f"edgecnn {by} (which wrote it) or newer: pip install -U 'edgecnn>={by}'"
+            if by
+            else "the edgecnn that wrote it, or newer: pip install -U edgecnn"
+        )
+        raise EdgecnnError(
+            f"{mpath} is format {meta['format']}, and this edgecnn ({__version__}) reads {FORMAT}: "
+            f"read it with {need}"
+        )
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise EdgecnnError(f"{mpath} lacks {', '.join(missing)}; {redo}")
@@ -145,10 +184,17 @@ def _check_inside(d: Path, name: str, mpath: Path) -> None:
     """Refuse a ``files`` entry that names something outside the artifact directory."""
     p = Path(name)
     root = d.resolve()
-    if not name or p.is_absolute() or ".." in p.parts or (d / p).resolve() == root \
-            or not (d / p).resolve().is_relative_to(root):
-        raise EdgecnnError(f"{mpath} lists '{name}', which is not a file inside the artifact directory "
-                           f"(absolute, '..', or a link out of it); refusing to read it: re-export the artifact")
+    if (
+        not name
+        or p.is_absolute()
+        or ".." in p.parts
+        or (d / p).resolve() == root
+        or not (d / p).resolve().is_relative_to(root)
+    ):
+        raise EdgecnnError(
+            f"{mpath} lists '{name}', which is not a file inside the artifact directory "
+            f"(absolute, '..', or a link out of it); refusing to read it: re-export the artifact"
+        )
 
 
 def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Artifact:
@@ -156,8 +202,10 @@ def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Artifact:
     d = artifact_dir(path)
     mpath = d / METADATA
     if not mpath.is_file():
-        raise EdgecnnError(f"{path} is not an edgecnn artifact (no {METADATA} beside it); "
-                           f"make one with `edgecnn export ARCH --target ...`")
+        raise EdgecnnError(
+            f"{path} is not an edgecnn artifact (no {METADATA} beside it); "
+            f"make one with `edgecnn export ARCH --target ...`"
+        )
     try:
         meta = json.loads(mpath.read_text())
     except (OSError, ValueError) as e:
@@ -171,6 +219,8 @@ def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Artifact:
             if not f.is_file():
                 raise EdgecnnError(f"artifact file {f} is missing; re-export the artifact")
             if sha256_file(f) != digest:
-                raise EdgecnnError(f"{f} no longer matches the sha256 in its {METADATA}: it was changed "
-                                   f"after export; re-export it rather than evaluate or bench it")
+                raise EdgecnnError(
+                    f"{f} no longer matches the sha256 in its {METADATA}: it was changed "
+                    f"after export; re-export it rather than evaluate or bench it"
+                )
     return Artifact(d, meta)

@@ -52,8 +52,10 @@ from edgecnn.errors import EdgecnnError
 
 FORMAT = "edgecnn.bench/1"
 RAPL = "sys/class/powercap/intel-rapl:0"
-EMULATED_NOTE = ("emulated ({}, CPU model {}): this time is QEMU's, about 100x a device's; it shows the "
-                 "artifact runs on ARM's kernels and is never a latency figure")
+EMULATED_NOTE = (
+    "emulated ({}, CPU model {}): this time is QEMU's, about 100x a device's; it shows the "
+    "artifact runs on ARM's kernels and is never a latency figure"
+)
 _VERSIONED = ("numpy", "openvino", "onnxruntime", "ai-edge-litert", "tflite-runtime", "tensorrt", "torch")
 
 
@@ -63,9 +65,16 @@ def summarize(samples_ms: Any) -> dict[str, Any]:
     if a.size == 0:
         raise ValueError("no samples")
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(a.mean()),
-            "min": float(a.min()), "max": float(a.max()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
-            "n": int(a.size)}
+    return {
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "mean": float(a.mean()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
+        "n": int(a.size),
+    }
 
 
 def _read(root: str | Path, rel: str) -> str | None:
@@ -166,11 +175,22 @@ def environment(root: str | Path = "/") -> dict[str, Any]:
     return env
 
 
-def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5, min_seconds: float = 2.0,
-            min_runs: int = 10, max_seconds: float = 60.0, max_runs: int = 1_000_000,
-            load_ms: float | None = None, threads: int | None = None, batch: int | None = None,
-            root: str | Path = "/", with_env: bool = True,
-            runtime_ms: Callable[[], float] | None = None) -> dict[str, Any]:
+def measure(
+    run: Callable[[np.ndarray], Any],
+    x: np.ndarray,
+    *,
+    warmup: int = 5,
+    min_seconds: float = 2.0,
+    min_runs: int = 10,
+    max_seconds: float = 60.0,
+    max_runs: int = 1_000_000,
+    load_ms: float | None = None,
+    threads: int | None = None,
+    batch: int | None = None,
+    root: str | Path = "/",
+    with_env: bool = True,
+    runtime_ms: Callable[[], float] | None = None,
+) -> dict[str, Any]:
     """Time ``run(x)``: ``warmup`` calls (the first one reported apart), then timed calls until
     ``min_seconds`` and ``min_runs`` are both reached, stopping at ``max_seconds`` or ``max_runs``.
     ``runtime_ms()``, read after each timed call, is the runtime's own time of that call.
@@ -223,7 +243,9 @@ def measure(run: Callable[[np.ndarray], Any], x: np.ndarray, *, warmup: int = 5,
     if emulated:
         result["notes"].append(EMULATED_NOTE.format(emulated.get("emulated"), emulated.get("cpu", "?")))
     if len(samples) < min_runs:
-        result["notes"].append(f"stopped at max_seconds={max_seconds:g} after {len(samples)} of {min_runs} runs")
+        result["notes"].append(
+            f"stopped at max_seconds={max_seconds:g} after {len(samples)} of {min_runs} runs"
+        )
     if rapl0 is not None and rapl1 is not None:
         uj = _rapl_delta_uj(rapl0, rapl1)
         result["energy_mj"] = uj / 1e3 / (len(samples) * batch)
@@ -239,15 +261,19 @@ def _latency(wall: list[float], inner: list[float]) -> dict[str, Any]:
     if not inner:
         return {"latency_ms": summarize(wall), "latency_clock": "wall", "python_overhead_ms": None}
     overhead = float(np.median(np.asarray(wall) - np.asarray(inner)))
-    return {"latency_ms": summarize(inner), "latency_clock": "runtime", "wall_latency_ms": summarize(wall),
-            "python_overhead_ms": overhead}
+    return {
+        "latency_ms": summarize(inner),
+        "latency_clock": "runtime",
+        "wall_latency_ms": summarize(wall),
+        "python_overhead_ms": overhead,
+    }
 
 
 def add_energy(result: dict[str, Any], power_w: float, what: str) -> dict[str, Any]:
     """Fill ``energy_mj`` (per image) as ``power_w`` x p50 latency where nothing measured it."""
     if result.get("energy_mj") is None:
         batch = result.get("batch") or 1
-        result["energy_mj"] = power_w * result["latency_ms"]["p50"] / batch   # W x ms = mJ
+        result["energy_mj"] = power_w * result["latency_ms"]["p50"] / batch  # W x ms = mJ
         result["energy_source"] = "estimated"
         result["energy_note"] = f"{what} power {power_w:g} W x p50 latency"
     return result
@@ -256,14 +282,25 @@ def add_energy(result: dict[str, Any], power_w: float, what: str) -> dict[str, A
 def _random_input(shape: tuple[int | None, ...], batch: int, seed: int = 0) -> np.ndarray:
     dims = list(shape[1:])
     if any(d is None for d in dims):
-        raise EdgecnnError(f"the model's input {['N' if d is None else d for d in shape]} has dynamic "
-                           f"non-batch dimensions; re-export it with a fixed image size")
+        raise EdgecnnError(
+            f"the model's input {['N' if d is None else d for d in shape]} has dynamic "
+            f"non-batch dimensions; re-export it with a fixed image size"
+        )
     return np.random.default_rng(seed).standard_normal((batch, *dims), dtype=np.float32)
 
 
-def bench_artifact(path: str | os.PathLike, *, runtime: str | None = None, threads: int | None = None,
-                   batch: int | None = None, warmup: int = 5, min_seconds: float = 2.0, min_runs: int = 10,
-                   max_seconds: float = 60.0, root: str | Path = "/") -> dict[str, Any]:
+def bench_artifact(
+    path: str | os.PathLike,
+    *,
+    runtime: str | None = None,
+    threads: int | None = None,
+    batch: int | None = None,
+    warmup: int = 5,
+    min_seconds: float = 2.0,
+    min_runs: int = 10,
+    max_seconds: float = 60.0,
+    root: str | Path = "/",
+) -> dict[str, Any]:
     """Measure an exported artifact on this machine (its sha256 is checked when it is loaded).
 
     The function a remote bench runs on the device: it takes a path, returns the JSON dict.
@@ -277,14 +314,26 @@ def bench_artifact(path: str | os.PathLike, *, runtime: str | None = None, threa
     try:
         fixed = session.batch
         if batch is not None and fixed is not None and batch != fixed:
-            raise EdgecnnError(f"{path} has a fixed batch of {fixed}; bench it with --batch {fixed} "
-                               f"or re-export it with batch {batch}")
+            raise EdgecnnError(
+                f"{path} has a fixed batch of {fixed}; bench it with --batch {fixed} "
+                f"or re-export it with batch {batch}"
+            )
         b = batch or fixed or 1
         x = _random_input(session.input_shape, b)
         call = session.timed_call(x)
-        result = measure(lambda _x: call.run(), x, warmup=warmup, min_seconds=min_seconds, min_runs=min_runs,
-                         max_seconds=max_seconds, load_ms=load_ms, threads=threads, batch=b, root=root,
-                         runtime_ms=call.runtime_ms)
+        result = measure(
+            lambda _x: call.run(),
+            x,
+            warmup=warmup,
+            min_seconds=min_seconds,
+            min_runs=min_runs,
+            max_seconds=max_seconds,
+            load_ms=load_ms,
+            threads=threads,
+            batch=b,
+            root=root,
+            runtime_ms=call.runtime_ms,
+        )
         result["binding"] = call.binding
         info = dict(session.info)
     finally:
@@ -293,22 +342,41 @@ def bench_artifact(path: str | os.PathLike, *, runtime: str | None = None, threa
     layout = (meta.get("input") or {}).get("layout") or "NCHW"
     image_size = x.shape[2] if layout == "NCHW" and x.ndim == 4 else (x.shape[1] if x.ndim == 4 else None)
     device = detect_device(root)
-    result.update({
-        "arch": meta.get("arch"), "device": device, "target": meta.get("target"),
-        "runtime": info.get("runtime") or meta.get("runtime"), "precision": meta.get("precision"),
-        "image_size": image_size, "artifact": str(session.artifact.dir), "artifact_files": meta.get("files"),
-        "runtime_info": info,
-    })
+    result.update(
+        {
+            "arch": meta.get("arch"),
+            "device": device,
+            "target": meta.get("target"),
+            "runtime": info.get("runtime") or meta.get("runtime"),
+            "precision": meta.get("precision"),
+            "image_size": image_size,
+            "artifact": str(session.artifact.dir),
+            "artifact_files": meta.get("files"),
+            "runtime_info": info,
+        }
+    )
     if result["latency_source"] == "emulated":  # profile power x an emulated time means nothing
         return result
     profile = load_device(device, root=root)
     return add_energy(result, profile.power_w, f"{profile.name} profile")
 
 
-def bench_arch(arch: str, *, target: str = "cpu", runtime: str | None = None, precision: str | None = None,
-               image_size: int = 224, batch: int = 1, threads: int | None = None, predict: bool = False,
-               warmup: int = 3, min_seconds: float = 2.0, min_runs: int = 10, max_seconds: float = 60.0,
-               root: str | Path = "/") -> dict[str, Any]:
+def bench_arch(
+    arch: str,
+    *,
+    target: str = "cpu",
+    runtime: str | None = None,
+    precision: str | None = None,
+    image_size: int = 224,
+    batch: int = 1,
+    threads: int | None = None,
+    predict: bool = False,
+    warmup: int = 3,
+    min_seconds: float = 2.0,
+    min_runs: int = 10,
+    max_seconds: float = 60.0,
+    root: str | Path = "/",
+) -> dict[str, Any]:
     """Latency of ``arch`` on ``target``: measured on this host (OpenVINO, random weights) or predicted.
 
     A device that is not this machine, or ``predict=True``, gives a prediction
@@ -324,30 +392,59 @@ def bench_arch(arch: str, *, target: str = "cpu", runtime: str | None = None, pr
         from edgecnn.devices.predict import predict as run_predict
 
         rt, prec = profile.check(runtime, precision)
-        result = run_predict(arch, profile, runtime=rt, precision=prec, image_size=image_size,
-                             batch=batch, threads=threads)
+        result = run_predict(
+            arch, profile, runtime=rt, precision=prec, image_size=image_size, batch=batch, threads=threads
+        )
         result["format"] = FORMAT
-        result["notes"] = [("--predict" if predict else f"{profile.name} is not this machine")
-                           + ": latency predicted from the device profile, not measured"]
+        result["notes"] = [
+            ("--predict" if predict else f"{profile.name} is not this machine")
+            + ": latency predicted from the device profile, not measured"
+        ]
         return add_energy(result, profile.power_w, f"{profile.name} profile")
     if profile.name != HOST:
-        raise EdgecnnError(f"measuring {arch} on this {profile.name} needs an exported artifact: "
-                           f"`edgecnn export {arch} --target {profile.target}`, then `edgecnn bench ARTIFACT`; "
-                           f"or pass --predict")
+        raise EdgecnnError(
+            f"measuring {arch} on this {profile.name} needs an exported artifact: "
+            f"`edgecnn export {arch} --target {profile.target}`, then `edgecnn bench ARTIFACT`; "
+            f"or pass --predict"
+        )
     rt = runtime or "openvino"
     prec = precision or "fp32"
     if rt != "openvino":
-        raise EdgecnnError(f"without an artifact, bench measures {arch} through OpenVINO, not {rt}: "
-                           f"export an artifact for {rt} and bench it, or pass --predict")
+        raise EdgecnnError(
+            f"without an artifact, bench measures {arch} through OpenVINO, not {rt}: "
+            f"export an artifact for {rt} and bench it, or pass --predict"
+        )
     profile.check(rt, prec)
     from edgecnn.devices.calibrate import openvino_network
 
-    run, x, load_ms = openvino_network(arch, image_size=image_size, batch=batch, precision=prec, threads=threads)
-    result = measure(run, x, warmup=warmup, min_seconds=min_seconds, min_runs=min_runs,
-                     max_seconds=max_seconds, load_ms=load_ms, threads=threads, batch=batch, root=root)
+    run, x, load_ms = openvino_network(
+        arch, image_size=image_size, batch=batch, precision=prec, threads=threads
+    )
+    result = measure(
+        run,
+        x,
+        warmup=warmup,
+        min_seconds=min_seconds,
+        min_runs=min_runs,
+        max_seconds=max_seconds,
+        load_ms=load_ms,
+        threads=threads,
+        batch=batch,
+        root=root,
+    )
     model_note = "random weights, torch -> ONNX -> OpenVINO"
     if prec == "int8":
         model_note += ", INT8 by nncf.quantize on 32 random images (latency only)"
-    result.update({"arch": arch, "device": profile.name, "target": profile.target, "runtime": rt,
-                   "precision": prec, "image_size": image_size, "artifact": None, "model": model_note})
+    result.update(
+        {
+            "arch": arch,
+            "device": profile.name,
+            "target": profile.target,
+            "runtime": rt,
+            "precision": prec,
+            "image_size": image_size,
+            "artifact": None,
+            "model": model_note,
+        }
+    )
     return add_energy(result, profile.power_w, "host (assumed)")

@@ -30,18 +30,33 @@ _RESERVED = ("format", "arch", "model_options", "state_dict")
 
 def is_edgecnn_checkpoint(obj: Any) -> bool:
     """True for a dict written by :func:`save_checkpoint` (any format version)."""
-    return (isinstance(obj, dict) and isinstance(obj.get("format"), str)
-            and obj["format"].startswith("edgecnn.checkpoint/") and "state_dict" in obj)
+    return (
+        isinstance(obj, dict)
+        and isinstance(obj.get("format"), str)
+        and obj["format"].startswith("edgecnn.checkpoint/")
+        and "state_dict" in obj
+    )
 
 
-def save_checkpoint(path: str | os.PathLike, *, arch: str, model_options: dict[str, Any],
-                    state_dict: dict[str, torch.Tensor], **extra: Any) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    arch: str,
+    model_options: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    **extra: Any,
+) -> Path:
     """Write a checkpoint atomically: ``path`` is either the old file or the complete new one."""
     clash = [k for k in extra if k in _RESERVED]
     if clash:
         raise TypeError(f"save_checkpoint: reserved key(s) in extra: {', '.join(clash)}")
-    obj = {"format": FORMAT, "arch": arch, "model_options": dict(model_options),
-           "state_dict": dict(state_dict), **extra}
+    obj = {
+        "format": FORMAT,
+        "arch": arch,
+        "model_options": dict(model_options),
+        "state_dict": dict(state_dict),
+        **extra,
+    }
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -66,9 +81,11 @@ def _why_unreadable(e: Exception) -> str:
     if isinstance(e, pickle.UnpicklingError):
         found = re.search(r"GLOBAL ([\w.]+)", text)
         if found:
-            return (f"it asks to import {found.group(1)} when unpickled, which can run code, so edgecnn refused "
-                    f"it (it loads only tensors and plain values); use weights saved as a state_dict "
-                    f"(torch.save(model.state_dict(), PATH)) or an edgecnn checkpoint, from a source you trust")
+            return (
+                f"it asks to import {found.group(1)} when unpickled, which can run code, so edgecnn refused "
+                f"it (it loads only tensors and plain values); use weights saved as a state_dict "
+                f"(torch.save(model.state_dict(), PATH)) or an edgecnn checkpoint, from a source you trust"
+            )
         return f"not a PyTorch weights file, or damaged; {redo}"
     if isinstance(e, EOFError) or "zip archive" in text or "central directory" in text:
         return f"the file is empty, cut short or damaged; {redo}"

@@ -36,7 +36,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except IsADirectoryError:
         raise EdgecnnError(f"{path} is a directory, not a TOML file; pass the .toml file") from None
     except UnicodeDecodeError as e:
-        raise EdgecnnError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+        raise EdgecnnError(
+            f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise EdgecnnError(f"{path} is not valid TOML: {e}; fix the file") from None
     except OSError as e:
@@ -112,7 +114,9 @@ def from_mapping(cls: type[T], data: dict[str, Any], where: str) -> T:
     unknown = [k for k in data if k not in fields]
     if unknown:
         k = unknown[0]
-        raise EdgecnnError(f"unknown key '{k}' in {where}.{suggest(k, fields)} Valid keys: {', '.join(fields)}")
+        raise EdgecnnError(
+            f"unknown key '{k}' in {where}.{suggest(k, fields)} Valid keys: {', '.join(fields)}"
+        )
     kwargs = {}
     for name, f in fields.items():
         if name in data:
@@ -125,11 +129,19 @@ def from_mapping(cls: type[T], data: dict[str, Any], where: str) -> T:
         raise EdgecnnError(f"{where}: {e}") from None
 
 
-_JSON_NAMES = {str: "a string", int: "an integer", float: "a finite number", list: "a list", dict: "an object",
-               type(None): "null"}
+_JSON_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a finite number",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
 
 
-def check_json_types(obj: dict[str, Any], types: dict[str, type | tuple[type, ...]], where: str, fix: str) -> None:
+def check_json_types(
+    obj: dict[str, Any], types: dict[str, type | tuple[type, ...]], where: str, fix: str
+) -> None:
     """EdgecnnError naming ``where`` and the key unless every ``obj[key]`` has its JSON type.
 
     ``types`` maps key -> type or tuple of types (``(int, float)`` for a number; floats must be
@@ -138,8 +150,12 @@ def check_json_types(obj: dict[str, Any], types: dict[str, type | tuple[type, ..
     for key, t in types.items():
         t = t if isinstance(t, tuple) else (t,)
         v = obj.get(key)
-        if key in obj and not isinstance(v, bool) and isinstance(v, t) \
-                and not (isinstance(v, float) and not math.isfinite(v)):
+        if (
+            key in obj
+            and not isinstance(v, bool)
+            and isinstance(v, t)
+            and not (isinstance(v, float) and not math.isfinite(v))
+        ):
             continue
         want = " or ".join(_JSON_NAMES[x] for x in t if not (x is int and float in t))
         got = "missing" if key not in obj else f"not {json.dumps(v)[:40]}"
@@ -148,6 +164,7 @@ def check_json_types(obj: dict[str, Any], types: dict[str, type | tuple[type, ..
 
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as plain JSON-able data (tuples become lists)."""
+
     def conv(v):
         if dataclasses.is_dataclass(v):
             return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
@@ -156,6 +173,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
         return v
+
     return conv(obj)
 
 

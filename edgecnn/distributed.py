@@ -65,6 +65,7 @@ class DistInfo:
 
 def info() -> DistInfo:
     """This process's rank and world size from the environment torchrun sets."""
+
     def env(name: str, default: int) -> int:
         v = os.environ.get(name)
         try:
@@ -73,8 +74,12 @@ def info() -> DistInfo:
             raise EdgecnnError(f"{name}={v!r} is not an integer; start the job with torchrun") from e
 
     world = env("WORLD_SIZE", 1)
-    return DistInfo(rank=env("RANK", 0), world_size=world, local_rank=env("LOCAL_RANK", 0),
-                    local_world_size=env("LOCAL_WORLD_SIZE", world))
+    return DistInfo(
+        rank=env("RANK", 0),
+        world_size=world,
+        local_rank=env("LOCAL_RANK", 0),
+        local_world_size=env("LOCAL_WORLD_SIZE", world),
+    )
 
 
 def setup() -> DistInfo:
@@ -97,12 +102,17 @@ def setup() -> DistInfo:
     cuda = torch.cuda.is_available()
     if cuda:
         if d.local_rank >= torch.cuda.device_count():
-            raise EdgecnnError(f"LOCAL_RANK {d.local_rank} but only {torch.cuda.device_count()} GPU(s) here; "
-                               f"start at most that many processes per node (--nproc-per-node)")
+            raise EdgecnnError(
+                f"LOCAL_RANK {d.local_rank} but only {torch.cuda.device_count()} GPU(s) here; "
+                f"start at most that many processes per node (--nproc-per-node)"
+            )
         torch.cuda.set_device(d.local_rank)
     minutes = int(os.environ.get("EDGECNN_DIST_TIMEOUT_MINUTES", TIMEOUT_MINUTES))
-    dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", init_method="env://",
-                            timeout=datetime.timedelta(minutes=minutes))
+    dist.init_process_group(
+        backend="cpu:gloo,cuda:nccl" if cuda else "gloo",
+        init_method="env://",
+        timeout=datetime.timedelta(minutes=minutes),
+    )
     atexit.register(_teardown)
     if not d.is_main:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - only rank 0 reports; errors still reach stderr
@@ -148,8 +158,10 @@ def per_rank_batch(batch_size: int, what: str = "train.batch_size") -> int:
     """The global ``batch_size`` divided over the ranks; it must divide evenly."""
     world = info().world_size if active() else 1
     if batch_size % world:
-        raise EdgecnnError(f"{what} {batch_size} does not divide over {world} processes; pick a multiple of "
-                           f"{world} (it is the global batch: each process takes batch_size / {world})")
+        raise EdgecnnError(
+            f"{what} {batch_size} does not divide over {world} processes; pick a multiple of "
+            f"{world} (it is the global batch: each process takes batch_size / {world})"
+        )
     return batch_size // world
 
 

@@ -50,8 +50,9 @@ CI_LEVEL = 0.95
 # -- statistics -----------------------------------------------------------------------
 
 
-def bootstrap_ci(correct, n: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                 level: float = CI_LEVEL) -> tuple[float, float]:
+def bootstrap_ci(
+    correct, n: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL
+) -> tuple[float, float]:
     """Percentile-bootstrap ``level`` interval of the mean of ``correct`` (per-image 0/1 or scores).
 
     ``n`` resamples with replacement of all images, seeded. For 0/1 data the number of
@@ -71,8 +72,9 @@ def bootstrap_ci(correct, n: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SE
         means = rng.binomial(size, x.mean(), size=n) / size
     else:
         rows = max(1, (1 << 22) // size)  # about 32 MB of indices at a time
-        means = np.concatenate([x[rng.integers(0, size, size=(min(rows, n - i), size))].mean(axis=1)
-                                for i in range(0, n, rows)])
+        means = np.concatenate(
+            [x[rng.integers(0, size, size=(min(rows, n - i), size))].mean(axis=1) for i in range(0, n, rows)]
+        )
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
@@ -144,9 +146,17 @@ class EvalSet:
     notes: tuple[str, ...]
 
 
-def load_eval_set(path, *, data: str | os.PathLike | None = None, split: str = "test", limit: int | None = None,
-                  verify: bool = True, split_spec=None, reference_predictions=None,
-                  fp32_correct=None) -> EvalSet:
+def load_eval_set(
+    path,
+    *,
+    data: str | os.PathLike | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    verify: bool = True,
+    split_spec=None,
+    reference_predictions=None,
+    fp32_correct=None,
+) -> EvalSet:
     """The artifact at ``path``, the images of ``split`` of ``data`` and the references to compare with."""
     from edgecnn.artifact import load_artifact
     from edgecnn.data import SPLITS, SplitSpec, load_dataset, make_splits, take
@@ -166,7 +176,7 @@ def load_eval_set(path, *, data: str | os.PathLike | None = None, split: str = "
     images, labels = take(bundle, sp)
     full = len(labels)
     if limit is not None:
-        images, labels = images[:int(limit)], labels[:int(limit)]
+        images, labels = images[: int(limit)], labels[: int(limit)]
     n = len(labels)
     if n == 0:
         raise EdgecnnError(f"the {split} split of {bundle.name} is empty")
@@ -188,10 +198,12 @@ def predict_topk(session, images: np.ndarray, batch_size: int | None = None, k: 
     bs = int(batch_size or _default_batch(session.batch))
     tops = []
     for s in range(0, len(images), bs):
-        logits = session.run(preprocess.apply_numpy(images[s:s + bs]))
-        if logits.shape[0] != len(images[s:s + bs]) or logits.shape[1] < meta["num_classes"]:
-            raise EdgecnnError(f"{session.artifact.model_file.name} returned logits shaped "
-                               f"{list(logits.shape)}; expected N x {meta['num_classes']}")
+        logits = session.run(preprocess.apply_numpy(images[s : s + bs]))
+        if logits.shape[0] != len(images[s : s + bs]) or logits.shape[1] < meta["num_classes"]:
+            raise EdgecnnError(
+                f"{session.artifact.model_file.name} returned logits shaped "
+                f"{list(logits.shape)}; expected N x {meta['num_classes']}"
+            )
         tops.append(topk_indices(logits, k).astype(np.int32))
     return np.concatenate(tops)
 
@@ -207,10 +219,17 @@ def score(top: np.ndarray, labels: np.ndarray, references: dict[str, Any]) -> di
     correct = preds == labels
     lo, hi = bootstrap_ci(correct)
     out: dict[str, Any] = {
-        "top1": float(correct.mean()), "top5": float((top == labels[:, None]).any(axis=1).mean()),
-        "top1_ci": [lo, hi], "ci_level": CI_LEVEL, "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
-        "reference_source": references["source"], "reference_top1": None, "agreement": None,
-        "fp32_top1": None, "delta_top1": None, "mcnemar": None,
+        "top1": float(correct.mean()),
+        "top5": float((top == labels[:, None]).any(axis=1).mean()),
+        "top1_ci": [lo, hi],
+        "ci_level": CI_LEVEL,
+        "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+        "reference_source": references["source"],
+        "reference_top1": None,
+        "agreement": None,
+        "fp32_top1": None,
+        "delta_top1": None,
+        "mcnemar": None,
     }
     if references["predictions"] is not None:
         out["agreement"] = agreement(preds, references["predictions"])
@@ -223,11 +242,21 @@ def score(top: np.ndarray, labels: np.ndarray, references: dict[str, Any]) -> di
     return {**out, "predictions": preds, "correct": correct}
 
 
-def evaluate_artifact(path, *, data: str | os.PathLike | None = None, split: str = "test",
-                      batch_size: int | None = None, runtime: str | None = None, threads: int | None = None,
-                      reference_predictions=None, fp32_correct=None, limit: int | None = None,
-                      verify: bool = True, split_spec=None,
-                      log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def evaluate_artifact(
+    path,
+    *,
+    data: str | os.PathLike | None = None,
+    split: str = "test",
+    batch_size: int | None = None,
+    runtime: str | None = None,
+    threads: int | None = None,
+    reference_predictions=None,
+    fp32_correct=None,
+    limit: int | None = None,
+    verify: bool = True,
+    split_spec=None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run the artifact at ``path`` over ``split`` of ``data`` and report its accuracy.
 
     ``data``: None (Fashion-MNIST) or an ImageFolder path, as ``--data``. ``split``:
@@ -239,13 +268,27 @@ def evaluate_artifact(path, *, data: str | os.PathLike | None = None, split: str
     Returns a JSON-able dict plus two numpy arrays, ``predictions`` (int64 top-1 class
     per image) and ``correct`` (bool); :func:`json_report` drops the arrays.
     """
-    es = load_eval_set(path, data=data, split=split, limit=limit, verify=verify, split_spec=split_spec,
-                       reference_predictions=reference_predictions, fp32_correct=fp32_correct)
+    es = load_eval_set(
+        path,
+        data=data,
+        split=split,
+        limit=limit,
+        verify=verify,
+        split_spec=split_spec,
+        reference_predictions=reference_predictions,
+        fp32_correct=fp32_correct,
+    )
     return evaluate_here(es, runtime=runtime, threads=threads, batch_size=batch_size, log=log)
 
 
-def evaluate_here(es: EvalSet, *, runtime: str | None = None, threads: int | None = None,
-                  batch_size: int | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def evaluate_here(
+    es: EvalSet,
+    *,
+    runtime: str | None = None,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """:func:`evaluate_artifact` of an :class:`EvalSet` already loaded, on this machine."""
     from edgecnn.runtimes import open_session
 
@@ -262,11 +305,21 @@ def evaluate_here(es: EvalSet, *, runtime: str | None = None, threads: int | Non
         used_runtime = session.runtime
     seconds = time.perf_counter() - start
     return {
-        "artifact": str(es.art.dir), "arch": meta.get("arch"), "target": meta.get("target"),
-        "precision": meta.get("precision"), "runtime": used_runtime, "runtime_info": info,
-        "dataset": es.dataset, "split": es.split, "split_id": es.split_id, "num_images": n,
+        "artifact": str(es.art.dir),
+        "arch": meta.get("arch"),
+        "target": meta.get("target"),
+        "precision": meta.get("precision"),
+        "runtime": used_runtime,
+        "runtime_info": info,
+        "dataset": es.dataset,
+        "split": es.split,
+        "split_id": es.split_id,
+        "num_images": n,
         **score(top, es.labels, es.references),
-        "batch_size": bs, "threads": threads, "seconds": round(seconds, 3), "notes": list(es.notes),
+        "batch_size": bs,
+        "threads": threads,
+        "seconds": round(seconds, 3),
+        "notes": list(es.notes),
     }
 
 
@@ -285,8 +338,10 @@ def _check_classes(meta: dict[str, Any], classes: tuple[str, ...], data) -> None
     names = meta.get("class_names") or []
     where = data or "Fashion-MNIST"
     if names and list(names) != list(classes):
-        raise EdgecnnError(f"the artifact was trained on classes {_short(names)} but {where} has "
-                           f"{_short(classes)}; evaluate it on the dataset it was trained on")
+        raise EdgecnnError(
+            f"the artifact was trained on classes {_short(names)} but {where} has "
+            f"{_short(classes)}; evaluate it on the dataset it was trained on"
+        )
     if meta["num_classes"] != len(classes):
         raise EdgecnnError(f"the artifact has {meta['num_classes']} classes but {where} has {len(classes)}")
 
@@ -330,8 +385,10 @@ def _references(art, split_id: str, full: int, n: int, ref_pred, ref_fp32, notes
     if ref_pred is None and ref_fp32 is None and meta_ref:
         recorded = meta_ref.get("split_id")
         if recorded and recorded != split_id:
-            notes.append(f"the artifact's reference predictions were made on other images "
-                         f"(split {recorded}, evaluated {split_id}): no agreement or McNemar test")
+            notes.append(
+                f"the artifact's reference predictions were made on other images "
+                f"(split {recorded}, evaluated {split_id}): no agreement or McNemar test"
+            )
             return {"source": None, "predictions": None, "fp32_correct": None}
         ref_pred = meta_ref.get("reference_predictions")
         ref_fp32 = meta_ref.get("fp32_correct")

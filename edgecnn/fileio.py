@@ -16,7 +16,10 @@ from edgecnn.errors import EdgecnnError
 
 # errno -> (what happened, what to do): the write errors a user fixes on their side.
 _DISK = {
-    errno.ENOSPC: ("no space left on the device", "free some space (`edgecnn cache prune` removes stale entries)"),
+    errno.ENOSPC: (
+        "no space left on the device",
+        "free some space (`edgecnn cache prune` removes stale entries)",
+    ),
     errno.EDQUOT: ("disk quota exceeded", "free some space (`edgecnn cache prune` removes stale entries)"),
     errno.EROFS: ("read-only file system", "write somewhere writable (EDGECNN_HOME, --out)"),
     errno.EACCES: ("permission denied", "write somewhere writable (EDGECNN_HOME, --out)"),
@@ -35,8 +38,10 @@ def disk_error(e: OSError, path: str | os.PathLike) -> OSError:
     if isinstance(e, EdgecnnError) or e.errno not in _DISK:
         return e
     what, todo = _DISK[e.errno]
-    return DiskError(f"cannot write {e.filename or path}: {what}; nothing half-written was kept: {todo}, "
-                     f"then run the same command again")
+    return DiskError(
+        f"cannot write {e.filename or path}: {what}; nothing half-written was kept: {todo}, "
+        f"then run the same command again"
+    )
 
 
 @contextlib.contextmanager

@@ -43,20 +43,59 @@ COSTS: dict[str, tuple[str, str, str, str]] = {
 }
 LATENCY_STATS = ("p50", "p90", "p99")
 REFRESH_S = 15  # report.html reloads itself this often while the frontier is still running
-EMULATED_WHY = ("its latency was emulated (QEMU user-mode, about 100x a device's time): a correctness check, "
-                "never a latency figure")
-CSV_COLUMNS = ("id", "arch", "target", "device", "runtime", "precision", "image_size", "top1", "top5",
-               "ci95_low", "ci95_high", "fp32_top1", "drop_points", "agreement", "accuracy_runtime", "accuracy_where",
-               "p50_ms", "p90_ms", "p99_ms", "latency_n", "latency_source", "latency_band_low_ms",
-               "latency_band_high_ms", "throughput_ips", "energy_mj", "energy_source", "size_mb", "memory_mb",
-               "memory_source", "published_imagenet_top1", "cost", "pareto", "dominated_by", "bundle",
-               "accuracy_source", "accuracy_reference")
+EMULATED_WHY = (
+    "its latency was emulated (QEMU user-mode, about 100x a device's time): a correctness check, "
+    "never a latency figure"
+)
+CSV_COLUMNS = (
+    "id",
+    "arch",
+    "target",
+    "device",
+    "runtime",
+    "precision",
+    "image_size",
+    "top1",
+    "top5",
+    "ci95_low",
+    "ci95_high",
+    "fp32_top1",
+    "drop_points",
+    "agreement",
+    "accuracy_runtime",
+    "accuracy_where",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "latency_n",
+    "latency_source",
+    "latency_band_low_ms",
+    "latency_band_high_ms",
+    "throughput_ips",
+    "energy_mj",
+    "energy_source",
+    "size_mb",
+    "memory_mb",
+    "memory_source",
+    "published_imagenet_top1",
+    "cost",
+    "pareto",
+    "dominated_by",
+    "bundle",
+    "accuracy_source",
+    "accuracy_reference",
+)
 
 
 # ---------------------------------------------------------------- Pareto (pure)
 
-def pareto(points: Sequence[dict[str, Any]], cost: str | Callable[[dict[str, Any]], float], *,
-           accuracy: str | Callable[[dict[str, Any]], float] = "top1") -> list[dict[str, Any]]:
+
+def pareto(
+    points: Sequence[dict[str, Any]],
+    cost: str | Callable[[dict[str, Any]], float],
+    *,
+    accuracy: str | Callable[[dict[str, Any]], float] = "top1",
+) -> list[dict[str, Any]]:
     """Copies of ``points`` (same order) with ``dominated`` (bool) and ``dominated_by`` (indices).
 
     A point is dominated when another has accuracy >= and cost <= with at least one strict;
@@ -72,13 +111,18 @@ def pareto(points: Sequence[dict[str, Any]], cost: str | Callable[[dict[str, Any
         if a is None or c is None:
             out.append({**p, "dominated": None, "dominated_by": []})
             continue
-        by = [j for j, (a2, c2) in enumerate(vals) if j != i and a2 is not None and c2 is not None
-              and a2 >= a and c2 <= c and (a2 > a or c2 < c)]
+        by = [
+            j
+            for j, (a2, c2) in enumerate(vals)
+            if j != i and a2 is not None and c2 is not None and a2 >= a and c2 <= c and (a2 > a or c2 < c)
+        ]
         out.append({**p, "dominated": bool(by), "dominated_by": by})
     return out
 
 
-def frontier(points: Sequence[dict[str, Any]], cost: str | Callable[[dict[str, Any]], float], **kw) -> list[dict]:
+def frontier(
+    points: Sequence[dict[str, Any]], cost: str | Callable[[dict[str, Any]], float], **kw
+) -> list[dict]:
     """The non-dominated points, cheapest first."""
     cost_of = cost if callable(cost) else (lambda p: p[cost])
     return sorted((p for p in pareto(points, cost, **kw) if p["dominated"] is False), key=cost_of)
@@ -92,6 +136,7 @@ def check_cost(cost: str) -> str:
 
 # ---------------------------------------------------------------- points
 
+
 def point_from_report(r: dict[str, Any], bundle: str | os.PathLike | None = None) -> dict[str, Any]:
     """One flat row of a deploy ``report.json``: what the frontier, its files and ``choose`` use."""
     a, lat = r["accuracy"], r["latency_ms"]
@@ -100,21 +145,43 @@ def point_from_report(r: dict[str, Any], bundle: str | os.PathLike | None = None
     pub = r.get("published") or {}
     return {
         "id": f"{r['arch']}-{r['device']}-{r['runtime']}-{r['precision']}",
-        "arch": r["arch"], "target": r["target"], "device": r["device"], "runtime": r["runtime"],
-        "precision": r["precision"], "image_size": r["image_size"], "dataset": r["dataset"]["name"],
+        "arch": r["arch"],
+        "target": r["target"],
+        "device": r["device"],
+        "runtime": r["runtime"],
+        "precision": r["precision"],
+        "image_size": r["image_size"],
+        "dataset": r["dataset"]["name"],
         "test_images": r["dataset"]["num_images"],
-        "top1": a["top1"], "top5": a["top5"], "ci95_low": ci[0], "ci95_high": ci[1],
-        "fp32_top1": a["fp32_top1"], "drop_points": a["drop"], "agreement": a.get("agreement"),
-        "accuracy_runtime": a["runtime"], "accuracy_source": a.get("source", "measured"),
+        "top1": a["top1"],
+        "top5": a["top5"],
+        "ci95_low": ci[0],
+        "ci95_high": ci[1],
+        "fp32_top1": a["fp32_top1"],
+        "drop_points": a["drop"],
+        "agreement": a.get("agreement"),
+        "accuracy_runtime": a["runtime"],
+        "accuracy_source": a.get("source", "measured"),
         "accuracy_where": r.get("accuracy_where"),
-        "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "latency_n": lat["n"],
-        "latency_source": r["latency_source"], "latency_band_low_ms": band[0], "latency_band_high_ms": band[1],
-        "latency_where": r.get("latency_where"), "throughput_ips": r.get("throughput_ips"),
-        "energy_mj": r.get("energy_mj"), "energy_source": r.get("energy_source"),
-        "size_mb": r["model_size_mb"], "size_source": "measured",
-        "memory_mb": r.get("peak_memory_mb"), "memory_source": r.get("peak_memory_source"),
-        "published_imagenet_top1": pub.get("imagenet_top1"), "published_source": pub.get("source"),
-        "bundle": None if bundle is None else str(bundle), "seconds": r.get("seconds"),
+        "p50_ms": lat["p50"],
+        "p90_ms": lat["p90"],
+        "p99_ms": lat["p99"],
+        "latency_n": lat["n"],
+        "latency_source": r["latency_source"],
+        "latency_band_low_ms": band[0],
+        "latency_band_high_ms": band[1],
+        "latency_where": r.get("latency_where"),
+        "throughput_ips": r.get("throughput_ips"),
+        "energy_mj": r.get("energy_mj"),
+        "energy_source": r.get("energy_source"),
+        "size_mb": r["model_size_mb"],
+        "size_source": "measured",
+        "memory_mb": r.get("peak_memory_mb"),
+        "memory_source": r.get("peak_memory_source"),
+        "published_imagenet_top1": pub.get("imagenet_top1"),
+        "published_source": pub.get("source"),
+        "bundle": None if bundle is None else str(bundle),
+        "seconds": r.get("seconds"),
         "reused": sorted(k for k, s in (r.get("stages") or {}).items() if s and s.get("cached")),
     }
 
@@ -134,9 +201,15 @@ def flag_pareto(points: Sequence[dict[str, Any]], cost: str) -> list[dict[str, A
         for p in pareto(group, cost_of):
             dom = p.pop("dominated")
             by = p.pop("dominated_by")
-            out.append({**p, "cost": cost_of(p), "pareto": None if dom is None else not dom,
-                        "dominated_by": [group[j]["id"] for j in by],
-                        **({"excluded": EMULATED_WHY} if timed and _emulated(p) else {})})
+            out.append(
+                {
+                    **p,
+                    "cost": cost_of(p),
+                    "pareto": None if dom is None else not dom,
+                    "dominated_by": [group[j]["id"] for j in by],
+                    **({"excluded": EMULATED_WHY} if timed and _emulated(p) else {}),
+                }
+            )
     return out
 
 
@@ -145,6 +218,7 @@ def _emulated(p: dict[str, Any]) -> bool:
 
 
 # ---------------------------------------------------------------- running it
+
 
 def parse_targets(spec: str | Sequence[str]) -> list[tuple[str, str | None]]:
     """``cpu,jetson,rpi`` or device names (``rpi4``, ``jetson-agx-orin``) -> [(target, device or None)]."""
@@ -179,8 +253,9 @@ def parse_hosts(specs: Sequence[str], targets: Sequence[tuple[str, str | None]])
             raise EdgecnnError(f"bad --host '{spec}': pass TARGET=[USER@]HOST, e.g. rpi=pi@10.0.0.7")
         where = next((d or t for t, d in targets if name in (t, d)), None)
         if where is None:
-            raise EdgecnnError(f"--host {spec}: '{name}' is none of --targets "
-                               f"({', '.join(d or t for t, d in targets)})")
+            raise EdgecnnError(
+                f"--host {spec}: '{name}' is none of --targets ({', '.join(d or t for t, d in targets)})"
+            )
         out.setdefault(where, []).append(host)
     return out
 
@@ -218,8 +293,11 @@ def recorded_seconds(out: Path) -> dict[tuple, float]:
     (arch, target, device, precision) -> seconds; empty where there is none."""
     try:
         prev = json.loads((out / "frontier.json").read_text())
-        return {(p["arch"], p["target"], p["device"], p["precision"]): float(p["seconds"])
-                for p in prev["points"] if p.get("seconds") is not None}
+        return {
+            (p["arch"], p["target"], p["device"], p["precision"]): float(p["seconds"])
+            for p in prev["points"]
+            if p.get("seconds") is not None
+        }
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
@@ -229,8 +307,11 @@ def eta(remaining: Sequence[tuple], recorded: dict[tuple, float]) -> str:
     "ETA unknown" when one of them has none (never a guess)."""
     total = 0.0
     for arch, target, device, precision in remaining:
-        times = [s for (a, t, d, p), s in recorded.items()
-                 if (a, t, p) == (arch, target, precision) and device in (None, d)]
+        times = [
+            s
+            for (a, t, d, p), s in recorded.items()
+            if (a, t, p) == (arch, target, precision) and device in (None, d)
+        ]
         if not times:
             return "ETA unknown"
         total += times[0]
@@ -243,15 +324,30 @@ def _duration(seconds: float) -> str:
 
 
 @outdir.holding_locks
-def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]], precisions: Sequence[str], *,
-                 recipe_for: Callable[[str], Any], out: str | os.PathLike, cost: str = "p50",
-                 data: str | None = None, force: bool = False, threads: int | None = None,
-                 bench_seconds: float = 2.0, bench_runs: int = 10, qat: bool = False,
-                 max_drop: float | None = None, hosts: dict[str, list[str]] | None = None,
-                 remote_python: str | None = None, ssh_config: str | None = None,
-                 ssh_timeout: float | None = None, log: Callable[[str], None] = print,
-                 progress: bool = True, command: str | None = None,
-                 on_update: Callable[[Path, dict], None] | None = None) -> tuple[Path, dict]:
+def run_frontier(
+    archs: Sequence[str],
+    targets: Sequence[tuple[str, str | None]],
+    precisions: Sequence[str],
+    *,
+    recipe_for: Callable[[str], Any],
+    out: str | os.PathLike,
+    cost: str = "p50",
+    data: str | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    bench_seconds: float = 2.0,
+    bench_runs: int = 10,
+    qat: bool = False,
+    max_drop: float | None = None,
+    hosts: dict[str, list[str]] | None = None,
+    remote_python: str | None = None,
+    ssh_config: str | None = None,
+    ssh_timeout: float | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    command: str | None = None,
+    on_update: Callable[[Path, dict], None] | None = None,
+) -> tuple[Path, dict]:
     """Deploy every combination (cached), flag the Pareto sets, write the frontier directory.
 
     INT8 is PTQ, or QAT with ``qat``, or QAT only where PTQ loses more than ``max_drop``
@@ -279,17 +375,31 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
     points: list[dict] = []
     skipped: list[dict] = []
     failed: list[dict] = []
-    combos = [(a, t, d, p) for a in work_order(archs, lambda a: arch_info(a).family)
-              for t, d in targets for p in precisions]
+    combos = [
+        (a, t, d, p)
+        for a in work_order(archs, lambda a: arch_info(a).family)
+        for t, d in targets
+        for p in precisions
+    ]
     runnable = [c for c in combos if c[3] in SUPPORT[c[1]][DEFAULT_RUNTIME[c[1]]]]
 
     def result_now(in_progress: dict | None = None) -> dict:
         res = {
-            "schema": SCHEMA, "cost": cost, "cost_unit": COSTS[cost][1], "cost_what": COSTS[cost][2],
-            "archs": list(archs), "targets": [d or t for t, d in targets], "precisions": list(precisions),
-            "int8": "qat" if qat else ("ptq" if max_drop is None else f"ptq, qat where the drop > {max_drop:g} points"),
-            "points": flag_pareto(points, cost), "skipped": skipped, "failed": failed,
-            "command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "schema": SCHEMA,
+            "cost": cost,
+            "cost_unit": COSTS[cost][1],
+            "cost_what": COSTS[cost][2],
+            "archs": list(archs),
+            "targets": [d or t for t, d in targets],
+            "precisions": list(precisions),
+            "int8": "qat"
+            if qat
+            else ("ptq" if max_drop is None else f"ptq, qat where the drop > {max_drop:g} points"),
+            "points": flag_pareto(points, cost),
+            "skipped": skipped,
+            "failed": failed,
+            "command": command,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds": round(time.perf_counter() - t0, 2),
         }
         return {**res, "in_progress": in_progress} if in_progress else res
@@ -298,20 +408,42 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
         where = device or target
         runtime = DEFAULT_RUNTIME[target]
         if precision not in SUPPORT[target][runtime]:
-            skipped.append({"arch": arch, "target": where, "precision": precision,
-                            "why": f"{runtime} on {target} runs {', '.join(SUPPORT[target][runtime])}"})
+            skipped.append(
+                {
+                    "arch": arch,
+                    "target": where,
+                    "precision": precision,
+                    "why": f"{runtime} on {target} runs {', '.join(SUPPORT[target][runtime])}",
+                }
+            )
             continue
         done = len(points) + len(failed)
-        log(f"[{i}/{len(combos)}] {arch} on {where}, {precision} | {done} of {len(runnable)} done, "
-            f"{_duration(time.perf_counter() - t0)} elapsed, {eta(runnable[done:], recorded)}")
+        log(
+            f"[{i}/{len(combos)}] {arch} on {where}, {precision} | {done} of {len(runnable)} done, "
+            f"{_duration(time.perf_counter() - t0)} elapsed, {eta(runnable[done:], recorded)}"
+        )
         try:
             int8 = precision == "int8"
-            bundle, report = deploy(arch, target, device=device, recipe=recipe_for(arch), data=data,
-                                    precision=precision, qat=qat and int8, max_drop=max_drop if int8 else None,
-                                    force=force, threads=threads, bench_seconds=bench_seconds,
-                                    bench_runs=bench_runs, hosts=(hosts or {}).get(where, ()),
-                                    remote_python=remote_python, ssh_config=ssh_config, ssh_timeout=ssh_timeout,
-                                    log=log, progress=progress)
+            bundle, report = deploy(
+                arch,
+                target,
+                device=device,
+                recipe=recipe_for(arch),
+                data=data,
+                precision=precision,
+                qat=qat and int8,
+                max_drop=max_drop if int8 else None,
+                force=force,
+                threads=threads,
+                bench_seconds=bench_seconds,
+                bench_runs=bench_runs,
+                hosts=(hosts or {}).get(where, ()),
+                remote_python=remote_python,
+                ssh_config=ssh_config,
+                ssh_timeout=ssh_timeout,
+                log=log,
+                progress=progress,
+            )
         except EdgecnnError as e:
             log(f"  failed: {e}")
             failed.append({"arch": arch, "target": where, "precision": precision, "error": str(e)})
@@ -323,8 +455,10 @@ def run_frontier(archs: Sequence[str], targets: Sequence[tuple[str, str | None]]
             if on_update:
                 on_update(out, partial)
     if not points:
-        raise EdgecnnError("no combination ran: " + "; ".join(f"{f['arch']} {f['target']} {f['precision']}: "
-                                                               f"{f['error']}" for f in failed)[:2000])
+        raise EdgecnnError(
+            "no combination ran: "
+            + "; ".join(f"{f['arch']} {f['target']} {f['precision']}: {f['error']}" for f in failed)[:2000]
+        )
     result = result_now()
     write_frontier(out, result)
     _remember(result, out)
@@ -358,6 +492,7 @@ def write_frontier(out: Path, result: dict) -> None:
 
 # ---------------------------------------------------------------- rendering
 
+
 def _devices(result: dict) -> list[str]:
     return list(dict.fromkeys(p["device"] for p in result["points"]))
 
@@ -386,21 +521,34 @@ def _cost_source(result: dict, p: dict) -> str:
 
 def _rows(result: dict, device: str) -> list[list[str]]:
     rows = []
-    pts = sorted((p for p in result["points"] if p["device"] == device),
-                 key=lambda p: (p["cost"] is None, p["cost"] or 0))
+    pts = sorted(
+        (p for p in result["points"] if p["device"] == device),
+        key=lambda p: (p["cost"] is None, p["cost"] or 0),
+    )
     for p in pts:
-        status = {True: "Pareto", False: "dominated by " + ", ".join(p["dominated_by"]),
-                  None: "left out: " + p["excluded"] if p.get("excluded") else "no cost figure"}[p["pareto"]]
+        status = {
+            True: "Pareto",
+            False: "dominated by " + ", ".join(p["dominated_by"]),
+            None: "left out: " + p["excluded"] if p.get("excluded") else "no cost figure",
+        }[p["pareto"]]
         lat = f"{p['p50_ms']:.3g} ms"
         if p["latency_source"] == "predicted" and p["latency_band_low_ms"] is not None:
             lat += f" (band {p['latency_band_low_ms']:.3g}-{p['latency_band_high_ms']:.3g})"
-        rows.append([p["arch"], p["precision"], p["runtime"], accuracy_cell(p),
-                     "n/a" if p["drop_points"] is None else f"{p['drop_points']:+.2f}",
-                     "-" if p.get("agreement") is None else f"{100 * p['agreement']:.2f}%",
-                     f"{lat}, {p['latency_source']}",
-                     f"{_fmt(p['cost'])} ({_cost_source(result, p)})",
-                     f"{p['size_mb']:.3g}",
-                     _fmt(p["published_imagenet_top1"], ".2f"), status])
+        rows.append(
+            [
+                p["arch"],
+                p["precision"],
+                p["runtime"],
+                accuracy_cell(p),
+                "n/a" if p["drop_points"] is None else f"{p['drop_points']:+.2f}",
+                "-" if p.get("agreement") is None else f"{100 * p['agreement']:.2f}%",
+                f"{lat}, {p['latency_source']}",
+                f"{_fmt(p['cost'])} ({_cost_source(result, p)})",
+                f"{p['size_mb']:.3g}",
+                _fmt(p["published_imagenet_top1"], ".2f"),
+                status,
+            ]
+        )
     return rows
 
 
@@ -425,18 +573,31 @@ def _header(result: dict) -> list[str]:
     return [HEADER[0], HEADER[1], HEADER[2], "ImageNet top-1 (PUBLISHED, not measured: source)"] + HEADER[4:]
 
 
-HEADER = ["network", "precision", "runtime", "top-1 [95% CI] (measured in the runtime)", "drop vs FP32 (points)",
-          "top-1 agreement with the fake-quant graph", "latency p50, source", "cost (source)", "size MB", "ImageNet top-1 % (PUBLISHED, FP32 224 px)", "frontier"]
+HEADER = [
+    "network",
+    "precision",
+    "runtime",
+    "top-1 [95% CI] (measured in the runtime)",
+    "drop vs FP32 (points)",
+    "top-1 agreement with the fake-quant graph",
+    "latency p50, source",
+    "cost (source)",
+    "size MB",
+    "ImageNet top-1 % (PUBLISHED, FP32 224 px)",
+    "frontier",
+]
 
 
 def _accuracy_intro(result: dict) -> str:
     pts = result["points"]
     if accuracy_basis(result) == "published":
-        return (f"Accuracy: PUBLISHED ImageNet top-1 (FP32: torchvision's figures; INT8: FP32 minus a published "
-                f"INT8 drop), quoted with its source, NOT measured by edgecnn; 'accuracy: not published' where no "
-                f"citable figure exists. The artifacts are the networks' own architectures at "
-                f"{result.get('image_size')} px with {result.get('weights')}, INT8 by PTQ on "
-                f"{(result.get('calibration') or {}).get('source')}: real files, real latency.")
+        return (
+            f"Accuracy: PUBLISHED ImageNet top-1 (FP32: torchvision's figures; INT8: FP32 minus a published "
+            f"INT8 drop), quoted with its source, NOT measured by edgecnn; 'accuracy: not published' where no "
+            f"citable figure exists. The artifacts are the networks' own architectures at "
+            f"{result.get('image_size')} px with {result.get('weights')}, INT8 by PTQ on "
+            f"{(result.get('calibration') or {}).get('source')}: real files, real latency."
+        )
     ds = {f"{p['test_images']} {p['dataset']} test images at {p['image_size']} px" for p in pts}
     return f"Accuracy: top-1 of each exported artifact in its target's runtime on {'; '.join(sorted(ds))}."
 
@@ -444,13 +605,23 @@ def _accuracy_intro(result: dict) -> str:
 def _intro(result: dict) -> list[str]:
     return [
         f"Cost: {_cost_label(result)}. {_accuracy_intro(result)}",
-        ("Latency is *measured* where the device ran the artifact (this machine for cpu) and *predicted* from "
-        "the device profile otherwise, with its error band; energy is measured (RAPL) or *estimated* from "
-        "the profile's power; the ImageNet column is *published*, not measured by edgecnn."),
+        (
+            "Latency is *measured* where the device ran the artifact (this machine for cpu) and *predicted* from "
+            "the device profile otherwise, with its error band; energy is measured (RAPL) or *estimated* from "
+            "the profile's power; the ImageNet column is *published*, not measured by edgecnn."
+        ),
         f"Created {result['created']} in {result['seconds']:.0f} s"
         + (f" by `{result['command']}`." if result.get("command") else "."),
-    ] + ([(f"In progress: {result['in_progress']['done']} of {result['in_progress']['of']} runs done; "
-          f"this report is rewritten after each one.")] if result.get("in_progress") else [])
+    ] + (
+        [
+            (
+                f"In progress: {result['in_progress']['done']} of {result['in_progress']['of']} runs done; "
+                f"this report is rewritten after each one."
+            )
+        ]
+        if result.get("in_progress")
+        else []
+    )
 
 
 def render_markdown(result: dict) -> str:
@@ -463,11 +634,17 @@ def render_markdown(result: dict) -> str:
         lines.append("")
     lines += ["![frontier](frontier.png)", ""]
     if result["skipped"]:
-        lines += ["## Not applicable", ""] + [f"- {s['arch']} {s['precision']} on {s['target']}: {s['why']}"
-                                              for s in result["skipped"]] + [""]
+        lines += (
+            ["## Not applicable", ""]
+            + [f"- {s['arch']} {s['precision']} on {s['target']}: {s['why']}" for s in result["skipped"]]
+            + [""]
+        )
     if result["failed"]:
-        lines += ["## Failed", ""] + [f"- {f['arch']} {f['precision']} on {f['target']}: {f['error']}"
-                                      for f in result["failed"]] + [""]
+        lines += (
+            ["## Failed", ""]
+            + [f"- {f['arch']} {f['precision']} on {f['target']}: {f['error']}" for f in result["failed"]]
+            + [""]
+        )
     return "\n".join(lines)
 
 
@@ -476,28 +653,41 @@ def render_html(result: dict, png: bytes) -> str:
     import base64
     from html import escape
 
-    css = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}table{border-collapse:collapse;"
-           "margin-bottom:2em}td,th{border:1px solid #bbb;padding:.25em .5em;font-size:90%}"
-           "tr.pareto{font-weight:bold}tr.dom{color:#666}img{max-width:100%}")
+    css = (
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}table{border-collapse:collapse;"
+        "margin-bottom:2em}td,th{border:1px solid #bbb;padding:.25em .5em;font-size:90%}"
+        "tr.pareto{font-weight:bold}tr.dom{color:#666}img{max-width:100%}"
+    )
     body = ["<h1>Accuracy / cost frontier</h1>"] + [f"<p>{escape(s)}</p>" for s in _intro(result)]
     body.append(f'<img alt="frontier plot" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
     for dev in _devices(result):
         tgt = next(p["target"] for p in result["points"] if p["device"] == dev)
-        body.append(f"<h2>{escape(tgt)}: {escape(dev)}</h2><table><tr>"
-                    + "".join(f"<th>{escape(h)}</th>" for h in _header(result)) + "</tr>")
+        body.append(
+            f"<h2>{escape(tgt)}: {escape(dev)}</h2><table><tr>"
+            + "".join(f"<th>{escape(h)}</th>" for h in _header(result))
+            + "</tr>"
+        )
         for r in _rows(result, dev):
             cls = "pareto" if r[-1] == "Pareto" else "dom"
             body.append(f'<tr class="{cls}">' + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>")
         body.append("</table>")
-    for title, items in (("Not applicable", [f"{s['arch']} {s['precision']} on {s['target']}: {s['why']}"
-                                             for s in result["skipped"]]),
-                         ("Failed", [f"{f['arch']} {f['precision']} on {f['target']}: {f['error']}"
-                                     for f in result["failed"]])):
+    for title, items in (
+        (
+            "Not applicable",
+            [f"{s['arch']} {s['precision']} on {s['target']}: {s['why']}" for s in result["skipped"]],
+        ),
+        (
+            "Failed",
+            [f"{f['arch']} {f['precision']} on {f['target']}: {f['error']}" for f in result["failed"]],
+        ),
+    ):
         if items:
             body.append(f"<h2>{title}</h2><ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>")
     refresh = f'<meta http-equiv="refresh" content="{REFRESH_S}">' if result.get("in_progress") else ""
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">{refresh}<title>edgecnn frontier</title>"
-            f"<style>{css}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">{refresh}<title>edgecnn frontier</title>'
+        f"<style>{css}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def render_png(result: dict) -> bytes:
@@ -519,39 +709,84 @@ def render_png(result: dict) -> bytes:
             c = colors.setdefault(p["arch"], f"C{len(colors)}")
             if p["top1"] is None:  # its cost, on the x axis: no accuracy to place it by
                 ax.scatter([p["cost"]], [0.03], transform=unknown, marker="x", color=c, zorder=3)
-                ax.annotate(f"{p['arch']} {p['precision']}: accuracy not published", (p["cost"], 0.03),
-                            xycoords=unknown, textcoords="offset points", xytext=(4, 4), fontsize=6)
+                ax.annotate(
+                    f"{p['arch']} {p['precision']}: accuracy not published",
+                    (p["cost"], 0.03),
+                    xycoords=unknown,
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=6,
+                )
                 continue
             y = 100 * p["top1"]
             measured = _cost_source(result, p) == "measured"
-            if result["cost"] in ("p50", "p90") and p["latency_source"] == "predicted" \
-                    and p["latency_band_low_ms"] is not None:
+            if (
+                result["cost"] in ("p50", "p90")
+                and p["latency_source"] == "predicted"
+                and p["latency_band_low_ms"] is not None
+            ):
                 scale = p["cost"] / p["p50_ms"] if p["p50_ms"] else 1.0
-                ax.errorbar(p["cost"], y, xerr=[[p["cost"] - scale * p["latency_band_low_ms"]],
-                                                [scale * p["latency_band_high_ms"] - p["cost"]]],
-                            fmt="none", ecolor=c, alpha=0.4, capsize=2)
+                ax.errorbar(
+                    p["cost"],
+                    y,
+                    xerr=[
+                        [p["cost"] - scale * p["latency_band_low_ms"]],
+                        [scale * p["latency_band_high_ms"] - p["cost"]],
+                    ],
+                    fmt="none",
+                    ecolor=c,
+                    alpha=0.4,
+                    capsize=2,
+                )
             published = p.get("accuracy_source") == "published"
             marker = ("^" if published else "o") if p["precision"] == "int8" else ("D" if published else "s")
-            ax.scatter([p["cost"]], [y], s=46, marker=marker,
-                       facecolors=c if measured else "none", edgecolors=c, linewidths=1.5, zorder=3)
-            ax.annotate(f"{p['arch']} {p['precision']}", (p["cost"], y), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
+            ax.scatter(
+                [p["cost"]],
+                [y],
+                s=46,
+                marker=marker,
+                facecolors=c if measured else "none",
+                edgecolors=c,
+                linewidths=1.5,
+                zorder=3,
+            )
+            ax.annotate(
+                f"{p['arch']} {p['precision']}",
+                (p["cost"], y),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+            )
         front = sorted((p for p in pts if p["pareto"]), key=lambda p: p["cost"])
         if front:
-            ax.step([p["cost"] for p in front], [100 * p["top1"] for p in front], where="post", color="k",
-                    lw=1, alpha=0.6, zorder=2)
+            ax.step(
+                [p["cost"] for p in front],
+                [100 * p["top1"] for p in front],
+                where="post",
+                color="k",
+                lw=1,
+                alpha=0.6,
+                zorder=2,
+            )
         costs = [p["cost"] for p in pts if p["cost"] > 0]
         if costs and max(costs) / min(costs) > 20:
             ax.set_xscale("log")
         tgt = next(p["target"] for p in result["points"] if p["device"] == dev)
         ax.set_title(f"{tgt}: {dev}", fontsize=10)
         ax.set_xlabel(_cost_label(result), fontsize=8)
-        ax.set_ylabel("ImageNet top-1 % (PUBLISHED)" if accuracy_basis(result) == "published"
-                      else "top-1 % (measured)", fontsize=8)
+        ax.set_ylabel(
+            "ImageNet top-1 % (PUBLISHED)" if accuracy_basis(result) == "published" else "top-1 % (measured)",
+            fontsize=8,
+        )
         ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, "filled: measured cost, hollow: predicted/estimated (bar: error band); line: Pareto set\n"
-                         "circle int8, square float: measured accuracy; triangle int8, diamond float: PUBLISHED "
-                         "accuracy; x: accuracy not published", fontsize=6)
+    fig.text(
+        0.01,
+        0.01,
+        "filled: measured cost, hollow: predicted/estimated (bar: error band); line: Pareto set\n"
+        "circle int8, square float: measured accuracy; triangle int8, diamond float: PUBLISHED "
+        "accuracy; x: accuracy not published",
+        fontsize=6,
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -560,6 +795,7 @@ def render_png(result: dict) -> bytes:
 
 
 # ---------------------------------------------------------------- choose
+
 
 def load_points(sources: Sequence[str | os.PathLike] = ()) -> list[dict]:
     """Points of the given frontier directories / frontier.json files, or of every frontier
@@ -591,12 +827,29 @@ def load_points(sources: Sequence[str | os.PathLike] = ()) -> list[dict]:
 # What ``choose`` reads from each point of a frontier.json, and the JSON types it must have.
 _NUM, _NUM_OR_NULL, _STR_OR_NULL = (int, float), (int, float, type(None)), (str, type(None))
 POINT_TYPES: dict[str, type | tuple[type, ...]] = {
-    "id": str, "arch": str, "target": str, "device": str, "runtime": str, "precision": str, "dataset": str,
+    "id": str,
+    "arch": str,
+    "target": str,
+    "device": str,
+    "runtime": str,
+    "precision": str,
+    "dataset": str,
     # top1, test_images, accuracy_runtime: null on a point whose accuracy is quoted or not published (--imagenet)
-    "image_size": int, "test_images": (int, type(None)), "top1": _NUM_OR_NULL, "ci95_low": _NUM_OR_NULL,
-    "ci95_high": _NUM_OR_NULL, "accuracy_runtime": _STR_OR_NULL, "p50_ms": _NUM, "p90_ms": _NUM, "p99_ms": _NUM, "latency_source": str,
-    "latency_band_high_ms": _NUM_OR_NULL, "energy_mj": _NUM_OR_NULL, "size_mb": _NUM_OR_NULL,
-    "memory_mb": _NUM_OR_NULL, "bundle": _STR_OR_NULL,
+    "image_size": int,
+    "test_images": (int, type(None)),
+    "top1": _NUM_OR_NULL,
+    "ci95_low": _NUM_OR_NULL,
+    "ci95_high": _NUM_OR_NULL,
+    "accuracy_runtime": _STR_OR_NULL,
+    "p50_ms": _NUM,
+    "p90_ms": _NUM,
+    "p99_ms": _NUM,
+    "latency_source": str,
+    "latency_band_high_ms": _NUM_OR_NULL,
+    "energy_mj": _NUM_OR_NULL,
+    "size_mb": _NUM_OR_NULL,
+    "memory_mb": _NUM_OR_NULL,
+    "bundle": _STR_OR_NULL,
 }
 
 
@@ -607,7 +860,9 @@ def check_result(res: Any, f: Path) -> None:
         schema = res.get("schema") if isinstance(res, dict) else None
         raise EdgecnnError(f"{f} is not a frontier.json (schema {schema!r}); pass a frontier --out dir")
     if res["schema"] != SCHEMA:
-        raise EdgecnnError(f"{f} is {res['schema']}, and this edgecnn reads {SCHEMA}: upgrade edgecnn to read it")
+        raise EdgecnnError(
+            f"{f} is {res['schema']}, and this edgecnn reads {SCHEMA}: upgrade edgecnn to read it"
+        )
     if not isinstance(res.get("created"), str) or not isinstance(res.get("points"), list):
         raise EdgecnnError(f"{f} needs 'created' (a string) and 'points' (a list); {redo}")
     for i, p in enumerate(res["points"]):
@@ -652,9 +907,16 @@ def _matches(p: dict, device: str) -> bool:
     return device in (p["target"], p["device"]) or ALIASES.get(device) == p["device"]
 
 
-def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None = None,
-           min_accuracy: float | None = None, cost: str = "p50", latency: str = "p90",
-           precision: str | None = None) -> dict:
+def choose(
+    points: Sequence[dict],
+    device: str,
+    *,
+    max_latency_ms: float | None = None,
+    min_accuracy: float | None = None,
+    cost: str = "p50",
+    latency: str = "p90",
+    precision: str | None = None,
+) -> dict:
     """Pick the point to ship on ``device``; return {choice, candidates, rejected, paragraph, ok}.
 
     Among the runs that meet both limits, the most accurate wins; a run whose top-1 lies
@@ -668,12 +930,17 @@ def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None 
     mine = [p for p in points if _matches(p, device) and (precision is None or p["precision"] == precision)]
     if not mine:
         have = sorted({p["device"] for p in points})
-        raise EdgecnnError(f"no frontier results for {device}" + (f" {precision}" if precision else "")
-                           + f": run `edgecnn frontier --targets {device} --out DIR` first"
-                           + (f" (results exist for {', '.join(have)})" if have else ""))
+        raise EdgecnnError(
+            f"no frontier results for {device}"
+            + (f" {precision}" if precision else "")
+            + f": run `edgecnn frontier --targets {device} --out DIR` first"
+            + (f" (results exist for {', '.join(have)})" if have else "")
+        )
     if all(_emulated(p) for p in mine):
-        raise EdgecnnError(f"every frontier result for {device} has an emulated latency ({EMULATED_WHY}): "
-                           f"measure on the device itself (edgecnn bench ARTIFACT --host USER@DEVICE)")
+        raise EdgecnnError(
+            f"every frontier result for {device} has an emulated latency ({EMULATED_WHY}): "
+            f"measure on the device itself (edgecnn bench ARTIFACT --host USER@DEVICE)"
+        )
     basis = _one_basis(mine, device)
     lat_key, cost_key = f"{latency}_ms", COSTS[cost][0]
     ok, rejected = [], []
@@ -686,20 +953,32 @@ def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None 
         elif min_accuracy is not None and p["top1"] < min_accuracy:
             why.append(f"top-1 {100 * p['top1']:.2f}% < {100 * min_accuracy:.2f}%")
         (rejected if why else ok).append((p, why))
-    res: dict[str, Any] = {"device": device, "max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy,
-                           "cost": cost, "latency": latency, "accuracy_basis": basis,
-                           "candidates": [p["id"] for p, _ in ok],
-                           "rejected": {p["id"]: "; ".join(w) for p, w in rejected}}
+    res: dict[str, Any] = {
+        "device": device,
+        "max_latency_ms": max_latency_ms,
+        "min_accuracy": min_accuracy,
+        "cost": cost,
+        "latency": latency,
+        "accuracy_basis": basis,
+        "candidates": [p["id"] for p, _ in ok],
+        "rejected": {p["id"]: "; ".join(w) for p, w in rejected},
+    }
     if not ok:
         real = [p for p in mine if not _emulated(p)]
         res.update(choice=None, ok=False, paragraph=_none_fits(real, device, latency, basis))
         return res
     best = max((p for p, _ in ok), key=lambda p: p["top1"])
-    tied = [p for p, _ in ok if p["top1"] >= (best["ci95_low"] if best["ci95_low"] is not None else best["top1"])]
+    tied = [
+        p for p, _ in ok if p["top1"] >= (best["ci95_low"] if best["ci95_low"] is not None else best["top1"])
+    ]
     priced = [p for p in tied if p.get(cost_key) is not None]
     pick = min(priced, key=lambda p: p[cost_key]) if priced else best
-    s = [(f"Ship {_name(pick)} on {pick['device']}: top-1 {100 * pick['top1']:.2f}% ({_accuracy_phrase(pick)}), "
-          f"{latency} latency {pick[lat_key]:.3g} ms {pick['latency_source'].upper()}")]
+    s = [
+        (
+            f"Ship {_name(pick)} on {pick['device']}: top-1 {100 * pick['top1']:.2f}% ({_accuracy_phrase(pick)}), "
+            f"{latency} latency {pick[lat_key]:.3g} ms {pick['latency_source'].upper()}"
+        )
+    ]
     if pick["latency_source"] == "predicted" and pick["latency_band_high_ms"] is not None:
         hi = pick["latency_band_high_ms"] * (pick[lat_key] / pick["p50_ms"] if pick["p50_ms"] else 1)
         s[0] += f" (error band up to {hi:.3g} ms"
@@ -711,19 +990,25 @@ def choose(points: Sequence[dict], device: str, *, max_latency_ms: float | None 
     others = [p for p, _ in ok if p is not pick]
     if pick is not best:
         ratio = (best[cost_key] / pick[cost_key]) if best.get(cost_key) and pick[cost_key] else None
-        s.append(f"{_name(best)} scores {100 * (best['top1'] - pick['top1']):.2f} points more, inside its own "
-                 f"95% interval (a difference this test set does not resolve), and {_name(pick)} costs "
-                 f"{'less' if ratio is None else f'{ratio:.2g}x less'} ({COSTS[cost][2]}).")
+        s.append(
+            f"{_name(best)} scores {100 * (best['top1'] - pick['top1']):.2f} points more, inside its own "
+            f"95% interval (a difference this test set does not resolve), and {_name(pick)} costs "
+            f"{'less' if ratio is None else f'{ratio:.2g}x less'} ({COSTS[cost][2]})."
+        )
     elif others:
         runner = max(others, key=lambda p: p["top1"])
-        s.append(f"It is the most accurate of the {len(ok)} runs within the limits; the next, {_name(runner)}, "
-                 f"scores {100 * (pick['top1'] - runner['top1']):.2f} points less.")
+        s.append(
+            f"It is the most accurate of the {len(ok)} runs within the limits; the next, {_name(runner)}, "
+            f"scores {100 * (pick['top1'] - runner['top1']):.2f} points less."
+        )
     else:
         s.append("It is the only run within the limits.")
     if rejected:
         s.append("Out: " + "; ".join(f"{_name(p)} ({', '.join(w)})" for p, w in rejected) + ".")
-    s.append(f"This answer rests on {basis}"
-             + (", quoted with its source, not measured by edgecnn." if basis.startswith("published") else "."))
+    s.append(
+        f"This answer rests on {basis}"
+        + (", quoted with its source, not measured by edgecnn." if basis.startswith("published") else ".")
+    )
     res.update(choice=pick, ok=True, paragraph=" ".join(s))
     return res
 
@@ -738,32 +1023,42 @@ def _one_basis(points: Sequence[dict], device: str) -> str:
     """The one kind of accuracy ``points`` rest on; comparing two kinds would be meaningless."""
     kinds = sorted({_basis_of(p) for p in points})
     if len(kinds) > 1:
-        raise EdgecnnError(f"the frontier results for {device} rest on {len(kinds)} kinds of accuracy that cannot be "
-                           f"compared ({'; '.join(kinds)}): pass --from DIR naming one frontier")
+        raise EdgecnnError(
+            f"the frontier results for {device} rest on {len(kinds)} kinds of accuracy that cannot be "
+            f"compared ({'; '.join(kinds)}): pass --from DIR naming one frontier"
+        )
     return kinds[0]
 
 
 def _accuracy_phrase(p: dict) -> str:
     if p.get("accuracy_source") == "published":
-        return (f"accuracy: {p.get('accuracy_reference') or 'published'}, not measured; the artifact runs at "
-                f"{p['image_size']} px")
+        return (
+            f"accuracy: {p.get('accuracy_reference') or 'published'}, not measured; the artifact runs at "
+            f"{p['image_size']} px"
+        )
     ci = "" if p["ci95_low"] is None else f"95% CI {100 * p['ci95_low']:.2f}-{100 * p['ci95_high']:.2f}%, "
-    return (f"{ci}measured in {p['accuracy_runtime']} on {p['test_images']} {p['dataset']} test images at "
-            f"{p['image_size']} px")
+    return (
+        f"{ci}measured in {p['accuracy_runtime']} on {p['test_images']} {p['dataset']} test images at "
+        f"{p['image_size']} px"
+    )
 
 
 def _none_fits(mine: Sequence[dict], device: str, latency: str, basis: str) -> str:
     lat_key = f"{latency}_ms"
     fastest = min(mine, key=lambda p: p[lat_key])
     ranked = [p for p in mine if p["top1"] is not None]
-    text = (f"No run on {device} meets the limits: the fastest, {_name(fastest)}, takes {fastest[lat_key]:.3g} ms "
-            f"({latency}, {fastest['latency_source']}) at {accuracy_cell(fastest)} top-1")
+    text = (
+        f"No run on {device} meets the limits: the fastest, {_name(fastest)}, takes {fastest[lat_key]:.3g} ms "
+        f"({latency}, {fastest['latency_source']}) at {accuracy_cell(fastest)} top-1"
+    )
     if ranked:
         best = max(ranked, key=lambda p: p["top1"])
         text += f", and the most accurate, {_name(best)}, reaches {100 * best['top1']:.2f}% at {best[lat_key]:.3g} ms"
     relax = "" if fastest["top1"] is None else f" or --min-accuracy to at most {100 * fastest['top1']:.2f}%"
-    return (text + f". Relax --max-latency to at least {fastest[lat_key]:.3g} ms{relax}, or run the frontier for "
-            f"another device or at a smaller image size. Accuracy: {basis}.")
+    return (
+        text + f". Relax --max-latency to at least {fastest[lat_key]:.3g} ms{relax}, or run the frontier for "
+        f"another device or at a smaller image size. Accuracy: {basis}."
+    )
 
 
 def _name(p: dict) -> str:

@@ -29,17 +29,17 @@ class ModelSection:
 
     small_input: bool = False
     dropout: float | None = None
-    init: str | None = None    # vgg16: "torchvision" (default) or "kaiming" (for training from scratch)
+    init: str | None = None  # vgg16: "torchvision" (default) or "kaiming" (for training from scratch)
 
 
 @dataclass(frozen=True)
 class DataSection:
     image_size: int = 224
     channels: int = 3
-    val: int = 5000            # validation images held out of the training pool
-    calib: int = 1000          # calibration pool held out of the training pool
-    seed: int = 0              # split seed
-    train_subset: int = 0      # train on this many images of the train split (0 = all)
+    val: int = 5000  # validation images held out of the training pool
+    calib: int = 1000  # calibration pool held out of the training pool
+    seed: int = 0  # split seed
+    train_subset: int = 0  # train on this many images of the train split (0 = all)
     augment: Literal["none", "flip", "flip+crop"] = "flip"
 
     def __post_init__(self):
@@ -61,7 +61,7 @@ class TrainSection:
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
-    grad_clip: float = 0.0       # max gradient norm (0 = off)
+    grad_clip: float = 0.0  # max gradient norm (0 = off)
     eval_batch_size: int = 500
     checkpoint_seconds: float = 60.0  # also checkpoint mid-epoch this often
     # Mixed precision for the forward pass: "auto" uses bf16 autocast where the CPU has
@@ -82,7 +82,7 @@ class CalibrateSection:
     """Post-training calibration: which observer sets the activation ranges, on how many images."""
 
     method: Literal["minmax", "percentile", "entropy", "mse"] = "minmax"
-    num_images: int = 512        # from the calibration split (disjoint from test)
+    num_images: int = 512  # from the calibration split (disjoint from test)
     batch_size: int = 64
 
     def __post_init__(self):
@@ -94,8 +94,8 @@ class CalibrateSection:
 class QatSection:
     """Quantization-aware fine-tuning of the fake-quant graph, starting from calibrated scales."""
 
-    epochs: float = 1.0          # passes over the (subset of the) train split; fractions allowed
-    train_subset: int = 0        # fine-tune on this many train images (0 = all)
+    epochs: float = 1.0  # passes over the (subset of the) train split; fractions allowed
+    train_subset: int = 0  # fine-tune on this many train images (0 = all)
     batch_size: int = 128
     lr: float = 0.001
     momentum: float = 0.9
@@ -166,7 +166,9 @@ def parse_recipe(data: dict, profile: str, source: str, arch: str | None = None)
     allowed = ("arch", "description", *PROFILES)
     for k in data:
         if k not in allowed:
-            raise EdgecnnError(f"unknown key '{k}' in {source}.{suggest(k, allowed)} Valid keys: {', '.join(allowed)}")
+            raise EdgecnnError(
+                f"unknown key '{k}' in {source}.{suggest(k, allowed)} Valid keys: {', '.join(allowed)}"
+            )
     file_arch = data.get("arch")
     if arch is not None and file_arch is not None and file_arch != arch:
         raise EdgecnnError(f"{source} is a recipe for '{file_arch}', not '{arch}'; pass the {arch} recipe")
@@ -174,6 +176,13 @@ def parse_recipe(data: dict, profile: str, source: str, arch: str | None = None)
         have = [p for p in PROFILES if p in data]
         raise EdgecnnError(f"{source} has no [{profile}] profile; it has: {', '.join(have) or 'none'}")
     table = from_mapping(_ProfileTable, data[profile], f"{source} [{profile}]")
-    return Recipe(arch=file_arch or arch or "", profile=profile, source=source,
-                  model=table.model, data=table.data, train=table.train,
-                  calibrate=table.calibrate, qat=table.qat)
+    return Recipe(
+        arch=file_arch or arch or "",
+        profile=profile,
+        source=source,
+        model=table.model,
+        data=table.data,
+        train=table.train,
+        calibrate=table.calibrate,
+        qat=table.qat,
+    )

@@ -68,18 +68,23 @@ SSH_CONFIG_ENV = "EDGECNN_SSH_CONFIG"
 # Our defaults, each beside the value ``ssh -G`` prints when no config sets the option. Given on the
 # command line they would override the user's ssh config, so each is passed only where the config
 # (as ``ssh -G HOST`` reports it) left ssh's own default.
-DEFAULT_OPTIONS = {"ConnectTimeout": ("20", "none"), "ServerAliveInterval": ("15", "0"),
-                   "ServerAliveCountMax": ("4", "3")}
+DEFAULT_OPTIONS = {
+    "ConnectTimeout": ("20", "none"),
+    "ServerAliveInterval": ("15", "0"),
+    "ServerAliveCountMax": ("4", "3"),
+}
 DIR_MARK = "edgecnn-remote-dir:"
-DEVICE_INSTALL = ("pip install --no-deps edgecnn && pip install numpy click, plus the runtime "
-                  "(README: 'Benchmarking on a device over SSH')")
+DEVICE_INSTALL = (
+    "pip install --no-deps edgecnn && pip install numpy click, plus the runtime "
+    "(README: 'Benchmarking on a device over SSH')"
+)
 # What to install on the device for each runtime: plain packages, never edgecnn[extra] (that pulls torch).
 DEVICE_PACKAGES = {
     "onnxruntime": "pip install onnxruntime",
     "openvino": "pip install openvino",
     "tflite": "pip install ai-edge-litert (or tflite-runtime)",
     "tensorrt": "on a Jetson TensorRT comes with JetPack (apt install python3-libnvinfer), elsewhere "
-                "pip install tensorrt",
+    "pip install tensorrt",
 }
 
 
@@ -102,13 +107,20 @@ class HostResult:
 def _ssh_binary() -> str:
     ssh = shutil.which("ssh")
     if ssh is None:
-        raise EdgecnnError("the OpenSSH client (ssh) is not installed here: apt install openssh-client "
-                           "(or your system's OpenSSH package)")
+        raise EdgecnnError(
+            "the OpenSSH client (ssh) is not installed here: apt install openssh-client "
+            "(or your system's OpenSSH package)"
+        )
     return ssh
 
 
-def ssh_command(host: str, remote_command: str, *, ssh_config: str | os.PathLike | None = None,
-                ssh_options: Sequence[str] = ()) -> list[str]:
+def ssh_command(
+    host: str,
+    remote_command: str,
+    *,
+    ssh_config: str | os.PathLike | None = None,
+    ssh_options: Sequence[str] = (),
+) -> list[str]:
     """The ``ssh`` argv that runs ``remote_command`` (one shell string) on ``host``, never prompting."""
     if not host or host.startswith("-") or any(c.isspace() for c in host):
         raise EdgecnnError(f"'{host}' is not a host: give user@address or an ~/.ssh/config alias")
@@ -121,8 +133,9 @@ def ssh_command(host: str, remote_command: str, *, ssh_config: str | os.PathLike
     argv += ["-o", "BatchMode=yes"]
     for opt in ssh_options:
         argv += ["-o", opt]
-    effective = _effective_config(argv[0], host, None if ssh_config is None else str(ssh_config),
-                                  tuple(ssh_options))
+    effective = _effective_config(
+        argv[0], host, None if ssh_config is None else str(ssh_config), tuple(ssh_options)
+    )
     for name, (ours, ssh_default) in DEFAULT_OPTIONS.items():
         if effective.get(name.lower(), ssh_default) == ssh_default:
             argv += ["-o", f"{name}={ours}"]
@@ -130,13 +143,22 @@ def ssh_command(host: str, remote_command: str, *, ssh_config: str | os.PathLike
 
 
 @functools.lru_cache(maxsize=64)
-def _effective_config(ssh: str, host: str, ssh_config: str | None, options: tuple[str, ...]) -> dict[str, str]:
+def _effective_config(
+    ssh: str, host: str, ssh_config: str | None, options: tuple[str, ...]
+) -> dict[str, str]:
     """What ``ssh -G`` says ssh would use for ``host`` (lower-case option -> value); {} where it cannot tell."""
-    argv = [ssh, *(["-F", ssh_config] if ssh_config else []), *(x for o in options for x in ("-o", o)),
-            "-G", "--", host]
+    argv = [
+        ssh,
+        *(["-F", ssh_config] if ssh_config else []),
+        *(x for o in options for x in ("-o", o)),
+        "-G",
+        "--",
+        host,
+    ]
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10,
-                              check=False)
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return {}
     if proc.returncode != 0:
@@ -160,29 +182,34 @@ def _python_words(remote_python: str) -> str:
 
 def bench_script(name: str, remote_python: str, bench_args: Sequence[str]) -> str:
     """The ``sh`` script run on the device: temp dir (removed on exit), untar stdin, bench it."""
-    bench = f"{_python_words(remote_python)} -m edgecnn bench \"$d\"/{shlex.quote(name)} --json"
+    bench = f'{_python_words(remote_python)} -m edgecnn bench "$d"/{shlex.quote(name)} --json'
     bench += "".join(" " + shlex.quote(a) for a in bench_args)
     return device_script(bench)
 
 
 def device_script(command: str) -> str:
     """The ``sh`` script that makes a temp dir ``$d`` (removed on exit), untars stdin into it, runs ``command``."""
-    return "\n".join([
-        ('d=$(mktemp -d "${TMPDIR:-/tmp}/edgecnn-bench.XXXXXX") || '
-         '{ echo "error: cannot make a temporary directory (mktemp -d) on the device" >&2; exit 3; }'),
-        "trap 'rm -rf \"$d\"' EXIT",
-        "trap 'exit 129' HUP INT TERM",
-        f'echo "{DIR_MARK}$d" >&2',
-        'if ! out=$(tar -xf - -C "$d" 2>&1); then',
-        '  echo "error: unpacking the artifact on the device failed (tar): $(echo "$out" | tail -n 1)" >&2',
-        "  exit 3",
-        "fi",
-        command,
-    ])
+    return "\n".join(
+        [
+            (
+                'd=$(mktemp -d "${TMPDIR:-/tmp}/edgecnn-bench.XXXXXX") || '
+                '{ echo "error: cannot make a temporary directory (mktemp -d) on the device" >&2; exit 3; }'
+            ),
+            "trap 'rm -rf \"$d\"' EXIT",
+            "trap 'exit 129' HUP INT TERM",
+            f'echo "{DIR_MARK}$d" >&2',
+            'if ! out=$(tar -xf - -C "$d" 2>&1); then',
+            '  echo "error: unpacking the artifact on the device failed (tar): $(echo "$out" | tail -n 1)" >&2',
+            "  exit 3",
+            "fi",
+            command,
+        ]
+    )
 
 
 def _tar_artifact(art_dir: Path, name: str, dest: Path, extra: dict[str, Path] | None = None) -> None:
     """A tar of the artifact as ``name/``, plus ``extra`` files (name in the tar -> file here)."""
+
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
         info.uname = info.gname = ""
@@ -204,21 +231,43 @@ def _ssh_failure(host: str, stderr: str, what: str = "bench") -> str:
     text = " ".join(lines)
     last = lines[-1] if lines else "exit status 255 and no message (LogLevel QUIET?)"
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
-        return (f"{host}: its host key does not match known_hosts (REMOTE HOST IDENTIFICATION HAS CHANGED); "
-                f"if the device was reinstalled, check the new key and replace it: ssh-keygen -R HOSTNAME")
-    if "Host key verification failed" in text or "No ED25519 host key is known" in text \
-            or re.search(r"No \S+ host key is known", text):
-        return (f"{host}: host key not verified (not in known_hosts, or changed); connect once with "
-                f"`ssh {host}` to check and accept it (edgecnn never prompts)")
+        return (
+            f"{host}: its host key does not match known_hosts (REMOTE HOST IDENTIFICATION HAS CHANGED); "
+            f"if the device was reinstalled, check the new key and replace it: ssh-keygen -R HOSTNAME"
+        )
+    if (
+        "Host key verification failed" in text
+        or "No ED25519 host key is known" in text
+        or re.search(r"No \S+ host key is known", text)
+    ):
+        return (
+            f"{host}: host key not verified (not in known_hosts, or changed); connect once with "
+            f"`ssh {host}` to check and accept it (edgecnn never prompts)"
+        )
     if "Permission denied" in text or "Too many authentication failures" in text:
-        return (f"{host}: authentication failed ({last}); set up key login (ssh-copy-id {host}) or load "
-                f"the key into ssh-agent: passwords are never asked for")
-    reach = ("Connection refused", "Connection timed out", "No route to host", "Could not resolve hostname",
-             "Network is unreachable", "Name or service not known", "Operation timed out")
+        return (
+            f"{host}: authentication failed ({last}); set up key login (ssh-copy-id {host}) or load "
+            f"the key into ssh-agent: passwords are never asked for"
+        )
+    reach = (
+        "Connection refused",
+        "Connection timed out",
+        "No route to host",
+        "Could not resolve hostname",
+        "Network is unreachable",
+        "Name or service not known",
+        "Operation timed out",
+    )
     if any(r in text for r in reach):
         return f"{host}: cannot connect: {last}"
-    lost = ("closed by remote host", "Connection reset", "Broken pipe", "Timeout, server", "not responding",
-            "Connection closed")
+    lost = (
+        "closed by remote host",
+        "Connection reset",
+        "Broken pipe",
+        "Timeout, server",
+        "not responding",
+        "Connection closed",
+    )
     if any(r in text for r in lost):
         return f"{host}: lost the connection during the {what} ({last})"
     return f"{host}: ssh failed: {last}"
@@ -227,12 +276,14 @@ def _ssh_failure(host: str, stderr: str, what: str = "bench") -> str:
 def _remote_failure(host: str, rc: int, stderr: str, remote_python: str, what: str = "bench") -> str:
     """One line for a failure of the script or of edgecnn on the device."""
     lines = _lines(stderr)
-    errors = [ln[len("error:"):].strip() for ln in lines if ln.startswith("error:")]
+    errors = [ln[len("error:") :].strip() for ln in lines if ln.startswith("error:")]
     if errors:
         msg = errors[-1]
         for runtime, hint in _install_hints().items():
             if msg.split(":")[0] == hint.split(":")[0]:  # the device's own hint would pull torch in
-                return f"{host}: {msg.split(':')[0]} on the device; install it there: {DEVICE_PACKAGES[runtime]}"
+                return (
+                    f"{host}: {msg.split(':')[0]} on the device; install it there: {DEVICE_PACKAGES[runtime]}"
+                )
         return f"{host}: {msg}"
     last = lines[-1] if lines else "no message"
     # A traceback's last line, or python -m's own "python3: No module named edgecnn".
@@ -240,19 +291,29 @@ def _remote_failure(host: str, rc: int, stderr: str, remote_python: str, what: s
     if missing:
         mod = missing.group(1).split(".")[0]
         if mod == "edgecnn" and missing.group(1) != "edgecnn":  # the package is there, the module is not
-            return (f"{host}: edgecnn on the device is too old for this (it has no {missing.group(1)}): "
-                    f"upgrade it there (pip install --no-deps -U edgecnn)")
+            return (
+                f"{host}: edgecnn on the device is too old for this (it has no {missing.group(1)}): "
+                f"upgrade it there (pip install --no-deps -U edgecnn)"
+            )
         if mod == "edgecnn":
-            return (f"{host}: edgecnn is not installed for {remote_python} on the device: there, "
-                    f"{DEVICE_INSTALL}; or pass --remote-python")
+            return (
+                f"{host}: edgecnn is not installed for {remote_python} on the device: there, "
+                f"{DEVICE_INSTALL}; or pass --remote-python"
+            )
         if mod == "torch":
-            return (f"{host}: edgecnn on the device imported torch, which a device install leaves out; "
-                    f"upgrade edgecnn there (this is a bug if it is current)")
-        return (f"{host}: {remote_python} on the device lacks the Python package '{mod}': there, "
-                f"pip install {mod} ({DEVICE_INSTALL})")
+            return (
+                f"{host}: edgecnn on the device imported torch, which a device install leaves out; "
+                f"upgrade edgecnn there (this is a bug if it is current)"
+            )
+        return (
+            f"{host}: {remote_python} on the device lacks the Python package '{mod}': there, "
+            f"pip install {mod} ({DEVICE_INSTALL})"
+        )
     if rc in (126, 127):  # the shell could not find or run it
-        return (f"{host}: {remote_python} not found on the device ({lines[-1] if lines else 'exit 127'}); "
-                f"install Python 3 there or pass --remote-python PATH")
+        return (
+            f"{host}: {remote_python} not found on the device ({lines[-1] if lines else 'exit 127'}); "
+            f"install Python 3 there or pass --remote-python PATH"
+        )
     return f"{host}: the remote {what} failed with exit status {rc}: {last}"
 
 
@@ -280,16 +341,26 @@ def _cleanup(host: str, remote_dir: str, ssh_config, ssh_options: Sequence[str])
     """Best effort after a lost connection: the device's own trap normally removes the directory."""
     if not re.fullmatch(r"/[^\n]*/edgecnn-bench\.[A-Za-z0-9]+", remote_dir):
         return
-    argv = ssh_command(host, f"rm -rf -- {shlex.quote(remote_dir)}", ssh_config=ssh_config,
-                       ssh_options=[*ssh_options, "ConnectTimeout=5"])
+    argv = ssh_command(
+        host,
+        f"rm -rf -- {shlex.quote(remote_dir)}",
+        ssh_config=ssh_config,
+        ssh_options=[*ssh_options, "ConnectTimeout=5"],
+    )
     try:
         subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=20, check=False)
     except (OSError, subprocess.SubprocessError):
         pass
 
 
-def _bench_args(runtime: str | None, threads: int | None, batch: int | None, warmup: int, min_seconds: float,
-                min_runs: int) -> list[str]:
+def _bench_args(
+    runtime: str | None,
+    threads: int | None,
+    batch: int | None,
+    warmup: int,
+    min_seconds: float,
+    min_runs: int,
+) -> list[str]:
     args = ["--min-seconds", f"{min_seconds:g}", "--min-runs", str(min_runs), "--warmup", str(warmup)]
     for flag, value in (("--runtime", runtime), ("--threads", threads), ("--batch", batch)):
         if value is not None:
@@ -297,9 +368,18 @@ def _bench_args(runtime: str | None, threads: int | None, batch: int | None, war
     return args
 
 
-def run_on_host(host: str, tar_path: Path, script: str, *, remote_python: str, ssh_config,
-                ssh_options: Sequence[str], timeout: float | None, expect: str,
-                what: str = "bench") -> tuple[dict[str, Any], float]:
+def run_on_host(
+    host: str,
+    tar_path: Path,
+    script: str,
+    *,
+    remote_python: str,
+    ssh_config,
+    ssh_options: Sequence[str],
+    timeout: float | None,
+    expect: str,
+    what: str = "bench",
+) -> tuple[dict[str, Any], float]:
     """Run ``script`` on ``host`` with ``tar_path`` on its stdin; (the JSON it printed, wall seconds).
 
     The JSON must hold the key ``expect``; any failure is an :class:`EdgecnnError` of one line.
@@ -315,8 +395,10 @@ def run_on_host(host: str, tar_path: Path, script: str, *, remote_python: str, s
             remote_dir = _remote_dir(stderr)
             if remote_dir:
                 _cleanup(host, remote_dir, ssh_config, ssh_options)
-            raise EdgecnnError(f"{host}: the {what} did not finish within --timeout {timeout:g} s and was stopped; "
-                               f"check the device, or allow more time") from None
+            raise EdgecnnError(
+                f"{host}: the {what} did not finish within --timeout {timeout:g} s and was stopped; "
+                f"check the device, or allow more time"
+            ) from None
     wall_s = time.perf_counter() - t0
     stdout = proc.stdout.decode(errors="replace")
     stderr = proc.stderr.decode(errors="replace")
@@ -331,21 +413,43 @@ def run_on_host(host: str, tar_path: Path, script: str, *, remote_python: str, s
     result = _parse_json(stdout)
     if result is None or expect not in result:
         last = (_lines(stdout) or _lines(stderr) or ["nothing"])[-1]
-        raise EdgecnnError(f"{host}: the remote {what} printed no result JSON (last line: {last}); "
-                           f"is edgecnn there too old? upgrade it: {DEVICE_INSTALL}")
+        raise EdgecnnError(
+            f"{host}: the remote {what} printed no result JSON (last line: {last}); "
+            f"is edgecnn there too old? upgrade it: {DEVICE_INSTALL}"
+        )
     return result, wall_s
 
 
-def _run_host(host: str, tar_path: Path, art_dir: Path, name: str, remote_python: str, bench_args: list[str],
-              ssh_config, ssh_options: Sequence[str], timeout: float | None) -> dict[str, Any]:
-    result, wall_s = run_on_host(host, tar_path, bench_script(name, remote_python, bench_args),
-                                 remote_python=remote_python, ssh_config=ssh_config, ssh_options=ssh_options,
-                                 timeout=timeout, expect="latency_ms")
+def _run_host(
+    host: str,
+    tar_path: Path,
+    art_dir: Path,
+    name: str,
+    remote_python: str,
+    bench_args: list[str],
+    ssh_config,
+    ssh_options: Sequence[str],
+    timeout: float | None,
+) -> dict[str, Any]:
+    result, wall_s = run_on_host(
+        host,
+        tar_path,
+        bench_script(name, remote_python, bench_args),
+        remote_python=remote_python,
+        ssh_config=ssh_config,
+        ssh_options=ssh_options,
+        timeout=timeout,
+        expect="latency_ms",
+    )
     result["host"] = host
     # QEMU's time is never a device's: a device that knows it is emulated keeps that label.
     result["latency_source"] = "emulated" if result.get("latency_source") == "emulated" else "measured"
-    result["remote"] = {"host": host, "python": remote_python, "artifact": result.get("artifact"),
-                        "wall_s": wall_s}
+    result["remote"] = {
+        "host": host,
+        "python": remote_python,
+        "artifact": result.get("artifact"),
+        "wall_s": wall_s,
+    }
     result["artifact"] = str(art_dir)
     return result
 
@@ -353,15 +457,25 @@ def _run_host(host: str, tar_path: Path, art_dir: Path, name: str, remote_python
 def _remote_dir(stderr: str) -> str | None:
     for ln in stderr.splitlines():
         if ln.startswith(DIR_MARK):
-            return ln[len(DIR_MARK):].strip()
+            return ln[len(DIR_MARK) :].strip()
     return None
 
 
-def bench_hosts(path: str | os.PathLike, hosts: Iterable[str], *, remote_python: str | None = None,
-                ssh_config: str | os.PathLike | None = None, ssh_options: Sequence[str] = (),
-                runtime: str | None = None, threads: int | None = None, batch: int | None = None,
-                warmup: int = 5, min_seconds: float = 2.0, min_runs: int = 10,
-                timeout: float | None = None) -> list[HostResult]:
+def bench_hosts(
+    path: str | os.PathLike,
+    hosts: Iterable[str],
+    *,
+    remote_python: str | None = None,
+    ssh_config: str | os.PathLike | None = None,
+    ssh_options: Sequence[str] = (),
+    runtime: str | None = None,
+    threads: int | None = None,
+    batch: int | None = None,
+    warmup: int = 5,
+    min_seconds: float = 2.0,
+    min_runs: int = 10,
+    timeout: float | None = None,
+) -> list[HostResult]:
     """Bench the artifact at ``path`` on every host at once; one :class:`HostResult` per host, in order.
 
     ``remote_python`` defaults to ``$EDGECNN_REMOTE_PYTHON`` or ``python3``; ``ssh_config``
@@ -382,12 +496,17 @@ def bench_hosts(path: str | os.PathLike, hosts: Iterable[str], *, remote_python:
     with tempfile.TemporaryDirectory(prefix="edgecnn-remote-") as tmp:
         tar_path = Path(tmp) / "artifact.tar"
         _tar_artifact(art_dir, name, tar_path)
-        return for_each_host(hosts, lambda host: _run_host(host, tar_path, art_dir, name, remote_python, args,
-                                                           ssh_config, ssh_options, timeout))
+        return for_each_host(
+            hosts,
+            lambda host: _run_host(
+                host, tar_path, art_dir, name, remote_python, args, ssh_config, ssh_options, timeout
+            ),
+        )
 
 
-def check_hosts(hosts: Sequence[str], remote_python: str | None, ssh_config,
-                ssh_options: Sequence[str]) -> tuple[str, str | os.PathLike | None]:
+def check_hosts(
+    hosts: Sequence[str], remote_python: str | None, ssh_config, ssh_options: Sequence[str]
+) -> tuple[str, str | os.PathLike | None]:
     """Refuse bad hosts and options before any connection; (remote Python, ssh config) with their defaults."""
     if not hosts:
         raise EdgecnnError("no host given: pass --host user@address (repeat it for several devices)")
@@ -401,6 +520,7 @@ def check_hosts(hosts: Sequence[str], remote_python: str | None, ssh_config,
 
 def for_each_host(hosts: Sequence[str], run: Callable[[str], Any]) -> list[HostResult]:
     """``run(host)`` on every host at once, one thread each; its result or its one-line error, in order."""
+
     def one(host: str) -> HostResult:
         try:
             return HostResult(host, result=run(host))
@@ -421,10 +541,19 @@ def bench_remote(path: str | os.PathLike, host: str, **kwargs: Any) -> dict[str,
     return r.result
 
 
-def profile_hosts(path: str | os.PathLike, hosts: Iterable[str], *, remote_python: str | None = None,
-                  ssh_config: str | os.PathLike | None = None, ssh_options: Sequence[str] = (),
-                  runtime: str | None = None, threads: int | None = None, runs: int = 20, warmup: int = 3,
-                  timeout: float | None = None) -> list[HostResult]:
+def profile_hosts(
+    path: str | os.PathLike,
+    hosts: Iterable[str],
+    *,
+    remote_python: str | None = None,
+    ssh_config: str | os.PathLike | None = None,
+    ssh_options: Sequence[str] = (),
+    runtime: str | None = None,
+    threads: int | None = None,
+    runs: int = 20,
+    warmup: int = 3,
+    timeout: float | None = None,
+) -> list[HostResult]:
     """Per-layer times of the artifact on every host, from the device's runtime profiler (``edgecnn bench
     --profile --json`` run there); each result is an :class:`edgecnn.profiling.LayerProfile` JSON dict with
     ``host`` set."""
@@ -441,9 +570,17 @@ def profile_hosts(path: str | os.PathLike, hosts: Iterable[str], *, remote_pytho
             args += [flag, str(value)]
 
     def one(host: str, tar_path: Path) -> dict[str, Any]:
-        result, _ = run_on_host(host, tar_path, bench_script(name, remote_python, args), remote_python=remote_python,
-                                ssh_config=ssh_config, ssh_options=ssh_options, timeout=timeout, expect="layers",
-                                what="profile")
+        result, _ = run_on_host(
+            host,
+            tar_path,
+            bench_script(name, remote_python, args),
+            remote_python=remote_python,
+            ssh_config=ssh_config,
+            ssh_options=ssh_options,
+            timeout=timeout,
+            expect="layers",
+            what="profile",
+        )
         return {**result, "host": host, "artifact": str(art_dir)}
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-remote-") as tmp:

@@ -82,8 +82,9 @@ def lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> flo
 
 
 @torch.no_grad()
-def evaluate_model(model: torch.nn.Module, images, labels, preprocess: Preprocess,
-                   batch_size: int = 500) -> dict:
+def evaluate_model(
+    model: torch.nn.Module, images, labels, preprocess: Preprocess, batch_size: int = 500
+) -> dict:
     """Top-1 / top-5 of a float PyTorch model on uint8 images.
 
     Under torchrun every rank must call it: rank 0's buffers are broadcast, each rank scores
@@ -100,8 +101,9 @@ def evaluate_model(model: torch.nn.Module, images, labels, preprocess: Preproces
     for x, y in iterate_batches(images, labels, preprocess, batch_size, shuffle=False):
         acc.update(model(x.to(device)).cpu(), y)
     if distributed.active():
-        acc.n, acc.correct1, acc.correct5 = (int(v) for v in
-                                             distributed.all_reduce_sum([acc.n, acc.correct1, acc.correct5]))
+        acc.n, acc.correct1, acc.correct5 = (
+            int(v) for v in distributed.all_reduce_sum([acc.n, acc.correct1, acc.correct5])
+        )
     return acc.as_dict()
 
 
@@ -111,10 +113,19 @@ def peak_rss_mb() -> float:
 
 
 @outdir.holding_locks
-def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | None = None,
-          reset_head: bool = False, out_dir: str | Path | None = None, force: bool = False,
-          threads: int | None = None, log: Callable[[str], None] = print,
-          progress: bool = True) -> TrainResult:
+def train(
+    arch: str,
+    recipe: Recipe,
+    *,
+    data: str | None = None,
+    weights: str | None = None,
+    reset_head: bool = False,
+    out_dir: str | Path | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> TrainResult:
     """Train or fine-tune ``arch`` with ``recipe`` and return the run's report.
 
     ``data``: None (Fashion-MNIST) or an ImageFolder path. ``weights``: None (from
@@ -138,7 +149,11 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
     preprocess = Preprocess.for_dataset(bundle, recipe.data.image_size, recipe.data.channels)
     if weights == "imagenet" and num_classes != 1000:
         reset_head = True  # torchvision-style fine-tuning: ImageNet body, new head for these classes
-    model_options = {"num_classes": num_classes, "in_channels": recipe.data.channels, **recipe.model_options()}
+    model_options = {
+        "num_classes": num_classes,
+        "in_channels": recipe.data.channels,
+        **recipe.model_options(),
+    }
 
     key_payload = {
         "arch": arch,
@@ -161,7 +176,9 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
         finished = _finished(report_path, key)
     finished = distributed.broadcast_object(finished)  # rank 0's look decides for all
     if finished is not None:
-        log(f"{arch}: reusing finished run {out} (test top-1 {finished['test']['top1']:.4f}); --force retrains")
+        log(
+            f"{arch}: reusing finished run {out} (test top-1 {finished['test']['top1']:.4f}); --force retrains"
+        )
         return TrainResult(out, ckpt_path, finished, cached=True)
 
     cfg = recipe.train
@@ -174,8 +191,10 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
     use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and (device.type == "cuda" or has_fast_bf16()))
     params_decay = [p for p in model.parameters() if p.ndim > 1]
     params_no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": params_decay, "weight_decay": cfg.weight_decay},
-              {"params": params_no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": params_decay, "weight_decay": cfg.weight_decay},
+        {"params": params_no_decay, "weight_decay": 0.0},
+    ]
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     else:
@@ -218,12 +237,20 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             return  # never replace the last good state with diverged weights
         with atomic_path(state_path) as tmp:
-            torch.save({
-                "format": STATE_FORMAT, "key": key, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "epoch": ep,
-                "step_in_epoch": st, "history": history,
-                "elapsed": elapsed_before + time.perf_counter() - t_start,
-            }, tmp)
+            torch.save(
+                {
+                    "format": STATE_FORMAT,
+                    "key": key,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "epoch": ep,
+                    "step_in_epoch": st,
+                    "history": history,
+                    "elapsed": elapsed_before + time.perf_counter() - t_start,
+                },
+                tmp,
+            )
 
     val_idx = splits["val"].indices
     val_images, val_labels = pool.images[val_idx], pool.labels[val_idx]
@@ -234,9 +261,20 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
             net.train()
             running = TopK()
             loss_sum, loss_n = 0.0, 0
-            batches = iterate_batches(train_images, train_labels, preprocess, cfg.batch_size, shuffle=True,
-                                      seed=cfg.seed, epoch=epoch, augment=_augment(recipe), drop_last=True,
-                                      start=step_in_epoch, rank=dist.rank, world_size=dist.world_size)
+            batches = iterate_batches(
+                train_images,
+                train_labels,
+                preprocess,
+                cfg.batch_size,
+                shuffle=True,
+                seed=cfg.seed,
+                epoch=epoch,
+                augment=_augment(recipe),
+                drop_last=True,
+                start=step_in_epoch,
+                rank=dist.rank,
+                world_size=dist.world_size,
+            )
             task = bar.start(f"{arch} epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch, step_in_epoch)
             for x, y in batches:
                 gstep = epoch * steps_per_epoch + step_in_epoch
@@ -268,13 +306,23 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
                     save_state(epoch, step_in_epoch)
                     last_save = time.perf_counter()
             if dist.enabled:
-                running.n, running.correct1, running.correct5 = (int(v) for v in distributed.all_reduce_sum(
-                    [running.n, running.correct1, running.correct5]))
+                running.n, running.correct1, running.correct5 = (
+                    int(v)
+                    for v in distributed.all_reduce_sum([running.n, running.correct1, running.correct5])
+                )
             val = evaluate_model(model, val_images, val_labels, preprocess, cfg.eval_batch_size)
-            history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, loss_n),
-                            "train_top1": running.top1, "val_top1": val["top1"]})
-            log(f"{arch} epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / max(1, loss_n):.4f} "
-                f"train top-1 {running.top1:.4f} val top-1 {val['top1']:.4f}")
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": loss_sum / max(1, loss_n),
+                    "train_top1": running.top1,
+                    "val_top1": val["top1"],
+                }
+            )
+            log(
+                f"{arch} epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / max(1, loss_n):.4f} "
+                f"train top-1 {running.top1:.4f} val top-1 {val['top1']:.4f}"
+            )
             epoch, step_in_epoch = epoch + 1, 0
             save_state(epoch, 0)
             last_save = time.perf_counter()
@@ -289,9 +337,14 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
         "model_options": dict(model.arch_options),
         "weights": weights,
         "reset_head": reset_head,
-        "dataset": {"name": bundle.name, "train_hash": bundle.train.content_hash,
-                    "test_hash": bundle.test.content_hash, "train_split": train_split.split_id,
-                    "train_images": len(train_labels), "test_images": len(bundle.test.labels)},
+        "dataset": {
+            "name": bundle.name,
+            "train_hash": bundle.train.content_hash,
+            "test_hash": bundle.test.content_hash,
+            "train_split": train_split.split_id,
+            "train_images": len(train_labels),
+            "test_images": len(bundle.test.labels),
+        },
         "preprocess": preprocess.to_dict(),
         "history": history,
         "test": test,
@@ -301,14 +354,27 @@ def train(arch: str, recipe: Recipe, *, data: str | None = None, weights: str | 
         "world_size": dist.world_size,
         "device": str(device),
         "amp": "bf16" if use_bf16 else "off",
-        "environment": {"edgecnn": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                        "machine": platform.machine(), "cpu": cpu_model(), "cpu_count": os.cpu_count()},
+        "environment": {
+            "edgecnn": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(),
+        },
     }
     if dist.is_main:
-        save_checkpoint(ckpt_path, arch=arch, model_options=dict(model.arch_options),
-                        state_dict={k: v.cpu().contiguous() for k, v in model.state_dict().items()},
-                        preprocess=preprocess.to_dict(), classes=list(bundle.classes), metrics=test,
-                        dataset=bundle.name, recipe=recipe.to_dict())
+        save_checkpoint(
+            ckpt_path,
+            arch=arch,
+            model_options=dict(model.arch_options),
+            state_dict={k: v.cpu().contiguous() for k, v in model.state_dict().items()},
+            preprocess=preprocess.to_dict(),
+            classes=list(bundle.classes),
+            metrics=test,
+            dataset=bundle.name,
+            recipe=recipe.to_dict(),
+        )
         atomic_write_json(report_path, report)
         state_path.unlink(missing_ok=True)
         outdir.seal(out, "train")
@@ -359,10 +425,17 @@ class _Progress:
 
             console = Console(stderr=True)
             if console.is_terminal:
-                self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                   TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} "
-                                              "lr {task.fields[lr]:.4f}"),
-                                   TimeRemainingColumn(), console=console, transient=True)
+                self._p = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn(
+                        "loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} lr {task.fields[lr]:.4f}"
+                    ),
+                    TimeRemainingColumn(),
+                    console=console,
+                    transient=True,
+                )
 
     def __enter__(self):
         if self._p:

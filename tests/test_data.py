@@ -36,8 +36,9 @@ from edgecnn.data import fashion_mnist as fm
 from edgecnn.errors import EdgecnnError
 
 HAVE_FASHION_MNIST = all((fm.SYSTEM_DIR / name).is_file() for name in fm.FILES)
-needs_fashion_mnist = pytest.mark.skipif(not HAVE_FASHION_MNIST,
-                                         reason=f"Fashion-MNIST not in {fm.SYSTEM_DIR}")
+needs_fashion_mnist = pytest.mark.skipif(
+    not HAVE_FASHION_MNIST, reason=f"Fashion-MNIST not in {fm.SYSTEM_DIR}"
+)
 
 
 # -- Fashion-MNIST ------------------------------------------------------------------------
@@ -112,8 +113,9 @@ def test_fashion_mnist_missing(tmp_path):
     with pytest.raises(EdgecnnError) as e:
         load_fashion_mnist([tmp_path], cache_dir=tmp_path, base_url=url)
     msg = str(e.value)
-    assert msg.startswith("Fashion-MNIST not found: install it with "
-                          "`sudo apt-get install dataset-fashion-mnist`")
+    assert msg.startswith(
+        "Fashion-MNIST not found: install it with `sudo apt-get install dataset-fashion-mnist`"
+    )
     assert f"put the four .gz files from {url} in {tmp_path}" in msg
     assert "\n" not in msg and "refused" in msg.lower()
     assert list(tmp_path.iterdir()) == []  # nothing half-downloaded left behind
@@ -164,13 +166,16 @@ def _idx(magic: int, dims: tuple[int, ...], data: bytes) -> bytes:
     return header + data
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"this is not gzip", "not a whole gzip file"),
-    (gzip.compress(_idx(0x803, (2, 28, 28), bytes(2 * 784)))[:-10], "not a whole gzip file"),
-    (gzip.compress(_idx(0x801, (2, 28, 28), bytes(2 * 784))), "bad magic number"),
-    (gzip.compress(_idx(0x803, (2, 28, 28), bytes(784))), "truncated or padded"),
-    (gzip.compress(_idx(0x803, (2, 28, 28), bytes(2 * 784))), "not the official Fashion-MNIST file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"this is not gzip", "not a whole gzip file"),
+        (gzip.compress(_idx(0x803, (2, 28, 28), bytes(2 * 784)))[:-10], "not a whole gzip file"),
+        (gzip.compress(_idx(0x801, (2, 28, 28), bytes(2 * 784))), "bad magic number"),
+        (gzip.compress(_idx(0x803, (2, 28, 28), bytes(784))), "truncated or padded"),
+        (gzip.compress(_idx(0x803, (2, 28, 28), bytes(2 * 784))), "not the official Fashion-MNIST file"),
+    ],
+)
 def test_fashion_mnist_corrupt_file(tmp_path, content, message):
     for name in fm.FILES:  # train-images is read first; the others are never reached
         (tmp_path / name).write_bytes(b"")
@@ -231,15 +236,20 @@ def test_imagefolder_train_test_folders(tmp_path):
         load_imagefolder(tmp_path)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p / "missing", "dataset path does not exist"),
-    (lambda p: (p / "file.txt").write_text("x") and p / "file.txt", "is not a directory"),
-    (lambda p: p, "has no class subfolders"),
-    (lambda p: write_images(p, classes=("only",)) or p, r"has one class folder \(only\)"),
-    (lambda p: write_images(p) or (p / "gnu").mkdir() or p, "class folder .*gnu has no images"),
-    (lambda p: write_images(p) or (p / "dog" / "bad.jpg").write_bytes(b"garbage") and p,
-     "cannot read image .*bad.jpg .*remove the file"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing", "dataset path does not exist"),
+        (lambda p: (p / "file.txt").write_text("x") and p / "file.txt", "is not a directory"),
+        (lambda p: p, "has no class subfolders"),
+        (lambda p: write_images(p, classes=("only",)) or p, r"has one class folder \(only\)"),
+        (lambda p: write_images(p) or (p / "gnu").mkdir() or p, "class folder .*gnu has no images"),
+        (
+            lambda p: write_images(p) or (p / "dog" / "bad.jpg").write_bytes(b"garbage") and p,
+            "cannot read image .*bad.jpg .*remove the file",
+        ),
+    ],
+)
 def test_imagefolder_errors(tmp_path, make, message):
     root = make(tmp_path)
     with pytest.raises(EdgecnnError, match=message) as e:
@@ -278,9 +288,13 @@ def test_preprocess_dict_roundtrip_and_validation():
     assert Preprocess.from_dict(json.loads(json.dumps(p.to_dict()))) == p
     with pytest.raises(EdgecnnError, match="unknown key 'imagesize'"):
         Preprocess.from_dict({**p.to_dict(), "imagesize": 32})
-    for bad, message in [({"image_size": 4}, "image_size"), ({"channels": 2}, "channels must be 1 or 3"),
-                         ({"mean": [0.1]}, "one value per channel"), ({"std": [0.1, 0.0, 0.1]}, "positive"),
-                         ({"layout": "CHW"}, "layout must be one of NCHW, NHWC")]:
+    for bad, message in [
+        ({"image_size": 4}, "image_size"),
+        ({"channels": 2}, "channels must be 1 or 3"),
+        ({"mean": [0.1]}, "one value per channel"),
+        ({"std": [0.1, 0.0, 0.1]}, "positive"),
+        ({"layout": "CHW"}, "layout must be one of NCHW, NHWC"),
+    ]:
         with pytest.raises(EdgecnnError, match=message):
             Preprocess.from_dict({**p.to_dict(), **bad})
     with pytest.raises(EdgecnnError, match="uint8 images shaped N x H x W x C"):
@@ -307,8 +321,13 @@ def small_bundle(n_train=100, n_test=20) -> DatasetBundle:
     rng = np.random.default_rng(0)
 
     def ds(n):
-        return ImageDataset("tiny", rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8),
-                            rng.integers(0, 2, n), ("a", "b"), "memory")
+        return ImageDataset(
+            "tiny",
+            rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8),
+            rng.integers(0, 2, n),
+            ("a", "b"),
+            "memory",
+        )
 
     return DatasetBundle("tiny", ds(n_train), ds(n_test))
 
@@ -413,6 +432,7 @@ def test_augmentation_deterministic(augment):
 def test_crop_pads_black():
     x = np.full((64, 32, 32, 1), 255, dtype=np.uint8)
     p = Preprocess(32, 1, (0.5,), (0.25,))
-    out = torch.cat([x for x, _ in iterate_batches(x, np.zeros(64), p, 64, shuffle=False, seed=0,
-                                                   augment="flip+crop")])
+    out = torch.cat(
+        [x for x, _ in iterate_batches(x, np.zeros(64), p, 64, shuffle=False, seed=0, augment="flip+crop")]
+    )
     assert set(out.unique().tolist()) == {-2.0, 2.0}  # black padding (0 - 0.5) / 0.25 and the white image

@@ -17,9 +17,28 @@ from edgecnn.recipes import load_recipe
 
 quiet = {"log": lambda s: None, "progress": False}
 fast = {"bench_seconds": 0.2, "bench_runs": 5, "threads": 1}
-KEYS = ("schema", "arch", "target", "device", "runtime", "precision", "image_size", "dataset", "accuracy",
-        "latency_ms", "latency_source", "throughput_ips", "model_size_mb", "peak_memory_mb", "energy_mj",
-        "energy_source", "artifact", "stages", "tools", "created")
+KEYS = (
+    "schema",
+    "arch",
+    "target",
+    "device",
+    "runtime",
+    "precision",
+    "image_size",
+    "dataset",
+    "accuracy",
+    "latency_ms",
+    "latency_source",
+    "throughput_ips",
+    "model_size_mb",
+    "peak_memory_mb",
+    "energy_mj",
+    "energy_source",
+    "artifact",
+    "stages",
+    "tools",
+    "created",
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +50,14 @@ def recipe_file(tmp_path_factory):
 def cpu_run(recipe_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "cpu"
     t0 = time.perf_counter()
-    path, report = deploy("test_resnet18", "cpu", recipe=load_recipe("test_resnet18", str(recipe_file)), out=out,
-                          **fast, **quiet)
+    path, report = deploy(
+        "test_resnet18",
+        "cpu",
+        recipe=load_recipe("test_resnet18", str(recipe_file)),
+        out=out,
+        **fast,
+        **quiet,
+    )
     return path, report, time.perf_counter() - t0
 
 
@@ -73,8 +98,14 @@ def test_deploy_to_cpu_is_measured_in_openvino(cpu_run):
 def test_rerun_reuses_every_stage(cpu_run, recipe_file):
     path, first, first_s = cpu_run
     t0 = time.perf_counter()
-    again_path, r = deploy("test_resnet18", "cpu", recipe=load_recipe("test_resnet18", str(recipe_file)),
-                           out=path, **fast, **quiet)
+    again_path, r = deploy(
+        "test_resnet18",
+        "cpu",
+        recipe=load_recipe("test_resnet18", str(recipe_file)),
+        out=path,
+        **fast,
+        **quiet,
+    )
     took = time.perf_counter() - t0
     assert again_path == path
     assert all(s["cached"] for s in r["stages"].values()), r["stages"]
@@ -84,8 +115,14 @@ def test_rerun_reuses_every_stage(cpu_run, recipe_file):
 
 
 def test_deploy_to_rpi_predicts_latency_and_measures_tflite_accuracy(cpu_run, recipe_file, tmp_path):
-    path, r = deploy("test_resnet18", "rpi", recipe=load_recipe("test_resnet18", str(recipe_file)),
-                     out=tmp_path / "rpi", **fast, **quiet)
+    path, r = deploy(
+        "test_resnet18",
+        "rpi",
+        recipe=load_recipe("test_resnet18", str(recipe_file)),
+        out=tmp_path / "rpi",
+        **fast,
+        **quiet,
+    )
     _consistent(r, path)
     assert r["runtime"] == "tflite" and r["accuracy"]["runtime"] == "tflite"
     assert r["latency_source"] == "predicted" and r["device"] == "rpi5"
@@ -102,14 +139,26 @@ def test_foreign_out_is_refused(recipe_file, tmp_path):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(EdgecnnError, match="did not write"):
-        deploy("test_resnet18", "cpu", recipe=load_recipe("test_resnet18", str(recipe_file)), out=foreign, **quiet)
+        deploy(
+            "test_resnet18",
+            "cpu",
+            recipe=load_recipe("test_resnet18", str(recipe_file)),
+            out=foreign,
+            **quiet,
+        )
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 
 def test_conflicting_options(recipe_file):
     with pytest.raises(EdgecnnError, match="conflict"):
-        deploy("test_resnet18", "cpu", recipe=load_recipe("test_resnet18", str(recipe_file)), qat=True,
-               max_drop=1.0, **quiet)
+        deploy(
+            "test_resnet18",
+            "cpu",
+            recipe=load_recipe("test_resnet18", str(recipe_file)),
+            qat=True,
+            max_drop=1.0,
+            **quiet,
+        )
     res = CliRunner().invoke(cli, ["deploy", "test_resnet18", "--target", "cpu", "--qat", "--max-drop", "1"])
     assert res.exit_code == 2 and "conflict" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(cli, ["deploy", "test_resnet18", "--target", "rpi", "--precision", "fp16"])
@@ -119,9 +168,14 @@ def test_conflicting_options(recipe_file):
 def test_pareto_flags_dominated_points():
     from edgecnn.frontier import frontier, pareto
 
-    pts = [{"n": "a", "top1": 0.90, "ms": 5.0}, {"n": "b", "top1": 0.85, "ms": 8.0},
-           {"n": "c", "top1": 0.95, "ms": 9.0}, {"n": "d", "top1": 0.90, "ms": 5.0},
-           {"n": "e", "top1": None, "ms": 1.0}, {"n": "f", "top1": 0.80, "ms": 2.0}]
+    pts = [
+        {"n": "a", "top1": 0.90, "ms": 5.0},
+        {"n": "b", "top1": 0.85, "ms": 8.0},
+        {"n": "c", "top1": 0.95, "ms": 9.0},
+        {"n": "d", "top1": 0.90, "ms": 5.0},
+        {"n": "e", "top1": None, "ms": 1.0},
+        {"n": "f", "top1": 0.80, "ms": 2.0},
+    ]
     r = pareto(pts, "ms")
     assert [p["dominated"] for p in r] == [False, True, False, False, None, False]  # equal points tie
     assert r[1]["dominated_by"] == [0, 3] and pts[1] == {"n": "b", "top1": 0.85, "ms": 8.0}
@@ -151,12 +205,19 @@ def test_bundle_runs_on_its_own_with_predict_py(cpu_run, tmp_path):
         f = tmp_path / f"img {i}.png"  # a space in the name: passed through argv untouched
         Image.fromarray(test.images[i][..., 0]).save(f)
         files.append(str(f))
-    block = "import sys, builtins; real = builtins.__import__\n" \
-            "def no_torch(name, *a, **k):\n    if name.split('.')[0] == 'torch': raise ImportError('no torch here')\n" \
-            "    return real(name, *a, **k)\nbuiltins.__import__ = no_torch\n"
+    block = (
+        "import sys, builtins; real = builtins.__import__\n"
+        "def no_torch(name, *a, **k):\n    if name.split('.')[0] == 'torch': raise ImportError('no torch here')\n"
+        "    return real(name, *a, **k)\nbuiltins.__import__ = no_torch\n"
+    )
     script = (path / "predict.py").read_text()
-    res = subprocess.run([sys.executable, "-c", block + f"__file__ = {str(path / 'predict.py')!r}\n" + script, *files],
-                         capture_output=True, text=True, timeout=120, check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", block + f"__file__ = {str(path / 'predict.py')!r}\n" + script, *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-1500:]
     lines = res.stdout.strip().splitlines()
     assert len(lines) == 6 and all(line.startswith(f"{f}: ") for line, f in zip(lines, files, strict=True))
@@ -167,6 +228,11 @@ def test_bundle_runs_on_its_own_with_predict_py(cpu_run, tmp_path):
     for line, k in zip(lines, logits.argmax(1), strict=True):
         first = line.split(": ", 1)[1].split(", ")[0]
         assert first.rsplit(" ", 1)[0] == names[k]
-    bad = subprocess.run([sys.executable, str(path / "predict.py"), str(tmp_path / "missing.png")],
-                         capture_output=True, text=True, timeout=120, check=False)
+    bad = subprocess.run(
+        [sys.executable, str(path / "predict.py"), str(tmp_path / "missing.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode != 0 and "cannot read" in bad.stderr

@@ -38,8 +38,15 @@ FOUR = ("alexnet", "vgg16", "resnet18", "googlenet")
 
 
 def test_the_profiles_the_design_names_exist():
-    for name in ("jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-agx-xavier", "jetson-nano",
-                 "rpi4", "rpi5"):
+    for name in (
+        "jetson-orin-nano",
+        "jetson-orin-nx",
+        "jetson-agx-orin",
+        "jetson-agx-xavier",
+        "jetson-nano",
+        "rpi4",
+        "rpi5",
+    ):
         assert name in DEVICE_FILES
     assert list_devices()[-1] == HOST
 
@@ -89,13 +96,16 @@ def _profile_text() -> str:
     return Path(DEVICE_FILES["rpi4"]).read_text()
 
 
-@pytest.mark.parametrize("edit, key", [
-    (lambda t: t.replace('power_w = 6.4', 'power_w = 6.4\npowr = 3'), "powr"),
-    (lambda t: t.replace('bandwidth_gbps = 12.8', 'bandwidth_gbps = 12.8\nbandwith = 1'), "bandwith"),
-    (lambda t: t.replace('[cpu.peak_tops]', '[cpu.peak_tops]\nint4 = 1.0'), "int4"),
-    (lambda t: t.replace('[sources]', '[sources]\n"memory.bandwith" = "x"'), "memory.bandwith"),
-    (lambda t: t.replace('[runtimes.tflite]', '[runtimes.tflite]\nthreads = 4'), "threads"),
-])
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda t: t.replace("power_w = 6.4", "power_w = 6.4\npowr = 3"), "powr"),
+        (lambda t: t.replace("bandwidth_gbps = 12.8", "bandwidth_gbps = 12.8\nbandwith = 1"), "bandwith"),
+        (lambda t: t.replace("[cpu.peak_tops]", "[cpu.peak_tops]\nint4 = 1.0"), "int4"),
+        (lambda t: t.replace("[sources]", '[sources]\n"memory.bandwith" = "x"'), "memory.bandwith"),
+        (lambda t: t.replace("[runtimes.tflite]", "[runtimes.tflite]\nthreads = 4"), "threads"),
+    ],
+)
 def test_unknown_key_is_an_error_naming_key_and_file(tmp_path, edit, key):
     f = tmp_path / "mydev.toml"
     f.write_text(edit(_profile_text()))
@@ -118,6 +128,7 @@ def test_unknown_runtime_and_unsupported_precision(tmp_path):
 
 # ---- detection ------------------------------------------------------------------------
 
+
 def _fake_root(tmp_path: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
         p = tmp_path / rel
@@ -126,24 +137,29 @@ def _fake_root(tmp_path: Path, files: dict[str, str]) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("model, tegra, expected", [
-    ("NVIDIA Jetson Orin Nano Developer Kit\x00", True, "jetson-orin-nano"),
-    ("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super\x00", True, "jetson-orin-nano"),
-    ("NVIDIA Jetson Nano Developer Kit\x00", True, "jetson-nano"),
-    ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit\x00", True, "jetson-orin-nx"),
-    ("Jetson AGX Orin\x00", True, "jetson-agx-orin"),
-    ("Jetson-AGX\x00", True, "jetson-agx-xavier"),
-    ("Raspberry Pi 5 Model B Rev 1.0\x00", False, "rpi5"),
-    ("Raspberry Pi 4 Model B Rev 1.4\x00", False, "rpi4"),
-    ("Raspberry Pi 3 Model B Plus Rev 1.3\x00", False, HOST),
-    (None, False, HOST),
-])
+@pytest.mark.parametrize(
+    "model, tegra, expected",
+    [
+        ("NVIDIA Jetson Orin Nano Developer Kit\x00", True, "jetson-orin-nano"),
+        ("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super\x00", True, "jetson-orin-nano"),
+        ("NVIDIA Jetson Nano Developer Kit\x00", True, "jetson-nano"),
+        ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit\x00", True, "jetson-orin-nx"),
+        ("Jetson AGX Orin\x00", True, "jetson-agx-orin"),
+        ("Jetson-AGX\x00", True, "jetson-agx-xavier"),
+        ("Raspberry Pi 5 Model B Rev 1.0\x00", False, "rpi5"),
+        ("Raspberry Pi 4 Model B Rev 1.4\x00", False, "rpi4"),
+        ("Raspberry Pi 3 Model B Plus Rev 1.3\x00", False, HOST),
+        (None, False, HOST),
+    ],
+)
 def test_detect_device_from_fake_root(tmp_path, model, tegra, expected):
     files = {}
     if model is not None:
         files["proc/device-tree/model"] = model
     if tegra:
-        files["etc/nv_tegra_release"] = "# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64\n"
+        files["etc/nv_tegra_release"] = (
+            "# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64\n"
+        )
     root = _fake_root(tmp_path, files)
     assert detect_device(root) == expected
     if tegra:
@@ -153,19 +169,24 @@ def test_detect_device_from_fake_root(tmp_path, model, tegra, expected):
 CPUINFO_SPR = "".join(
     f"processor\t: {i}\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+ @ 2.00GHz\ncpu MHz\t\t: 1900.000\n"
     f"flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16 amx_bf16 amx_int8 amx_tile\n\n"
-    for i in range(4))
+    for i in range(4)
+)
 
 
 def test_host_profile_from_fake_cpuinfo(tmp_path):
-    root = _fake_root(tmp_path, {"proc/cpuinfo": CPUINFO_SPR, "proc/meminfo": "MemTotal:       16000000 kB\n"})
+    root = _fake_root(
+        tmp_path, {"proc/cpuinfo": CPUINFO_SPR, "proc/meminfo": "MemTotal:       16000000 kB\n"}
+    )
     assert detect_device(root) == HOST
     p = host_profile(root, use_cache=False)
     assert p.name == HOST and p.kind == "host" and p.target == "cpu"
-    assert p.cpu.cores == 4 and p.cpu.clock_ghz == 2.0            # from the model name, not cpu MHz
+    assert p.cpu.cores == 4 and p.cpu.clock_ghz == 2.0  # from the model name, not cpu MHz
     assert math.isclose(p.cpu.peak_tops.int8, 4 * 2.0 * 2048 / 1e3)  # AMX
     assert math.isclose(p.cpu.peak_tops.bf16, 4 * 2.0 * 1024 / 1e3)
-    assert math.isclose(p.cpu.peak_tops.fp32, 4 * 2.0 * 64 / 1e3)    # AVX-512
-    assert "amx_int8" in p.sources["cpu.peak_tops.int8"] and p.sources["cpu.peak_tops.int8"].startswith("DERIVED")
+    assert math.isclose(p.cpu.peak_tops.fp32, 4 * 2.0 * 64 / 1e3)  # AVX-512
+    assert "amx_int8" in p.sources["cpu.peak_tops.int8"] and p.sources["cpu.peak_tops.int8"].startswith(
+        "DERIVED"
+    )
     assert "assumed" in p.sources["memory.bandwidth_gbps"]
     assert p.memory.size_gb == 16.0
     assert "bf16" in p.runtime("openvino").precisions
@@ -177,17 +198,22 @@ def test_host_profile_from_fake_cpuinfo(tmp_path):
 
 def test_host_profile_avx2_only(tmp_path):
     text = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2250.000\nflags\t\t: sse2 avx fma avx2\n"
-    root = _fake_root(tmp_path, {"proc/cpuinfo": text, "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "3000000\n"})
+    root = _fake_root(
+        tmp_path, {"proc/cpuinfo": text, "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "3000000\n"}
+    )
     p = host_profile(root, use_cache=False)
     assert p.cpu.clock_ghz == 3.0
-    assert math.isclose(p.cpu.peak_tops.fp32, 3.0 * 32 / 1e3) and math.isclose(p.cpu.peak_tops.int8, 3.0 * 64 / 1e3)
+    assert math.isclose(p.cpu.peak_tops.fp32, 3.0 * 32 / 1e3) and math.isclose(
+        p.cpu.peak_tops.int8, 3.0 * 64 / 1e3
+    )
     assert p.cpu.peak_tops.bf16 is None and "bf16" not in p.runtime("openvino").precisions
 
 
 # ---- predictor --------------------------------------------------------------------------
 
-EFF = Efficiency(compute={"fp32": 0.5, "int8": 0.5}, memory=0.5, overhead_us=10.0, fit_error=math.log(1.2),
-                 basis="test")
+EFF = Efficiency(
+    compute={"fp32": 0.5, "int8": 0.5}, memory=0.5, overhead_us=10.0, fit_error=math.log(1.2), basis="test"
+)
 
 
 def test_predictor_is_monotone_in_macs():
@@ -201,7 +227,10 @@ def test_predictor_is_monotone_in_macs():
     macs = [sum(c.ops for c in n) for n in net]
     # more layers of the same shape never predict less
     base = network_costs("resnet18")
-    assert roofline(base + base, p, "tflite", "int8", EFF)["seconds"] > roofline(base, p, "tflite", "int8", EFF)["seconds"]
+    assert (
+        roofline(base + base, p, "tflite", "int8", EFF)["seconds"]
+        > roofline(base, p, "tflite", "int8", EFF)["seconds"]
+    )
     assert macs[1] == max(macs)  # vgg16 is the heaviest
 
 
@@ -218,7 +247,9 @@ def test_fc_layers_are_bandwidth_bound_at_batch_1():
     # in AlexNet and VGG16 the classifier is bound by weight bandwidth at batch 1
     for arch in ("alexnet", "vgg16"):
         out = predict(arch, "rpi4", precision="fp32")
-        assert {"classifier.1" if arch == "alexnet" else "classifier.0"} <= set(out["prediction"]["memory_bound_layers"])
+        assert {"classifier.1" if arch == "alexnet" else "classifier.0"} <= set(
+            out["prediction"]["memory_bound_layers"]
+        )
 
 
 @pytest.mark.parametrize("device", [*sorted(DEVICE_FILES), HOST])
@@ -236,9 +267,17 @@ def test_predictions_are_labelled_predicted_with_a_band(device):
 def test_fit_recovers_known_efficiencies_and_reports_loo_error():
     p = load_device("rpi4")
     truth = Efficiency(compute={"fp32": 0.4}, memory=0.6, overhead_us=50.0, fit_error=0.0, basis="truth")
-    pts = [CalibrationPoint(arch=a, runtime="tflite", precision="fp32", measured_with="synthetic", source="test",
-                            latency_ms=roofline(network_costs(a), p, "tflite", "fp32", truth)["seconds"] * 1e3)
-           for a in FOUR]
+    pts = [
+        CalibrationPoint(
+            arch=a,
+            runtime="tflite",
+            precision="fp32",
+            measured_with="synthetic",
+            source="test",
+            latency_ms=roofline(network_costs(a), p, "tflite", "fp32", truth)["seconds"] * 1e3,
+        )
+        for a in FOUR
+    ]
     eff = fit_efficiency(p, "tflite", pts)
     assert eff.points == 4 and set(eff.residuals_pct) == {f"{a}/fp32" for a in FOUR}
     for cp in pts:
@@ -258,6 +297,7 @@ def test_published_fit_is_used_and_transferred():
 
 
 # ---- CLI ---------------------------------------------------------------------------------
+
 
 def test_devices_cli_json():
     r = CliRunner().invoke(cli, ["devices", "--json"], catch_exceptions=False)
@@ -281,10 +321,17 @@ def test_devices_cli_table_and_calibrate_option_error():
 def test_calibration_record_is_cached_atomically(edgecnn_home, monkeypatch):
     from edgecnn.devices import calibrate
 
-    fake = {"gemm_tops": {"fp32": 0.05, "int8": 0.1}, "conv_tops": {}, "backend": "fake", "bandwidth_gbps": 12.5}
+    fake = {
+        "gemm_tops": {"fp32": 0.05, "int8": 0.1},
+        "conv_tops": {},
+        "backend": "fake",
+        "bandwidth_gbps": 12.5,
+    }
     monkeypatch.setattr(calibrate, "microbenchmarks", lambda **kw: dict(fake))
     _, path = calibrate.calibrate_host(layers=False)
-    assert path.parent == edgecnn_home / "devices" and path.name.startswith("host-") and path.suffix == ".json"
+    assert (
+        path.parent == edgecnn_home / "devices" and path.name.startswith("host-") and path.suffix == ".json"
+    )
     assert calibrate.load_host_calibration()["bandwidth_gbps"] == 12.5
     assert not list(path.parent.glob(".*.tmp"))
     prof = load_device("host")
@@ -306,9 +353,17 @@ def test_host_fit_to_measured_network_points(edgecnn_home):
 
     prof = load_device("host")
     truth = Efficiency(compute={"fp32": 0.3}, memory=0.5, overhead_us=20.0, fit_error=0.0, basis="truth")
-    pts = [{"arch": a, "runtime": "openvino", "precision": "fp32", "measured_with": "synthetic", "source": "test",
-            "latency_ms": roofline(network_costs(a), prof, "openvino", "fp32", truth)["seconds"] * 1e3}
-           for a in FOUR]
+    pts = [
+        {
+            "arch": a,
+            "runtime": "openvino",
+            "precision": "fp32",
+            "measured_with": "synthetic",
+            "source": "test",
+            "latency_ms": roofline(network_costs(a), prof, "openvino", "fp32", truth)["seconds"] * 1e3,
+        }
+        for a in FOUR
+    ]
     atomic_write_json(calibration_path(), {"format": FORMAT, "calibration_points": pts})
     eff = efficiency_for(load_device("host"), "openvino")
     assert eff.points == 4 and "measured on this host" in eff.basis
@@ -323,7 +378,7 @@ def test_single_layer_costs_match_the_network_profiler():
 
     net = {c.name: c for c in network_costs("resnet18")}
     ours = layer_cost(("conv", 64, 64, 3, 1, 56))
-    ref = net["layer1.0.conv1"]   # 64->64 3x3 at 56 px, no bias in ResNet: one bias vector less
+    ref = net["layer1.0.conv1"]  # 64->64 3x3 at 56 px, no bias in ResNet: one bias vector less
     assert ours.ops == ref.ops and ours.activations == ref.activations and ours.weights == ref.weights + 64
     fc = layer_cost(("linear", 512, 1000))
     assert (fc.ops, fc.weights) == (net["fc"].ops, net["fc"].weights)
@@ -338,11 +393,18 @@ def test_fit_to_layers_recovers_the_efficiencies_and_predicts_the_networks():
     from edgecnn.devices.predict import fit_to_layers
 
     prof = load_device("host")
-    truth = Efficiency(compute={"fp32": 0.35, "int8": 0.2}, memory=0.6, overhead_us=15.0, fit_error=0.0,
-                       basis="truth")
-    pts = [{"layer": list(spec), "precision": prec,
-            "seconds": roofline([layer_cost(spec)], prof, "openvino", prec, truth)["seconds"]}
-           for prec in ("fp32", "int8") for spec in SUITE]
+    truth = Efficiency(
+        compute={"fp32": 0.35, "int8": 0.2}, memory=0.6, overhead_us=15.0, fit_error=0.0, basis="truth"
+    )
+    pts = [
+        {
+            "layer": list(spec),
+            "precision": prec,
+            "seconds": roofline([layer_cost(spec)], prof, "openvino", prec, truth)["seconds"],
+        }
+        for prec in ("fp32", "int8")
+        for spec in SUITE
+    ]
     eff = fit_to_layers(prof, "openvino", pts)
     assert eff.points == len(pts) and "single layers" in eff.basis
     for arch in FOUR:
@@ -359,10 +421,22 @@ def test_host_uses_the_layer_fit_when_calibrated(edgecnn_home):
 
     prof = load_device("host")
     truth = Efficiency(compute={"fp32": 0.3}, memory=0.5, overhead_us=10.0, fit_error=0.0, basis="truth")
-    pts = [{"layer": list(spec), "precision": "fp32",
-            "seconds": roofline([layer_cost(spec)], prof, "openvino", "fp32", truth)["seconds"]} for spec in SUITE]
-    atomic_write_json(calibration_path(), {"format": FORMAT, "gemm_tops": {"fp32": 0.01},
-                                           "layer_points": {"runtime": "openvino", "threads": 2, "points": pts}})
+    pts = [
+        {
+            "layer": list(spec),
+            "precision": "fp32",
+            "seconds": roofline([layer_cost(spec)], prof, "openvino", "fp32", truth)["seconds"],
+        }
+        for spec in SUITE
+    ]
+    atomic_write_json(
+        calibration_path(),
+        {
+            "format": FORMAT,
+            "gemm_tops": {"fp32": 0.01},
+            "layer_points": {"runtime": "openvino", "threads": 2, "points": pts},
+        },
+    )
     eff = efficiency_for(load_device("host"), "openvino")
     assert "single layers" in eff.basis and eff.compute["fp32"] == pytest.approx(0.3, rel=0.1)
     assert "GEMM" in efficiency_for(load_device("host"), "onnxruntime").basis  # layers were timed in OpenVINO
@@ -377,21 +451,31 @@ def test_layer_microbenchmark_runs_int8_kernels_in_openvino():
 
     for spec in (("conv", 16, 16, 3, 1, 14), ("linear", 64, 32)):
         compiled = compile_cpu(build(spec, "int8")[0], "int8", 1)
-        kinds = {op.get_rt_info()["layerType"].astype(str): op.get_rt_info()["runtimePrecision"].astype(str)
-                 for op in compiled.get_runtime_model().get_ordered_ops()}
+        kinds = {
+            op.get_rt_info()["layerType"].astype(str): op.get_rt_info()["runtimePrecision"].astype(str)
+            for op in compiled.get_runtime_model().get_ordered_ops()
+        }
         assert kinds.get("Convolution", kinds.get("FullyConnected")) == "u8", kinds
     compiled = compile_cpu(build(("pool", 16, 2, 2, 14), "int8")[0], "int8", 1)
-    ops = [(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
-           for op in compiled.get_runtime_model().get_ordered_ops()]
+    ops = [
+        (op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+        for op in compiled.get_runtime_model().get_ordered_ops()
+    ]
     kinds = [k for k, _ in ops]
     assert ("Pooling", "u8") in ops and kinds[kinds.index("Pooling") - 1] == "Convolution", ops
-    out = measure_layers(("fp32", "int8"), threads=1, seconds=0.01, min_runs=2,
-                         suite=(("conv", 16, 16, 3, 1, 14), ("pool", 8, 2, 2, 16)))
+    out = measure_layers(
+        ("fp32", "int8"),
+        threads=1,
+        seconds=0.01,
+        min_runs=2,
+        suite=(("conv", 16, 16, 3, 1, 14), ("pool", 8, 2, 2, 16)),
+    )
     assert len(out["points"]) == 4
     assert all(0 < p["seconds"] <= p["with_prefix_seconds"] for p in out["points"])
 
 
 # ---- the last-level cache ---------------------------------------------------------------
+
 
 def _with_cache(profile, mib):
     import dataclasses
@@ -404,15 +488,25 @@ def test_host_profile_reads_the_last_level_cache(tmp_path):
 
     base = "sys/devices/system/cpu/cpu0/cache"
     files = {"proc/cpuinfo": "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: sse2 avx2 fma\n"}
-    for i, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "1024K"),
-                                             (3, "Unified", "32768K")]):
-        files.update({f"{base}/index{i}/level": f"{level}\n", f"{base}/index{i}/type": f"{kind}\n",
-                      f"{base}/index{i}/size": f"{size}\n"})
+    for i, (level, kind, size) in enumerate(
+        [(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "1024K"), (3, "Unified", "32768K")]
+    ):
+        files.update(
+            {
+                f"{base}/index{i}/level": f"{level}\n",
+                f"{base}/index{i}/type": f"{kind}\n",
+                f"{base}/index{i}/size": f"{size}\n",
+            }
+        )
     p = host_profile(_fake_root(tmp_path, files), use_cache=False)
     assert p.memory.cache_mb == 32.0 and p.cache_bytes == 32 * 2**20
     assert "index3/size (L3)" in p.sources["memory.cache_mb"]
-    assert host_profile(_fake_root(tmp_path / "bare", {"proc/cpuinfo": files["proc/cpuinfo"]}),
-                        use_cache=False).memory.cache_mb is None
+    assert (
+        host_profile(
+            _fake_root(tmp_path / "bare", {"proc/cpuinfo": files["proc/cpuinfo"]}), use_cache=False
+        ).memory.cache_mb
+        is None
+    )
 
 
 def test_weights_that_fit_in_the_cache_are_read_at_the_cache_efficiency():
@@ -420,25 +514,31 @@ def test_weights_that_fit_in_the_cache_are_read_at_the_cache_efficiency():
     of AlexNet's 61 MB only the part the cache holds does, so its FC layers stay bound by the
     DRAM bandwidth."""
     prof = _with_cache(load_device("host"), 32.0)
-    eff = Efficiency(compute={"fp32": 0.5, "int8": 0.5}, memory=1.0, overhead_us=0.0, fit_error=0.1, basis="t",
-                     memory_cache=10.0)
+    eff = Efficiency(
+        compute={"fp32": 0.5, "int8": 0.5},
+        memory=1.0,
+        overhead_us=0.0,
+        fit_error=0.1,
+        basis="t",
+        memory_cache=10.0,
+    )
     costs = network_costs("alexnet")
     fc1 = next(c for c in costs if c.name == "classifier.1")
-    r = roofline([fc1], prof, "openvino", "int8", eff)   # a lone layer: 37.7 MB, 32 MiB of them cached
+    r = roofline([fc1], prof, "openvino", "int8", eff)  # a lone layer: 37.7 MB, 32 MiB of them cached
     res = 32 * 2**20 / fc1.weights
     want = (fc1.weights * (1 - res) + fc1.weights * res / 10.0 + fc1.activations / 10.0) / prof.bandwidth
     assert r["seconds"] == pytest.approx(want, rel=1e-9)
     whole = roofline(costs, prof, "openvino", "int8", eff)
     total = sum(c.weights for c in costs)
     frac = 32 * 2**20 / total
-    assert 0.4 < frac < 0.6   # about half of AlexNet's INT8 weights stay in the cache
+    assert 0.4 < frac < 0.6  # about half of AlexNet's INT8 weights stay in the cache
     assert "classifier.1" in whole["memory_bound_layers"]
     t_fc1 = (fc1.weights * (1 - frac) + fc1.weights * frac / 10.0 + fc1.activations / 10.0) / prof.bandwidth
     assert whole["memory_bound_ms"] > t_fc1 * 1e3
     res = network_costs("resnet18")
     cached = roofline(res, prof, "openvino", "int8", eff)["seconds"]
     no_cache = roofline(res, _with_cache(prof, None), "openvino", "int8", eff)["seconds"]
-    assert cached < no_cache   # the same bytes, read from the cache
+    assert cached < no_cache  # the same bytes, read from the cache
     # without a cache term in the efficiency every byte is read at eff_memory, cache or not
     plain = Efficiency(compute=eff.compute, memory=1.0, overhead_us=0.0, fit_error=0.1, basis="t")
     assert roofline(res, prof, "openvino", "int8", plain)["seconds"] == pytest.approx(no_cache)
@@ -452,11 +552,23 @@ def test_fit_to_layers_recovers_the_cache_efficiency():
     from edgecnn.devices.predict import fit_to_layers
 
     prof = _with_cache(load_device("host"), 32.0)
-    truth = Efficiency(compute={"fp32": 0.5, "int8": 0.5}, memory=1.0, overhead_us=5.0, fit_error=0.0, basis="truth",
-                       memory_cache=8.0)
-    pts = [{"layer": list(spec), "precision": prec,
-            "seconds": roofline([layer_cost(spec)], prof, "openvino", prec, truth)["seconds"]}
-           for prec in ("fp32", "int8") for spec in SUITE]
+    truth = Efficiency(
+        compute={"fp32": 0.5, "int8": 0.5},
+        memory=1.0,
+        overhead_us=5.0,
+        fit_error=0.0,
+        basis="truth",
+        memory_cache=8.0,
+    )
+    pts = [
+        {
+            "layer": list(spec),
+            "precision": prec,
+            "seconds": roofline([layer_cost(spec)], prof, "openvino", prec, truth)["seconds"],
+        }
+        for prec in ("fp32", "int8")
+        for spec in SUITE
+    ]
     eff = fit_to_layers(prof, "openvino", pts)
     assert eff.memory == pytest.approx(1.0, rel=0.15) and eff.memory_cache == pytest.approx(8.0, rel=0.3)
     single = fit_to_layers(_with_cache(prof, None), "openvino", pts)
@@ -467,9 +579,12 @@ def test_fit_to_layers_recovers_the_cache_efficiency():
             want = roofline(network_costs(arch), prof, "openvino", prec, truth)["seconds"]
             got = roofline(network_costs(arch), prof, "openvino", prec, eff)["seconds"]
             assert got == pytest.approx(want, rel=0.08), (arch, prec)
-            errs[(arch, prec)] = roofline(network_costs(arch), _with_cache(prof, None), "openvino", prec,
-                                          single)["seconds"] / want - 1
-    assert max(abs(e) for e in errs.values()) > 0.15   # the single efficiency misses some network
+            errs[(arch, prec)] = (
+                roofline(network_costs(arch), _with_cache(prof, None), "openvino", prec, single)["seconds"]
+                / want
+                - 1
+            )
+    assert max(abs(e) for e in errs.values()) > 0.15  # the single efficiency misses some network
 
 
 # ---- the device fit: cited figures, kernel classes, physical efficiencies (issue 15) ----------
@@ -504,7 +619,7 @@ def test_reference_networks_match_their_papers():
 def test_kernel_classes_of_the_four_networks():
     classes = {a: {c.kernel_class for c in network_costs(a)} for a in FOUR}
     assert classes["vgg16"] == {"conv3x3", "pool", "fc"}
-    assert {"conv3x3", "conv_other", "pool", "fc"} <= classes["resnet18"]   # the 7x7 stem; 1x1 downsample
+    assert {"conv3x3", "conv_other", "pool", "fc"} <= classes["resnet18"]  # the 7x7 stem; 1x1 downsample
     assert "conv1x1" in classes["resnet18"] and "conv1x1" in classes["googlenet"]
 
 
@@ -552,13 +667,17 @@ def test_isa_decides_the_int8_rate():
     assert int8_rate(p4.cpu.isa) == (2.0, "neon") and int8_rate(p5.cpu.isa) == (4.0, "dotprod")
     assert int8_rate(("asimd", "asimddp", "i8mm")) == (8.0, "i8mm")
     for p in (p4, p5):
-        assert math.isclose(p.cpu.peak_tops.int8 / p.cpu.peak_tops.fp32, int8_rate(p.cpu.isa)[0], rel_tol=0.05)
+        assert math.isclose(
+            p.cpu.peak_tops.int8 / p.cpu.peak_tops.fp32, int8_rate(p.cpu.isa)[0], rel_tol=0.05
+        )
     # the same efficiencies on a dotprod core: INT8 runs relatively faster than FP32 on the Pi 5
     eff = efficiency_for(p4)
 
     def int8_speedup(device):
-        return (predict("resnet18", device, precision="fp32", efficiency=eff)["latency_ms"]["p50"]
-                / predict("resnet18", device, precision="int8", efficiency=eff)["latency_ms"]["p50"])
+        return (
+            predict("resnet18", device, precision="fp32", efficiency=eff)["latency_ms"]["p50"]
+            / predict("resnet18", device, precision="int8", efficiency=eff)["latency_ms"]["p50"]
+        )
 
     assert int8_speedup("rpi5") > 1.5 * int8_speedup("rpi4")
     data = {**_profile_dict("rpi5")}
@@ -586,11 +705,13 @@ def test_ncnn_is_only_a_labelled_fallback():
     eff = _borrow_precisions(fit_efficiency(p, "tflite", only_int8), p, "tflite")
     assert eff.borrowed == {"fp32": "rpi4"} and eff.compute_for("fp32") == (eff.compute["fp32"], False)
     r = predict("resnet18", p, precision="fp32", efficiency=eff)
-    assert any("rpi4's" in n for n in r["prediction"]["notes"]) and r["error_pct"] > predict(
-        "resnet18", p, precision="int8", efficiency=eff)["error_pct"]
+    assert (
+        any("rpi4's" in n for n in r["prediction"]["notes"])
+        and r["error_pct"] > predict("resnet18", p, precision="int8", efficiency=eff)["error_pct"]
+    )
     assert "ncnn" not in efficiency_for(load_device("rpi4")).basis
     data = _profile_dict("rpi5")
     del data["runtimes"]["tflite"]["transfer_from"]
-    alone = parse_profile(data, "user-rpi5.toml")   # not shipped: no published rows, no transfer
+    alone = parse_profile(data, "user-rpi5.toml")  # not shipped: no published rows, no transfer
     eff = efficiency_for(alone)
     assert eff.basis.startswith("FALLBACK") and "ncnn" in eff.basis and eff.physical

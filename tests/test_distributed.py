@@ -57,7 +57,9 @@ def test_rank_shards_make_up_the_single_process_batches(augment, world):
     pre = Preprocess(image_size=16, channels=3, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     kw = {"shuffle": True, "seed": 7, "epoch": 3, "augment": augment, "drop_last": True, "start": 1}
     single = list(iterate_batches(images, labels, pre, 16, **kw))
-    shards = [list(iterate_batches(images, labels, pre, 16, rank=r, world_size=world, **kw)) for r in range(world)]
+    shards = [
+        list(iterate_batches(images, labels, pre, 16, rank=r, world_size=world, **kw)) for r in range(world)
+    ]
     assert all(len(s) == len(single) == 3 for s in shards)  # same steps per epoch on every rank
     for b, (x, y) in enumerate(single):
         torch.testing.assert_close(torch.cat([s[b][0] for s in shards]), x, rtol=0, atol=0)
@@ -90,8 +92,17 @@ def test_global_batch_must_divide_over_the_ranks(monkeypatch):
     with pytest.raises(EdgecnnError, match="train.batch_size 64 does not divide over 3 processes"):
         distributed.per_rank_batch(64)
     with pytest.raises(EdgecnnError, match="rank 3 is outside a world of 3"):
-        next(iterate_batches(np.zeros((4, 8, 8, 1), np.uint8), np.zeros(4), Preprocess(8, 1, (0.5,), (0.5,)), 2,
-                             shuffle=False, rank=3, world_size=3))
+        next(
+            iterate_batches(
+                np.zeros((4, 8, 8, 1), np.uint8),
+                np.zeros(4),
+                Preprocess(8, 1, (0.5,), (0.5,)),
+                2,
+                shuffle=False,
+                rank=3,
+                world_size=3,
+            )
+        )
 
 
 # -- torchrun ----------------------------------------------------------------------------------
@@ -110,8 +121,19 @@ def _torchrun(home: Path, *args: str, timeout: float = 240) -> subprocess.Comple
     env = {**os.environ, "EDGECNN_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "edgecnn", *args, "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "edgecnn",
+        *args,
+        "--threads",
+        "1",
+    ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 

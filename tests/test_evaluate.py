@@ -88,7 +88,9 @@ def test_bootstrap_ci_binary_matches_resampling():
     assert lo == pytest.approx(ref_lo, abs=0.006) and hi == pytest.approx(ref_hi, abs=0.006)
     # Non-binary scores take the literal resampling path.
     slo, shi = bootstrap_ci(correct * 0.5 + 0.25)
-    assert slo == pytest.approx(0.25 + 0.5 * lo, abs=0.006) and shi == pytest.approx(0.25 + 0.5 * hi, abs=0.006)
+    assert slo == pytest.approx(0.25 + 0.5 * lo, abs=0.006) and shi == pytest.approx(
+        0.25 + 0.5 * hi, abs=0.006
+    )
     lo90, hi90 = bootstrap_ci(correct, level=0.9)
     assert lo <= lo90 < hi90 <= hi
     assert bootstrap_ci(np.ones(10)) == (1.0, 1.0)
@@ -109,24 +111,63 @@ def test_topk_hits():
 
 def tiny_net(num_classes: int) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, num_classes)).eval()
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, num_classes),
+    ).eval()
 
 
 def make_artifact(d, classes, *, runtime="onnxruntime", **extra):
     d.mkdir(parents=True)
-    torch.onnx.export(tiny_net(len(classes)), (torch.zeros(2, 1, 16, 16),), str(d / "model.onnx"),
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, dynamo=False)
-    write_metadata(d, {
-        "arch": "tiny", "model_options": {}, "num_classes": len(classes), "class_names": list(classes),
-        "target": "cpu", "runtime": runtime, "precision": "fp32", "files": ["model.onnx"],
-        "input": {"name": "input", "shape": [None, 1, 16, 16], "layout": "NCHW", "dtype": "float32",
-                  "scale": None, "zero_point": None},
-        "output": {"name": "logits", "shape": [None, len(classes)], "dtype": "float32", "scale": None,
-                   "zero_point": None},
-        "preprocess": PREPROCESS.to_dict(), "quantization": None, "float_layers": [],
-        "source": {"checkpoint": None, "sha256": None}, "tools": {}, **extra})
+    torch.onnx.export(
+        tiny_net(len(classes)),
+        (torch.zeros(2, 1, 16, 16),),
+        str(d / "model.onnx"),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+        dynamo=False,
+    )
+    write_metadata(
+        d,
+        {
+            "arch": "tiny",
+            "model_options": {},
+            "num_classes": len(classes),
+            "class_names": list(classes),
+            "target": "cpu",
+            "runtime": runtime,
+            "precision": "fp32",
+            "files": ["model.onnx"],
+            "input": {
+                "name": "input",
+                "shape": [None, 1, 16, 16],
+                "layout": "NCHW",
+                "dtype": "float32",
+                "scale": None,
+                "zero_point": None,
+            },
+            "output": {
+                "name": "logits",
+                "shape": [None, len(classes)],
+                "dtype": "float32",
+                "scale": None,
+                "zero_point": None,
+            },
+            "preprocess": PREPROCESS.to_dict(),
+            "quantization": None,
+            "float_layers": [],
+            "source": {"checkpoint": None, "sha256": None},
+            "tools": {},
+            **extra,
+        },
+    )
     return d
 
 
@@ -232,8 +273,9 @@ def test_evaluate_errors(artifact, folder, tmp_path):
         evaluate_artifact(artifact, data=folder, runtime="tflite")
 
 
-@pytest.mark.skipif(not all((fm.SYSTEM_DIR / n).is_file() for n in fm.FILES),
-                    reason=f"Fashion-MNIST not in {fm.SYSTEM_DIR}")
+@pytest.mark.skipif(
+    not all((fm.SYSTEM_DIR / n).is_file() for n in fm.FILES), reason=f"Fashion-MNIST not in {fm.SYSTEM_DIR}"
+)
 def test_evaluate_fashion_mnist_test_split(tmp_path):
     """The default dataset is Fashion-MNIST's test set in stored order, as `edgecnn train` reports."""
     art = make_artifact(tmp_path / "fm", fm.CLASSES)
@@ -251,13 +293,19 @@ def test_evaluate_fashion_mnist_test_split(tmp_path):
 
 def test_cli_evaluate(artifact, folder):
     pred, labels, _ = direct(artifact, folder)
-    r = CliRunner().invoke(cli, ["evaluate", str(artifact), "--data", str(folder), "--json", "--threads", "1"],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        cli,
+        ["evaluate", str(artifact), "--data", str(folder), "--json", "--threads", "1"],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["top1"] == (pred == labels).mean() and report["num_images"] == 54
-    r = CliRunner().invoke(cli, ["evaluate", str(artifact / "model.onnx"), "--data", str(folder),
-                                 "--runtime", "openvino"], catch_exceptions=False)
+    r = CliRunner().invoke(
+        cli,
+        ["evaluate", str(artifact / "model.onnx"), "--data", str(folder), "--runtime", "openvino"],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0 and "top-1" in r.output and "openvino" in r.output
     r = CliRunner().invoke(cli, ["evaluate", str(artifact), "--data", str(folder), "--runtime", "tflite"])
     assert r.exit_code == 2 and r.output.startswith("error: model.onnx is an ONNX model")

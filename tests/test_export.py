@@ -58,8 +58,9 @@ def artifacts(float_run, calibrated, tmp_path_factory):
     out = {}
     for target, runtime in (("cpu", "openvino"), ("cpu", "onnxruntime"), ("jetson", None), ("rpi", None)):
         path = tmp_path_factory.mktemp(f"{target}-{runtime}") / "bundle"
-        out[(target, runtime)] = export("test_resnet18", target, recipe=recipe, runtime=runtime, checkpoint=ckpt,
-                                        out=path, **quiet)
+        out[(target, runtime)] = export(
+            "test_resnet18", target, recipe=recipe, runtime=runtime, checkpoint=ckpt, out=path, **quiet
+        )
     return out
 
 
@@ -68,7 +69,9 @@ def test_calibrate_reports_the_drop_and_is_cached(float_run, calibrated):
     r = calibrated
     assert r["method"] == "minmax" and r["calibration"]["num_images"] == 64
     assert r["calibration"]["split"].startswith("calib")
-    assert r["drop_points"] == pytest.approx(100 * (r["fp32"]["top1"] - r["int8_fakequant"]["top1"]), abs=1e-3)
+    assert r["drop_points"] == pytest.approx(
+        100 * (r["fp32"]["top1"] - r["int8_fakequant"]["top1"]), abs=1e-3
+    )
     assert r["fp32"]["top1"] > 0.3  # the tiny net learnt something, so agreement figures mean something
     assert r["float_ops"] == []  # every conv, linear, add and pool of ResNet18 is quantized
     again = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, **quiet)
@@ -148,7 +151,10 @@ def test_openvino_file_is_the_same_grid_with_uint8_after_relu(artifacts, test_ba
     # reference kernels (no graph optimizations), so only the encoding differs.
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    a, b = (ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (s8, tmp_path / "u8.onnx"))
+    a, b = (
+        ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+        for p in (s8, tmp_path / "u8.onnx")
+    )
     for k in (1.0, 4.0):
         x = (test_batch[:16] * k).astype(np.float32)
         np.testing.assert_array_equal(a.run(None, {"input": x})[0], b.run(None, {"input": x})[0])
@@ -187,7 +193,10 @@ def test_uint8_after_relu_covers_googlenet_concats(tmp_path):
     assert any(n.op_type == "Concat" for n in m.graph.node)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    a, b = (ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (s8, tmp_path / "u8.onnx"))
+    a, b = (
+        ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+        for p in (s8, tmp_path / "u8.onnx")
+    )
     for k in (1.0, 5.0):
         xi = (x[:4] * k).numpy()
         np.testing.assert_array_equal(a.run(None, {"input": xi})[0], b.run(None, {"input": xi})[0])
@@ -197,17 +206,28 @@ def test_u8s8_rewrite_refuses_a_float_model(tmp_path):
     from onnx import TensorProto, helper
 
     node = helper.make_node("Relu", ["x"], ["y"])
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    g = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     onnx.save(helper.make_model(g), str(tmp_path / "f.onnx"))
     with pytest.raises(EdgecnnError, match="no int8 activation"):
         to_u8s8(tmp_path / "f.onnx", tmp_path / "u.onnx")
     assert not (tmp_path / "u.onnx").exists()
 
 
-@pytest.mark.parametrize("key,runtime", [(("cpu", "openvino"), None), (("cpu", "onnxruntime"), None),
-                                         (("jetson", None), "onnxruntime"), (("jetson", None), "openvino"),
-                                         (("rpi", None), None)])
+@pytest.mark.parametrize(
+    "key,runtime",
+    [
+        (("cpu", "openvino"), None),
+        (("cpu", "onnxruntime"), None),
+        (("jetson", None), "onnxruntime"),
+        (("jetson", None), "openvino"),
+        (("rpi", None), None),
+    ],
+)
 def test_every_runtime_runs_the_fake_quant_graph(artifacts, test_batch, key, runtime):
     art = load_artifact(artifacts[key])
     ref = load_reference(art)(torch.from_numpy(test_batch)).detach().numpy()  # the graph it was exported from
@@ -233,7 +253,6 @@ def test_tflite_is_full_integer(artifacts):
     assert meta["input"]["scale"] > 0 and meta["input"]["shape"] == [1, 3, 32, 32]
 
 
-
 def test_artifacts_are_reproducible_and_carry_no_build_paths(artifacts, float_run, tmp_path):
     """The same checkpoint and recipe give the same bytes, and no artifact names the directories
     it was built in (the exporter's stack traces did: two checkouts gave two different files)."""
@@ -242,17 +261,25 @@ def test_artifacts_are_reproducible_and_carry_no_build_paths(artifacts, float_ru
 
     import edgecnn
 
-    build_dirs = {str(Path(edgecnn.__file__).resolve().parents[1]).encode(), str(Path(torch.__file__).parent).encode()}
+    build_dirs = {
+        str(Path(edgecnn.__file__).resolve().parents[1]).encode(),
+        str(Path(torch.__file__).parent).encode(),
+    }
     for path in artifacts.values():
         meta = load_artifact(path).meta
         for name in meta["files"]:
             data = (path / name).read_bytes()
             assert not any(d in data for d in build_dirs), f"{path.name}/{name} names a build directory"
     _, recipe, ckpt = float_run
-    again = export("test_resnet18", "jetson", recipe=recipe, checkpoint=ckpt, out=tmp_path / "again", force=True,
-                   **quiet)
-    digest = [hashlib.sha256((p / "model.onnx").read_bytes()).hexdigest() for p in (artifacts[("jetson", None)], again)]
+    again = export(
+        "test_resnet18", "jetson", recipe=recipe, checkpoint=ckpt, out=tmp_path / "again", force=True, **quiet
+    )
+    digest = [
+        hashlib.sha256((p / "model.onnx").read_bytes()).hexdigest()
+        for p in (artifacts[("jetson", None)], again)
+    ]
     assert digest[0] == digest[1]
+
 
 def test_bundle_is_replaced_whole_and_foreign_dirs_refused(float_run, tmp_path):
     _, recipe, ckpt = float_run
@@ -268,12 +295,20 @@ def test_fp32_and_fp16_exports(float_run, tmp_path, test_batch):
     _, recipe, ckpt = float_run
     model, _ = __import__("edgecnn.models", fromlist=["from_checkpoint"]).from_checkpoint(ckpt)
     ref = model.eval()(torch.from_numpy(test_batch)).detach().numpy()
-    fp32 = export("test_resnet18", "cpu", recipe=recipe, precision="fp32", checkpoint=ckpt, out=tmp_path / "a",
-                  **quiet)
+    fp32 = export(
+        "test_resnet18", "cpu", recipe=recipe, precision="fp32", checkpoint=ckpt, out=tmp_path / "a", **quiet
+    )
     np.testing.assert_allclose(open_session(fp32, threads=1).run(test_batch), ref, atol=1e-3)
     assert load_artifact(fp32).meta["quantization"] is None
-    fp16 = export("test_resnet18", "jetson", recipe=recipe, precision="fp16", checkpoint=ckpt, out=tmp_path / "b",
-                  **quiet)
+    fp16 = export(
+        "test_resnet18",
+        "jetson",
+        recipe=recipe,
+        precision="fp16",
+        checkpoint=ckpt,
+        out=tmp_path / "b",
+        **quiet,
+    )
     out = open_session(fp16, runtime="onnxruntime", threads=1).run(test_batch)
     assert np.abs(out - ref).max() < 0.05 * (ref.max() - ref.min())
 
@@ -336,7 +371,7 @@ def test_googlenet_pools_after_an_inception_concat_are_quantized(tmp_path):
     (si, zi), (so, zo) = inp["quantization"], outp["quantization"]
     out = []
     for i in range(len(x)):
-        q = np.clip(np.round(x[i: i + 1].numpy() / si) + zi, -128, 127).astype(np.int8)
+        q = np.clip(np.round(x[i : i + 1].numpy() / si) + zi, -128, 127).astype(np.int8)
         it.set_tensor(inp["index"], q.transpose(0, 2, 3, 1) if list(inp["shape"]) == [1, 32, 32, 3] else q)
         it.invoke()
         out.append((it.get_tensor(outp["index"]).astype(np.float32) - zo) * so)

@@ -45,9 +45,15 @@ FIRST_RUN: dict = {"log": [], "updates": []}  # what the module's run logged, an
 
 def _snapshot(out, result):
     """The report files as a reader opening them mid-run sees them."""
-    FIRST_RUN["updates"].append({"result": result, "files": sorted(p.name for p in out.iterdir()),
-                                 "json": json.loads((out / "frontier.json").read_text()),
-                                 "html": (out / "report.html").read_text(), "md": (out / "report.md").read_text()})
+    FIRST_RUN["updates"].append(
+        {
+            "result": result,
+            "files": sorted(p.name for p in out.iterdir()),
+            "json": json.loads((out / "frontier.json").read_text()),
+            "html": (out / "report.html").read_text(),
+            "md": (out / "report.md").read_text(),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +61,31 @@ def run(recipe_dir, tmp_path_factory):
     recipe = load_recipe("test_resnet18", str(recipe_dir / "test_resnet18.toml"))
     out = tmp_path_factory.mktemp("frontier") / "f"
     t0 = time.perf_counter()
-    path, res = run_frontier(["test_resnet18"], TARGETS, ["int8", "fp16", "fp32"], recipe_for=lambda a: recipe,
-                             out=out, **fast, log=FIRST_RUN["log"].append, progress=False, on_update=_snapshot)
+    path, res = run_frontier(
+        ["test_resnet18"],
+        TARGETS,
+        ["int8", "fp16", "fp32"],
+        recipe_for=lambda a: recipe,
+        out=out,
+        **fast,
+        log=FIRST_RUN["log"].append,
+        progress=False,
+        on_update=_snapshot,
+    )
     return path, res, time.perf_counter() - t0, recipe
 
 
 def test_the_report_is_written_after_every_point_and_reloads_until_the_end(run):
     path, res, _, _ = run
     ups = FIRST_RUN["updates"]
-    assert len(ups) == len(res["points"]) - 1   # after each point but the last; then the final files
+    assert len(ups) == len(res["points"]) - 1  # after each point but the last; then the final files
     first = ups[0]
     assert first["files"] == sorted([*FILES, MARKER])
-    assert first["json"]["in_progress"] == {"done": 1, "of": len(res["points"])} == first["result"]["in_progress"]
+    assert (
+        first["json"]["in_progress"]
+        == {"done": 1, "of": len(res["points"])}
+        == first["result"]["in_progress"]
+    )
     [pt] = first["json"]["points"]
     assert pt["id"] == res["points"][0]["id"] and pt["top1"] == res["points"][0]["top1"]
     assert '<meta http-equiv="refresh"' in first["html"] and pt["device"] in first["html"]
@@ -89,8 +108,12 @@ def test_work_order_puts_the_cheapest_network_first():
     def family(a):
         return arch_info(a).family
 
-    assert work_order(["vgg16", "alexnet", "googlenet", "resnet18"], family) == \
-        ["resnet18", "googlenet", "alexnet", "vgg16"]
+    assert work_order(["vgg16", "alexnet", "googlenet", "resnet18"], family) == [
+        "resnet18",
+        "googlenet",
+        "alexnet",
+        "vgg16",
+    ]
     assert work_order(["test_vgg16", "test_resnet18"], family) == ["test_resnet18", "test_vgg16"]
 
 
@@ -100,21 +123,33 @@ def test_frontier_runs_every_combination_and_writes_its_files(run):
     assert json.loads((path / "frontier.json").read_text()) == res
     assert res["schema"] == SCHEMA and res["cost"] == "p50" and res["cost_unit"] == "ms"
     # fp16 only exists for TensorRT: the other two targets list it as not applicable
-    assert sorted((s["target"], s["precision"]) for s in res["skipped"]) == [("cpu", "fp16"), ("rpi4", "fp16")]
+    assert sorted((s["target"], s["precision"]) for s in res["skipped"]) == [
+        ("cpu", "fp16"),
+        ("rpi4", "fp16"),
+    ]
     assert res["failed"] == []
     got = sorted((p["device"], p["runtime"], p["precision"]) for p in res["points"])
     host = next(p["device"] for p in res["points"] if p["target"] == "cpu")
-    assert got == sorted([(host, "openvino", "int8"), (host, "openvino", "fp32"),
-                          ("jetson-orin-nano", "tensorrt", "int8"), ("jetson-orin-nano", "tensorrt", "fp16"),
-                          ("jetson-orin-nano", "tensorrt", "fp32"), ("rpi4", "tflite", "int8"),
-                          ("rpi4", "tflite", "fp32")])
+    assert got == sorted(
+        [
+            (host, "openvino", "int8"),
+            (host, "openvino", "fp32"),
+            ("jetson-orin-nano", "tensorrt", "int8"),
+            ("jetson-orin-nano", "tensorrt", "fp16"),
+            ("jetson-orin-nano", "tensorrt", "fp32"),
+            ("rpi4", "tflite", "int8"),
+            ("rpi4", "tflite", "fp32"),
+        ]
+    )
     for p in res["points"]:
         assert p["latency_source"] == ("measured" if p["target"] == "cpu" else "predicted")
         assert 0.3 < p["top1"] <= 1 and p["ci95_low"] <= p["top1"] <= p["ci95_high"]
         assert p["cost"] == p["p50_ms"] > 0 and p["size_mb"] > 0
         assert (path.parent / p["bundle"]).joinpath("report.json").is_file()
         if p["latency_source"] == "predicted":
-            assert p["latency_band_low_ms"] < p["p50_ms"] < p["latency_band_high_ms"] and p["memory_mb"] is None
+            assert (
+                p["latency_band_low_ms"] < p["p50_ms"] < p["latency_band_high_ms"] and p["memory_mb"] is None
+            )
     # the int8 artifact is smaller than the fp32 one on every device (the tiny net has graph overhead)
     for dev in {p["device"] for p in res["points"]}:
         size = {p["precision"]: p["size_mb"] for p in res["points"] if p["device"] == dev}
@@ -126,15 +161,21 @@ def test_pareto_flags_are_consistent_per_device(run):
     pts = res["points"]
     for p in pts:
         same = [q for q in pts if q["device"] == p["device"] and q is not p]
-        dominators = [q["id"] for q in same if q["top1"] >= p["top1"] and q["cost"] <= p["cost"]
-                      and (q["top1"] > p["top1"] or q["cost"] < p["cost"])]
+        dominators = [
+            q["id"]
+            for q in same
+            if q["top1"] >= p["top1"]
+            and q["cost"] <= p["cost"]
+            and (q["top1"] > p["top1"] or q["cost"] < p["cost"])
+        ]
         assert sorted(p["dominated_by"]) == sorted(dominators)
         assert p["pareto"] is (not dominators)
     for dev in {p["device"] for p in pts}:
         assert any(p["pareto"] for p in pts if p["device"] == dev)
     # by size, int8 is never dominated: it is the smallest artifact on each device
-    for p in flag_pareto([{k: v for k, v in q.items() if k not in ("cost", "pareto", "dominated_by")}
-                          for q in pts], "size"):
+    for p in flag_pareto(
+        [{k: v for k, v in q.items() if k not in ("cost", "pareto", "dominated_by")} for q in pts], "size"
+    ):
         if p["precision"] == "int8":
             assert p["pareto"] is True
 
@@ -142,17 +183,20 @@ def test_pareto_flags_are_consistent_per_device(run):
 def test_reports_label_every_figure(run):
     path, res, _, _ = run
     rows = list(csv.DictReader(io.StringIO((path / "frontier.csv").read_text())))
-    assert len(rows) == len(res["points"]) and {r["latency_source"] for r in rows} == {"measured", "predicted"}
+    assert len(rows) == len(res["points"]) and {r["latency_source"] for r in rows} == {
+        "measured",
+        "predicted",
+    }
     md = (path / "report.md").read_text()
     html = (path / "report.html").read_text()
     for text in (md, html):
         assert "rpi4" in text and "jetson-orin-nano" in text and "predicted" in text and "measured" in text
         assert "PUBLISHED" in text and "agreement with the fake-quant graph" in text
-        for q in res["points"]:   # each INT8 artifact's agreement is in the report, as a percentage
+        for q in res["points"]:  # each INT8 artifact's agreement is in the report, as a percentage
             if q["agreement"] is not None:
                 assert f"{100 * q['agreement']:.2f}%" in text
     assert any(q["agreement"] is not None for q in res["points"])
-    assert "data:image/png;base64," in html and "src=\"http" not in html and "<link" not in html
+    assert "data:image/png;base64," in html and 'src="http' not in html and "<link" not in html
     png = (path / "frontier.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
@@ -162,8 +206,16 @@ def test_same_command_again_reuses_every_stage(run, recipe_dir):
     (path / "notes.md").write_text("my reading of it")  # a file of the user's survives the re-run
     t0 = time.perf_counter()
     logged: list[str] = []
-    _, again = run_frontier(["test_resnet18"], TARGETS, ["int8", "fp16", "fp32"], recipe_for=lambda a: recipe,
-                            out=path, **fast, log=logged.append, progress=False)
+    _, again = run_frontier(
+        ["test_resnet18"],
+        TARGETS,
+        ["int8", "fp16", "fp32"],
+        recipe_for=lambda a: recipe,
+        out=path,
+        **fast,
+        log=logged.append,
+        progress=False,
+    )
     took = time.perf_counter() - t0
     # the ETA now comes from the first run's recorded times (the sum of the runs still to do)
     eta = sum(p["seconds"] for p in res["points"])
@@ -172,8 +224,9 @@ def test_same_command_again_reuses_every_stage(run, recipe_dir):
     assert (path / "notes.md").read_text() == "my reading of it"
     for p, q in zip(res["points"], again["points"], strict=True):
         assert p["id"] == q["id"] and p["top1"] == q["top1"] and p["p50_ms"] == q["p50_ms"]
-        assert set(q["reused"]) == {"train", "quantize", "export", "evaluate", "latency"} or \
-            (q["precision"] != "int8" and set(q["reused"]) == {"train", "export", "evaluate", "latency"})
+        assert set(q["reused"]) == {"train", "quantize", "export", "evaluate", "latency"} or (
+            q["precision"] != "int8" and set(q["reused"]) == {"train", "export", "evaluate", "latency"}
+        )
     assert took < first / 3
 
 
@@ -181,40 +234,96 @@ def test_frontier_refuses_a_foreign_directory_and_bad_lists(tmp_path, recipe_dir
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    r = CliRunner().invoke(cli, ["frontier", "--archs", "test_resnet18", "--targets", "cpu",
-                                 "--recipe", str(recipe_dir), "--out", str(foreign)])
-    assert r.exit_code == 2 and "did not write" in r.output and (foreign / "notes.txt").read_text() == "keep me"
-    for args, msg in ((["--targets", "rpi9"], "unknown device 'rpi9'"), (["--precisions", "int4"], "int8"),
-                      (["--archs", "resnet19"], "resnet18"), (["--cost", "watts"], "energy"),
-                      (["--qat", "--max-drop", "1"], "conflict")):
+    r = CliRunner().invoke(
+        cli,
+        [
+            "frontier",
+            "--archs",
+            "test_resnet18",
+            "--targets",
+            "cpu",
+            "--recipe",
+            str(recipe_dir),
+            "--out",
+            str(foreign),
+        ],
+    )
+    assert (
+        r.exit_code == 2 and "did not write" in r.output and (foreign / "notes.txt").read_text() == "keep me"
+    )
+    for args, msg in (
+        (["--targets", "rpi9"], "unknown device 'rpi9'"),
+        (["--precisions", "int4"], "int8"),
+        (["--archs", "resnet19"], "resnet18"),
+        (["--cost", "watts"], "energy"),
+        (["--qat", "--max-drop", "1"], "conflict"),
+    ):
         r = CliRunner().invoke(cli, ["frontier", "--out", str(tmp_path / "x"), *args])
         assert r.exit_code == 2 and msg in r.output, r.output
         assert not (tmp_path / "x").exists()
-    r = CliRunner().invoke(cli, ["frontier", "--archs", "test_resnet18,test_alexnet", "--recipe",
-                                 str(recipe_dir / "test_resnet18.toml"), "--out", str(tmp_path / "x")])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "frontier",
+            "--archs",
+            "test_resnet18,test_alexnet",
+            "--recipe",
+            str(recipe_dir / "test_resnet18.toml"),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert r.exit_code == 2 and "directory holding <arch>.toml" in r.output
 
 
 def test_parse_targets_maps_devices_to_their_export_target():
     assert parse_targets("cpu,jetson,rpi") == [("cpu", None), ("jetson", None), ("rpi", None)]
-    assert parse_targets("rpi5,rpi4,jetson-agx-orin,host") == [("rpi", None), ("rpi", "rpi4"),
-                                                               ("jetson", "jetson-agx-orin"), ("cpu", None)]
+    assert parse_targets("rpi5,rpi4,jetson-agx-orin,host") == [
+        ("rpi", None),
+        ("rpi", "rpi4"),
+        ("jetson", "jetson-agx-orin"),
+        ("cpu", None),
+    ]
 
 
 # ---------------------------------------------------------------- choose
 
+
 def _pt(arch, top1, p90, *, device="rpi5", prec="int8", ci=0.005, src="measured", band=None, size=10.0):
-    return {"id": f"{arch}-{device}-tflite-{prec}", "arch": arch, "target": "rpi", "device": device,
-            "runtime": "tflite", "precision": prec, "image_size": 32, "dataset": "FashionMNIST",
-            "test_images": 10000, "top1": top1, "ci95_low": top1 - ci, "ci95_high": top1 + ci,
-            "accuracy_runtime": "tflite", "p50_ms": p90 * 0.9, "p90_ms": p90, "p99_ms": p90 * 1.1,
-            "latency_source": src, "latency_band_low_ms": None if band is None else band[0],
-            "latency_band_high_ms": None if band is None else band[1], "size_mb": size, "energy_mj": None,
-            "memory_mb": None, "bundle": f"/b/{arch}"}
+    return {
+        "id": f"{arch}-{device}-tflite-{prec}",
+        "arch": arch,
+        "target": "rpi",
+        "device": device,
+        "runtime": "tflite",
+        "precision": prec,
+        "image_size": 32,
+        "dataset": "FashionMNIST",
+        "test_images": 10000,
+        "top1": top1,
+        "ci95_low": top1 - ci,
+        "ci95_high": top1 + ci,
+        "accuracy_runtime": "tflite",
+        "p50_ms": p90 * 0.9,
+        "p90_ms": p90,
+        "p99_ms": p90 * 1.1,
+        "latency_source": src,
+        "latency_band_low_ms": None if band is None else band[0],
+        "latency_band_high_ms": None if band is None else band[1],
+        "size_mb": size,
+        "energy_mj": None,
+        "memory_mb": None,
+        "bundle": f"/b/{arch}",
+    }
 
 
-POINTS = [_pt("resnet18", 0.912, 20), _pt("googlenet", 0.915, 40), _pt("vgg16", 0.93, 300),
-          _pt("alexnet", 0.88, 5), _pt("resnet18", 0.90, 60, prec="fp32")]
+POINTS = [
+    _pt("resnet18", 0.912, 20),
+    _pt("googlenet", 0.915, 40),
+    _pt("vgg16", 0.93, 300),
+    _pt("alexnet", 0.88, 5),
+    _pt("resnet18", 0.90, 60, prec="fp32"),
+]
 
 
 def test_choose_prefers_the_cheaper_of_two_equally_accurate_runs():
@@ -222,7 +331,11 @@ def test_choose_prefers_the_cheaper_of_two_equally_accurate_runs():
     # googlenet is 0.3 points better, inside its own 95% interval: resnet18 is as accurate and 2x faster
     assert r["ok"] and r["choice"]["arch"] == "resnet18" and r["choice"]["precision"] == "int8"
     assert "googlenet" in r["paragraph"] and "does not resolve" in r["paragraph"]
-    assert set(r["rejected"]) == {"vgg16-rpi5-tflite-int8", "alexnet-rpi5-tflite-int8", "resnet18-rpi5-tflite-fp32"}
+    assert set(r["rejected"]) == {
+        "vgg16-rpi5-tflite-int8",
+        "alexnet-rpi5-tflite-int8",
+        "resnet18-rpi5-tflite-fp32",
+    }
     assert "300 ms > 50 ms" in r["rejected"]["vgg16-rpi5-tflite-int8"]
     assert "88.00% < 90.00%" in r["rejected"]["alexnet-rpi5-tflite-int8"]
     # with a tight interval googlenet's lead is real: it wins
@@ -279,8 +392,9 @@ def test_parse_limits():
 
 def test_choose_cli_reads_the_frontier_it_names(run, tmp_path):
     path, res, _, _ = run
-    r = CliRunner().invoke(cli, ["choose", "--target", "rpi4", "--max-latency", "1000ms", "--from", str(path),
-                                 "--json"])
+    r = CliRunner().invoke(
+        cli, ["choose", "--target", "rpi4", "--max-latency", "1000ms", "--from", str(path), "--json"]
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["ok"] and out["choice"]["device"] == "rpi4" and out["choice"]["latency_source"] == "predicted"
@@ -310,9 +424,27 @@ def test_killed_frontier_resumes_to_the_same_figures(run, recipe_dir, tmp_path):
     home = tmp_path / "home"
     shutil.copytree(paths.runs_dir() / "train", home / "runs" / "train")  # the same float checkpoint
     out = tmp_path / "f"
-    cmd = [sys.executable, "-m", "edgecnn.cli", "frontier", "--archs", "test_resnet18", "--targets", "cpu,jetson,rpi4",
-           "--precisions", "int8,fp16,fp32", "--recipe", str(recipe_dir), "--out", str(out), "--threads", "1",
-           "--min-seconds", "0.2", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgecnn.cli",
+        "frontier",
+        "--archs",
+        "test_resnet18",
+        "--targets",
+        "cpu,jetson,rpi4",
+        "--precisions",
+        "int8,fp16,fp32",
+        "--recipe",
+        str(recipe_dir),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--min-seconds",
+        "0.2",
+        "--json",
+    ]
     env = {**os.environ, "EDGECNN_HOME": str(home)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -323,7 +455,7 @@ def test_killed_frontier_resumes_to_the_same_figures(run, recipe_dir, tmp_path):
     assert proc.poll() is None, "the frontier finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    if out.exists():   # a report written after a finished point: whole, and marked in progress
+    if out.exists():  # a report written after a finished point: whole, and marked in progress
         assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, MARKER])
         assert json.loads((out / "frontier.json").read_text())["in_progress"]["done"] >= 1
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -331,9 +463,13 @@ def test_killed_frontier_resumes_to_the_same_figures(run, recipe_dir, tmp_path):
     again = json.loads(res.stdout)
     assert any(set(p["reused"]) >= {"evaluate"} for p in again["points"])  # the killed run's work was kept
     key = ("top1", "top5", "agreement", "drop_points")
-    assert {p["id"]: [p[k] for k in key] for p in again["points"]} == \
-        {p["id"]: [p[k] for k in key] for p in first["points"]}
+    assert {p["id"]: [p[k] for k in key] for p in again["points"]} == {
+        p["id"]: [p[k] for k in key] for p in first["points"]
+    }
     # the IR's layer names count up across the ONNX exports of one process: sizes differ by bytes
-    for p, q in zip(sorted(again["points"], key=lambda p: p["id"]), sorted(first["points"], key=lambda p: p["id"]),
-                    strict=True):
+    for p, q in zip(
+        sorted(again["points"], key=lambda p: p["id"]),
+        sorted(first["points"], key=lambda p: p["id"]),
+        strict=True,
+    ):
         assert p["size_mb"] == pytest.approx(q["size_mb"], rel=2e-3)

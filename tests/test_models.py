@@ -52,12 +52,19 @@ def tiny_ckpt(tmp_path):
 
 # --- registry ---------------------------------------------------------------------------------------------
 
+
 def test_listing():
     assert list_archs() == REAL
     assert list_archs(include_test=True) == [n for pair in zip(REAL, TINY, strict=True) for n in pair]
     assert list_archs("res*") == ["resnet18"]
-    assert list_archs("*net*", include_test=True) == ["alexnet", "test_alexnet", "resnet18", "test_resnet18",
-                                                      "googlenet", "test_googlenet"]
+    assert list_archs("*net*", include_test=True) == [
+        "alexnet",
+        "test_alexnet",
+        "resnet18",
+        "test_resnet18",
+        "googlenet",
+        "test_googlenet",
+    ]
     for name in REAL:
         info = arch_info(name)
         assert info.published is not None and not info.test_variant and info.small_input_note
@@ -88,11 +95,19 @@ def test_duplicate_registration_raises():
 def test_arch_options_record_what_was_built():
     model = create("test_googlenet", num_classes=7, small_input=True)
     assert model.arch_name == "test_googlenet"
-    assert model.arch_options == {"num_classes": 7, "in_channels": 3, "small_input": True, "dropout": 0.2,
-                                  "aux_logits": False, "transform_input": False, "dropout_aux": 0.7}
+    assert model.arch_options == {
+        "num_classes": 7,
+        "in_channels": 3,
+        "small_input": True,
+        "dropout": 0.2,
+        "aux_logits": False,
+        "transform_input": False,
+        "dropout_aux": 0.7,
+    }
 
 
 # --- structure ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", REAL)
 def test_params_and_macs_match_torchvision(name):
@@ -106,16 +121,27 @@ def test_small_input_changes_only_stem_and_head(name):
     full, small = meta(name).state_dict(), meta(name, small_input=True).state_dict()
     assert list(full) == list(small)  # same modules, same torchvision keys
     changed = {k for k in full if full[k].shape != small[k].shape}
-    allowed = {k for k in full if (STEM[name] and k.startswith(STEM[name] + "."))
-               or (HEAD[name] and k.startswith(HEAD[name]))}
+    allowed = {
+        k
+        for k in full
+        if (STEM[name] and k.startswith(STEM[name] + ".")) or (HEAD[name] and k.startswith(HEAD[name]))
+    }
     assert changed and changed <= allowed
 
 
 @pytest.mark.parametrize("name", REAL)
 def test_tiny_variant_keeps_the_topology(name):
     def layout(model):
-        return [(n, type(m).__name__, getattr(m, "kernel_size", None), getattr(m, "stride", None),
-                 getattr(m, "padding", None)) for n, m in model.named_modules()]
+        return [
+            (
+                n,
+                type(m).__name__,
+                getattr(m, "kernel_size", None),
+                getattr(m, "stride", None),
+                getattr(m, "padding", None),
+            )
+            for n, m in model.named_modules()
+        ]
 
     for small_input in (False, True):
         real, tiny = meta(name, small_input=small_input), meta("test_" + name, small_input=small_input)
@@ -149,8 +175,12 @@ def test_tiny_full_variant_trains_at_64(name):
 
 
 def test_minimum_input_sizes():
-    assert {n: min_input_size(meta(n)) for n in REAL} == {"alexnet": 63, "vgg16": 32, "resnet18": 1,
-                                                         "googlenet": 15}
+    assert {n: min_input_size(meta(n)) for n in REAL} == {
+        "alexnet": 63,
+        "vgg16": 32,
+        "resnet18": 1,
+        "googlenet": 15,
+    }
     assert min_input_size(meta("alexnet", small_input=True)) == 15
     with pytest.raises(RuntimeError, match="too small"):
         create("test_alexnet")(torch.zeros(1, 3, 32, 32))
@@ -193,6 +223,7 @@ def test_profile_layers():
 
 # --- weights -----------------------------------------------------------------------------------------------
 
+
 def test_state_dict_file_loads_exactly(tiny_ckpt):
     path, src = tiny_ckpt
     model = create("test_resnet18", num_classes=10, weights=path)
@@ -234,8 +265,11 @@ def test_other_architecture_names_keys_with_counts(tiny_ckpt):
 
 def test_small_input_with_full_size_weights_is_explained(tiny_ckpt):
     path, _ = tiny_ckpt
-    with pytest.raises(EdgecnnError, match=r"conv1.weight: checkpoint \[8, 3, 7, 7\] vs model \[8, 3, 3, 3\]"
-                                           r".*small_input=True changes the stem"):
+    with pytest.raises(
+        EdgecnnError,
+        match=r"conv1.weight: checkpoint \[8, 3, 7, 7\] vs model \[8, 3, 3, 3\]"
+        r".*small_input=True changes the stem",
+    ):
         create("test_resnet18", num_classes=10, small_input=True, weights=path)
 
 
@@ -284,6 +318,7 @@ def test_missing_file(tmp_path):
 
 # --- edgecnn checkpoints -----------------------------------------------------------------------------------
 
+
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     options = {"num_classes": 10, "in_channels": 1, "small_input": True}
@@ -291,10 +326,20 @@ def test_checkpoint_round_trip(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.randn(2, 1, 32, 32)).sum().backward()
     opt.step()
-    extra = {"preprocess": {"mean": [0.5], "std": [0.25], "image_size": 32}, "epoch": 3,
-             "metrics": {"top1": 0.9}, "classes": ["a", "b"], "optimizer": opt.state_dict()}
-    path = save_checkpoint(tmp_path / "run" / "model.pt", arch="test_googlenet", model_options=options,
-                           state_dict=model.state_dict(), **extra)
+    extra = {
+        "preprocess": {"mean": [0.5], "std": [0.25], "image_size": 32},
+        "epoch": 3,
+        "metrics": {"top1": 0.9},
+        "classes": ["a", "b"],
+        "optimizer": opt.state_dict(),
+    }
+    path = save_checkpoint(
+        tmp_path / "run" / "model.pt",
+        arch="test_googlenet",
+        model_options=options,
+        state_dict=model.state_dict(),
+        **extra,
+    )
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temporary left behind
 
     ckpt = load_checkpoint(path)
@@ -316,22 +361,35 @@ def test_checkpoint_errors(tmp_path, tiny_ckpt):
         load_checkpoint(path)  # a bare state_dict
     with pytest.raises(TypeError, match="reserved"):
         save_checkpoint(tmp_path / "x.pt", arch="a", model_options={}, state_dict={}, format="mine")
-    ck = save_checkpoint(tmp_path / "r.pt", arch="test_resnet18", model_options={"num_classes": 10},
-                         state_dict=model.state_dict())
+    ck = save_checkpoint(
+        tmp_path / "r.pt",
+        arch="test_resnet18",
+        model_options={"num_classes": 10},
+        state_dict=model.state_dict(),
+    )
     with pytest.raises(EdgecnnError, match=r"It is a test_resnet18 checkpoint: load it with from_checkpoint"):
         create("test_googlenet", num_classes=10, weights=ck)
     with pytest.raises(EdgecnnError, match=r"checkpoint's head has 10 classes"):
         create("test_resnet18", weights=ck)
     with pytest.raises(EdgecnnError, match=r"saved with small_input=False"):
-        create("test_resnet18", num_classes=10, small_input=True, weights=save_checkpoint(
-            tmp_path / "s.pt", arch="test_resnet18", model_options={"num_classes": 10, "small_input": False},
-            state_dict=model.state_dict()))
+        create(
+            "test_resnet18",
+            num_classes=10,
+            small_input=True,
+            weights=save_checkpoint(
+                tmp_path / "s.pt",
+                arch="test_resnet18",
+                model_options={"num_classes": 10, "small_input": False},
+                state_dict=model.state_dict(),
+            ),
+        )
 
 
 def test_atomic_save_keeps_the_old_file(tmp_path, tiny_ckpt, monkeypatch):
     _, model = tiny_ckpt
-    path = save_checkpoint(tmp_path / "run" / "m.pt", arch="test_resnet18", model_options={},
-                           state_dict=model.state_dict())
+    path = save_checkpoint(
+        tmp_path / "run" / "m.pt", arch="test_resnet18", model_options={}, state_dict=model.state_dict()
+    )
     before = path.read_bytes()
 
     def boom(*args, **kwargs):
@@ -344,6 +402,7 @@ def test_atomic_save_keeps_the_old_file(tmp_path, tiny_ckpt, monkeypatch):
 
 
 # --- CLI and import cost -----------------------------------------------------------------------------------
+
 
 def _cli(*args: str):
     from edgecnn.cli import cli
@@ -362,7 +421,11 @@ def test_cli_models_json():
         assert r["published_top1"] == arch_info(r["name"]).published.top1
         assert r["published_source"].startswith("torchvision ") and r["small_input_note"]
     assert {r["name"]: r["published_top1"] for r in rows} == {
-        "alexnet": 56.522, "vgg16": 71.592, "resnet18": 69.758, "googlenet": 69.778}
+        "alexnet": 56.522,
+        "vgg16": 71.592,
+        "resnet18": 69.758,
+        "googlenet": 69.778,
+    }
 
 
 def test_cli_models_small_input_all():

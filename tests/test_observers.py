@@ -65,7 +65,9 @@ def _gauss_with_outliers(n=200_000, seed=0):
 
 def test_factory_names_and_errors():
     assert METHODS == ("minmax", "percentile", "entropy", "mse")
-    with pytest.raises(EdgecnnError, match="unknown calibration method 'entropi'.*Did you mean: entropy.*minmax"):
+    with pytest.raises(
+        EdgecnnError, match="unknown calibration method 'entropi'.*Did you mean: entropy.*minmax"
+    ):
         activation_observer("entropi", **SYM)
     with pytest.raises(EdgecnnError, match="has no setting 'percentil'.*percentile"):
         activation_observer("percentile", percentil=99.9, **SYM)
@@ -273,12 +275,21 @@ def _act_spec(method: str, *, symmetric: bool, qat: bool = False, **kw):
     from torchao.quantization.pt2e import FakeQuantize
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
 
-    dtype, qscheme, qmin, qmax = ((torch.int8, torch.per_tensor_symmetric, -128, 127) if symmetric
-                                  else (torch.uint8, torch.per_tensor_affine, 0, 255))
+    dtype, qscheme, qmin, qmax = (
+        (torch.int8, torch.per_tensor_symmetric, -128, 127)
+        if symmetric
+        else (torch.uint8, torch.per_tensor_affine, 0, 255)
+    )
     obs = activation_observer(method, dtype="int8" if symmetric else "uint8", symmetric=symmetric, **kw)
     ctr = FakeQuantize.with_args(observer=obs) if qat else obs
-    return QuantizationSpec(dtype=dtype, quant_min=qmin, quant_max=qmax, qscheme=qscheme,
-                            is_dynamic=False, observer_or_fake_quant_ctr=ctr)
+    return QuantizationSpec(
+        dtype=dtype,
+        quant_min=qmin,
+        quant_max=qmax,
+        qscheme=qscheme,
+        is_dynamic=False,
+        observer_or_fake_quant_ctr=ctr,
+    )
 
 
 def _symmetric_quantizer(method: str, qat: bool = False):
@@ -287,7 +298,9 @@ def _symmetric_quantizer(method: str, qat: bool = False):
 
     base = get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
     act = _act_spec(method, symmetric=True, qat=qat)
-    return XNNPACKQuantizer().set_global(dataclasses.replace(base, input_activation=act, output_activation=act))
+    return XNNPACKQuantizer().set_global(
+        dataclasses.replace(base, input_activation=act, output_activation=act)
+    )
 
 
 def _x86_quantizer(method: str, *, symmetric: bool = False, qat: bool = False):
@@ -300,7 +313,9 @@ def _x86_quantizer(method: str, *, symmetric: bool = False, qat: bool = False):
 
     base = get_default_x86_inductor_quantization_config(is_qat=qat)
     act = _act_spec(method, symmetric=symmetric, qat=qat)
-    return X86InductorQuantizer().set_global(dataclasses.replace(base, input_activation=act, output_activation=act))
+    return X86InductorQuantizer().set_global(
+        dataclasses.replace(base, input_activation=act, output_activation=act)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -317,7 +332,11 @@ def exported_eval():
 def _activation_qparams(converted) -> list[tuple[float, int, int, int]]:
     out = []
     for n in converted.graph.nodes:
-        if n.op == "call_function" and "quantize_per_tensor" in str(n.target) and "dequantize" not in str(n.target):
+        if (
+            n.op == "call_function"
+            and "quantize_per_tensor" in str(n.target)
+            and "dequantize" not in str(n.target)
+        ):
             _, scale, zp, qmin, qmax, _ = n.args
             out.append((float(scale), int(zp), qmin, qmax))
     return out
@@ -329,8 +348,11 @@ def test_ptq_round_trip_symmetric_int8(method, exported_eval):
 
     net, gm, data = exported_eval
     prepared = prepare_pt2e(copy.deepcopy(gm), _symmetric_quantizer(method))
-    observers = [m for m in prepared.modules() if type(m).__module__ == "edgecnn.quantize.observers"
-                 or type(m).__name__ == "MinMaxObserver"]
+    observers = [
+        m
+        for m in prepared.modules()
+        if type(m).__module__ == "edgecnn.quantize.observers" or type(m).__name__ == "MinMaxObserver"
+    ]
     with torch.no_grad():
         for batch in data.split(16):
             prepared(batch)
@@ -370,8 +392,11 @@ def test_qat_with_fake_quantize_round_trip():
     net, data = _net_and_data(bn=False)
     gm = torch.export.export(net.train(), (data[:16],), strict=True).module()
     prepared = prepare_qat_pt2e(gm, _x86_quantizer("entropy", symmetric=True, qat=True))
-    fqs = [m for m in prepared.modules() if isinstance(m, FakeQuantize)
-           and type(m.activation_post_process).__name__ == "EntropyObserver"]
+    fqs = [
+        m
+        for m in prepared.modules()
+        if isinstance(m, FakeQuantize) and type(m.activation_post_process).__name__ == "EntropyObserver"
+    ]
     assert len(fqs) >= 3
     opt = torch.optim.SGD(prepared.parameters(), lr=0.01)
     target = torch.randint(0, 4, (64,), generator=torch.Generator().manual_seed(9))

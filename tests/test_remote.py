@@ -39,8 +39,12 @@ def _free_port() -> int:
 
 
 def _keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgecnn-test", "-f", str(path)],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgecnn-test", "-f", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return " ".join(path.with_suffix(".pub").read_text().split()[:2])
 
 
@@ -68,24 +72,33 @@ class Sshd:
         _keygen(root / "id")
         (root / "authorized_keys").write_text((root / "id.pub").read_text())
         self.port = _free_port()
-        (root / "sshd_config").write_text("\n".join([
-            f"ListenAddress 127.0.0.1:{self.port}",
-            f"HostKey {root / 'host_key'}",
-            f"PidFile {root / 'sshd.pid'}",
-            f"AuthorizedKeysFile {root / 'authorized_keys'}",
-            "UsePAM no", "StrictModes no", "PubkeyAuthentication yes", "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password", "LogLevel VERBOSE",
-            # REPO after the stub: the device runs this checkout's edgecnn, not whichever one the venv installed.
-            f"SetEnv TMPDIR={self.remote_tmp} EDGECNN_HOME={root / 'remote-home'} PYTHONPATH={notorch}:{REPO}",
-            "",
-        ]))
+        (root / "sshd_config").write_text(
+            "\n".join(
+                [
+                    f"ListenAddress 127.0.0.1:{self.port}",
+                    f"HostKey {root / 'host_key'}",
+                    f"PidFile {root / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {root / 'authorized_keys'}",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PermitRootLogin prohibit-password",
+                    "LogLevel VERBOSE",
+                    # REPO after the stub: the device runs this checkout's edgecnn, not whichever one the venv installed.
+                    f"SetEnv TMPDIR={self.remote_tmp} EDGECNN_HOME={root / 'remote-home'} PYTHONPATH={notorch}:{REPO}",
+                    "",
+                ]
+            )
+        )
         (root / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_key}\n")
         (root / "known_hosts_wrong").write_text(f"[127.0.0.1]:{self.port} {other_key}\n")
         self.config = root / "ssh_config"
         self.config.write_text(f"""\
 Host wrongkey
   Port {self.port}
-  UserKnownHostsFile {root / 'known_hosts_wrong'}
+  UserKnownHostsFile {root / "known_hosts_wrong"}
 Host unknownkey
   Port {self.port}
   UserKnownHostsFile /dev/null
@@ -95,17 +108,21 @@ Host *
   HostName 127.0.0.1
   Port {self.port}
   User {getpass.getuser()}
-  IdentityFile {root / 'id'}
+  IdentityFile {root / "id"}
   IdentitiesOnly yes
-  UserKnownHostsFile {root / 'known_hosts'}
+  UserKnownHostsFile {root / "known_hosts"}
   GlobalKnownHostsFile /dev/null
   StrictHostKeyChecking yes
   PasswordAuthentication no
 """)
         self.log = root / "sshd.log"
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -178,9 +195,29 @@ def test_bench_over_ssh_returns_the_devices_json(sshd, artifact):
 def test_cli_hosts_run_in_parallel_and_one_refused_port_keeps_the_others(sshd, artifact):
     env = {**os.environ, "EDGECNN_SSH_CONFIG": str(sshd.config), "EDGECNN_REMOTE_PYTHON": PY}
     t0 = time.monotonic()
-    p = subprocess.run([PY, "-m", "edgecnn", "bench", str(artifact), "--host", "dev1", "--host", "badport",
-                        "--host", "dev2", "--json", *FAST_ARGS],
-                       capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
+    p = subprocess.run(
+        [
+            PY,
+            "-m",
+            "edgecnn",
+            "bench",
+            str(artifact),
+            "--host",
+            "dev1",
+            "--host",
+            "badport",
+            "--host",
+            "dev2",
+            "--json",
+            *FAST_ARGS,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 2, p.stderr
     out = json.loads(p.stdout)
     assert [o["host"] for o in out] == ["dev1", "badport", "dev2"]
@@ -193,16 +230,35 @@ def test_cli_hosts_run_in_parallel_and_one_refused_port_keeps_the_others(sshd, a
 
 
 def test_cli_human_output_for_one_host(sshd, artifact):
-    p = subprocess.run([PY, "-m", "edgecnn", "bench", str(artifact), "--host", "dev1", "--ssh-config",
-                        str(sshd.config), "--remote-python", PY, *FAST_ARGS],
-                       capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    p = subprocess.run(
+        [
+            PY,
+            "-m",
+            "edgecnn",
+            "bench",
+            str(artifact),
+            "--host",
+            "dev1",
+            "--ssh-config",
+            str(sshd.config),
+            "--remote-python",
+            PY,
+            *FAST_ARGS,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("dev1:\n") and "measured p50" in p.stdout
 
 
 def test_changed_or_unknown_host_key_is_refused(sshd, artifact):
-    changed, unknown = bench_hosts(artifact, ["wrongkey", "unknownkey"], remote_python=PY,
-                                   ssh_config=sshd.config, **FAST)
+    changed, unknown = bench_hosts(
+        artifact, ["wrongkey", "unknownkey"], remote_python=PY, ssh_config=sshd.config, **FAST
+    )
     assert changed.result is None and _one_line(changed.error)
     assert changed.error.startswith("wrongkey: its host key does not match known_hosts"), changed.error
     assert unknown.result is None and _one_line(unknown.error)
@@ -211,7 +267,7 @@ def test_changed_or_unknown_host_key_is_refused(sshd, artifact):
 
 
 def test_hostile_artifact_directory_name(sshd, artifact, tmp_path):
-    name = "it's a \"model\" $(touch $TMPDIR.pwned1); touch $TMPDIR.pwned2 ;`touch $TMPDIR.pwned3` & x"
+    name = 'it\'s a "model" $(touch $TMPDIR.pwned1); touch $TMPDIR.pwned2 ;`touch $TMPDIR.pwned3` & x'
     hostile = tmp_path / name
     shutil.copytree(artifact, hostile)
     r = bench_remote(hostile, "dev1", remote_python=PY, ssh_config=sshd.config, **FAST)
@@ -220,11 +276,18 @@ def test_hostile_artifact_directory_name(sshd, artifact, tmp_path):
     assert sshd.leftovers() == []
 
 
-@pytest.mark.parametrize("case, message", [
-    ("no-onnxruntime", "dev1: ONNX Runtime is not installed on the device; install it there: pip install onnxruntime"),
-    ("no-edgecnn", "edgecnn is not installed for"),
-    ("no-python", "not found on the device"),
-], ids=["no-onnxruntime", "no-edgecnn", "no-python"])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (
+            "no-onnxruntime",
+            "dev1: ONNX Runtime is not installed on the device; install it there: pip install onnxruntime",
+        ),
+        ("no-edgecnn", "edgecnn is not installed for"),
+        ("no-python", "not found on the device"),
+    ],
+    ids=["no-onnxruntime", "no-edgecnn", "no-python"],
+)
 def test_what_to_install_on_the_device(sshd, artifact, tmp_path, case, message):
     if case == "no-onnxruntime":
         blocked = tmp_path / "blocked"
@@ -243,7 +306,9 @@ def test_what_to_install_on_the_device(sshd, artifact, tmp_path, case, message):
 
 def test_connection_killed_mid_run(sshd, artifact, tmp_path):
     # The "device's Python" starts the bench, then kills this connection's sshd session process.
-    python = _wrapper(tmp_path / "python", f"""\
+    python = _wrapper(
+        tmp_path / "python",
+        f"""\
 {PY} "$@" >/dev/null 2>&1 &
 bench=$!
 sleep 1
@@ -254,10 +319,12 @@ while [ "$p" -gt 1 ]; do
 done
 kill "$bench"
 wait
-""")
+""",
+    )
     t0 = time.monotonic()
-    (r,) = bench_hosts(artifact, ["dev1"], remote_python=python, ssh_config=sshd.config,
-                       **{**FAST, "min_seconds": 30})
+    (r,) = bench_hosts(
+        artifact, ["dev1"], remote_python=python, ssh_config=sshd.config, **{**FAST, "min_seconds": 30}
+    )
     assert time.monotonic() - t0 < 20
     assert r.result is None and _one_line(r.error), r.error
     assert r.error.startswith("dev1: lost the connection"), r.error
@@ -271,8 +338,15 @@ def test_device_side_bench_imports_no_torch(artifact, tmp_path):
     """`python -m edgecnn bench ARTIFACT` (what runs on the device) works where torch cannot import."""
     (tmp_path / "torch.py").write_text(NO_MODULE.format("torch"))
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "EDGECNN_HOME": str(tmp_path / "home")}
-    p = subprocess.run([PY, "-m", "edgecnn", "bench", str(artifact), "--json", *FAST_ARGS],
-                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+    p = subprocess.run(
+        [PY, "-m", "edgecnn", "bench", str(artifact), "--json", *FAST_ARGS],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["latency_ms"]["n"] >= 3
 
@@ -288,7 +362,10 @@ def test_arguments_that_could_inject_are_refused(artifact, monkeypatch):
     assert argv.index("BatchMode=yes") < argv.index("Port=2222") < argv.index("ConnectTimeout=20")
     assert not any("StrictHostKeyChecking" in a for a in argv)
     script = bench_script("a'b", "~/venv/bin/python -X dev", ["--runtime", "x;y"])
-    assert "\"$HOME\"/venv/bin/python -X dev -m edgecnn bench \"$d\"/'a'\"'\"'b' --json --runtime 'x;y'" in script
+    assert (
+        "\"$HOME\"/venv/bin/python -X dev -m edgecnn bench \"$d\"/'a'\"'\"'b' --json --runtime 'x;y'"
+        in script
+    )
 
 
 def test_the_users_connect_timeout_wins(sshd, tmp_path):
@@ -300,9 +377,13 @@ def test_the_users_connect_timeout_wins(sshd, tmp_path):
     assert "ServerAliveInterval=15" in mine  # not set there: ours
     theirs = ssh_command("dev1", "true", ssh_config=config)
     assert {"ConnectTimeout=20", "ServerAliveInterval=15", "ServerAliveCountMax=4"} <= set(theirs)
-    assert "ConnectTimeout=5" in ssh_command("patient", "true", ssh_config=config, ssh_options=["ConnectTimeout=5"])
+    assert "ConnectTimeout=5" in ssh_command(
+        "patient", "true", ssh_config=config, ssh_options=["ConnectTimeout=5"]
+    )
     # and the connection itself works with the user's own timeout
-    p = subprocess.run(mine[:-1] + ["echo connected"], capture_output=True, text=True, timeout=60, check=False)
+    p = subprocess.run(
+        mine[:-1] + ["echo connected"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert p.returncode == 0 and p.stdout.strip() == "connected", p.stderr
 
 
@@ -310,14 +391,35 @@ def test_timeout_ends_a_host_that_hangs_mid_run(sshd, artifact, tmp_path):
     """The device's Python hangs: --timeout ends the run as one line for that host; the device works again after."""
     hangs = _wrapper(tmp_path / "python", "sleep 60\n")
     t0 = time.monotonic()
-    p = subprocess.run([PY, "-m", "edgecnn", "bench", str(artifact), "--host", "dev1", "--ssh-config",
-                        str(sshd.config), "--remote-python", hangs, "--timeout", "3", *FAST_ARGS],
-                       capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    p = subprocess.run(
+        [
+            PY,
+            "-m",
+            "edgecnn",
+            "bench",
+            str(artifact),
+            "--host",
+            "dev1",
+            "--ssh-config",
+            str(sshd.config),
+            "--remote-python",
+            hangs,
+            "--timeout",
+            "3",
+            *FAST_ARGS,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert time.monotonic() - t0 < 45
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: dev1: the bench did not finish within --timeout 3 s"), \
-        p.stderr
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: dev1: the bench did not finish within --timeout 3 s"
+    ), p.stderr
     assert "Traceback" not in p.stderr
     assert sshd.leftovers(wait=10) == []  # removed by the reconnect after the timeout
     r = bench_remote(artifact, "dev2", remote_python=PY, ssh_config=sshd.config, timeout=120, **FAST)
@@ -326,6 +428,12 @@ def test_timeout_ends_a_host_that_hangs_mid_run(sshd, artifact, tmp_path):
 
 def test_timeout_must_be_a_positive_number(artifact):
     for bad in ("0", "-1", "nan", "soon"):
-        p = subprocess.run([PY, "-m", "edgecnn", "bench", str(artifact), "--host", "dev1", "--timeout", bad],
-                           capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
+        p = subprocess.run(
+            [PY, "-m", "edgecnn", "bench", str(artifact), "--host", "dev1", "--timeout", bad],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--timeout" in p.stderr, p.stderr

@@ -26,39 +26,84 @@ TFLITE_BATCH = 4
 
 def tiny_net(num_classes: int = 10) -> nn.Module:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(16, num_classes))
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, num_classes),
+    )
     with torch.no_grad():  # non-trivial BatchNorm statistics
         model[1].running_mean.uniform_(-0.5, 0.5)
         model[1].running_var.uniform_(0.5, 2.0)
     return model.eval()
 
 
-def metadata(files, *, runtime, shape, target="cpu", precision="fp32", num_classes=10, class_names=None,
-             preprocess=PREPROCESS, **extra) -> dict:
+def metadata(
+    files,
+    *,
+    runtime,
+    shape,
+    target="cpu",
+    precision="fp32",
+    num_classes=10,
+    class_names=None,
+    preprocess=PREPROCESS,
+    **extra,
+) -> dict:
     return {
-        "arch": "tiny", "model_options": {}, "num_classes": num_classes,
+        "arch": "tiny",
+        "model_options": {},
+        "num_classes": num_classes,
         "class_names": list(class_names or [f"c{i}" for i in range(num_classes)]),
-        "target": target, "runtime": runtime, "precision": precision, "files": list(files),
-        "input": {"name": "input", "shape": list(shape), "layout": preprocess.layout, "dtype": "float32",
-                  "scale": None, "zero_point": None},
-        "output": {"name": "logits", "shape": [shape[0], num_classes], "dtype": "float32", "scale": None,
-                   "zero_point": None},
-        "preprocess": preprocess.to_dict(), "quantization": None, "float_layers": [],
-        "source": {"checkpoint": None, "sha256": None}, "tools": {"torch": torch.__version__}, **extra,
+        "target": target,
+        "runtime": runtime,
+        "precision": precision,
+        "files": list(files),
+        "input": {
+            "name": "input",
+            "shape": list(shape),
+            "layout": preprocess.layout,
+            "dtype": "float32",
+            "scale": None,
+            "zero_point": None,
+        },
+        "output": {
+            "name": "logits",
+            "shape": [shape[0], num_classes],
+            "dtype": "float32",
+            "scale": None,
+            "zero_point": None,
+        },
+        "preprocess": preprocess.to_dict(),
+        "quantization": None,
+        "float_layers": [],
+        "source": {"checkpoint": None, "sha256": None},
+        "tools": {"torch": torch.__version__},
+        **extra,
     }
 
 
 def export_onnx(model: nn.Module, path: Path, shape) -> None:
     """A dynamic-batch float ONNX file (the legacy exporter: fast, and enough here)."""
-    torch.onnx.export(model, (torch.zeros(2, *shape[1:]),), str(path), input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
-                      dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, *shape[1:]),),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+        dynamo=False,
+    )
 
 
-def make_onnx_artifact(d: Path, model: nn.Module, shape=(None, 1, 16, 16), *, runtime="onnxruntime",
-                       target="cpu", **meta) -> Path:
+def make_onnx_artifact(
+    d: Path, model: nn.Module, shape=(None, 1, 16, 16), *, runtime="onnxruntime", target="cpu", **meta
+) -> Path:
     d.mkdir(parents=True)
     export_onnx(model, d / "model.onnx", shape)
     write_metadata(d, metadata(["model.onnx"], runtime=runtime, target=target, shape=shape, **meta))
@@ -81,13 +126,18 @@ def cpu_artifacts(tiny, tmp_path_factory) -> dict[str, Path]:
     import openvino as ov
 
     root = tmp_path_factory.mktemp("artifacts")
-    arts = {"onnx": make_onnx_artifact(root / "onnx", tiny),
-            "jetson": make_onnx_artifact(root / "jetson", tiny, runtime="tensorrt", target="jetson",
-                                         precision="int8")}
+    arts = {
+        "onnx": make_onnx_artifact(root / "onnx", tiny),
+        "jetson": make_onnx_artifact(
+            root / "jetson", tiny, runtime="tensorrt", target="jetson", precision="int8"
+        ),
+    }
     d = root / "ir"
     d.mkdir()
     # fp32 IR: save_model compresses weights to fp16 unless told not to.
-    ov.save_model(ov.convert_model(str(arts["onnx"] / "model.onnx")), str(d / "model.xml"), compress_to_fp16=False)
+    ov.save_model(
+        ov.convert_model(str(arts["onnx"] / "model.onnx")), str(d / "model.xml"), compress_to_fp16=False
+    )
     write_metadata(d, metadata(["model.xml", "model.bin"], runtime="openvino", shape=[None, 1, 16, 16]))
     arts["ir"] = d
     d = root / "engine"
@@ -104,10 +154,12 @@ def cpu_artifacts(tiny, tmp_path_factory) -> dict[str, Path]:
     arts["resnet"] = make_onnx_artifact(root / "resnet", resnet, (None, 1, 32, 32), preprocess=pre32)
     d = root / "resnet-ir"
     d.mkdir()
-    ov.save_model(ov.convert_model(str(arts["resnet"] / "model.onnx")), str(d / "model.xml"),
-                  compress_to_fp16=False)
-    write_metadata(d, metadata(["model.xml", "model.bin"], runtime="openvino", shape=[None, 1, 32, 32],
-                               preprocess=pre32))
+    ov.save_model(
+        ov.convert_model(str(arts["resnet"] / "model.onnx")), str(d / "model.xml"), compress_to_fp16=False
+    )
+    write_metadata(
+        d, metadata(["model.xml", "model.bin"], runtime="openvino", shape=[None, 1, 32, 32], preprocess=pre32)
+    )
     arts["resnet-ir"] = d
     arts["resnet-model"] = resnet
     return arts
@@ -119,8 +171,9 @@ def tflite_fp32(tiny, tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("tflite-fp32")
     litert_torch.convert(tiny, (torch.zeros(TFLITE_BATCH, 1, 16, 16),)).export(str(d / "model.tflite"))
-    write_metadata(d, metadata(["model.tflite"], runtime="tflite", target="rpi",
-                               shape=[TFLITE_BATCH, 1, 16, 16]))
+    write_metadata(
+        d, metadata(["model.tflite"], runtime="tflite", target="rpi", shape=[TFLITE_BATCH, 1, 16, 16])
+    )
     return d
 
 
@@ -142,9 +195,18 @@ def tflite_int8(tiny, tmp_path_factory):
     fake_quant = convert_pt2e(prepared, fold_quantize=False)
     d = tmp_path_factory.mktemp("tflite-int8")
     litert_torch.convert(fake_quant, (sample,), quant_config=QuantConfig(pt2e_quantizer=q)).export(
-        str(d / "model.tflite"))
-    write_metadata(d, metadata(["model.tflite"], runtime="tflite", target="rpi", precision="int8",
-                               shape=[TFLITE_BATCH, 1, 16, 16]))
+        str(d / "model.tflite")
+    )
+    write_metadata(
+        d,
+        metadata(
+            ["model.tflite"],
+            runtime="tflite",
+            target="rpi",
+            precision="int8",
+            shape=[TFLITE_BATCH, 1, 16, 16],
+        ),
+    )
     return d, fake_quant
 
 
@@ -155,9 +217,16 @@ def batch(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
 # -- every runtime matches PyTorch -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "runtime"), [
-    ("onnx", None), ("ir", None), ("jetson", "onnxruntime"), ("jetson", "openvino"), ("onnx", "openvino"),
-])
+@pytest.mark.parametrize(
+    ("name", "runtime"),
+    [
+        ("onnx", None),
+        ("ir", None),
+        ("jetson", "onnxruntime"),
+        ("jetson", "openvino"),
+        ("onnx", "openvino"),
+    ],
+)
 def test_cpu_runtimes_match_torch(cpu_artifacts, tiny, name, runtime):
     x = batch(7)
     with open_session(cpu_artifacts[name], runtime=runtime, threads=1) as s:
@@ -173,8 +242,9 @@ def test_cpu_runtimes_match_torch(cpu_artifacts, tiny, name, runtime):
 def test_test_resnet18_matches_torch(cpu_artifacts, name):
     x = batch(3, size=32)
     with open_session(cpu_artifacts[name], threads=1) as s:
-        np.testing.assert_allclose(s.run(x), torch_logits(cpu_artifacts["resnet-model"], x), rtol=1e-4,
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            s.run(x), torch_logits(cpu_artifacts["resnet-model"], x), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_tflite_fp32_fixed_batch_matches_torch(tflite_fp32, tiny):
@@ -197,14 +267,16 @@ def test_tflite_int8_quantizes_io_and_matches_fake_quant(tflite_int8):
         y = s.run(x)
     assert y.dtype == np.float32 and y.shape == (11, 10)
     padded = np.concatenate([x, np.zeros((1, 1, 16, 16), np.float32)])
-    ref = np.concatenate([torch_logits(fake_quant, padded[i:i + 4]) for i in range(0, 12, 4)])[:11]
+    ref = np.concatenate([torch_logits(fake_quant, padded[i : i + 4]) for i in range(0, 12, 4)])[:11]
     # Integer kernels may round differently from the float-simulated graph: a few output steps.
     assert np.abs(y - ref).max() <= 4 * out_scale
     assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.9
     assert in_scale > 0
 
 
-@pytest.mark.parametrize(("name", "binding"), [("onnx", "IOBinding"), ("ir", "InferRequest"), ("tflite", "set_tensor")])
+@pytest.mark.parametrize(
+    ("name", "binding"), [("onnx", "IOBinding"), ("ir", "InferRequest"), ("tflite", "set_tensor")]
+)
 def test_timed_call_binds_once_and_computes_the_logits(cpu_artifacts, tflite_fp32, tiny, name, binding):
     """bench's fast path: the input bound once, each call a real inference (its logits are torch's)."""
     x = batch(TFLITE_BATCH if name == "tflite" else 3, seed=5)
@@ -214,7 +286,7 @@ def test_timed_call_binds_once_and_computes_the_logits(cpu_artifacts, tflite_fp3
         call.run()
         call.run()
         np.testing.assert_allclose(call.output(), torch_logits(tiny, x), rtol=1e-4, atol=1e-4)
-        if name == "ir":   # OpenVINO keeps its own time of each call; compiled again at the static shape
+        if name == "ir":  # OpenVINO keeps its own time of each call; compiled again at the static shape
             assert 0 < call.runtime_ms() < 10_000
             assert s.batch == 3 and s._compiled.inputs[0].get_partial_shape().is_static
             np.testing.assert_allclose(s.run(batch(5)), torch_logits(tiny, batch(5)), rtol=1e-4, atol=1e-4)
@@ -265,11 +337,14 @@ def test_modified_file_is_refused(cpu_artifacts, tmp_path):
         assert s.run(batch(1)).shape == (1, 10)
 
 
-@pytest.mark.parametrize(("name", "runtime", "message"), [
-    ("tflite", "openvino", "model.tflite is a TFLite model: it runs in tflite, not openvino"),
-    ("engine", "onnxruntime", "model.engine is a TensorRT engine: it runs in tensorrt, not onnxruntime"),
-    ("ir", "onnxruntime", "model.xml is an OpenVINO IR: it runs in openvino, not onnxruntime"),
-])
+@pytest.mark.parametrize(
+    ("name", "runtime", "message"),
+    [
+        ("tflite", "openvino", "model.tflite is a TFLite model: it runs in tflite, not openvino"),
+        ("engine", "onnxruntime", "model.engine is a TensorRT engine: it runs in tensorrt, not onnxruntime"),
+        ("ir", "onnxruntime", "model.xml is an OpenVINO IR: it runs in openvino, not onnxruntime"),
+    ],
+)
 def test_wrong_runtime(cpu_artifacts, tmp_path, name, runtime, message):
     if name == "tflite":  # no conversion needed to test the refusal
         d = tmp_path / "t"
@@ -290,13 +365,19 @@ def test_unknown_runtime():
         session_class("torch")
 
 
-@pytest.mark.parametrize(("runtime", "modules", "message"), [
-    ("onnxruntime", ["onnxruntime"], r"pip install 'edgecnn\[onnx\]'"),
-    ("openvino", ["openvino"], r"pip install 'edgecnn\[openvino\]'"),
-    ("tflite", ["ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime",
-                "tflite_runtime.interpreter"], r"edgecnn\[tflite\]'.*pip install ai-edge-litert"),
-    ("tensorrt", ["tensorrt"], "TensorRT runtime not installed: on a Jetson it comes with JetPack"),
-])
+@pytest.mark.parametrize(
+    ("runtime", "modules", "message"),
+    [
+        ("onnxruntime", ["onnxruntime"], r"pip install 'edgecnn\[onnx\]'"),
+        ("openvino", ["openvino"], r"pip install 'edgecnn\[openvino\]'"),
+        (
+            "tflite",
+            ["ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"],
+            r"edgecnn\[tflite\]'.*pip install ai-edge-litert",
+        ),
+        ("tensorrt", ["tensorrt"], "TensorRT runtime not installed: on a Jetson it comes with JetPack"),
+    ],
+)
 def test_missing_backend(cpu_artifacts, tmp_path, monkeypatch, runtime, modules, message):
     for m in modules:
         monkeypatch.setitem(sys.modules, m, None)  # `import m` now raises ImportError
@@ -336,7 +417,7 @@ def test_runtime_side_imports_no_torch(cpu_artifacts):
         from edgecnn.data import Preprocess
         from edgecnn.evaluate import bootstrap_ci, mcnemar
         from edgecnn.runtimes import open_session
-        s = open_session({str(cpu_artifacts['onnx'])!r}, threads=1)
+        s = open_session({str(cpu_artifacts["onnx"])!r}, threads=1)
         x = Preprocess.from_dict(s.artifact.meta["preprocess"]).apply_numpy(np.zeros((2, 28, 28, 1), np.uint8))
         assert s.run(x).shape == (2, 10)
         print("ok")

@@ -32,7 +32,12 @@ def test_the_quantizer_leaves_the_named_layers_float(tiny):
     src = stages.float_source("test_resnet18", recipe, checkpoint=ckpt, **quiet)
     x = src.preprocess.apply_torch(src.bundle.test.images[:32])
     layers = quantizable_layers(src.model, x[:2])
-    assert layers[0] == "conv1" and layers[-1] == "fc" and "layer2.0.downsample.0" in layers and len(layers) == 21
+    assert (
+        layers[0] == "conv1"
+        and layers[-1] == "fc"
+        and "layer2.0.downsample.0" in layers
+        and len(layers) == 21
+    )
     mixed = ptq(src.model, x, float_layers=["layer2.0.conv2", "fc"])
     assert sorted(f.split()[0] for f in float_ops(mixed)) == ["conv", "linear"]
     only = ptq(src.model, x, only_layers=["conv1"])
@@ -44,7 +49,9 @@ def test_the_quantizer_leaves_the_named_layers_float(tiny):
 
 def test_sensitivity_ranks_layers(tiny):
     _, recipe, ckpt = tiny
-    r = sensitivity("test_resnet18", recipe, checkpoint=ckpt, layers=["conv1", "layer3.0.conv2", "fc"], images=200)
+    r = sensitivity(
+        "test_resnet18", recipe, checkpoint=ckpt, layers=["conv1", "layer3.0.conv2", "fc"], images=200
+    )
     assert r.val_images == 200 and [x.index for x in sorted(r.layers, key=lambda x: x.index)] == [0, 11, 20]
     recovered = [x.recovered_points for x in r.layers]
     assert recovered == sorted(recovered, reverse=True)
@@ -59,9 +66,25 @@ def test_sensitivity_ranks_layers(tiny):
 def test_cli_json_and_plot(tiny, tmp_path):
     path, _, ckpt = tiny
     png = tmp_path / "s.png"
-    r = CliRunner().invoke(cli, ["sensitivity", "test_resnet18", "--recipe", f"{path}:quick", "--checkpoint", ckpt,
-                                 "--layers", "fc", "--images", "50", "--json", "--plot", str(png)],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        cli,
+        [
+            "sensitivity",
+            "test_resnet18",
+            "--recipe",
+            f"{path}:quick",
+            "--checkpoint",
+            ckpt,
+            "--layers",
+            "fc",
+            "--images",
+            "50",
+            "--json",
+            "--plot",
+            str(png),
+        ],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["format"] == "edgecnn.sensitivity/1" and [x["layer"] for x in doc["layers"]] == ["fc"]

@@ -133,8 +133,9 @@ def test_unwritable_cache_still_gives_the_engine(onnx_file, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     logs = []
-    e = ec.EngineCache(blocker / "engines").get_or_build(onnx_file, "int8", device=ORIN, builder=FakeBuilder(),
-                                                        log=logs.append)
+    e = ec.EngineCache(blocker / "engines").get_or_build(
+        onnx_file, "int8", device=ORIN, builder=FakeBuilder(), log=logs.append
+    )
     assert e.path is None and e.data.startswith(b"ENGINE:") and any("cannot cache" in s for s in logs)
 
 
@@ -157,8 +158,11 @@ def test_check_compatible():
     meta = {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
     ec.check_compatible(meta, ORIN, "e.engine")  # 10.3.0 == 10.3.0.30's release
     ec.check_compatible({"tensorrt": None, "gpu": None, "compute_capability": None}, H100, "e.engine")
-    for field, value, what in (("tensorrt", "10.4.0", "TensorRT differ"), ("gpu", "Xavier", "GPU differ"),
-                               ("compute_capability", "7.2", "compute capability differ")):
+    for field, value, what in (
+        ("tensorrt", "10.4.0", "TensorRT differ"),
+        ("gpu", "Xavier", "GPU differ"),
+        ("compute_capability", "7.2", "compute capability differ"),
+    ):
         with pytest.raises(EdgecnnError, match=what):
             ec.check_compatible({**meta, field: value}, ORIN, "e.engine")
 
@@ -192,18 +196,40 @@ def _fake_tensorrt(loaded: list) -> types.ModuleType:
     return trt
 
 
-def _artifact(d: Path, precision: str, *, model: str = "model.onnx", shape=(None, 3, 32, 32),
-              runtime: str = "tensorrt") -> Path:
+def _artifact(
+    d: Path, precision: str, *, model: str = "model.onnx", shape=(None, 3, 32, 32), runtime: str = "tensorrt"
+) -> Path:
     d.mkdir(parents=True)
     (d / model).write_bytes(b"qdq onnx of " + precision.encode())
     meta = {
-        "arch": "resnet18", "model_options": {}, "num_classes": 10, "class_names": [f"c{i}" for i in range(10)],
-        "target": "jetson", "runtime": runtime, "precision": precision, "files": [model],
-        "input": {"name": "input", "shape": list(shape), "layout": "NCHW", "dtype": "float32", "scale": None,
-                  "zero_point": None},
-        "output": {"name": "logits", "shape": [None, 10], "dtype": "float32", "scale": None, "zero_point": None},
+        "arch": "resnet18",
+        "model_options": {},
+        "num_classes": 10,
+        "class_names": [f"c{i}" for i in range(10)],
+        "target": "jetson",
+        "runtime": runtime,
+        "precision": precision,
+        "files": [model],
+        "input": {
+            "name": "input",
+            "shape": list(shape),
+            "layout": "NCHW",
+            "dtype": "float32",
+            "scale": None,
+            "zero_point": None,
+        },
+        "output": {
+            "name": "logits",
+            "shape": [None, 10],
+            "dtype": "float32",
+            "scale": None,
+            "zero_point": None,
+        },
         "preprocess": {"image_size": 32, "channels": 3, "mean": [0.5] * 3, "std": [0.25] * 3},
-        "quantization": None, "float_layers": [], "source": {"checkpoint": None, "sha256": None}, "tools": {},
+        "quantization": None,
+        "float_layers": [],
+        "source": {"checkpoint": None, "sha256": None},
+        "tools": {},
     }
     write_metadata(d, meta)
     return d
@@ -238,9 +264,19 @@ def test_session_refuses_an_engine_built_for_another_device(tmp_path, monkeypatc
     d = tmp_path / "e"
     d.mkdir()
     data = b"an Orin engine"
-    ec.write_engine(d / "model.engine", data, ec.engine_meta(
-        key=None, onnx_sha256="0" * 64, precision="int8", device=ORIN, profile=ec.BatchProfile(),
-        engine_sha256=hashlib.sha256(data).hexdigest(), builder="trtexec"))
+    ec.write_engine(
+        d / "model.engine",
+        data,
+        ec.engine_meta(
+            key=None,
+            onnx_sha256="0" * 64,
+            precision="int8",
+            device=ORIN,
+            profile=ec.BatchProfile(),
+            engine_sha256=hashlib.sha256(data).hexdigest(),
+            builder="trtexec",
+        ),
+    )
     meta = json.loads((_artifact(tmp_path / "tmpl", "int8") / "metadata.json").read_text())
     meta["files"] = ["model.engine"]
     write_metadata(d, meta)
@@ -253,43 +289,97 @@ def test_session_refuses_an_engine_built_for_another_device(tmp_path, monkeypatc
 
 
 def _script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False,
-                          env={**os.environ, "PYTHON": sys.executable, **(env or {})})
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHON": sys.executable, **(env or {})},
+    )
 
 
-@pytest.mark.parametrize(("version", "precision", "flags"), [
-    ("10.3", "int8", ["--int8", "--fp16"]), ("10.3", "fp16", ["--fp16"]), ("10.3", "fp32", []),
-    # TensorRT 11 removed trtexec's precision flags: networks are strongly typed
-    ("11.4", "int8", []), ("11.4", "fp16", []), ("11.4", "fp32", [])])
+@pytest.mark.parametrize(
+    ("version", "precision", "flags"),
+    [
+        ("10.3", "int8", ["--int8", "--fp16"]),
+        ("10.3", "fp16", ["--fp16"]),
+        ("10.3", "fp32", []),
+        # TensorRT 11 removed trtexec's precision flags: networks are strongly typed
+        ("11.4", "int8", []),
+        ("11.4", "fp16", []),
+        ("11.4", "fp32", []),
+    ],
+)
 def test_build_script_dry_run_command(tmp_path, version, precision, flags):
     art = _artifact(tmp_path / precision, precision)
-    r = _script(str(art), "--dry-run", "--builder", "trtexec", "--trtexec", "/usr/src/tensorrt/bin/trtexec",
-                "--tensorrt-version", version)
+    r = _script(
+        str(art),
+        "--dry-run",
+        "--builder",
+        "trtexec",
+        "--trtexec",
+        "/usr/src/tensorrt/bin/trtexec",
+        "--tensorrt-version",
+        version,
+    )
     assert r.returncode == 0, r.stderr
     timing = ec.timing_cache_path(version)
     assert timing.parent == ec.engines_dir() / "timing" and timing.name == f"trt{version}.0.cache"
     assert shlex.split(r.stdout.strip()) == [
-        "/usr/src/tensorrt/bin/trtexec", f"--onnx={art / 'model.onnx'}", f"--saveEngine={art / 'model.engine'}",
-        *flags, "--minShapes=input:1x3x32x32", "--optShapes=input:1x3x32x32", "--maxShapes=input:64x3x32x32",
-        f"--timingCacheFile={timing}", "--skipInference"]
+        "/usr/src/tensorrt/bin/trtexec",
+        f"--onnx={art / 'model.onnx'}",
+        f"--saveEngine={art / 'model.engine'}",
+        *flags,
+        "--minShapes=input:1x3x32x32",
+        "--optShapes=input:1x3x32x32",
+        "--maxShapes=input:64x3x32x32",
+        f"--timingCacheFile={timing}",
+        "--skipInference",
+    ]
     assert not (art / "model.engine").exists()
 
 
 def test_build_dry_run_options(tmp_path):
     art = _artifact(tmp_path / "a", "int8")
-    r = tb.build_artifact(art, builder="trtexec", trtexec="trtexec", dry_run=True, workspace_mb=1024,
-                          profile=ec.BatchProfile(1, 8, 32), out=tmp_path / "x.engine", tensorrt_version="10.3.0",
-                          timing_cache=tmp_path / "t.cache")
-    assert r["command"][1:] == [f"--onnx={art / 'model.onnx'}", f"--saveEngine={tmp_path / 'x.engine'}", "--int8",
-                                "--fp16", "--minShapes=input:1x3x32x32", "--optShapes=input:8x3x32x32",
-                                "--maxShapes=input:32x3x32x32", "--memPoolSize=workspace:1024M",
-                                f"--timingCacheFile={tmp_path / 't.cache'}", "--skipInference"]
-    assert r["plan"] == {"tensorrt": "10.3.0", "precision": "int8", "trtexec_flags": ["--int8", "--fp16"],
-                         "builder_flags": ["FP16", "INT8"], "strongly_typed": False, "fp16_rewrite": False}
+    r = tb.build_artifact(
+        art,
+        builder="trtexec",
+        trtexec="trtexec",
+        dry_run=True,
+        workspace_mb=1024,
+        profile=ec.BatchProfile(1, 8, 32),
+        out=tmp_path / "x.engine",
+        tensorrt_version="10.3.0",
+        timing_cache=tmp_path / "t.cache",
+    )
+    assert r["command"][1:] == [
+        f"--onnx={art / 'model.onnx'}",
+        f"--saveEngine={tmp_path / 'x.engine'}",
+        "--int8",
+        "--fp16",
+        "--minShapes=input:1x3x32x32",
+        "--optShapes=input:8x3x32x32",
+        "--maxShapes=input:32x3x32x32",
+        "--memPoolSize=workspace:1024M",
+        f"--timingCacheFile={tmp_path / 't.cache'}",
+        "--skipInference",
+    ]
+    assert r["plan"] == {
+        "tensorrt": "10.3.0",
+        "precision": "int8",
+        "trtexec_flags": ["--int8", "--fp16"],
+        "builder_flags": ["FP16", "INT8"],
+        "strongly_typed": False,
+        "fp16_rewrite": False,
+    }
     static = _artifact(tmp_path / "s", "fp16", shape=(1, 3, 32, 32))
-    cmd = tb.build_artifact(static, builder="trtexec", dry_run=True, tensorrt_version="11.4",
-                            timing_cache=False)["command"]
-    assert not any(c.startswith(("--minShapes", "--optShapes", "--maxShapes", "--timingCacheFile")) for c in cmd)
+    cmd = tb.build_artifact(
+        static, builder="trtexec", dry_run=True, tensorrt_version="11.4", timing_cache=False
+    )["command"]
+    assert not any(
+        c.startswith(("--minShapes", "--optShapes", "--maxShapes", "--timingCacheFile")) for c in cmd
+    )
     assert "--fp16" not in cmd
 
 
@@ -317,14 +407,19 @@ def test_build_with_trtexec_writes_engine_sidecar_and_cache(tmp_path, edgecnn_ho
     fake = tmp_path / "bin" / "trtexec"
     fake.parent.mkdir()
     log = tmp_path / "trtexec-args"
-    fake.write_text("#!/usr/bin/env bash\n"
-                    f"printf '%s\\n' \"$@\" > {shlex.quote(str(log))}\n"
-                    f"cat <<'LOG'\n{TRTEXEC_LOG}LOG\n"
-                    "for a in \"$@\"; do case $a in --saveEngine=*) printf 'ENGINE' > \"${a#--saveEngine=}\";; esac; done\n")
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f"printf '%s\\n' \"$@\" > {shlex.quote(str(log))}\n"
+        f"cat <<'LOG'\n{TRTEXEC_LOG}LOG\n"
+        'for a in "$@"; do case $a in --saveEngine=*) printf \'ENGINE\' > "${a#--saveEngine=}";; esac; done\n'
+    )
     fake.chmod(0o755)
     art = _artifact(tmp_path / "a", "int8")
-    r = _script(str(art), "--json", env={"PATH": f"{fake.parent}:{os.environ['PATH']}",
-                                         "EDGECNN_HOME": str(edgecnn_home)})
+    r = _script(
+        str(art),
+        "--json",
+        env={"PATH": f"{fake.parent}:{os.environ['PATH']}", "EDGECNN_HOME": str(edgecnn_home)},
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["builder"] == "trtexec" and out["engine"] == str(art / "model.engine")
@@ -338,7 +433,9 @@ def test_build_with_trtexec_writes_engine_sidecar_and_cache(tmp_path, edgecnn_ho
     key = ec.engine_key(side["onnx_sha256"], "int8", ORIN)
     assert side["key"] == key and out["cached_as"] == str(edgecnn_home / "engines" / f"{key}.engine")
     # a session on this Orin's model.onnx would now load it from the cache without building
-    hit = ec.EngineCache().get_or_build(art / "model.onnx", "int8", device=ORIN, builder=FakeBuilder(fail=True))
+    hit = ec.EngineCache().get_or_build(
+        art / "model.onnx", "int8", device=ORIN, builder=FakeBuilder(fail=True)
+    )
     assert hit.cached and hit.data == b"ENGINE"
     assert not list(art.glob("*.tmp")) and not list(art.glob(".*.tmp"))
 
@@ -349,7 +446,9 @@ def test_failing_trtexec_is_reported(tmp_path):
     fake.chmod(0o755)
     art = _artifact(tmp_path / "a", "int8")
     r = _script(str(art), "--trtexec", str(fake), "--tensorrt-version", "10.3")
-    assert r.returncode == 2 and "trtexec failed (exit 1)" in r.stderr and "unsupported QDQ pattern" in r.stderr
+    assert (
+        r.returncode == 2 and "trtexec failed (exit 1)" in r.stderr and "unsupported QDQ pattern" in r.stderr
+    )
     assert not (art / "model.engine").exists() and not list(art.glob(".*.tmp"))
 
 
@@ -362,11 +461,19 @@ def tiny_onnx(tmp_path) -> Path:
     from torch import nn
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(8, 10)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)
+    ).eval()
     path = tmp_path / "model.onnx"
-    torch.onnx.export(model, (torch.zeros(2, 3, 32, 32),), str(path), input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, 3, 32, 32),),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+        dynamo=False,
+    )
     return path
 
 
@@ -439,19 +546,30 @@ def test_build_engine_command_and_old_module_entry(tmp_path):
     r = CliRunner().invoke(cli, ["build-engine", str(art), *args], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert shlex.split(r.output.strip())[:2] == ["te", f"--onnx={art / 'model.onnx'}"]
-    old = subprocess.run([sys.executable, "-m", "edgecnn.tensorrt_build", str(art), *args], capture_output=True,
-                         text=True, timeout=60, check=False)
+    old = subprocess.run(
+        [sys.executable, "-m", "edgecnn.tensorrt_build", str(art), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert old.returncode == 0 and old.stdout == r.output, old.stderr
     bad = CliRunner().invoke(cli, ["build-engine", str(art), "--min-batch", "8", "--opt-batch", "2"])
     assert bad.exit_code == 2 and bad.output.startswith("error: batch profile needs 1 <= min <= opt <= max")
     bad = CliRunner().invoke(cli, ["build-engine", str(art), "--fp16-outside-qdq", *args])
-    assert bad.exit_code == 2 and bad.output.startswith("error: --fp16-outside-qdq is for an int8 artifact on "
-                                                        "TensorRT 11 (this is fp16 on TensorRT 10.3.0")
+    assert bad.exit_code == 2 and bad.output.startswith(
+        "error: --fp16-outside-qdq is for an int8 artifact on TensorRT 11 (this is fp16 on TensorRT 10.3.0"
+    )
     int8 = _artifact(tmp_path / "i", "int8")
     r11 = CliRunner().invoke(cli, ["build-engine", str(int8), "--fp16-outside-qdq", *args[:-1], "11.4"])
     assert r11.exit_code == 0 and f"--onnx={int8 / 'model.fp16.onnx'}" in shlex.split(r11.output)
-    both = CliRunner().invoke(cli, ["build-engine", str(art), "--timing-cache", "t", "--no-timing-cache", *args])
-    assert both.exit_code == 2 and both.output == "error: --timing-cache and --no-timing-cache exclude each other; pass one\n"
+    both = CliRunner().invoke(
+        cli, ["build-engine", str(art), "--timing-cache", "t", "--no-timing-cache", *args]
+    )
+    assert (
+        both.exit_code == 2
+        and both.output == "error: --timing-cache and --no-timing-cache exclude each other; pass one\n"
+    )
 
 
 # -- TensorRT 10 against 11: flags, strong typing, FP16 in the graph, timing cache -----------------
@@ -470,30 +588,55 @@ def _qdq_onnx(path: Path, *, dead_channel: bool = False) -> Path:
     ws = np.maximum(np.abs(w).reshape(8, -1).max(1) / 127, np.finfo(np.float32).eps).astype(np.float32)
     fc = (rng.standard_normal((10, 8)) * 0.3).astype(np.float32)
     fs = (np.abs(fc).max(1) / 127).astype(np.float32)
-    inits = [numpy_helper.from_array(np.clip(np.rint(w / ws[:, None, None, None]), -127, 127).astype(np.int8), "w_q"),
-             numpy_helper.from_array(np.clip(np.rint(fc / fs[:, None]), -127, 127).astype(np.int8), "fc_q"),
-             numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), "b"),
-             numpy_helper.from_array((rng.standard_normal(10) * 0.1).astype(np.float32), "fc_b"),
-             numpy_helper.from_array(ws, "w_s"), numpy_helper.from_array(fs, "fc_s"),
-             numpy_helper.from_array(np.zeros(8, np.int8), "w_z"), numpy_helper.from_array(np.zeros(10, np.int8), "fc_z")]
-    nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], axis=0),
-             helper.make_node("DequantizeLinear", ["fc_q", "fc_s", "fc_z"], ["fcw"], axis=0)]
+    inits = [
+        numpy_helper.from_array(
+            np.clip(np.rint(w / ws[:, None, None, None]), -127, 127).astype(np.int8), "w_q"
+        ),
+        numpy_helper.from_array(np.clip(np.rint(fc / fs[:, None]), -127, 127).astype(np.int8), "fc_q"),
+        numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), "b"),
+        numpy_helper.from_array((rng.standard_normal(10) * 0.1).astype(np.float32), "fc_b"),
+        numpy_helper.from_array(ws, "w_s"),
+        numpy_helper.from_array(fs, "fc_s"),
+        numpy_helper.from_array(np.zeros(8, np.int8), "w_z"),
+        numpy_helper.from_array(np.zeros(10, np.int8), "fc_z"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], axis=0),
+        helper.make_node("DequantizeLinear", ["fc_q", "fc_s", "fc_z"], ["fcw"], axis=0),
+    ]
 
     def qdq(src: str, dst: str, scale: float) -> None:
         for k, op in enumerate(("QuantizeLinear", "DequantizeLinear")):
-            inits.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{dst}_s{k}"),
-                          numpy_helper.from_array(np.array(0, np.int8), f"{dst}_z{k}")])
-            nodes.append(helper.make_node(op, [src if k == 0 else f"{dst}_q", f"{dst}_s{k}", f"{dst}_z{k}"],
-                                          [f"{dst}_q" if k == 0 else dst]))
+            inits.extend(
+                [
+                    numpy_helper.from_array(np.array(scale, np.float32), f"{dst}_s{k}"),
+                    numpy_helper.from_array(np.array(0, np.int8), f"{dst}_z{k}"),
+                ]
+            )
+            nodes.append(
+                helper.make_node(
+                    op,
+                    [src if k == 0 else f"{dst}_q", f"{dst}_s{k}", f"{dst}_z{k}"],
+                    [f"{dst}_q" if k == 0 else dst],
+                )
+            )
 
     qdq("input", "x0", 0.03)
-    nodes += [helper.make_node("Conv", ["x0", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"])]
+    nodes += [
+        helper.make_node("Conv", ["x0", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+    ]
     qdq("r", "x1", 0.02)
     nodes += [helper.make_node("GlobalAveragePool", ["x1"], ["g"]), helper.make_node("Flatten", ["g"], ["f"])]
     qdq("f", "x2", 0.005)
     nodes.append(helper.make_node("Gemm", ["x2", "fcw", "fc_b"], ["logits"], transB=1))
-    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
@@ -507,7 +650,9 @@ def _ort(path: Path, x: np.ndarray) -> np.ndarray:
     opts.intra_op_num_threads = 1
     # ORT's own QDQ fusions (QLinearConv, QLinearConcat) take float32 scales only: run the graph as written
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, {"input": x})[
+        0
+    ]
 
 
 @pytest.mark.parametrize("dead_channel", [False, True])
@@ -525,7 +670,9 @@ def test_fp16_rewrite_runs_in_onnxruntime_close_to_fp32(tmp_path, dead_channel):
     m = onnx.load(str(tmp_path / "fp16.onnx"))
     floats = {i.name for i in m.graph.initializer if i.data_type == TensorProto.FLOAT}
     assert floats == ({"w_s"} if dead_channel else set())
-    assert [i.type.tensor_type.elem_type for i in (*m.graph.input, *m.graph.output)] == [TensorProto.FLOAT] * 2
+    assert [i.type.tensor_type.elem_type for i in (*m.graph.input, *m.graph.output)] == [
+        TensorProto.FLOAT
+    ] * 2
     x = np.random.default_rng(1).standard_normal((64, 3, 8, 8)).astype(np.float32)
     y32, y16 = _ort(src, x), _ort(tmp_path / "fp16.onnx", x)
     assert y16.dtype == np.float32 and y16.shape == y32.shape == (64, 10)
@@ -545,14 +692,19 @@ def test_fp16_rewrite_of_a_float_graph(tmp_path):
 
     w = np.random.default_rng(2).standard_normal((4, 3, 3, 3)).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w"], ["c"]), helper.make_node("Relu", ["c"], ["logits"])], "f",
+        [helper.make_node("Conv", ["input", "w"], ["c"]), helper.make_node("Relu", ["c"], ["logits"])],
+        "f",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 6, 6])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4, 4, 4])], [numpy_helper.from_array(w, "w")])
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4, 4, 4])],
+        [numpy_helper.from_array(w, "w")],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "f.onnx"))
     r = to_strongly_typed_fp16(tmp_path / "f.onnx", tmp_path / "h.onnx")
     assert (r.opset, r.scales, r.initializers) == (18, 0, 1)
     x = np.random.default_rng(3).standard_normal((4, 3, 6, 6)).astype(np.float32)
-    np.testing.assert_allclose(_ort(tmp_path / "h.onnx", x), _ort(tmp_path / "f.onnx", x), rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(
+        _ort(tmp_path / "h.onnx", x), _ort(tmp_path / "f.onnx", x), rtol=2e-2, atol=2e-2
+    )
 
 
 def _builder_trt(version: str, calls: dict) -> types.ModuleType:
@@ -560,7 +712,9 @@ def _builder_trt(version: str, calls: dict) -> types.ModuleType:
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     major = int(version.split(".")[0])
-    trt.BuilderFlag = types.SimpleNamespace(**({"TF32": 7} if major >= 11 else {"FP16": 0, "INT8": 1, "TF32": 7}))
+    trt.BuilderFlag = types.SimpleNamespace(
+        **({"TF32": 7} if major >= 11 else {"FP16": 0, "INT8": 1, "TF32": 7})
+    )
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=5)  # kept and ignored in 11
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
     calls.update(flags=[], network_flags=None, parsed=None, timing_in=None, profiles=[])
@@ -642,11 +796,18 @@ def _builder_trt(version: str, calls: dict) -> types.ModuleType:
     return trt
 
 
-@pytest.mark.parametrize(("version", "precision", "flags", "network_flags", "rewritten"), [
-    ("10.3.0.30", "int8", [0, 1], 0, False), ("10.3.0.30", "fp16", [0], 0, False), ("10.3.0.30", "fp32", [], 0, False),
-    ("11.4.0.106", "int8", [], 1 << 5, False), ("11.4.0.106", "fp16", [], 1 << 5, False),
-    ("11.4.0.106", "fp32", [], 1 << 5, False),
-    ("11.4.0.106", "int8-fp16-outside-qdq", [], 1 << 5, True)])
+@pytest.mark.parametrize(
+    ("version", "precision", "flags", "network_flags", "rewritten"),
+    [
+        ("10.3.0.30", "int8", [0, 1], 0, False),
+        ("10.3.0.30", "fp16", [0], 0, False),
+        ("10.3.0.30", "fp32", [], 0, False),
+        ("11.4.0.106", "int8", [], 1 << 5, False),
+        ("11.4.0.106", "fp16", [], 1 << 5, False),
+        ("11.4.0.106", "fp32", [], 1 << 5, False),
+        ("11.4.0.106", "int8-fp16-outside-qdq", [], 1 << 5, True),
+    ],
+)
 def test_python_builder_per_tensorrt_version(tmp_path, version, precision, flags, network_flags, rewritten):
     import onnx
     from onnx import TensorProto
@@ -672,8 +833,11 @@ def test_python_builder_per_tensorrt_version(tmp_path, version, precision, flags
 
 
 def test_python_builder_refuses_old_tensorrt(tmp_path):
-    with pytest.raises(EdgecnnError, match=r"^TensorRT 8.6.1 is too old: edgecnn builds and runs engines with "
-                                           r"TensorRT 10.x-11.x"):
+    with pytest.raises(
+        EdgecnnError,
+        match=r"^TensorRT 8.6.1 is too old: edgecnn builds and runs engines with "
+        r"TensorRT 10.x-11.x",
+    ):
         tb.build_engine(_qdq_onnx(tmp_path / "m.onnx"), "int8", trt=_builder_trt("8.6.1.6", {}))
 
 
@@ -688,30 +852,44 @@ def test_versions_and_plans(tmp_path):
 
     assert TrtVersion.parse("10.3.0.30") == TrtVersion(10, 3, 0) and str(TrtVersion.parse("11")) == "11.0.0"
     assert trtexec_version(TRTEXEC_LOG) == TrtVersion(10, 3, 0)
-    assert trtexec_version("&&&& RUNNING TensorRT.trtexec [TensorRT v110400] [b106] # trtexec --help") == \
-        TrtVersion(11, 4, 0)
+    assert trtexec_version(
+        "&&&& RUNNING TensorRT.trtexec [TensorRT v110400] [b106] # trtexec --help"
+    ) == TrtVersion(11, 4, 0)
     assert trtexec_version("[I] TensorRT version: 10.13.3") == TrtVersion(10, 13, 3)
     assert trtexec_version("no banner") is None
     p10, p11 = build_plan("int8", TrtVersion(10, 3)), build_plan("int8", TrtVersion(11, 4))
     assert (p10.trtexec_flags, p10.strongly_typed, p10.fp16_rewrite) == (("--int8", "--fp16"), False, False)
-    assert (p11.trtexec_flags, p11.builder_flags, p11.strongly_typed, p11.fp16_rewrite) == ((), (), True, False)
+    assert (p11.trtexec_flags, p11.builder_flags, p11.strongly_typed, p11.fp16_rewrite) == (
+        (),
+        (),
+        True,
+        False,
+    )
     assert build_plan("int8", TrtVersion(11, 4), fp16_rewrite=True).variant == "fp16-outside-qdq"
     assert p11.variant is None
     for precision, version in (("fp16", TrtVersion(11, 4)), ("int8", TrtVersion(10, 3))):
         with pytest.raises(EdgecnnError, match="^--fp16-outside-qdq is for an int8 artifact on TensorRT 11"):
             build_plan(precision, version, fp16_rewrite=True)
     tegra = tmp_path / "nv_tegra_release"
-    tegra.write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: ...\n")
-    with pytest.raises(EdgecnnError, match=r"^TensorRT 8.5.2 is too old: .*; this Jetson runs L4T R35.4.1 "
-                                           r"\(JetPack 5\)$"):
+    tegra.write_text(
+        "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: ...\n"
+    )
+    with pytest.raises(
+        EdgecnnError,
+        match=r"^TensorRT 8.5.2 is too old: .*; this Jetson runs L4T R35.4.1 "
+        r"\(JetPack 5\)$",
+    ):
         check_supported(TrtVersion(8, 5, 2), tegra_release=str(tegra))
     logs: list[str] = []
     check_supported(TrtVersion(12, 0), logs.append)
     assert logs and "newer than edgecnn's tested range" in logs[0]
     check_precision("int8", "8.7")
     check_precision("fp16", "5.3", "Jetson Nano")
-    with pytest.raises(EdgecnnError, match=r"^NVIDIA Tegra X1 has compute capability 5.3, and TensorRT has no "
-                                           r"INT8 kernels below 6.1 .*export --precision fp16"):
+    with pytest.raises(
+        EdgecnnError,
+        match=r"^NVIDIA Tegra X1 has compute capability 5.3, and TensorRT has no "
+        r"INT8 kernels below 6.1 .*export --precision fp16",
+    ):
         check_precision("int8", "5.3", "NVIDIA Tegra X1")
 
 
@@ -722,22 +900,28 @@ def test_trtexec_11_builds_strongly_typed(tmp_path, edgecnn_home, fp16_outside_q
     fake = tmp_path / "bin" / "trtexec"
     fake.parent.mkdir()
     args_log, seen = tmp_path / "args", tmp_path / "seen.onnx"
-    log11 = TRTEXEC_LOG.replace("v100300", "v110400").replace("TensorRT version: 10.3.0", "TensorRT version: 11.4.0")
-    fake.write_text("#!/usr/bin/env bash\n"
-                    f"printf '%s\\n' \"$@\" > {shlex.quote(str(args_log))}\n"
-                    f"cat <<'LOG'\n{log11}LOG\n"
-                    "for a in \"$@\"; do case $a in\n"
-                    "  --int8|--fp16) echo \"Unknown option: $a\" >&2; exit 1;;\n"
-                    f"  --onnx=*) cp \"${{a#--onnx=}}\" {shlex.quote(str(seen))};;\n"
-                    "  --saveEngine=*) printf 'ENGINE11' > \"${a#--saveEngine=}\";;\n"
-                    "  --timingCacheFile=*) printf 'TC' > \"${a#--timingCacheFile=}\";;\n"
-                    "esac; done\n")
+    log11 = TRTEXEC_LOG.replace("v100300", "v110400").replace(
+        "TensorRT version: 10.3.0", "TensorRT version: 11.4.0"
+    )
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f"printf '%s\\n' \"$@\" > {shlex.quote(str(args_log))}\n"
+        f"cat <<'LOG'\n{log11}LOG\n"
+        'for a in "$@"; do case $a in\n'
+        '  --int8|--fp16) echo "Unknown option: $a" >&2; exit 1;;\n'
+        f'  --onnx=*) cp "${{a#--onnx=}}" {shlex.quote(str(seen))};;\n'
+        "  --saveEngine=*) printf 'ENGINE11' > \"${a#--saveEngine=}\";;\n"
+        "  --timingCacheFile=*) printf 'TC' > \"${a#--timingCacheFile=}\";;\n"
+        "esac; done\n"
+    )
     fake.chmod(0o755)
     art = _artifact(tmp_path / "a", "int8")
     (art / "model.onnx").unlink()
     _qdq_onnx(art / "model.onnx")
     meta = json.loads((art / "metadata.json").read_text())
-    write_metadata(art, {k: v for k, v in meta.items() if k not in ("files", "sha256")} | {"files": ["model.onnx"]})
+    write_metadata(
+        art, {k: v for k, v in meta.items() if k not in ("files", "sha256")} | {"files": ["model.onnx"]}
+    )
     r = tb.build_artifact(art, trtexec=str(fake), fp16_rewrite=fp16_outside_qdq, log=lambda s: None)
     args = args_log.read_text().split()
     assert "--int8" not in args and "--fp16" not in args
@@ -748,7 +932,10 @@ def test_trtexec_11_builds_strongly_typed(tmp_path, edgecnn_home, fp16_outside_q
         assert onnx_arg.endswith(".fp16.onnx") and not Path(onnx_arg[7:]).exists()  # temporary, removed
         assert onnx.load(str(seen)).opset_import[0].version == 19
     else:
-        assert onnx_arg == f"--onnx={art / 'model.onnx'}" and seen.read_bytes() == (art / "model.onnx").read_bytes()
+        assert (
+            onnx_arg == f"--onnx={art / 'model.onnx'}"
+            and seen.read_bytes() == (art / "model.onnx").read_bytes()
+        )
     timing = edgecnn_home / "engines" / "timing" / "trt11.4.0.cache"
     assert f"--timingCacheFile={timing}" in args and timing.read_bytes() == b"TC"
     side = r["meta"]
@@ -792,7 +979,9 @@ def test_real_int8_engine_matches_onnxruntime(tmp_path, edgecnn_home):
     (art / "model.onnx").unlink()
     _qdq_onnx(art / "model.onnx")
     meta = json.loads((art / "metadata.json").read_text())
-    write_metadata(art, {k: v for k, v in meta.items() if k not in ("files", "sha256")} | {"files": ["model.onnx"]})
+    write_metadata(
+        art, {k: v for k, v in meta.items() if k not in ("files", "sha256")} | {"files": ["model.onnx"]}
+    )
     x = np.random.default_rng(4).standard_normal((48, 3, 8, 8)).astype(np.float32)
     ref = _ort(art / "model.onnx", x)
     with open_session(art) as s:

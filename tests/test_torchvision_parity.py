@@ -20,8 +20,11 @@ import torch
 
 from edgecnn.models import create
 
-REF = Path(os.environ.get("EDGECNN_TORCHVISION_REF", Path(__file__).resolve().parents[1] / ".cache" /
-                          "torchvision-ref"))
+REF = Path(
+    os.environ.get(
+        "EDGECNN_TORCHVISION_REF", Path(__file__).resolve().parents[1] / ".cache" / "torchvision-ref"
+    )
+)
 SEED = 1234
 
 # case: (torchvision builder, torchvision kwargs, edgecnn options, input batch)
@@ -31,11 +34,18 @@ CASES = {
     "resnet18": ("resnet18", {}, {}, 2),
     "googlenet": ("googlenet", {"aux_logits": False, "transform_input": False, "init_weights": True}, {}, 2),
     # The published googlenet file carries the aux heads: edgecnn drops them without aux_logits.
-    "googlenet-transform-aux-file": ("googlenet",
-                                     {"aux_logits": True, "transform_input": True, "init_weights": True},
-                                     {"transform_input": True}, 2),
-    "googlenet-aux": ("googlenet", {"aux_logits": True, "transform_input": False, "init_weights": True},
-                      {"aux_logits": True}, 2),
+    "googlenet-transform-aux-file": (
+        "googlenet",
+        {"aux_logits": True, "transform_input": True, "init_weights": True},
+        {"transform_input": True},
+        2,
+    ),
+    "googlenet-aux": (
+        "googlenet",
+        {"aux_logits": True, "transform_input": False, "init_weights": True},
+        {"aux_logits": True},
+        2,
+    ),
 }
 
 # Runs under PYTHONPATH=REF: builds each torchvision model from SEED and saves its state_dict, an input
@@ -72,9 +82,14 @@ def reference(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("torchvision-ref")
     cases = {name: (builder, kwargs, batch) for name, (builder, kwargs, _, batch) in CASES.items()}
     pythonpath = os.pathsep.join(filter(None, [str(REF), os.environ.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(out), str(SEED), json.dumps(cases)],
-                          env={**os.environ, "PYTHONPATH": pythonpath}, check=False, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(out), str(SEED), json.dumps(cases)],
+        env={**os.environ, "PYTHONPATH": pythonpath},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().startswith("0.28"), proc.stdout
     return out
@@ -91,8 +106,11 @@ def test_torchvision_file_loads_and_matches(reference, case):
 
     model = create(name, weights=path, **options).eval()
     ours = model.state_dict()
-    expected = {k: tuple(v.shape) for k, v in tv_state.items()
-                if options.get("aux_logits") or not k.startswith(("aux1.", "aux2."))}
+    expected = {
+        k: tuple(v.shape)
+        for k, v in tv_state.items()
+        if options.get("aux_logits") or not k.startswith(("aux1.", "aux2."))
+    }
     assert [(k, tuple(v.shape)) for k, v in ours.items()] == list(expected.items())
     with torch.no_grad():
         diff = (model(io["x"]) - io["y"]).abs().max().item()

@@ -54,7 +54,9 @@ def test_lr_schedule():
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
     recipe = load_recipe("test_resnet18", str(_recipe(tmp)))
-    result = train("test_resnet18", recipe, out_dir=tmp / "run", threads=1, progress=False, log=lambda s: None)
+    result = train(
+        "test_resnet18", recipe, out_dir=tmp / "run", threads=1, progress=False, log=lambda s: None
+    )
     return tmp, recipe, result
 
 
@@ -87,8 +89,19 @@ def test_resume_after_kill_gives_the_same_model(finished, tmp_path):
     _, _, first = finished
     recipe = _recipe(tmp_path, ckpt=0.0)  # state after every step; same key as `finished`
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "edgecnn.cli", "train", "test_resnet18", "--recipe", str(recipe),
-           "--out", str(out), "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgecnn.cli",
+        "train",
+        "test_resnet18",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     state = out / "state.pt"
@@ -128,5 +141,10 @@ def test_too_few_images_for_a_batch(tmp_path):
     p = tmp_path / "r.toml"
     p.write_text(RECIPE.format(subset=32, lr=0.1, ckpt=60))
     with pytest.raises(EdgecnnError, match="fewer than one batch of 64"):
-        train("test_resnet18", load_recipe("test_resnet18", str(p)), out_dir=tmp_path / "o",
-              progress=False, log=lambda s: None)
+        train(
+            "test_resnet18",
+            load_recipe("test_resnet18", str(p)),
+            out_dir=tmp_path / "o",
+            progress=False,
+            log=lambda s: None,
+        )

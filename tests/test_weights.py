@@ -26,8 +26,16 @@ def _weights(url: str, data: bytes, *, full_hash: bool = True, wrong: bool = Fal
     digest = hashlib.sha256(data).hexdigest()
     if wrong:
         digest = "0" * 64
-    return PublishedWeights(url=url, filename=url.rsplit("/", 1)[1], sha256=digest if full_hash else None,
-                            sha256_prefix=digest[:8], num_classes=10, top1=1.0, top5=2.0, source="test")
+    return PublishedWeights(
+        url=url,
+        filename=url.rsplit("/", 1)[1],
+        sha256=digest if full_hash else None,
+        sha256_prefix=digest[:8],
+        num_classes=10,
+        top1=1.0,
+        top5=2.0,
+        source="test",
+    )
 
 
 def _cache_files(home):
@@ -97,8 +105,16 @@ def test_published_table_is_consistent():
 
 def test_prefix_must_match_full_hash():
     with pytest.raises(ValueError):
-        PublishedWeights(url="http://x/a-12345678.pth", filename="a-12345678.pth", sha256="f" * 64,
-                         sha256_prefix="12345678", num_classes=1, top1=0, top5=0, source="t")
+        PublishedWeights(
+            url="http://x/a-12345678.pth",
+            filename="a-12345678.pth",
+            sha256="f" * 64,
+            sha256_prefix="12345678",
+            num_classes=1,
+            top1=0,
+            top5=0,
+            source="t",
+        )
 
 
 def test_imagenet_for_a_test_variant_is_a_clear_error():

@@ -51,15 +51,41 @@ def random_checkpoint(tmp: Path, recipe: Recipe) -> Path:
 
     bundle = load_dataset(None)
     pre = Preprocess.for_dataset(bundle, recipe.data.image_size, recipe.data.channels)
-    model = create("test_resnet18", num_classes=len(bundle.classes), in_channels=recipe.data.channels,
-                   **recipe.model_options())
-    return save_checkpoint(tmp / "random.pt", arch="test_resnet18", model_options=dict(model.arch_options),
-                           state_dict=model.state_dict(), preprocess=pre.to_dict(), classes=list(bundle.classes),
-                           metrics={}, dataset=bundle.name, recipe=recipe.to_dict())
+    model = create(
+        "test_resnet18",
+        num_classes=len(bundle.classes),
+        in_channels=recipe.data.channels,
+        **recipe.model_options(),
+    )
+    return save_checkpoint(
+        tmp / "random.pt",
+        arch="test_resnet18",
+        model_options=dict(model.arch_options),
+        state_dict=model.state_dict(),
+        preprocess=pre.to_dict(),
+        classes=list(bundle.classes),
+        metrics={},
+        dataset=bundle.name,
+        recipe=recipe.to_dict(),
+    )
 
 
 def fp32_command(command: str, recipe: Path, checkpoint: Path, *extra) -> list[str]:
     """``edgecnn export|deploy test_resnet18`` for cpu at fp32 from ``checkpoint``: seconds, no training."""
-    more = {"export": ["--runtime", "onnxruntime"], "deploy": ["--threads", "1", "--min-seconds", "0.1"]}[command]
-    return [command, "test_resnet18", "--target", "cpu", "--precision", "fp32", "--recipe", str(recipe),
-            "--checkpoint", str(checkpoint), *more, *map(str, extra)]
+    more = {"export": ["--runtime", "onnxruntime"], "deploy": ["--threads", "1", "--min-seconds", "0.1"]}[
+        command
+    ]
+    return [
+        command,
+        "test_resnet18",
+        "--target",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--recipe",
+        str(recipe),
+        "--checkpoint",
+        str(checkpoint),
+        *more,
+        *map(str, extra),
+    ]

@@ -30,9 +30,13 @@ class _Group(click.Group):
 
 @click.group("edgecnn", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgecnn")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Show the libraries' own messages (torch, LiteRT/TensorFlow, OpenVINO); by default they "
-                   "go to a log in $EDGECNN_HOME/logs.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show the libraries' own messages (torch, LiteRT/TensorFlow, OpenVINO); by default they "
+    "go to a log in $EDGECNN_HOME/logs.",
+)
 @click.pass_context
 def cli(ctx, verbose):
     """Put AlexNet, VGG16, ResNet18 and GoogLeNet on edge hardware.

@@ -12,32 +12,87 @@ from edgecnn.cli.options import SECONDS, json_option, ssh_timeout_option
 
 @click.command()
 @click.argument("what", metavar="ARTIFACT|ARCH")
-@click.option("--target", default=None, metavar="DEVICE",
-              help="ARCH only: device profile or alias (cpu, jetson, rpi, rpi4, jetson-nano, ...); default cpu.")
+@click.option(
+    "--target",
+    default=None,
+    metavar="DEVICE",
+    help="ARCH only: device profile or alias (cpu, jetson, rpi, rpi4, jetson-nano, ...); default cpu.",
+)
 @click.option("--runtime", default=None, help="Runtime (default: the artifact's, or the device's default).")
-@click.option("--precision", type=click.Choice(["int8", "fp16", "bf16", "fp32"]), default=None,
-              help="ARCH only: precision (default: fp32 when measured here, else the device's default).")
-@click.option("--image-size", type=click.IntRange(min=8), default=None, help="ARCH only: square input side [224].")
+@click.option(
+    "--precision",
+    type=click.Choice(["int8", "fp16", "bf16", "fp32"]),
+    default=None,
+    help="ARCH only: precision (default: fp32 when measured here, else the device's default).",
+)
+@click.option(
+    "--image-size", type=click.IntRange(min=8), default=None, help="ARCH only: square input side [224]."
+)
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch size [1, or the artifact's].")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: the runtime's).")
-@click.option("--predict", is_flag=True, help="ARCH only: predict from the device profile even where it could measure.")
-@click.option("--profile", is_flag=True,
-              help="ARTIFACT only: per-layer times from the runtime's own profiler (OpenVINO PERF_COUNT, ONNX "
-                   "Runtime profiling, LiteRT benchmark_model, trtexec --exportProfile), --min-runs runs.")
-@click.option("--min-seconds", type=SECONDS, default=2.0, show_default=True,
-              help="Time at least this long (and at least --min-runs runs).")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: the runtime's)."
+)
+@click.option(
+    "--predict", is_flag=True, help="ARCH only: predict from the device profile even where it could measure."
+)
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="ARTIFACT only: per-layer times from the runtime's own profiler (OpenVINO PERF_COUNT, ONNX "
+    "Runtime profiling, LiteRT benchmark_model, trtexec --exportProfile), --min-runs runs.",
+)
+@click.option(
+    "--min-seconds",
+    type=SECONDS,
+    default=2.0,
+    show_default=True,
+    help="Time at least this long (and at least --min-runs runs).",
+)
 @click.option("--min-runs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
-@click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST",
-              help="Bench ARTIFACT on this device over SSH (repeat for several, run in parallel).")
-@click.option("--remote-python", envvar="EDGECNN_REMOTE_PYTHON", default="python3", show_default=True,
-              metavar="PATH", help="--host: the device's Python with edgecnn (env EDGECNN_REMOTE_PYTHON).")
-@click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
-              help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG; default ~/.ssh/config).")
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="[USER@]HOST",
+    help="Bench ARTIFACT on this device over SSH (repeat for several, run in parallel).",
+)
+@click.option(
+    "--remote-python",
+    envvar="EDGECNN_REMOTE_PYTHON",
+    default="python3",
+    show_default=True,
+    metavar="PATH",
+    help="--host: the device's Python with edgecnn (env EDGECNN_REMOTE_PYTHON).",
+)
+@click.option(
+    "--ssh-config",
+    envvar="EDGECNN_SSH_CONFIG",
+    default=None,
+    metavar="FILE",
+    help="--host: ssh config file, ssh -F (env EDGECNN_SSH_CONFIG; default ~/.ssh/config).",
+)
 @ssh_timeout_option
 @json_option
-def bench(what, target, runtime, precision, image_size, batch, threads, predict, profile, min_seconds, min_runs,
-          warmup, hosts, remote_python, ssh_config, ssh_timeout, as_json):
+def bench(
+    what,
+    target,
+    runtime,
+    precision,
+    image_size,
+    batch,
+    threads,
+    predict,
+    profile,
+    min_seconds,
+    min_runs,
+    warmup,
+    hosts,
+    remote_python,
+    ssh_config,
+    ssh_timeout,
+    as_json,
+):
     """Latency of an exported ARTIFACT on this machine, or of ARCH on a --target device.
 
     An artifact (directory or file with metadata.json; its sha256 is checked) is
@@ -63,36 +118,80 @@ def bench(what, target, runtime, precision, image_size, batch, threads, predict,
 
     timing = {"min_seconds": min_seconds, "min_runs": min_runs, "warmup": warmup}
     if hosts and not os.path.exists(what):
-        raise EdgecnnError(f"--host benches an exported artifact, and '{what}' is no file or directory: "
-                           f"export it first (edgecnn export ARCH --target DEVICE) and pass its directory")
+        raise EdgecnnError(
+            f"--host benches an exported artifact, and '{what}' is no file or directory: "
+            f"export it first (edgecnn export ARCH --target DEVICE) and pass its directory"
+        )
     if os.path.exists(what):
-        given = [f for f, v in (("--target", target), ("--precision", precision), ("--image-size", image_size),
-                                ("--predict", predict)) if v]
+        given = [
+            f
+            for f, v in (
+                ("--target", target),
+                ("--precision", precision),
+                ("--image-size", image_size),
+                ("--predict", predict),
+            )
+            if v
+        ]
         if given:
-            raise EdgecnnError(f"{', '.join(given)} apply to ARCH, not to an artifact (it has its own): "
-                               f"leave them out or pass an architecture name")
+            raise EdgecnnError(
+                f"{', '.join(given)} apply to ARCH, not to an artifact (it has its own): "
+                f"leave them out or pass an architecture name"
+            )
         if profile:
-            _profile(what, hosts, runtime=runtime, threads=threads, runs=min_runs, warmup=warmup,
-                     remote_python=remote_python, ssh_config=ssh_config, timeout=ssh_timeout, as_json=as_json)
+            _profile(
+                what,
+                hosts,
+                runtime=runtime,
+                threads=threads,
+                runs=min_runs,
+                warmup=warmup,
+                remote_python=remote_python,
+                ssh_config=ssh_config,
+                timeout=ssh_timeout,
+                as_json=as_json,
+            )
             return
         if hosts:
-            _bench_hosts(what, hosts, remote_python=remote_python, ssh_config=ssh_config, runtime=runtime,
-                         threads=threads, batch=batch, as_json=as_json, timeout=ssh_timeout, **timing)
+            _bench_hosts(
+                what,
+                hosts,
+                remote_python=remote_python,
+                ssh_config=ssh_config,
+                runtime=runtime,
+                threads=threads,
+                batch=batch,
+                as_json=as_json,
+                timeout=ssh_timeout,
+                **timing,
+            )
             return
         result = bench_artifact(what, runtime=runtime, threads=threads, batch=batch, **timing)
     else:
         if profile:
-            raise EdgecnnError(f"--profile times the layers of an exported artifact, and '{what}' is none: "
-                               f"export it first (edgecnn export ARCH --target DEVICE) and pass its directory")
+            raise EdgecnnError(
+                f"--profile times the layers of an exported artifact, and '{what}' is none: "
+                f"export it first (edgecnn export ARCH --target DEVICE) and pass its directory"
+            )
         # edgecnn.models imports torch: keep it off the artifact path, which runs on devices.
         from edgecnn.models import list_archs
 
         if what not in list_archs(include_test=True):
-            raise EdgecnnError(f"'{what}' is neither an artifact path nor an architecture."
-                               f"{suggest(what, list_archs())} Architectures: {', '.join(list_archs())}")
-        result = bench_arch(what, target=target or "cpu", runtime=runtime, precision=precision,
-                            image_size=image_size or 224, batch=batch or 1, threads=threads, predict=predict,
-                            **timing)
+            raise EdgecnnError(
+                f"'{what}' is neither an artifact path nor an architecture."
+                f"{suggest(what, list_archs())} Architectures: {', '.join(list_archs())}"
+            )
+        result = bench_arch(
+            what,
+            target=target or "cpu",
+            runtime=runtime,
+            precision=precision,
+            image_size=image_size or 224,
+            batch=batch or 1,
+            threads=threads,
+            predict=predict,
+            **timing,
+        )
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -119,7 +218,9 @@ def _bench_hosts(what, hosts, *, as_json: bool, **kwargs) -> None:
         sys.exit(2)
 
 
-def _profile(what, hosts, *, runtime, threads, runs, warmup, remote_python, ssh_config, timeout, as_json) -> None:
+def _profile(
+    what, hosts, *, runtime, threads, runs, warmup, remote_python, ssh_config, timeout, as_json
+) -> None:
     """Per-layer profile here, or on each --host (each host's result or one-line error; exit 2 if any failed)."""
     import sys
 
@@ -131,8 +232,17 @@ def _profile(what, hosts, *, runtime, threads, runs, warmup, remote_python, ssh_
         return
     from edgecnn.remote import profile_hosts
 
-    results = profile_hosts(what, hosts, remote_python=remote_python, ssh_config=ssh_config, runtime=runtime,
-                            threads=threads, runs=runs, warmup=warmup, timeout=timeout)
+    results = profile_hosts(
+        what,
+        hosts,
+        remote_python=remote_python,
+        ssh_config=ssh_config,
+        runtime=runtime,
+        threads=threads,
+        runs=runs,
+        warmup=warmup,
+        timeout=timeout,
+    )
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2, default=str))
     for r in results:
@@ -148,12 +258,16 @@ def format_profile(prof) -> str:
     """A per-layer table of a :class:`edgecnn.profiling.LayerProfile`, slowest share last column."""
     total = prof.total_ms or 1.0
     width = max(12, *(len(x.name) for x in prof.layers[:200]))
-    lines = [f"{prof.arch} ({prof.runtime} {prof.version}, {prof.precision}): {prof.profiler}, {prof.statistic}"
-             + (f", {prof.threads} threads" if prof.threads else ""),
-             f"  {'#':>3}  {'layer':<{width}}  {'op':<16} {'kernel':<28} {'ms':>9} {'%':>6}"]
+    lines = [
+        f"{prof.arch} ({prof.runtime} {prof.version}, {prof.precision}): {prof.profiler}, {prof.statistic}"
+        + (f", {prof.threads} threads" if prof.threads else ""),
+        f"  {'#':>3}  {'layer':<{width}}  {'op':<16} {'kernel':<28} {'ms':>9} {'%':>6}",
+    ]
     for i, x in enumerate(prof.layers, 1):
-        lines.append(f"  {i:>3}  {x.name:<{width}}  {x.op_type[:16]:<16} {x.kernel[:28]:<28} {x.ms:>9.4f} "
-                     f"{100 * x.ms / total:>5.1f}%")
+        lines.append(
+            f"  {i:>3}  {x.name:<{width}}  {x.op_type[:16]:<16} {x.kernel[:28]:<28} {x.ms:>9.4f} "
+            f"{100 * x.ms / total:>5.1f}%"
+        )
     wall = f"; one inference took {prof.wall_ms:.3f} ms (median, profiler on)" if prof.wall_ms else ""
     lines.append(f"  {len(prof.layers)} layers, {prof.total_ms:.3f} ms in all{wall}")
     return "\n".join(lines)
@@ -164,28 +278,40 @@ def _print(r: dict) -> None:
     what = f"{r.get('arch')} on {r.get('device')} ({r.get('runtime')}, {r.get('precision')}, batch {r.get('batch')}"
     what += f", {r['image_size']} px)" if r.get("image_size") else ")"
     if r["latency_source"] == "predicted":
-        click.echo(f"{what}: PREDICTED {lat['p50']:.2f} ms (band {lat['min']:.2f}-{lat['max']:.2f} ms, "
-                   f"+-{r['error_pct']:.0f}%), not measured")
+        click.echo(
+            f"{what}: PREDICTED {lat['p50']:.2f} ms (band {lat['min']:.2f}-{lat['max']:.2f} ms, "
+            f"+-{r['error_pct']:.0f}%), not measured"
+        )
         click.echo(f"  basis: {r['prediction']['basis']}")
         for note in r["prediction"].get("notes", []):
             click.echo(f"  note: {note}")
     elif r["latency_source"] == "emulated":
         emu = (r.get("env") or {}).get("emulated") or {}
-        click.echo(f"{what}: EMULATED ({emu.get('emulated', '?')}, CPU model {emu.get('cpu', '?')}), p50 "
-                   f"{lat['p50']:.2f} ms under emulation: it ran on ARM's kernels, and this time is no "
-                   f"device's latency")
+        click.echo(
+            f"{what}: EMULATED ({emu.get('emulated', '?')}, CPU model {emu.get('cpu', '?')}), p50 "
+            f"{lat['p50']:.2f} ms under emulation: it ran on ARM's kernels, and this time is no "
+            f"device's latency"
+        )
     else:
-        click.echo(f"{what}: measured p50 {lat['p50']:.2f} ms, p90 {lat['p90']:.2f}, p99 {lat['p99']:.2f}, "
-                   f"mean {lat['mean']:.2f} +- {lat['std']:.2f}, min {lat['min']:.2f} (n={lat['n']})")
-        click.echo(f"  throughput {r['throughput_ips']:.1f} img/s, first inference {r['first_inference_ms']:.1f} ms"
-                   + (f", load {r['load_ms']:.0f} ms" if r.get("load_ms") is not None else "")
-                   + f", peak memory {r['peak_memory_mb']:.0f} MB")
+        click.echo(
+            f"{what}: measured p50 {lat['p50']:.2f} ms, p90 {lat['p90']:.2f}, p99 {lat['p99']:.2f}, "
+            f"mean {lat['mean']:.2f} +- {lat['std']:.2f}, min {lat['min']:.2f} (n={lat['n']})"
+        )
+        click.echo(
+            f"  throughput {r['throughput_ips']:.1f} img/s, first inference {r['first_inference_ms']:.1f} ms"
+            + (f", load {r['load_ms']:.0f} ms" if r.get("load_ms") is not None else "")
+            + f", peak memory {r['peak_memory_mb']:.0f} MB"
+        )
         if r.get("latency_clock") == "runtime":
-            click.echo(f"  the runtime's own time per call; the Python call adds {r['python_overhead_ms']:.3f} ms "
-                       f"(wall p50 {r['wall_latency_ms']['p50']:.2f} ms)")
+            click.echo(
+                f"  the runtime's own time per call; the Python call adds {r['python_overhead_ms']:.3f} ms "
+                f"(wall p50 {r['wall_latency_ms']['p50']:.2f} ms)"
+            )
         env = r.get("env") or {}
         if env.get("loadavg"):
-            click.echo(f"  load average {env['loadavg'][0]:.2f} on {env.get('cpu_count')} CPUs ({env.get('cpu_model')})")
+            click.echo(
+                f"  load average {env['loadavg'][0]:.2f} on {env.get('cpu_count')} CPUs ({env.get('cpu_model')})"
+            )
     if r.get("energy_mj") is not None:
         click.echo(f"  energy {r['energy_mj']:.2f} mJ/image ({r['energy_source']})")
     for note in r.get("notes", []):

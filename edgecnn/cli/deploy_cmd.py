@@ -22,38 +22,95 @@ from edgecnn.cli.options import (
 @click.command()
 @click.argument("arch")
 @click.option("--target", required=True, metavar="cpu|jetson|rpi", help="Where it will run.")
-@click.option("--device", default=None, metavar="PROFILE",
-              help="Device profile to predict for when not the target's default (e.g. rpi4 for --target rpi).")
-@click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST",
-              help="Measure accuracy and latency on this device over SSH (repeat for several); default: both "
-                   "here for cpu; otherwise accuracy here (a stand-in) and latency predicted from the profile.")
+@click.option(
+    "--device",
+    default=None,
+    metavar="PROFILE",
+    help="Device profile to predict for when not the target's default (e.g. rpi4 for --target rpi).",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="[USER@]HOST",
+    help="Measure accuracy and latency on this device over SSH (repeat for several); default: both "
+    "here for cpu; otherwise accuracy here (a stand-in) and latency predicted from the profile.",
+)
 @data_option
 @weights_option
-@click.option("--checkpoint", metavar="PATH", default=None,
-              help="Finished float edgecnn checkpoint (skips training).")
+@click.option(
+    "--checkpoint", metavar="PATH", default=None, help="Finished float edgecnn checkpoint (skips training)."
+)
 @recipe_option
 @click.option("--precision", type=click.Choice(("int8", "fp16", "fp32")), default="int8", show_default=True)
-@click.option("--runtime", type=click.Choice(("openvino", "onnxruntime", "tensorrt", "tflite")), default=None,
-              help="Runtime on the target (default: openvino for cpu, tensorrt for jetson, tflite for rpi).")
-@click.option("--method", type=click.Choice(("minmax", "percentile", "entropy", "mse")), default=None,
-              help="Activation calibration method (default: the recipe's).")
+@click.option(
+    "--runtime",
+    type=click.Choice(("openvino", "onnxruntime", "tensorrt", "tflite")),
+    default=None,
+    help="Runtime on the target (default: openvino for cpu, tensorrt for jetson, tflite for rpi).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(("minmax", "percentile", "entropy", "mse")),
+    default=None,
+    help="Activation calibration method (default: the recipe's).",
+)
 @qat_option
 @max_drop_option
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Bundle directory (default: $EDGECNN_HOME/runs/deploy/<arch>-<target>-<precision>-<key>).")
-@click.option("--force", is_flag=True, help="Re-export, re-evaluate and re-measure (training and quantization "
-                                            "stay cached).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Bundle directory (default: $EDGECNN_HOME/runs/deploy/<arch>-<target>-<precision>-<key>).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Re-export, re-evaluate and re-measure (training and quantization stay cached).",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
-@click.option("--min-seconds", type=SECONDS, default=2.0, show_default=True,
-              help="Latency: time at least this long.")
-@click.option("--remote-python", envvar="EDGECNN_REMOTE_PYTHON", default=None, metavar="PATH",
-              help="--host: the device's Python with edgecnn.")
-@click.option("--ssh-config", envvar="EDGECNN_SSH_CONFIG", default=None, metavar="FILE",
-              help="--host: ssh config file (ssh -F).")
+@click.option(
+    "--min-seconds", type=SECONDS, default=2.0, show_default=True, help="Latency: time at least this long."
+)
+@click.option(
+    "--remote-python",
+    envvar="EDGECNN_REMOTE_PYTHON",
+    default=None,
+    metavar="PATH",
+    help="--host: the device's Python with edgecnn.",
+)
+@click.option(
+    "--ssh-config",
+    envvar="EDGECNN_SSH_CONFIG",
+    default=None,
+    metavar="FILE",
+    help="--host: ssh config file (ssh -F).",
+)
 @ssh_timeout_option
 @json_option
-def deploy(arch, target, device, hosts, data, weights, checkpoint, recipe, precision, runtime, method, use_qat, max_drop,
-           out, force, threads, min_seconds, remote_python, ssh_config, ssh_timeout, as_json):
+def deploy(
+    arch,
+    target,
+    device,
+    hosts,
+    data,
+    weights,
+    checkpoint,
+    recipe,
+    precision,
+    runtime,
+    method,
+    use_qat,
+    max_drop,
+    out,
+    force,
+    threads,
+    min_seconds,
+    remote_python,
+    ssh_config,
+    ssh_timeout,
+    as_json,
+):
     """Train, quantize, export, evaluate and time ARCH for --target: one bundle with report.json.
 
     Every stage is cached: the same command again takes seconds. Accuracy and latency
@@ -77,26 +134,56 @@ def deploy(arch, target, device, hosts, data, weights, checkpoint, recipe, preci
 
     arch_info(arch)
     try:
-        check_options(target, hosts=hosts, precision=precision, qat=use_qat, max_drop=max_drop, weights=weights,
-                      checkpoint=checkpoint)
+        check_options(
+            target,
+            hosts=hosts,
+            precision=precision,
+            qat=use_qat,
+            max_drop=max_drop,
+            weights=weights,
+            checkpoint=checkpoint,
+        )
     except EdgecnnError as e:
         raise click.UsageError(str(e)) from None
     resolve(target, runtime, precision)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    path, r = run(arch, target, recipe=load_recipe(arch, recipe), device=device, hosts=hosts, data=data, weights=weights,
-                  checkpoint=checkpoint, precision=precision, runtime=runtime, method=method, qat=use_qat,
-                  max_drop=max_drop, out=out, force=force, threads=threads, bench_seconds=min_seconds,
-                  remote_python=remote_python, ssh_config=ssh_config, ssh_timeout=ssh_timeout, log=log)
+    path, r = run(
+        arch,
+        target,
+        recipe=load_recipe(arch, recipe),
+        device=device,
+        hosts=hosts,
+        data=data,
+        weights=weights,
+        checkpoint=checkpoint,
+        precision=precision,
+        runtime=runtime,
+        method=method,
+        qat=use_qat,
+        max_drop=max_drop,
+        out=out,
+        force=force,
+        threads=threads,
+        bench_seconds=min_seconds,
+        remote_python=remote_python,
+        ssh_config=ssh_config,
+        ssh_timeout=ssh_timeout,
+        log=log,
+    )
     if as_json:
         click.echo(json.dumps({"bundle": str(path), **r}, indent=2, default=str))
     else:
         a, lat = r["accuracy"], r["latency_ms"]
         drop = "" if a["drop"] is None else f" (drop {a['drop']:+.2f} points vs FP32)"
-        click.echo(f"{arch} on {target} ({r['device']}, {r['runtime']} {r['precision']}): top-1 "
-                   f"{100 * a['top1']:.2f}%{drop} in {a['runtime']} ({r['accuracy_where']})")
+        click.echo(
+            f"{arch} on {target} ({r['device']}, {r['runtime']} {r['precision']}): top-1 "
+            f"{100 * a['top1']:.2f}%{drop} in {a['runtime']} ({r['accuracy_where']})"
+        )
         if r["latency_source"] == "predicted":
             lo, hi = r["latency_band_ms"]
-            click.echo(f"  latency PREDICTED p50 {lat['p50']:.3f} ms (band {lo:.3f}-{hi:.3f} ms), not measured")
+            click.echo(
+                f"  latency PREDICTED p50 {lat['p50']:.3f} ms (band {lo:.3f}-{hi:.3f} ms), not measured"
+            )
         else:
             click.echo(f"  latency measured p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms (n={lat['n']})")
         cached = [k for k, s in r["stages"].items() if s and s.get("cached")]
@@ -104,8 +191,11 @@ def deploy(arch, target, device, hosts, data, weights, checkpoint, recipe, preci
         for n in r["notes"]:
             click.echo(f"  note: {n}")
         if target != "cpu":
-            click.echo(f"  on the device: {path / 'RUN.md'} (install, "
-                       + ("build the TensorRT engine, " if r["runtime"] == "tensorrt" else "") + "run, time)")
+            click.echo(
+                f"  on the device: {path / 'RUN.md'} (install, "
+                + ("build the TensorRT engine, " if r["runtime"] == "tensorrt" else "")
+                + "run, time)"
+            )
         click.echo(str(path))
     if any(h.get("error") or h.get("accuracy_error") for h in r.get("hosts") or []):
         sys.exit(2)

@@ -54,19 +54,30 @@ def _print_table(profiles, here: str) -> None:
 
     from edgecnn.devices.predict import cited_points
 
-    table = Table(title="edgecnn device profiles (descriptions: --json)",
-                  caption="Peak = dense tera-ops/s of the default runtime's unit (figures and sources: "
-                          "devices/<name>.toml, `edgecnn devices --json`). * = this machine.")
-    for col, kw in (("device", {"no_wrap": True}), ("aliases", {}), ("runtime / precisions", {}),
-                    ("peak TOPS", {"justify": "right"}), ("mem BW GB/s", {"justify": "right"}),
-                    ("memory GB", {"justify": "right"}), ("power W", {"justify": "right"}),
-                    ("latency calibration", {})):
+    table = Table(
+        title="edgecnn device profiles (descriptions: --json)",
+        caption="Peak = dense tera-ops/s of the default runtime's unit (figures and sources: "
+        "devices/<name>.toml, `edgecnn devices --json`). * = this machine.",
+    )
+    for col, kw in (
+        ("device", {"no_wrap": True}),
+        ("aliases", {}),
+        ("runtime / precisions", {}),
+        ("peak TOPS", {"justify": "right"}),
+        ("mem BW GB/s", {"justify": "right"}),
+        ("memory GB", {"justify": "right"}),
+        ("power W", {"justify": "right"}),
+        ("latency calibration", {}),
+    ):
         table.add_column(col, **kw)
     for p in profiles:
         rt = p.runtime()
         unit = p.unit()
-        peaks = ", ".join(f"{prec} {unit.peak_tops.get(prec):.3g}" for prec in rt.precisions
-                          if unit.peak_tops.get(prec) is not None)
+        peaks = ", ".join(
+            f"{prec} {unit.peak_tops.get(prec):.3g}"
+            for prec in rt.precisions
+            if unit.peak_tops.get(prec) is not None
+        )
         pts = cited_points(p, p.default_runtime) if p.name != "host" else ()
         if p.name == "host":
             cal = "`devices calibrate`"
@@ -77,41 +88,99 @@ def _print_table(profiles, here: str) -> None:
         else:
             cal = "none (defaults)"
         mark = "*" if p.name == here else ""
-        table.add_row(p.name + mark, ", ".join(p.aliases) or "-",
-                      f"{p.default_runtime}: {', '.join(rt.precisions)}", peaks,
-                      f"{p.memory.bandwidth_gbps:g}", f"{p.memory.size_gb:g}", f"{p.power_w:g}", cal)
+        table.add_row(
+            p.name + mark,
+            ", ".join(p.aliases) or "-",
+            f"{p.default_runtime}: {', '.join(rt.precisions)}",
+            peaks,
+            f"{p.memory.bandwidth_gbps:g}",
+            f"{p.memory.size_gb:g}",
+            f"{p.power_w:g}",
+            cal,
+        )
     Console().print(table)
 
 
 @devices.command()
-@click.option("--nets", is_flag=True, help="Also measure the four networks (OpenVINO FP32, batch 1, 224 px) "
-                                           "and fit the predictor to them.")
+@click.option(
+    "--nets",
+    is_flag=True,
+    help="Also measure the four networks (OpenVINO FP32, batch 1, 224 px) and fit the predictor to them.",
+)
 @click.option("--int8", "int8_nets", is_flag=True, help="With --nets: INT8 too (NNCF on random images).")
 @click.option("--no-layers", is_flag=True, help="Skip the single-layer OpenVINO timings (most of the ~50 s).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
-@click.option("--seconds", type=Number(min=0.1), default=1.0, show_default=True,
-              help="Timing per microbenchmark (half of it per single layer).")
-@click.option("--host", default=None, metavar="[USER@]HOST",
-              help="Calibrate that device over SSH instead: single layers timed there by its runtime's "
-                   "profiler (bench --profile), written as a profile TOML you keep.")
-@click.option("--base", default=None, metavar="DEVICE",
-              help="--host: the profile giving the device's peaks and bandwidth (rpi4, rpi5, jetson-orin-nano, "
-                   "a .toml, ...); required with --host.")
+@click.option(
+    "--seconds",
+    type=Number(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Timing per microbenchmark (half of it per single layer).",
+)
+@click.option(
+    "--host",
+    default=None,
+    metavar="[USER@]HOST",
+    help="Calibrate that device over SSH instead: single layers timed there by its runtime's "
+    "profiler (bench --profile), written as a profile TOML you keep.",
+)
+@click.option(
+    "--base",
+    default=None,
+    metavar="DEVICE",
+    help="--host: the profile giving the device's peaks and bandwidth (rpi4, rpi5, jetson-orin-nano, "
+    "a .toml, ...); required with --host.",
+)
 @click.option("--runtime", default=None, help="--host: the runtime to time (default: the base profile's).")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(["int8", "fp16", "fp32"]),
-              help="--host: precisions to time (repeat; default: every one the runtime runs there).")
-@click.option("--suite", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
-              help="--host: 6 layers, or the 17 of the host suite.")
-@click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True,
-              help="--host: profiled runs per layer (after 3 warm-up).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="--host: the TOML to write [<base>-<host>.toml here].")
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    type=click.Choice(["int8", "fp16", "fp32"]),
+    help="--host: precisions to time (repeat; default: every one the runtime runs there).",
+)
+@click.option(
+    "--suite",
+    type=click.Choice(["quick", "full"]),
+    default="quick",
+    show_default=True,
+    help="--host: 6 layers, or the 17 of the host suite.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="--host: profiled runs per layer (after 3 warm-up).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="--host: the TOML to write [<base>-<host>.toml here].",
+)
 @remote_python_option
 @ssh_config_option
 @ssh_timeout_option
 @json_option
-def calibrate(nets, int8_nets, no_layers, threads, seconds, host, base, runtime, precisions, suite, runs, out,
-              remote_python, ssh_config, ssh_timeout, as_json):
+def calibrate(
+    nets,
+    int8_nets,
+    no_layers,
+    threads,
+    seconds,
+    host,
+    base,
+    runtime,
+    precisions,
+    suite,
+    runs,
+    out,
+    remote_python,
+    ssh_config,
+    ssh_timeout,
+    as_json,
+):
     """Measure this host (GEMM per precision, convolution, copy bandwidth, and single conv, linear
     and pool layers in OpenVINO at FP32 and INT8) for the latency predictor; or, with --host, a device.
 
@@ -134,20 +203,35 @@ def calibrate(nets, int8_nets, no_layers, threads, seconds, host, base, runtime,
     if host:
         given = [f for f, v in (("--nets", nets), ("--int8", int8_nets), ("--no-layers", no_layers)) if v]
         if given or not base:
-            raise EdgecnnError(f"--host calibrates a device from its own layers: {', '.join(given)} apply to this "
-                               f"host only" if given else "--host needs --base DEVICE (rpi4, rpi5, "
-                               "jetson-orin-nano, a .toml, ...): the profile with the device's peaks")
-        _calibrate_host_over_ssh(host, base=base, runtime=runtime, precisions=precisions, suite=suite, runs=runs,
-                                 out=out, remote_python=remote_python, ssh_config=ssh_config, timeout=ssh_timeout,
-                                 threads=threads,
-                                 as_json=as_json, log=log)
+            raise EdgecnnError(
+                f"--host calibrates a device from its own layers: {', '.join(given)} apply to this host only"
+                if given
+                else "--host needs --base DEVICE (rpi4, rpi5, "
+                "jetson-orin-nano, a .toml, ...): the profile with the device's peaks"
+            )
+        _calibrate_host_over_ssh(
+            host,
+            base=base,
+            runtime=runtime,
+            precisions=precisions,
+            suite=suite,
+            runs=runs,
+            out=out,
+            remote_python=remote_python,
+            ssh_config=ssh_config,
+            timeout=ssh_timeout,
+            threads=threads,
+            as_json=as_json,
+            log=log,
+        )
         return
     from edgecnn.devices.calibrate import calibrate_host
 
     if int8_nets and not nets:
         raise EdgecnnError("--int8 measures the networks in INT8: pass it with --nets")
-    rec, path = calibrate_host(nets=nets, int8_nets=int8_nets, layers=not no_layers, threads=threads,
-                               seconds=seconds, log=log)
+    rec, path = calibrate_host(
+        nets=nets, int8_nets=int8_nets, layers=not no_layers, threads=threads, seconds=seconds, log=log
+    )
     if as_json:
         click.echo(json.dumps({**rec, "path": str(path)}, indent=2))
     else:
@@ -162,10 +246,23 @@ def _calibrate_host_over_ssh(host, *, as_json, log, suite, **kwargs) -> None:
     path, prof = calibrate_over_ssh(host, suite=SUITES[suite], log=log, **kwargs)
     eff = efficiency_for(prof, kwargs["runtime"])
     if as_json:
-        click.echo(json.dumps({"path": str(path), "profile": prof.name, "layer_points": len(prof.layer_points),
-                               "efficiency": eff.to_dict()}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "path": str(path),
+                    "profile": prof.name,
+                    "layer_points": len(prof.layer_points),
+                    "efficiency": eff.to_dict(),
+                },
+                indent=2,
+            )
+        )
         return
-    click.echo(f"wrote {path} ({len(prof.layer_points)} layers timed on {host}); predict with "
-               f"`edgecnn bench ARCH --target {path}`")
-    click.echo(f"  fit: {eff.basis}; per kernel class {eff.kernel_table()}, {eff.overhead_us:g} us/kernel, "
-               f"leave-one-out error {100 * (math.exp(eff.fit_error) - 1):.0f}%")
+    click.echo(
+        f"wrote {path} ({len(prof.layer_points)} layers timed on {host}); predict with "
+        f"`edgecnn bench ARCH --target {path}`"
+    )
+    click.echo(
+        f"  fit: {eff.basis}; per kernel class {eff.kernel_table()}, {eff.overhead_us:g} us/kernel, "
+        f"leave-one-out error {100 * (math.exp(eff.fit_error) - 1):.0f}%"
+    )

@@ -20,22 +20,55 @@ _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
 @click.command()
 @click.argument("artifact", type=click.Path(exists=True))
 @data_option
-@click.option("--runtime", type=click.Choice(_RUNTIMES), default=None,
-              help="Run in this runtime instead of the artifact's own (e.g. a Jetson ONNX in onnxruntime).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for the runtime (default: the runtime's own choice).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Only the first N test images (a quick check; the full set is the figure to report).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Images per run call (default 128, a multiple of a fixed batch).")
-@click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST",
-              help="Measure on this device over SSH (repeat for several); statistics are computed here.")
+@click.option(
+    "--runtime",
+    type=click.Choice(_RUNTIMES),
+    default=None,
+    help="Run in this runtime instead of the artifact's own (e.g. a Jetson ONNX in onnxruntime).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for the runtime (default: the runtime's own choice).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Only the first N test images (a quick check; the full set is the figure to report).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per run call (default 128, a multiple of a fixed batch).",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="[USER@]HOST",
+    help="Measure on this device over SSH (repeat for several); statistics are computed here.",
+)
 @remote_python_option
 @ssh_config_option
 @ssh_timeout_option
 @json_option
-def evaluate(artifact, data, runtime, threads, limit, batch_size, hosts, remote_python, ssh_config, ssh_timeout,
-             as_json):
+def evaluate(
+    artifact,
+    data,
+    runtime,
+    threads,
+    limit,
+    batch_size,
+    hosts,
+    remote_python,
+    ssh_config,
+    ssh_timeout,
+    as_json,
+):
     """Accuracy of an exported ARTIFACT (directory or file) in its runtime.
 
     Runs the whole test set through the artifact's own preprocessing and reports top-1,
@@ -58,12 +91,24 @@ def evaluate(artifact, data, runtime, threads, limit, batch_size, hosts, remote_
 
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     if hosts:
-        _evaluate_hosts(artifact, hosts, data=data, runtime=runtime, threads=threads, limit=limit,
-                        batch_size=batch_size, remote_python=remote_python, ssh_config=ssh_config,
-                        timeout=ssh_timeout, as_json=as_json, log=log)
+        _evaluate_hosts(
+            artifact,
+            hosts,
+            data=data,
+            runtime=runtime,
+            threads=threads,
+            limit=limit,
+            batch_size=batch_size,
+            remote_python=remote_python,
+            ssh_config=ssh_config,
+            timeout=ssh_timeout,
+            as_json=as_json,
+            log=log,
+        )
         return
-    result = evaluate_artifact(artifact, data=data, runtime=runtime, threads=threads, limit=limit,
-                               batch_size=batch_size, log=log)
+    result = evaluate_artifact(
+        artifact, data=data, runtime=runtime, threads=threads, limit=limit, batch_size=batch_size, log=log
+    )
     if as_json:
         click.echo(json.dumps(json_report(result), indent=2))
         return
@@ -124,23 +169,37 @@ def _print_device(r) -> None:
 
     m = r.machine
     lo, hi = r.top1_ci
-    click.echo(f"{r.host}: {r.arch} {r.precision} in {r.runtime} {r.runtime_version or ''} "
-               f"on {m.get('hostname')} ({m.get('board') or m.get('cpu_model')}, {m.get('uname')})")
+    click.echo(
+        f"{r.host}: {r.arch} {r.precision} in {r.runtime} {r.runtime_version or ''} "
+        f"on {m.get('hostname')} ({m.get('board') or m.get('cpu_model')}, {m.get('uname')})"
+    )
     emu = m.get("emulated")
-    where = f"on an EMULATED device: QEMU, CPU model {emu.get('cpu', '?')}" if emu else "measured on the device"
-    click.echo(f"  top-1 {_pct(r.top1)} [{_pct(lo)}, {_pct(hi)}] {int(r.ci_level * 100)}% CI, top-5 "
-               f"{_pct(r.top5)} on {r.num_images} {r.dataset} {r.split} images ({where})")
+    where = (
+        f"on an EMULATED device: QEMU, CPU model {emu.get('cpu', '?')}" if emu else "measured on the device"
+    )
+    click.echo(
+        f"  top-1 {_pct(r.top1)} [{_pct(lo)}, {_pct(hi)}] {int(r.ci_level * 100)}% CI, top-5 "
+        f"{_pct(r.top5)} on {r.num_images} {r.dataset} {r.split} images ({where})"
+    )
     if r.agreement is not None:
         click.echo(f"  agreement with the fake-quant graph {_pct(r.agreement)}")
     if r.mcnemar is not None:
-        click.echo(f"  FP32 {_pct(r.fp32_top1)}, change {100 * r.delta_top1:+.2f} points, "
-                   f"McNemar p = {r.mcnemar['p_value']:.3g}")
+        click.echo(
+            f"  FP32 {_pct(r.fp32_top1)}, change {100 * r.delta_top1:+.2f} points, "
+            f"McNemar p = {r.mcnemar['p_value']:.3g}"
+        )
     if r.host_run is not None:
         h = r.host_run
         shown = ", ".join(str(i) for i in h.flipped[:FLIPPED_SHOWN])
-        more = f" and {len(h.flipped) - FLIPPED_SHOWN} more (--json lists all)" if len(h.flipped) > FLIPPED_SHOWN else ""
-        click.echo(f"  agreement with this machine's run ({h.runtime}, top-1 {_pct(h.top1)}) {_pct(h.agreement)}; "
-                   f"{len(h.flipped)} images flipped" + (f": {shown}{more}" if h.flipped else ""))
+        more = (
+            f" and {len(h.flipped) - FLIPPED_SHOWN} more (--json lists all)"
+            if len(h.flipped) > FLIPPED_SHOWN
+            else ""
+        )
+        click.echo(
+            f"  agreement with this machine's run ({h.runtime}, top-1 {_pct(h.top1)}) {_pct(h.agreement)}; "
+            f"{len(h.flipped)} images flipped" + (f": {shown}{more}" if h.flipped else "")
+        )
     click.echo(f"  {r.seconds:.1f} s on the device, {r.wall_s:.1f} s with the transfer")
     for note in r.notes:
         click.echo(f"  note: {note}")

@@ -40,48 +40,124 @@ def _recipes(spec: str, archs: list[str]):
             out[a] = load_recipe(a, f"{f}:{profile}" if profile else str(f))
         return out
     if spec not in PROFILES and len(archs) > 1:
-        raise EdgecnnError(f"--recipe {spec} is one file but --archs names {len(archs)} networks; pass a profile "
-                           f"({', '.join(PROFILES)}) or a directory holding <arch>.toml for each")
+        raise EdgecnnError(
+            f"--recipe {spec} is one file but --archs names {len(archs)} networks; pass a profile "
+            f"({', '.join(PROFILES)}) or a directory holding <arch>.toml for each"
+        )
     return {a: load_recipe(a, spec) for a in archs}
 
 
 @click.command()
-@click.option("--targets", default="cpu,jetson,rpi", show_default=True, metavar="LIST",
-              help="Targets (cpu, jetson, rpi) or device profiles (rpi4, jetson-agx-orin, ...), comma-separated.")
+@click.option(
+    "--targets",
+    default="cpu,jetson,rpi",
+    show_default=True,
+    metavar="LIST",
+    help="Targets (cpu, jetson, rpi) or device profiles (rpi4, jetson-agx-orin, ...), comma-separated.",
+)
 @click.option("--archs", default=FOUR, show_default=True, metavar="LIST", help="Networks, comma-separated.")
-@click.option("--precisions", default="int8,fp32", show_default=True, metavar="LIST",
-              help="int8, fp16, fp32; a target that cannot run one is listed as not applicable.")
-@click.option("--cost", type=click.Choice(COST_NAMES), default="p50", show_default=True,
-              help="What the frontier minimises: latency p50/p90, energy per image, artifact size, peak memory.")
-@click.option("--recipe", metavar="PROFILE|DIR[:PROFILE]", default="quick", show_default=True,
-              help="Recipe profile of each recipes/<arch>.toml, or a directory holding <arch>.toml files.")
+@click.option(
+    "--precisions",
+    default="int8,fp32",
+    show_default=True,
+    metavar="LIST",
+    help="int8, fp16, fp32; a target that cannot run one is listed as not applicable.",
+)
+@click.option(
+    "--cost",
+    type=click.Choice(COST_NAMES),
+    default="p50",
+    show_default=True,
+    help="What the frontier minimises: latency p50/p90, energy per image, artifact size, peak memory.",
+)
+@click.option(
+    "--recipe",
+    metavar="PROFILE|DIR[:PROFILE]",
+    default="quick",
+    show_default=True,
+    help="Recipe profile of each recipes/<arch>.toml, or a directory holding <arch>.toml files.",
+)
 @data_option
 @qat_option
 @max_drop_option
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Folder for frontier.json/.csv/.png, report.html and report.md (your files in it are kept).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Folder for frontier.json/.csv/.png, report.html and report.md (your files in it are kept).",
+)
 @click.option("--force", is_flag=True, help="Re-export, re-evaluate and re-measure every combination.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
-@click.option("--min-seconds", type=SECONDS, default=2.0, show_default=True,
-              help="Latency on this machine: time each artifact at least this long.")
-@click.option("--host", "hosts", multiple=True, metavar="TARGET=[USER@]HOST",
-              help="Measure TARGET's accuracy and latency on this device over SSH (repeatable), "
-                   "e.g. --host rpi=pi@10.0.0.7 --host jetson=nvidia@orin.")
+@click.option(
+    "--min-seconds",
+    type=SECONDS,
+    default=2.0,
+    show_default=True,
+    help="Latency on this machine: time each artifact at least this long.",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="TARGET=[USER@]HOST",
+    help="Measure TARGET's accuracy and latency on this device over SSH (repeatable), "
+    "e.g. --host rpi=pi@10.0.0.7 --host jetson=nvidia@orin.",
+)
 @remote_python_option
 @ssh_config_option
 @ssh_timeout_option
-@click.option("--imagenet", "--published", "imagenet", is_flag=True,
-              help="No training: the ImageNet networks at --image-size, real artifacts and latency, accuracy "
-                   "quoted from published figures (or measured with --data and --weights imagenet).")
-@click.option("--image-size", type=click.IntRange(min=8), default=None, metavar="PX",
-              help="--imagenet: input side in pixels (default 224, the size published figures are for).")
-@click.option("--weights", default=None, metavar="imagenet",
-              help="--imagenet with --data: torchvision's ImageNet checkpoints (sha256-checked), to measure accuracy.")
-@click.option("--calib-images", type=click.IntRange(min=1), default=8, show_default=True,
-              help="--imagenet: INT8 calibration images.")
+@click.option(
+    "--imagenet",
+    "--published",
+    "imagenet",
+    is_flag=True,
+    help="No training: the ImageNet networks at --image-size, real artifacts and latency, accuracy "
+    "quoted from published figures (or measured with --data and --weights imagenet).",
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=8),
+    default=None,
+    metavar="PX",
+    help="--imagenet: input side in pixels (default 224, the size published figures are for).",
+)
+@click.option(
+    "--weights",
+    default=None,
+    metavar="imagenet",
+    help="--imagenet with --data: torchvision's ImageNet checkpoints (sha256-checked), to measure accuracy.",
+)
+@click.option(
+    "--calib-images",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="--imagenet: INT8 calibration images.",
+)
 @json_option
-def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, out, force, threads, min_seconds,
-             hosts, remote_python, ssh_config, ssh_timeout, imagenet, image_size, weights, calib_images, as_json):
+def frontier(
+    targets,
+    archs,
+    precisions,
+    cost,
+    recipe,
+    data,
+    use_qat,
+    max_drop,
+    out,
+    force,
+    threads,
+    min_seconds,
+    hosts,
+    remote_python,
+    ssh_config,
+    ssh_timeout,
+    imagenet,
+    image_size,
+    weights,
+    calib_images,
+    as_json,
+):
     """Deploy every network x target x precision and draw the accuracy / cost frontier.
 
     Each combination is an `edgecnn deploy` run: cached, so the same command again only
@@ -107,33 +183,71 @@ def frontier(targets, archs, precisions, cost, recipe, data, use_qat, max_drop, 
     tg = parse_targets(targets)
     host_map = parse_hosts(hosts, tg)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    command = "edgecnn frontier " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
-    _check_mode(imagenet, image_size=image_size, weights=weights, recipe=recipe, qat=use_qat, max_drop=max_drop)
+    command = (
+        "edgecnn frontier " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
+    )
+    _check_mode(
+        imagenet, image_size=image_size, weights=weights, recipe=recipe, qat=use_qat, max_drop=max_drop
+    )
     if imagenet:
         from edgecnn.imagenet_frontier import run_imagenet_frontier
 
         path, result = run_imagenet_frontier(
-            arch_list, tg, prec, out=out, image_size=image_size or 224, cost=cost, data=data, weights=weights,
-            hosts=host_map, remote_python=remote_python, ssh_config=ssh_config, ssh_timeout=ssh_timeout,
+            arch_list,
+            tg,
+            prec,
+            out=out,
+            image_size=image_size or 224,
+            cost=cost,
+            data=data,
+            weights=weights,
+            hosts=host_map,
+            remote_python=remote_python,
+            ssh_config=ssh_config,
+            ssh_timeout=ssh_timeout,
             calib_images=calib_images,
-            force=force, threads=threads, bench_seconds=min_seconds, log=log, command=command)
+            force=force,
+            threads=threads,
+            bench_seconds=min_seconds,
+            log=log,
+            command=command,
+        )
         _print_result(path, result.to_json(), cost, as_json)
         return
     recipes = _recipes(recipe, arch_list)
-    path, res = run_frontier(arch_list, tg, prec, recipe_for=recipes.__getitem__, out=out, cost=cost, data=data,
-                             force=force, threads=threads, bench_seconds=min_seconds, qat=use_qat, max_drop=max_drop,
-                             hosts=host_map, remote_python=remote_python, ssh_config=ssh_config,
-                             ssh_timeout=ssh_timeout, log=log,
-                             command=command)
+    path, res = run_frontier(
+        arch_list,
+        tg,
+        prec,
+        recipe_for=recipes.__getitem__,
+        out=out,
+        cost=cost,
+        data=data,
+        force=force,
+        threads=threads,
+        bench_seconds=min_seconds,
+        qat=use_qat,
+        max_drop=max_drop,
+        hosts=host_map,
+        remote_python=remote_python,
+        ssh_config=ssh_config,
+        ssh_timeout=ssh_timeout,
+        log=log,
+        command=command,
+    )
     if as_json:
         click.echo(json.dumps({"out": str(path), **res}, indent=2, default=str))
     else:
         for p in res["points"]:
             if p["pareto"]:
-                click.echo(f"  Pareto on {p['device']}: {p['arch']} {p['precision']} top-1 {100 * p['top1']:.2f}%, "
-                           f"{cost} {p['cost']:.3g} {res['cost_unit']} ({p[_src(cost)] or 'n/a'})")
-        click.echo(f"{len(res['points'])} runs, {len(res['failed'])} failed, {res['seconds']:.0f} s: "
-                   f"{Path(path) / 'report.html'}")
+                click.echo(
+                    f"  Pareto on {p['device']}: {p['arch']} {p['precision']} top-1 {100 * p['top1']:.2f}%, "
+                    f"{cost} {p['cost']:.3g} {res['cost_unit']} ({p[_src(cost)] or 'n/a'})"
+                )
+        click.echo(
+            f"{len(res['points'])} runs, {len(res['failed'])} failed, {res['seconds']:.0f} s: "
+            f"{Path(path) / 'report.html'}"
+        )
     if res["failed"]:
         sys.exit(1)
 
@@ -151,8 +265,10 @@ def _check_mode(imagenet: bool, **opts) -> None:
         return
     for k, flag in (("image_size", "--image-size"), ("weights", "--weights")):
         if opts[k]:
-            raise EdgecnnError(f"{flag} applies to --imagenet (a trained frontier takes its size and weights from "
-                               f"the recipe); add --imagenet or drop it")
+            raise EdgecnnError(
+                f"{flag} applies to --imagenet (a trained frontier takes its size and weights from "
+                f"the recipe); add --imagenet or drop it"
+            )
 
 
 def _print_result(path, res: dict, cost: str, as_json: bool) -> None:
@@ -163,14 +279,20 @@ def _print_result(path, res: dict, cost: str, as_json: bool) -> None:
 
     for p in res["points"]:
         if p["pareto"]:
-            click.echo(f"  Pareto on {p['device']}: {p['arch']} {p['precision']} top-1 {accuracy_cell(p)}, "
-                       f"{cost} {p['cost']:.3g} {res['cost_unit']} ({p[_src(cost)] or 'n/a'})")
+            click.echo(
+                f"  Pareto on {p['device']}: {p['arch']} {p['precision']} top-1 {accuracy_cell(p)}, "
+                f"{cost} {p['cost']:.3g} {res['cost_unit']} ({p[_src(cost)] or 'n/a'})"
+            )
     for p in res["points"]:
         if p["top1"] is None:
-            click.echo(f"  {p['arch']} {p['precision']} on {p['device']}: {cost} {_fmt(p['cost'])} "
-                       f"{res['cost_unit']}, accuracy: not published")
-    click.echo(f"{len(res['points'])} runs, {len(res['failed'])} failed, {res['seconds']:.0f} s "
-               f"(accuracy: {res.get('accuracy_basis', 'measured')}): {Path(path) / 'report.html'}")
+            click.echo(
+                f"  {p['arch']} {p['precision']} on {p['device']}: {cost} {_fmt(p['cost'])} "
+                f"{res['cost_unit']}, accuracy: not published"
+            )
+    click.echo(
+        f"{len(res['points'])} runs, {len(res['failed'])} failed, {res['seconds']:.0f} s "
+        f"(accuracy: {res.get('accuracy_basis', 'measured')}): {Path(path) / 'report.html'}"
+    )
     if res["failed"]:
         sys.exit(1)
 
@@ -186,18 +308,43 @@ def _src(cost: str) -> str:
 
 
 @click.command()
-@click.option("--target", "device", required=True, metavar="DEVICE",
-              help="Device profile or target alias (rpi5, rpi, jetson-orin-nano, cpu, ...).")
+@click.option(
+    "--target",
+    "device",
+    required=True,
+    metavar="DEVICE",
+    help="Device profile or target alias (rpi5, rpi, jetson-orin-nano, cpu, ...).",
+)
 @click.option("--max-latency", default=None, metavar="TIME", help="Latency limit, e.g. 50ms or 0.05s.")
 @click.option("--min-accuracy", default=None, metavar="ACC", help="Top-1 floor, e.g. 0.9 or 90%.")
-@click.option("--cost", type=click.Choice(COST_NAMES), default="p50", show_default=True,
-              help="Among equally accurate runs, the cheapest by this wins.")
-@click.option("--latency", "stat", type=click.Choice(("p50", "p90", "p99")), default="p90", show_default=True,
-              help="Which latency percentile --max-latency limits.")
-@click.option("--precision", type=click.Choice(("int8", "fp16", "fp32")), default=None,
-              help="Only consider this precision.")
-@click.option("--from", "sources", multiple=True, metavar="DIR",
-              help="Frontier output directory (repeatable); default: every frontier run in $EDGECNN_HOME.")
+@click.option(
+    "--cost",
+    type=click.Choice(COST_NAMES),
+    default="p50",
+    show_default=True,
+    help="Among equally accurate runs, the cheapest by this wins.",
+)
+@click.option(
+    "--latency",
+    "stat",
+    type=click.Choice(("p50", "p90", "p99")),
+    default="p90",
+    show_default=True,
+    help="Which latency percentile --max-latency limits.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(("int8", "fp16", "fp32")),
+    default=None,
+    help="Only consider this precision.",
+)
+@click.option(
+    "--from",
+    "sources",
+    multiple=True,
+    metavar="DIR",
+    help="Frontier output directory (repeatable); default: every frontier run in $EDGECNN_HOME.",
+)
 @json_option
 def choose(device, max_latency, min_accuracy, cost, stat, precision, sources, as_json):
     """Pick the network to ship on a device from frontier results, and say why.
@@ -216,8 +363,15 @@ def choose(device, max_latency, min_accuracy, cost, stat, precision, sources, as
 
     lat = None if max_latency is None else parse_latency(max_latency)
     acc = None if min_accuracy is None else parse_accuracy(min_accuracy)
-    res = pick(load_points(sources), device, max_latency_ms=lat, min_accuracy=acc, cost=cost, latency=stat,
-               precision=precision)
+    res = pick(
+        load_points(sources),
+        device,
+        max_latency_ms=lat,
+        min_accuracy=acc,
+        cost=cost,
+        latency=stat,
+        precision=precision,
+    )
     if as_json:
         click.echo(json.dumps(res, indent=2, default=str))
     else:

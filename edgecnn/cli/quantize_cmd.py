@@ -17,12 +17,20 @@ from edgecnn.cli.options import (
 
 METHODS = ("minmax", "percentile", "entropy", "mse")
 checkpoint_option = click.option(
-    "--checkpoint", metavar="PATH", default=None,
-    help="Float edgecnn checkpoint to quantize (default: the recipe's float training run, made if missing).")
-method_option = click.option("--method", type=click.Choice(METHODS), default=None,
-                             help="Activation calibration method (default: the recipe's).")
-threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
-                              help="CPU threads (default: all cores).")
+    "--checkpoint",
+    metavar="PATH",
+    default=None,
+    help="Float edgecnn checkpoint to quantize (default: the recipe's float training run, made if missing).",
+)
+method_option = click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default=None,
+    help="Activation calibration method (default: the recipe's).",
+)
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores)."
+)
 
 
 def _log(as_json: bool):
@@ -31,8 +39,10 @@ def _log(as_json: bool):
 
 def _summary(r: dict) -> str:
     what = "QAT" if r.get("stage") == "qat" else f"PTQ ({r['method']})"
-    return (f"{r['arch']}: {what}: FP32 top-1 {100 * r['fp32']['top1']:.2f}%, INT8 fake-quant top-1 "
-            f"{100 * r['int8_fakequant']['top1']:.2f}% (drop {r['drop_points']:+.2f} points) -> {r['dir']}")
+    return (
+        f"{r['arch']}: {what}: FP32 top-1 {100 * r['fp32']['top1']:.2f}%, INT8 fake-quant top-1 "
+        f"{100 * r['int8_fakequant']['top1']:.2f}% (drop {r['drop_points']:+.2f} points) -> {r['dir']}"
+    )
 
 
 @click.command()
@@ -41,8 +51,12 @@ def _summary(r: dict) -> str:
 @checkpoint_option
 @recipe_option
 @method_option
-@click.option("--num-images", type=click.IntRange(min=1), default=None,
-              help="Calibration images from the calibration split (default: the recipe's).")
+@click.option(
+    "--num-images",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Calibration images from the calibration split (default: the recipe's).",
+)
 @click.option("--force", is_flag=True, help="Recalibrate even if this calibration is cached.")
 @threads_option
 @json_option
@@ -61,8 +75,17 @@ def calibrate(arch, data, checkpoint, recipe, method, num_images, force, threads
     from edgecnn.recipes import load_recipe
 
     arch_info(arch)
-    r = run(arch, load_recipe(arch, recipe), data=data, checkpoint=checkpoint, method=method,
-            num_images=num_images, force=force, threads=threads, log=_log(as_json))
+    r = run(
+        arch,
+        load_recipe(arch, recipe),
+        data=data,
+        checkpoint=checkpoint,
+        method=method,
+        num_images=num_images,
+        force=force,
+        threads=threads,
+        log=_log(as_json),
+    )
     click.echo(json.dumps(r, indent=2) if as_json else _summary(r))
 
 
@@ -72,8 +95,13 @@ def calibrate(arch, data, checkpoint, recipe, method, num_images, force, threads
 @checkpoint_option
 @recipe_option
 @method_option
-@click.option("--max-drop", type=DROP_POINTS, default=None, metavar="POINTS",
-              help="Run PTQ first; fine-tune only if its top-1 drop exceeds POINTS.")
+@click.option(
+    "--max-drop",
+    type=DROP_POINTS,
+    default=None,
+    metavar="POINTS",
+    help="Run PTQ first; fine-tune only if its top-1 drop exceeds POINTS.",
+)
 @click.option("--force", is_flag=True, help="Redo QAT even if this run is cached.")
 @threads_option
 @json_option
@@ -90,29 +118,49 @@ def qat(arch, data, checkpoint, recipe, method, max_drop, force, threads, as_jso
     from edgecnn.recipes import load_recipe
 
     arch_info(arch)
-    r = run(arch, load_recipe(arch, recipe), data=data, checkpoint=checkpoint, method=method,
-            max_drop=max_drop, force=force, threads=threads, log=_log(as_json))
+    r = run(
+        arch,
+        load_recipe(arch, recipe),
+        data=data,
+        checkpoint=checkpoint,
+        method=method,
+        max_drop=max_drop,
+        force=force,
+        threads=threads,
+        log=_log(as_json),
+    )
     click.echo(json.dumps(r, indent=2) if as_json else _summary(r))
 
 
 @click.command()
 @click.argument("arch")
-@click.option("--target", type=click.Choice(("cpu", "jetson", "rpi")), required=True, help="Where it will run.")
+@click.option(
+    "--target", type=click.Choice(("cpu", "jetson", "rpi")), required=True, help="Where it will run."
+)
 @click.option("--precision", type=click.Choice(("int8", "fp16", "fp32")), default="int8", show_default=True)
-@click.option("--runtime", type=click.Choice(("openvino", "onnxruntime", "tensorrt", "tflite")), default=None,
-              help="Runtime on the target (default: openvino for cpu, tensorrt for jetson, tflite for rpi).")
+@click.option(
+    "--runtime",
+    type=click.Choice(("openvino", "onnxruntime", "tensorrt", "tflite")),
+    default=None,
+    help="Runtime on the target (default: openvino for cpu, tensorrt for jetson, tflite for rpi).",
+)
 @data_option
 @checkpoint_option
 @recipe_option
 @method_option
 @qat_option
 @max_drop_option
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Artifact directory (default: $EDGECNN_HOME/runs/artifacts/...).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Artifact directory (default: $EDGECNN_HOME/runs/artifacts/...).",
+)
 @click.option("--force", is_flag=True, help="Re-export even if this artifact exists.")
 @json_option
-def export(arch, target, precision, runtime, data, checkpoint, recipe, method, use_qat, max_drop, out, force,
-           as_json):
+def export(
+    arch, target, precision, runtime, data, checkpoint, recipe, method, use_qat, max_drop, out, force, as_json
+):
     """Export ARCH for a target: the artifact and its metadata.json.
 
     Layers that will not run in INT8 on the backend are reported first and saved in
@@ -135,12 +183,26 @@ def export(arch, target, precision, runtime, data, checkpoint, recipe, method, u
     resolve(target, runtime, precision)  # backend missing or unsupported: fail before any work
     if use_qat and max_drop is not None:
         raise click.UsageError("--qat and --max-drop conflict: --max-drop decides whether to run QAT")
-    path = run(arch, target, recipe=load_recipe(arch, recipe), precision=precision, runtime=runtime, data=data,
-               checkpoint=checkpoint, method=method, qat=use_qat, max_drop=max_drop, out=out, force=force,
-               log=_log(as_json))
+    path = run(
+        arch,
+        target,
+        recipe=load_recipe(arch, recipe),
+        precision=precision,
+        runtime=runtime,
+        data=data,
+        checkpoint=checkpoint,
+        method=method,
+        qat=use_qat,
+        max_drop=max_drop,
+        out=out,
+        force=force,
+        log=_log(as_json),
+    )
     meta = load_artifact(path).meta
     if as_json:
         click.echo(json.dumps({"artifact": str(path), **meta}, indent=2))
     else:
-        click.echo(f"{path} ({meta['runtime']} {meta['precision']}; float layers: "
-                   f"{', '.join(meta['float_layers']) or 'none'})")
+        click.echo(
+            f"{path} ({meta['runtime']} {meta['precision']}; float layers: "
+            f"{', '.join(meta['float_layers']) or 'none'})"
+        )

@@ -15,8 +15,12 @@ from edgecnn.cli.options import data_option, json_option, recipe_option, weights
 @weights_option
 @recipe_option
 @click.option("--reset-head", is_flag=True, help="Drop the checkpoint's classifier head (new label set).")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Run directory (default: $EDGECNN_HOME/runs/train/<arch>-<profile>-<key>).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run directory (default: $EDGECNN_HOME/runs/train/<arch>-<profile>-<key>).",
+)
 @click.option("--force", is_flag=True, help="Retrain even if this run finished or was interrupted.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
 @json_option
@@ -38,8 +42,20 @@ def train(arch, data, weights, recipe, reset_head, out, force, threads, as_json)
     arch_info(arch)  # unknown name: error with suggestions before any data is loaded
     r = load_recipe(arch, recipe)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    result = run_train(arch, r, data=data, weights=weights, reset_head=reset_head, out_dir=out,
-                       force=force, threads=threads, log=log)
+    result = run_train(
+        arch,
+        r,
+        data=data,
+        weights=weights,
+        reset_head=reset_head,
+        out_dir=out,
+        force=force,
+        threads=threads,
+        log=log,
+    )
     if as_json:
-        click.echo(json.dumps({**result.report, "checkpoint": str(result.checkpoint),
-                               "cached": result.cached}, indent=2))
+        click.echo(
+            json.dumps(
+                {**result.report, "checkpoint": str(result.checkpoint), "cached": result.cached}, indent=2
+            )
+        )

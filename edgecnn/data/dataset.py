@@ -29,8 +29,9 @@ class ImageDataset:
         images = np.ascontiguousarray(self.images)
         labels = np.ascontiguousarray(self.labels, dtype=np.int64)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-            raise ValueError(f"images must be uint8 N x H x W x C (C 1 or 3), got {images.dtype} "
-                             f"{images.shape}")
+            raise ValueError(
+                f"images must be uint8 N x H x W x C (C 1 or 3), got {images.dtype} {images.shape}"
+            )
         if labels.shape != (len(images),):
             raise ValueError(f"labels must be shaped ({len(images)},), got {labels.shape}")
         if len(labels) and not (0 <= labels.min() and labels.max() < len(self.classes)):

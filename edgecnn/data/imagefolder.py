@@ -27,8 +27,9 @@ STORE_SIZE = 256
 GREY_MODES = ("1", "L", "LA")
 
 
-def load_imagefolder(root: str | os.PathLike, *, store_size: int = STORE_SIZE, test_fraction: float = 0.2,
-                     seed: int = 0) -> DatasetBundle:
+def load_imagefolder(
+    root: str | os.PathLike, *, store_size: int = STORE_SIZE, test_fraction: float = 0.2, seed: int = 0
+) -> DatasetBundle:
     """Load an ImageFolder directory; every problem is a one-line :class:`EdgecnnError`."""
     root = Path(root)
     layout = "root/<class>/<images>"
@@ -62,8 +63,11 @@ def load_imagefolder(root: str | os.PathLike, *, store_size: int = STORE_SIZE, t
         test_x, test_y = images[is_test], labels[is_test]
         train_src = test_src = root
     name = root.resolve().name
-    return DatasetBundle(name, ImageDataset(name, train_x, train_y, classes, str(train_src)),
-                         ImageDataset(name, test_x, test_y, classes, str(test_src)))
+    return DatasetBundle(
+        name,
+        ImageDataset(name, train_x, train_y, classes, str(train_src)),
+        ImageDataset(name, test_x, test_y, classes, str(test_src)),
+    )
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -89,8 +93,11 @@ def _scan(root: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...]]:
         )
     files = []
     for label, cls in enumerate(classes):
-        found = sorted(p for p in (root / cls).rglob("*")
-                       if p.suffix.lower() in EXTENSIONS and p.is_file() and not p.name.startswith("."))
+        found = sorted(
+            p
+            for p in (root / cls).rglob("*")
+            if p.suffix.lower() in EXTENSIONS and p.is_file() and not p.name.startswith(".")
+        )
         if not found:
             raise EdgecnnError(
                 f"class folder {root / cls} has no images ({', '.join(e[1:] for e in EXTENSIONS)}); "

@@ -31,10 +31,21 @@ def num_batches(num_images: int, batch_size: int, *, drop_last: bool = False) ->
     return num_images // batch_size if drop_last else -(-num_images // batch_size)
 
 
-def iterate_batches(images: np.ndarray, labels: np.ndarray, preprocess: Preprocess, batch_size: int, *,
-                    shuffle: bool, seed: int | None = None, epoch: int = 0, augment: str | None = None,
-                    drop_last: bool = False, start: int = 0, rank: int = 0,
-                    world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iterate_batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    preprocess: Preprocess,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int | None = None,
+    epoch: int = 0,
+    augment: str | None = None,
+    drop_last: bool = False,
+    start: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (float32 input in ``preprocess.layout``, int64 labels) batches.
 
     ``images``: uint8 N x H x W x C. ``seed=None`` draws a fresh seed (not reproducible).
@@ -62,7 +73,7 @@ def iterate_batches(images: np.ndarray, labels: np.ndarray, preprocess: Preproce
     # Augmentation works on NCHW; the requested layout is restored after it.
     prep = dataclasses.replace(preprocess, layout="NCHW") if augment else preprocess
     for b in range(start, num_batches(n, batch_size, drop_last=drop_last)):
-        idx = order[b * batch_size:(b + 1) * batch_size]
+        idx = order[b * batch_size : (b + 1) * batch_size]
         whole = len(idx)
         lo, hi = (0, whole) if world_size == 1 else shard(whole, rank, world_size)
         idx = idx[lo:hi]
@@ -79,8 +90,9 @@ def iterate_batches(images: np.ndarray, labels: np.ndarray, preprocess: Preproce
         yield x, y
 
 
-def _random_crop(x: torch.Tensor, preprocess: Preprocess, rng: np.random.Generator, whole: int,
-                 lo: int) -> torch.Tensor:
+def _random_crop(
+    x: torch.Tensor, preprocess: Preprocess, rng: np.random.Generator, whole: int, lo: int
+) -> torch.Tensor:
     """Random S x S crops of N x C x S x S padded by S/8 with the value of a black pixel.
 
     Done as a shift of each image by (dy, dx) in [-S/8, S/8], without a padded copy. The
@@ -92,7 +104,8 @@ def _random_crop(x: torch.Tensor, preprocess: Preprocess, rng: np.random.Generat
     pad = s // 8
     black = -torch.tensor(preprocess.mean) / torch.tensor(preprocess.std)
     out = black.view(1, c, 1, 1).expand(n, c, s, s).contiguous()
-    for i, (dy, dx) in enumerate(rng.integers(-pad, pad + 1, size=(whole, 2))[lo:lo + n].tolist()):
-        out[i, :, max(0, -dy):s - max(0, dy), max(0, -dx):s - max(0, dx)] = \
-            x[i, :, max(0, dy):s - max(0, -dy), max(0, dx):s - max(0, -dx)]
+    for i, (dy, dx) in enumerate(rng.integers(-pad, pad + 1, size=(whole, 2))[lo : lo + n].tolist()):
+        out[i, :, max(0, -dy) : s - max(0, dy), max(0, -dx) : s - max(0, dx)] = x[
+            i, :, max(0, dy) : s - max(0, -dy), max(0, dx) : s - max(0, -dx)
+        ]
     return out

@@ -65,8 +65,11 @@ class Preprocess:
             )
         if not all(s > 0 for s in self.std):
             raise EdgecnnError(f"preprocess std must be positive, got {self.std}")
-        for name, value, allowed in (("interpolation", self.interpolation, INTERPOLATIONS),
-                                     ("layout", self.layout, LAYOUTS), ("resize", self.resize, RESIZES)):
+        for name, value, allowed in (
+            ("interpolation", self.interpolation, INTERPOLATIONS),
+            ("layout", self.layout, LAYOUTS),
+            ("resize", self.resize, RESIZES),
+        ):
             if value not in allowed:
                 raise EdgecnnError(f"preprocess {name} must be one of {', '.join(allowed)}, got {value!r}")
         if not self.scale > 0:
@@ -109,7 +112,7 @@ class Preprocess:
 
     def apply_numpy(self, batch: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x C (C = 1 or 3) -> float32 array in ``layout``; needs no torch."""
-        x = _check_batch(np.asarray(batch)).astype(np.float32)        # N x H x W x C
+        x = _check_batch(np.asarray(batch)).astype(np.float32)  # N x H x W x C
         if self.channels == 1 and x.shape[-1] == 3:
             w = np.asarray(LUMA, dtype=np.float32)
             x = (x[..., 0:1] * w[0] + x[..., 1:2] * w[1]) + x[..., 2:3] * w[2]
@@ -137,7 +140,7 @@ class Preprocess:
             # A read-only array (a dataset's) would make from_numpy warn; batches are small.
             batch = torch.from_numpy(batch if batch.flags.writeable else batch.copy())
         # Contiguous NCHW throughout: torch's channels-last resize kernel rounds differently.
-        x = _check_batch(batch).permute(0, 3, 1, 2).contiguous().float()   # N x C x H x W
+        x = _check_batch(batch).permute(0, 3, 1, 2).contiguous().float()  # N x C x H x W
         a, b = self._affine()
         replicate = self.channels == 3 and x.shape[1] == 1
         if self.channels == 1 and x.shape[1] == 3:
@@ -196,8 +199,9 @@ def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return i0, i1, l0, l1
 
 
-def channel_stats(images: np.ndarray, channels: int,
-                  chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(
+    images: np.ndarray, channels: int, chunk: int = 4096
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel (mean, std) of uint8 N x H x W x C images scaled to [0, 1].
 
     ``channels=1`` with RGB images gives the statistics of their BT.601 luma. Runs in
@@ -208,7 +212,7 @@ def channel_stats(images: np.ndarray, channels: int,
     total_sq = np.zeros(channels)
     count = 0
     for start in range(0, len(images), chunk):
-        x = images[start:start + chunk].astype(np.float64) / 255.0
+        x = images[start : start + chunk].astype(np.float64) / 255.0
         if channels == 1 and c_in == 3:
             x = x @ np.asarray(LUMA)[:, None]
         x = x.reshape(-1, channels)
@@ -217,5 +221,4 @@ def channel_stats(images: np.ndarray, channels: int,
         count += len(x)
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
-    return (tuple(round(float(m), 4) for m in mean),
-            tuple(max(round(float(s), 4), 1e-4) for s in std))
+    return (tuple(round(float(m), 4) for m in mean), tuple(max(round(float(s), 4), 1e-4) for s in std))

@@ -76,8 +76,8 @@ def make_splits(bundle: DatasetBundle, spec: SplitSpec) -> dict[str, Split]:
     h = bundle.train.content_hash
     return {
         "train": Split("train", "train", perm[cut:], h),
-        "val": Split("val", "train", perm[:spec.val], h),
-        "calib": Split("calib", "train", perm[spec.val:cut], h),
+        "val": Split("val", "train", perm[: spec.val], h),
+        "calib": Split("calib", "train", perm[spec.val : cut], h),
         "test": Split("test", "test", np.arange(len(bundle.test)), bundle.test.content_hash),
     }
 

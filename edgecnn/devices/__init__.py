@@ -29,7 +29,21 @@ from edgecnn.devices.profile import (
 )
 
 __all__ = [
-    "ALIASES", "HOST", "CalibrationPoint", "ComputeUnit", "DeviceProfile", "Memory", "Peaks", "RuntimeSupport",
-    "detect_device", "device_tree_model", "figure_paths", "host_profile", "l4t_release", "list_devices",
-    "load_device", "parse_profile", "resolve_name",
+    "ALIASES",
+    "HOST",
+    "CalibrationPoint",
+    "ComputeUnit",
+    "DeviceProfile",
+    "Memory",
+    "Peaks",
+    "RuntimeSupport",
+    "detect_device",
+    "device_tree_model",
+    "figure_paths",
+    "host_profile",
+    "l4t_release",
+    "list_devices",
+    "load_device",
+    "parse_profile",
+    "resolve_name",
 ]

@@ -83,15 +83,21 @@ def _ort_session(model_bytes: bytes, threads: int | None):
 def _onnx_single(op: str, inputs, init, output, attrs=None) -> bytes:
     from onnx import helper
 
-    node = helper.make_node(op, [i.name for i in inputs] + [t.name for t in init], [output.name], **(attrs or {}))
+    node = helper.make_node(
+        op, [i.name for i in inputs] + [t.name for t in init], [output.name], **(attrs or {})
+    )
     graph = helper.make_graph([node], op.lower(), inputs, [output], init)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model.SerializeToString()
 
 
-def microbenchmarks(threads: int | None = None, seconds: float = 1.0, size: int = 1024,
-                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def microbenchmarks(
+    threads: int | None = None,
+    seconds: float = 1.0,
+    size: int = 1024,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Achieved GEMM / conv tera-ops/s per precision and copy bandwidth (GB/s) of this host."""
     log = log or (lambda s: None)
     rng = np.random.default_rng(0)
@@ -103,25 +109,41 @@ def microbenchmarks(threads: int | None = None, seconds: float = 1.0, size: int 
 
         out["backend"] = "onnxruntime"
         a32 = rng.standard_normal((n, n), dtype=np.float32)
-        s = _ort_session(_onnx_single(
-            "MatMul", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
-            [numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "b")],
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])), threads)
+        s = _ort_session(
+            _onnx_single(
+                "MatMul",
+                [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+                [numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "b")],
+                helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n]),
+            ),
+            threads,
+        )
         out["gemm_tops"]["fp32"] = gemm_ops / _timeit(lambda: s.run(None, {"a": a32}), seconds) / 1e12
         log(f"  fp32 GEMM {n}^3: {out['gemm_tops']['fp32'] * 1e3:.1f} GOPS")
         a8 = rng.integers(0, 255, (n, n), dtype=np.uint8)
-        s = _ort_session(_onnx_single(
-            "MatMulInteger", [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
-            [numpy_helper.from_array(rng.integers(-127, 127, (n, n), dtype=np.int8), "b")],
-            helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])), threads)
+        s = _ort_session(
+            _onnx_single(
+                "MatMulInteger",
+                [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+                [numpy_helper.from_array(rng.integers(-127, 127, (n, n), dtype=np.int8), "b")],
+                helper.make_tensor_value_info("y", TensorProto.INT32, [n, n]),
+            ),
+            threads,
+        )
         out["gemm_tops"]["int8"] = gemm_ops / _timeit(lambda: s.run(None, {"a": a8}), seconds) / 1e12
         log(f"  int8 (U8S8) GEMM {n}^3: {out['gemm_tops']['int8'] * 1e3:.1f} GOPS")
         c, hw = 64, 56
         x = rng.standard_normal((1, c, hw, hw), dtype=np.float32)
-        s = _ort_session(_onnx_single(
-            "Conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
-            [numpy_helper.from_array(rng.standard_normal((c, c, 3, 3), dtype=np.float32), "w")],
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw]), {"pads": [1, 1, 1, 1]}), threads)
+        s = _ort_session(
+            _onnx_single(
+                "Conv",
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                [numpy_helper.from_array(rng.standard_normal((c, c, 3, 3), dtype=np.float32), "w")],
+                helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw]),
+                {"pads": [1, 1, 1, 1]},
+            ),
+            threads,
+        )
         conv_ops = 2.0 * c * c * 9 * hw * hw
         out["conv_tops"]["fp32"] = conv_ops / _timeit(lambda: s.run(None, {"x": x}), seconds) / 1e12
         log(f"  fp32 conv 3x3 64ch 56px: {out['conv_tops']['fp32'] * 1e3:.1f} GOPS")
@@ -131,7 +153,7 @@ def microbenchmarks(threads: int | None = None, seconds: float = 1.0, size: int 
         b = rng.standard_normal((n, n), dtype=np.float32)
         out["gemm_tops"]["fp32"] = gemm_ops / _timeit(lambda: a @ b, seconds) / 1e12
         log(f"  fp32 GEMM (numpy) {n}^3: {out['gemm_tops']['fp32'] * 1e3:.1f} GOPS")
-    src = np.ones(64 * 2**20 // 4, dtype=np.float32)   # 64 MiB: far beyond the caches
+    src = np.ones(64 * 2**20 // 4, dtype=np.float32)  # 64 MiB: far beyond the caches
     dst = np.empty_like(src)
     out["bandwidth_gbps"] = 2 * src.nbytes / _timeit(lambda: np.copyto(dst, src), seconds) / 1e9
     log(f"  copy bandwidth (1 thread): {out['bandwidth_gbps']:.1f} GB/s")
@@ -140,15 +162,20 @@ def microbenchmarks(threads: int | None = None, seconds: float = 1.0, size: int 
 
 # ---- networks through OpenVINO (also used by `edgecnn bench ARCH` on the host) -------
 
+
 def _export_onnx(model, x, path: Path) -> None:
     import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["input"], output_names=["logits"])
+            torch.onnx.export(
+                model, (x,), str(path), dynamo=False, input_names=["input"], output_names=["logits"]
+            )
         except TypeError:  # an exporter without the legacy path
-            torch.onnx.export(model, (x,), str(path), dynamo=True, input_names=["input"], output_names=["logits"])
+            torch.onnx.export(
+                model, (x,), str(path), dynamo=True, input_names=["input"], output_names=["logits"]
+            )
 
 
 def compile_cpu(ov_model, precision: str, threads: int | None = None):
@@ -164,8 +191,16 @@ def compile_cpu(ov_model, precision: str, threads: int | None = None):
     return ov.Core().compile_model(ov_model, "CPU", config)
 
 
-def openvino_network(arch: str, *, image_size: int = 224, batch: int = 1, precision: str = "fp32",
-                     threads: int | None = None, calib_images: int = 32, seed: int = 0):
+def openvino_network(
+    arch: str,
+    *,
+    image_size: int = 224,
+    batch: int = 1,
+    precision: str = "fp32",
+    threads: int | None = None,
+    calib_images: int = 32,
+    seed: int = 0,
+):
     """A randomly initialised ``arch`` compiled with OpenVINO on the CPU, for latency only.
 
     Converted torch -> ONNX -> OpenVINO; ``precision="int8"`` quantizes it with
@@ -175,7 +210,9 @@ def openvino_network(arch: str, *, image_size: int = 224, batch: int = 1, precis
     try:
         import openvino as ov
     except ImportError:
-        raise EdgecnnError("measuring needs OpenVINO: pip install 'edgecnn[openvino]' (or pass --predict)") from None
+        raise EdgecnnError(
+            "measuring needs OpenVINO: pip install 'edgecnn[openvino]' (or pass --predict)"
+        ) from None
     import torch
 
     from edgecnn.models import create
@@ -197,8 +234,10 @@ def openvino_network(arch: str, *, image_size: int = 224, batch: int = 1, precis
         except ImportError:
             raise EdgecnnError("INT8 needs NNCF: pip install 'edgecnn[openvino]'") from None
         rng = np.random.default_rng(seed)
-        data = [rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)
-                for _ in range(max(1, calib_images // batch))]
+        data = [
+            rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)
+            for _ in range(max(1, calib_images // batch))
+        ]
         # NNCF draws progress bars on stdout: keep stdout for results (JSON, tables).
         with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             warnings.simplefilter("ignore")
@@ -212,9 +251,16 @@ def openvino_network(arch: str, *, image_size: int = 224, batch: int = 1, precis
     return run, x.numpy(), load_ms
 
 
-def measure_networks(archs=("alexnet", "vgg16", "resnet18", "googlenet"), precisions=("fp32",), *,
-                     image_size: int = 224, threads: int | None = None, min_seconds: float = 1.5,
-                     min_runs: int = 5, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def measure_networks(
+    archs=("alexnet", "vgg16", "resnet18", "googlenet"),
+    precisions=("fp32",),
+    *,
+    image_size: int = 224,
+    threads: int | None = None,
+    min_seconds: float = 1.5,
+    min_runs: int = 5,
+    log: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
     """Measured OpenVINO latencies of ``archs``: bench dicts (``latency_source`` "measured")."""
     from edgecnn.bench import measure
 
@@ -223,8 +269,17 @@ def measure_networks(archs=("alexnet", "vgg16", "resnet18", "googlenet"), precis
     for prec in precisions:
         for arch in archs:
             run, x, load_ms = openvino_network(arch, image_size=image_size, precision=prec, threads=threads)
-            r = measure(run, x, warmup=2, min_seconds=min_seconds, min_runs=min_runs, max_seconds=30,
-                        load_ms=load_ms, threads=threads, with_env=False)
+            r = measure(
+                run,
+                x,
+                warmup=2,
+                min_seconds=min_seconds,
+                min_runs=min_runs,
+                max_seconds=30,
+                load_ms=load_ms,
+                threads=threads,
+                with_env=False,
+            )
             r.update(arch=arch, runtime="openvino", precision=prec, image_size=image_size, batch=1)
             log(f"  {arch} {prec}: p50 {r['latency_ms']['p50']:.2f} ms")
             results.append(r)
@@ -232,8 +287,15 @@ def measure_networks(archs=("alexnet", "vgg16", "resnet18", "googlenet"), precis
     return results
 
 
-def calibrate_host(*, nets: bool = False, int8_nets: bool = False, layers: bool = True, threads: int | None = None,
-                   seconds: float = 1.0, log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path]:
+def calibrate_host(
+    *,
+    nets: bool = False,
+    int8_nets: bool = False,
+    layers: bool = True,
+    threads: int | None = None,
+    seconds: float = 1.0,
+    log: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], Path]:
     """Run the microbenchmarks (with ``layers`` the single-layer suite of :mod:`edgecnn.devices.layers`,
     with ``nets`` the four networks), store and return the record."""
     from edgecnn.bench import environment
@@ -256,18 +318,24 @@ def calibrate_host(*, nets: bool = False, int8_nets: bool = False, layers: bool 
         log("single layers (OpenVINO, batch 1):")
         try:
             rec["layer_points"] = measure_layers(threads=threads, seconds=seconds / 2, log=log)
-        except EdgecnnError as e:   # OpenVINO not installed: the record keeps the GEMM figures
+        except EdgecnnError as e:  # OpenVINO not installed: the record keeps the GEMM figures
             log(f"  skipped: {e}")
     if nets:
         log("networks (OpenVINO, batch 1, 224 px):")
         precs = ("fp32", "int8") if int8_nets else ("fp32",)
         measured = measure_networks(precisions=precs, threads=threads, log=log)
-        rec["calibration_points"] = [{
-            "arch": m["arch"], "runtime": "openvino", "precision": m["precision"],
-            "latency_ms": round(m["latency_ms"]["p50"], 4), "threads": threads,
-            "measured_with": "OpenVINO on this host (random weights)",
-            "source": f"measured by `edgecnn devices calibrate --nets` {rec['created']}",
-        } for m in measured]
+        rec["calibration_points"] = [
+            {
+                "arch": m["arch"],
+                "runtime": "openvino",
+                "precision": m["precision"],
+                "latency_ms": round(m["latency_ms"]["p50"], 4),
+                "threads": threads,
+                "measured_with": "OpenVINO on this host (random weights)",
+                "source": f"measured by `edgecnn devices calibrate --nets` {rec['created']}",
+            }
+            for m in measured
+        ]
     rec["loadavg_after"] = list(os.getloadavg())
     rec["env"] = environment()
     path = calibration_path()

@@ -83,7 +83,7 @@ def arm64_hwcaps(auxv: str | Path = "/proc/self/auxv") -> list[str] | None:
         data = Path(auxv).read_bytes()
     except OSError:
         return None
-    words = [int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data) - 7, 8)]
+    words = [int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data) - 7, 8)]
     pairs = dict(zip(words[::2], words[1::2]))
     hw, hw2 = pairs.get(16, 0), pairs.get(26, 0)  # AT_HWCAP, AT_HWCAP2
     return [n for b, n in _HWCAP.items() if hw >> b & 1] + [n for b, n in _HWCAP2.items() if hw2 >> b & 1]
@@ -118,6 +118,7 @@ def detect_device(root: str | Path = "/") -> str:
 
 
 # ---- the x86 (or any) host -----------------------------------------------------------
+
 
 def cpuinfo(root: str | Path = "/") -> dict[str, Any]:
     """Model name, logical CPU count, flags and clock (MHz) from ``/proc/cpuinfo``."""
@@ -160,8 +161,17 @@ def cpu_clock_ghz(root: str | Path = "/", info: dict[str, Any] | None = None) ->
 # Nominal: two vector FMA / dot-product pipes assumed where the ISA allows it.
 _OPS_PER_CYCLE: dict[str, tuple[tuple[str, float], ...]] = {
     "fp32": (("avx512f", 64), ("fma", 32), ("avx", 16), ("sse2", 8), ("asimd", 16), ("neon", 8)),
-    "int8": (("amx_int8", 2048), ("avx512_vnni", 256), ("avx_vnni", 128), ("avx512bw", 128), ("avx2", 64),
-             ("sse4_1", 32), ("i8mm", 128), ("asimddp", 64), ("asimd", 32)),
+    "int8": (
+        ("amx_int8", 2048),
+        ("avx512_vnni", 256),
+        ("avx_vnni", 128),
+        ("avx512bw", 128),
+        ("avx2", 64),
+        ("sse4_1", 32),
+        ("i8mm", 128),
+        ("asimddp", 64),
+        ("asimd", 32),
+    ),
     "bf16": (("amx_bf16", 1024), ("avx512_bf16", 128)),
     "fp16": (("avx512_fp16", 128), ("asimdhp", 32)),
 }
@@ -202,7 +212,9 @@ def last_level_cache_mb(root: str | Path = "/") -> tuple[float | None, str]:
 def host_key(root: str | Path = "/") -> str:
     """A short hash of CPU model, core count and ISA flags: names the host's calibration cache."""
     info = cpuinfo(root)
-    text = "|".join([str(info["model"]), str(info["processors"] or os.cpu_count()), " ".join(sorted(info["flags"]))])
+    text = "|".join(
+        [str(info["model"]), str(info["processors"] or os.cpu_count()), " ".join(sorted(info["flags"]))]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -210,8 +222,9 @@ ASSUMED_GBPS_PER_CORE = 10.0
 ASSUMED_W_PER_CORE = 5.0
 
 
-def host_profile(root: str | Path = "/", calibration: dict[str, Any] | None = None,
-                 *, use_cache: bool = True) -> DeviceProfile:
+def host_profile(
+    root: str | Path = "/", calibration: dict[str, Any] | None = None, *, use_cache: bool = True
+) -> DeviceProfile:
     """The profile of the local CPU, built from ``/proc/cpuinfo`` under ``root``.
 
     ``calibration`` is a ``devices calibrate`` record (measured bandwidth, efficiencies);
@@ -235,41 +248,54 @@ def host_profile(root: str | Path = "/", calibration: dict[str, Any] | None = No
         "power_w": f"assumed {ASSUMED_W_PER_CORE:g} W per core (no measured power; RAPL is used when readable)",
     }
     for p, (ops, flag) in per_cycle.items():
-        sources[f"cpu.peak_tops.{p}"] = (f"DERIVED: {cores} cores x {ghz_used:g} GHz x {ops:g} ops/cycle/core "
-                                         f"({flag}); a nominal upper bound")
+        sources[f"cpu.peak_tops.{p}"] = (
+            f"DERIVED: {cores} cores x {ghz_used:g} GHz x {ops:g} ops/cycle/core "
+            f"({flag}); a nominal upper bound"
+        )
     mem = mem_total_gb(root) or 1.0
     sources["memory.size_gb"] = "detected: MemTotal in /proc/meminfo"
     bw = None
     if calibration and calibration.get("bandwidth_gbps"):
         bw = float(calibration["bandwidth_gbps"])
-        sources["memory.bandwidth_gbps"] = (f"measured: copy bandwidth by `edgecnn devices calibrate` "
-                                            f"({calibration.get('created', '?')})")
+        sources["memory.bandwidth_gbps"] = (
+            f"measured: copy bandwidth by `edgecnn devices calibrate` ({calibration.get('created', '?')})"
+        )
     else:
         bw = ASSUMED_GBPS_PER_CORE * cores
-        sources["memory.bandwidth_gbps"] = (f"assumed {ASSUMED_GBPS_PER_CORE:g} GB/s per core; "
-                                            f"`edgecnn devices calibrate` measures it")
+        sources["memory.bandwidth_gbps"] = (
+            f"assumed {ASSUMED_GBPS_PER_CORE:g} GB/s per core; `edgecnn devices calibrate` measures it"
+        )
     llc, llc_src = last_level_cache_mb(root)
     if llc:
         sources["memory.cache_mb"] = f"detected: {llc_src}"
-    isa = tuple(sorted(f for f in info["flags"] if f in {flag for t in _OPS_PER_CYCLE.values() for flag, _ in t}))
+    isa = tuple(
+        sorted(f for f in info["flags"] if f in {flag for t in _OPS_PER_CYCLE.values() for flag, _ in t})
+    )
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686") or "sse2" in info["flags"]
     runtimes: dict[str, RuntimeSupport] = {}
     precisions = tuple(p for p in ("int8", "bf16", "fp32") if p in peaks)
     if x86:
         runtimes["openvino"] = RuntimeSupport(unit="cpu", precisions=precisions)
-        runtimes["onnxruntime"] = RuntimeSupport(unit="cpu", precisions=tuple(p for p in ("int8", "fp32") if p in peaks))
-    runtimes["tflite"] = RuntimeSupport(unit="cpu", precisions=tuple(p for p in ("int8", "fp32") if p in peaks))
+        runtimes["onnxruntime"] = RuntimeSupport(
+            unit="cpu", precisions=tuple(p for p in ("int8", "fp32") if p in peaks)
+        )
+    runtimes["tflite"] = RuntimeSupport(
+        unit="cpu", precisions=tuple(p for p in ("int8", "fp32") if p in peaks)
+    )
     default_runtime = "openvino" if x86 else "tflite"
     return DeviceProfile(
         name=HOST,
         description=f"this machine: {info['model']} ({cores} logical CPUs), detected",
-        kind="host", target="cpu",
+        kind="host",
+        target="cpu",
         default_runtime=default_runtime,
         default_precision="int8" if "int8" in peaks else "fp32",
         power_w=ASSUMED_W_PER_CORE * cores,
-        cpu=ComputeUnit(description=str(info["model"]), cores=cores, clock_ghz=ghz, isa=isa,
-                        peak_tops=Peaks(**peaks)),
+        cpu=ComputeUnit(
+            description=str(info["model"]), cores=cores, clock_ghz=ghz, isa=isa, peak_tops=Peaks(**peaks)
+        ),
         memory=Memory(size_gb=round(mem, 1), bandwidth_gbps=round(bw, 2), type="detected", cache_mb=llc),
-        runtimes=runtimes, sources=sources,
+        runtimes=runtimes,
+        sources=sources,
         source="detected" + (" + devices calibrate" if calibration else ""),
     )

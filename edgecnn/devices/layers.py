@@ -69,8 +69,14 @@ def layer_cost(spec: tuple):
         p = k // 2
         out = (hw + 2 * p - k) // s + 1
         macs = cin * cout * k * k * out * out
-        return LayerCost(label(spec), "conv", 2.0 * macs, cin * cout * k * k + cout,
-                         cin * hw * hw + cout * out * out, conv_class(k, cin, cout))
+        return LayerCost(
+            label(spec),
+            "conv",
+            2.0 * macs,
+            cin * cout * k * k + cout,
+            cin * hw * hw + cout * out * out,
+            conv_class(k, cin, cout),
+        )
     if kind == "linear":
         _, n_in, n_out = spec
         return LayerCost(label(spec), "linear", 2.0 * n_in * n_out, n_in * n_out + n_out, n_in + n_out)
@@ -92,7 +98,9 @@ def label(spec: tuple) -> str:
 def _fq(ops, x, lo, hi, levels: int):
     f32 = np.float32
     lo, hi = np.asarray(lo, dtype=f32), np.asarray(hi, dtype=f32)
-    return ops.fake_quantize(x, ops.constant(lo), ops.constant(hi), ops.constant(lo), ops.constant(hi), levels)
+    return ops.fake_quantize(
+        x, ops.constant(lo), ops.constant(hi), ops.constant(lo), ops.constant(hi), levels
+    )
 
 
 def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True):
@@ -119,7 +127,7 @@ def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True
         shape = [1, spec[1], spec[4], spec[4]]
 
     def requant(node):
-        return _fq(ops, node, 0.0, 6.0, 256) if int8 else node   # what the next layer reads
+        return _fq(ops, node, 0.0, 6.0, 256) if int8 else node  # what the next layer reads
 
     def weights(w):
         node = ops.constant(w)
@@ -130,7 +138,7 @@ def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True
 
     x = ops.parameter(shape, np.float32, name="x")
     y = _fq(ops, x, -4.0, 4.0, 256) if int8 else x
-    if len(shape) == 4:   # a depthwise 1x1 convolution: cheap, and its output is in the blocked layout
+    if len(shape) == 4:  # a depthwise 1x1 convolution: cheap, and its output is in the blocked layout
         c = shape[1]
         w = (1.0 + 0.1 * rng.standard_normal((c, 1, 1, 1, 1))).astype(np.float32)
         y = ops.group_convolution(y, weights(w), [1, 1], [0, 0], [0, 0], [1, 1])
@@ -144,18 +152,22 @@ def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True
         elif kind == "linear":
             _, n_in, n_out = spec
             w = (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(np.float32)
-            y = ops.add(ops.matmul(y, weights(w), False, True), ops.constant(np.zeros((1, n_out), np.float32)))
+            y = ops.add(
+                ops.matmul(y, weights(w), False, True), ops.constant(np.zeros((1, n_out), np.float32))
+            )
             y = requant(y)
         else:
             _, _, k, s, _ = spec
             y = ops.max_pool(y, [s, s], [1, 1], [0, 0], [0, 0], [k, k]).output(0)
-    if len(shape) == 4:   # both models end in a global mean: a tiny output, so no output reorder to subtract
+    if len(shape) == 4:  # both models end in a global mean: a tiny output, so no output reorder to subtract
         y = ops.reduce_mean(y, ops.constant(np.array([2, 3], dtype=np.int64)), True)
     model = ov.Model([y], [x], label(spec) + ("" if with_layer else " (prefix)"))
     return model, rng.standard_normal(shape).astype(np.float32)
 
 
-def _timeit_pair(a: Callable[[], Any], b: Callable[[], Any], seconds: float, min_runs: int) -> tuple[float, float]:
+def _timeit_pair(
+    a: Callable[[], Any], b: Callable[[], Any], seconds: float, min_runs: int
+) -> tuple[float, float]:
     """Median seconds per call of ``a`` and of ``b``, timed in alternation (one warm-up each), so
     that the VM's drift (tens of percent over minutes) hits both alike: the difference of two
     back-to-back medians put a max-pool at 0.004 ms in one run and 0.25 ms in the next."""
@@ -173,16 +185,24 @@ def _timeit_pair(a: Callable[[], Any], b: Callable[[], Any], seconds: float, min
     return float(np.median(ta)), float(np.median(tb))
 
 
-def measure_layers(precisions=("fp32", "int8"), *, threads: int | None = None, seconds: float = 0.5,
-                   min_runs: int = 10, suite: tuple[tuple, ...] = SUITE,
-                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def measure_layers(
+    precisions=("fp32", "int8"),
+    *,
+    threads: int | None = None,
+    seconds: float = 0.5,
+    min_runs: int = 10,
+    suite: tuple[tuple, ...] = SUITE,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Seconds per layer of ``suite`` at each precision: median of (prefix + layer) minus median
     of the prefix alone, the two timed in alternation (floored at 2% of the former where noise
     makes it smaller)."""
     try:
         import openvino as ov  # noqa: F401
     except ImportError:
-        raise EdgecnnError("the layer microbenchmark needs OpenVINO: pip install 'edgecnn[openvino]'") from None
+        raise EdgecnnError(
+            "the layer microbenchmark needs OpenVINO: pip install 'edgecnn[openvino]'"
+        ) from None
     log = log or (lambda s: None)
 
     def runner(spec, prec, with_layer):
@@ -193,12 +213,27 @@ def measure_layers(precisions=("fp32", "int8"), *, threads: int | None = None, s
     points = []
     for prec in precisions:
         for spec in suite:
-            t_prefix, t_with = _timeit_pair(runner(spec, prec, False), runner(spec, prec, True), seconds, min_runs)
+            t_prefix, t_with = _timeit_pair(
+                runner(spec, prec, False), runner(spec, prec, True), seconds, min_runs
+            )
             net = max(t_with - t_prefix, 0.02 * t_with)
-            log(f"  {prec} {label(spec)}: {net * 1e3:.3f} ms ({t_with * 1e3:.3f} with its prefix, "
-                f"{t_prefix * 1e3:.3f} without)")
-            points.append({"layer": list(spec), "label": label(spec), "precision": prec, "seconds": net,
-                           "with_prefix_seconds": t_with, "prefix_seconds": t_prefix})
-    return {"runtime": "openvino", "threads": threads,
-            "method": "prefix + layer minus prefix, medians, timed in alternation",
-            "points": points}
+            log(
+                f"  {prec} {label(spec)}: {net * 1e3:.3f} ms ({t_with * 1e3:.3f} with its prefix, "
+                f"{t_prefix * 1e3:.3f} without)"
+            )
+            points.append(
+                {
+                    "layer": list(spec),
+                    "label": label(spec),
+                    "precision": prec,
+                    "seconds": net,
+                    "with_prefix_seconds": t_with,
+                    "prefix_seconds": t_prefix,
+                }
+            )
+    return {
+        "runtime": "openvino",
+        "threads": threads,
+        "method": "prefix + layer minus prefix, medians, timed in alternation",
+        "points": points,
+    }

@@ -61,14 +61,16 @@ LATENCY_SOURCE = "predicted"
 # Grids of the fit (log-spaced efficiencies; per-layer overhead in microseconds).
 _EC = np.geomspace(0.002, 4.0, 89)
 _EM = np.geomspace(0.1, 4.0, 28)
-_EMC = np.geomspace(0.25, 32.0, 22)   # cache-resident bytes, relative to the DRAM bandwidth
-_OV = np.array([0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000.0])
-_EM_PRIOR = (0.7, 0.02)      # weak pull of eff_memory towards 0.7: breaks ties with few points
+_EMC = np.geomspace(0.25, 32.0, 22)  # cache-resident bytes, relative to the DRAM bandwidth
+_OV = np.array(
+    [0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000.0]
+)
+_EM_PRIOR = (0.7, 0.02)  # weak pull of eff_memory towards 0.7: breaks ties with few points
 
-MIN_FIT_ERROR = math.log(1.10)     # no fit is trusted to better than 10%
-FEW_POINTS_ERROR = math.log(1.5)   # fewer than 3 points: no leave-one-out estimate
+MIN_FIT_ERROR = math.log(1.10)  # no fit is trusted to better than 10%
+FEW_POINTS_ERROR = math.log(1.5)  # fewer than 3 points: no leave-one-out estimate
 UNCALIBRATED_PRECISION_ERROR = math.log(1.5)
-DEFAULT_ERROR = math.log(2.0)      # no calibration at all
+DEFAULT_ERROR = math.log(2.0)  # no calibration at all
 
 
 def costs_for(arch: str, image_size: int = 224, batch: int = 1) -> tuple[LayerCost, ...]:
@@ -78,8 +80,13 @@ def costs_for(arch: str, image_size: int = 224, batch: int = 1) -> tuple[LayerCo
     return network_costs(arch, image_size, batch)
 
 
-def _arrays(costs: Sequence[LayerCost], peak_ops: float, bandwidth: float, precision: str,
-            cache_bytes: float | None = None):
+def _arrays(
+    costs: Sequence[LayerCost],
+    peak_ops: float,
+    bandwidth: float,
+    precision: str,
+    cache_bytes: float | None = None,
+):
     """Per kernel: seconds at the peak, and seconds of DRAM bytes and of cache-resident bytes at
     the bandwidth. Of the weights, which are read again every inference, the fraction
     cache / (all of ``costs``' weight bytes) stays resident (all of them when they fit: the
@@ -101,18 +108,22 @@ def _arrays(costs: Sequence[LayerCost], peak_ops: float, bandwidth: float, preci
 class Efficiency:
     """Fitted efficiencies of one device + runtime and the error of the fit (log units)."""
 
-    compute: dict[str, float]          # precision -> effective fraction of the peak
-    memory: float                      # effective fraction of the bandwidth (DRAM bytes)
-    overhead_us: float                 # per kernel
-    fit_error: float                   # rms log residual (leave-one-out where possible)
-    basis: str                         # where the efficiencies come from, in words
+    compute: dict[str, float]  # precision -> effective fraction of the peak
+    memory: float  # effective fraction of the bandwidth (DRAM bytes)
+    overhead_us: float  # per kernel
+    fit_error: float  # rms log residual (leave-one-out where possible)
+    basis: str  # where the efficiencies come from, in words
     points: int = 0
-    residuals_pct: dict[str, float] = field(default_factory=dict)   # point -> LOO error %
+    residuals_pct: dict[str, float] = field(default_factory=dict)  # point -> LOO error %
     memory_cache: float | None = None  # the same for cache-resident bytes; None: read as DRAM bytes
-    kernels: dict[str, float] = field(default_factory=dict)   # kernel class -> multiplier of compute[precision]
-    physical: bool = False             # per (precision, kernel class) efficiencies capped at 1 (device fits)
-    fill_s: float = 0.0                # see :func:`fill`: kernels under this many seconds at the peak run slower
-    borrowed: dict[str, str] = field(default_factory=dict)   # precision -> device its compute efficiency is from
+    kernels: dict[str, float] = field(
+        default_factory=dict
+    )  # kernel class -> multiplier of compute[precision]
+    physical: bool = False  # per (precision, kernel class) efficiencies capped at 1 (device fits)
+    fill_s: float = 0.0  # see :func:`fill`: kernels under this many seconds at the peak run slower
+    borrowed: dict[str, str] = field(
+        default_factory=dict
+    )  # precision -> device its compute efficiency is from
 
     def compute_for(self, precision: str) -> tuple[float, bool]:
         """(efficiency, calibrated?) for ``precision``; uncalibrated ones use the others' geometric mean."""
@@ -130,16 +141,27 @@ class Efficiency:
 
     def kernel_table(self) -> dict[str, dict[str, float]]:
         """precision -> kernel class -> efficiency (physical fits: every value in (0, 1])."""
-        return {p: dict(zip(KERNEL_CLASSES, (round(float(v), 4) for v in
-                                             self.layer_efficiencies(p, KERNEL_CLASSES)[0])))
-                for p in self.compute}
+        return {
+            p: dict(
+                zip(
+                    KERNEL_CLASSES,
+                    (round(float(v), 4) for v in self.layer_efficiencies(p, KERNEL_CLASSES)[0]),
+                )
+            )
+            for p in self.compute
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"compute": {k: round(v, 4) for k, v in self.compute.items()}, "memory": round(self.memory, 4),
-             "memory_cache": None if self.memory_cache is None else round(self.memory_cache, 4),
-             "overhead_us": self.overhead_us, "fit_error_pct": round((math.exp(self.fit_error) - 1) * 100, 1),
-             "basis": self.basis, "points": self.points,
-             "loo_residuals_pct": {k: round(v, 1) for k, v in self.residuals_pct.items()}}
+        d = {
+            "compute": {k: round(v, 4) for k, v in self.compute.items()},
+            "memory": round(self.memory, 4),
+            "memory_cache": None if self.memory_cache is None else round(self.memory_cache, 4),
+            "overhead_us": self.overhead_us,
+            "fit_error_pct": round((math.exp(self.fit_error) - 1) * 100, 1),
+            "basis": self.basis,
+            "points": self.points,
+            "loo_residuals_pct": {k: round(v, 1) for k, v in self.residuals_pct.items()},
+        }
         if self.physical:
             d["kernel_efficiency"] = self.kernel_table()
             d["fill_us"] = round(self.fill_s * 1e6, 2)
@@ -149,13 +171,13 @@ class Efficiency:
 @dataclass(frozen=True)
 class _Item:
     c: np.ndarray
-    m: np.ndarray     # DRAM bytes, in seconds at the bandwidth
-    mc: np.ndarray    # cache-resident bytes, the same
+    m: np.ndarray  # DRAM bytes, in seconds at the bandwidth
+    mc: np.ndarray  # cache-resident bytes, the same
     n: int
     group: str
-    y: float          # log latency (s)
+    y: float  # log latency (s)
     label: str
-    k: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))   # kernel class index per layer
+    k: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # kernel class index per layer
 
 
 def _class_index(costs: Sequence[LayerCost]) -> np.ndarray:
@@ -166,10 +188,25 @@ def _items(profile: DeviceProfile, runtime: str, points: Sequence[CalibrationPoi
     items = []
     for cp in points:
         costs = costs_for(cp.arch, cp.image_size, cp.batch)
-        c, m, mc = _arrays(costs, profile.peak_ops(runtime, cp.precision, cp.threads), profile.bandwidth,
-                           cp.precision, profile.cache_bytes)
-        items.append(_Item(c, m, mc, len(costs), cp.precision, math.log(cp.latency_ms / 1e3),
-                           f"{cp.arch}/{cp.precision}", _class_index(costs)))
+        c, m, mc = _arrays(
+            costs,
+            profile.peak_ops(runtime, cp.precision, cp.threads),
+            profile.bandwidth,
+            cp.precision,
+            profile.cache_bytes,
+        )
+        items.append(
+            _Item(
+                c,
+                m,
+                mc,
+                len(costs),
+                cp.precision,
+                math.log(cp.latency_ms / 1e3),
+                f"{cp.arch}/{cp.precision}",
+                _class_index(costs),
+            )
+        )
     return items
 
 
@@ -180,7 +217,9 @@ def _log_pred_grid(it: _Item, emc: np.ndarray) -> np.ndarray:
     return np.log(t[..., None] + it.n * _OV * 1e-6)
 
 
-def _choose(groups: dict[str, np.ndarray], emc: np.ndarray) -> tuple[dict[str, float], float, float | None, float]:
+def _choose(
+    groups: dict[str, np.ndarray], emc: np.ndarray
+) -> tuple[dict[str, float], float, float | None, float]:
     """The grid point of least summed squared log error (``groups``: precision -> summed grid)."""
     prior = _EM_PRIOR[1] * np.log(_EM / _EM_PRIOR[0]) ** 2
     total = sum(g.min(axis=0) for g in groups.values()) + prior[:, None, None]
@@ -189,16 +228,23 @@ def _choose(groups: dict[str, np.ndarray], emc: np.ndarray) -> tuple[dict[str, f
     return compute, float(_EM[im]), (float(emc[ic]) if len(emc) > 1 else None), float(_OV[io])
 
 
-def _predict_log(it: _Item, compute: dict[str, float], memory: float, memory_cache: float | None,
-                 overhead_us: float) -> float:
+def _predict_log(
+    it: _Item, compute: dict[str, float], memory: float, memory_cache: float | None, overhead_us: float
+) -> float:
     ec = compute.get(it.group, float(np.exp(np.mean(np.log(list(compute.values()))))))
     mem = it.m / memory + (it.mc / memory_cache if memory_cache else 0.0)
     t = np.maximum(it.c / ec, mem).sum() + it.n * overhead_us * 1e-6
     return math.log(t)
 
 
-def fit_efficiency(profile: DeviceProfile, runtime: str, points: Sequence[CalibrationPoint],
-                   basis: str = "", *, physical: bool | None = None) -> Efficiency:
+def fit_efficiency(
+    profile: DeviceProfile,
+    runtime: str,
+    points: Sequence[CalibrationPoint],
+    basis: str = "",
+    *,
+    physical: bool | None = None,
+) -> Efficiency:
     """Fit efficiencies of ``profile``/``runtime`` to ``points``; the error is leave-one-out.
 
     ``physical`` (default: every profile but the host's) fits per kernel class, every efficiency
@@ -212,8 +258,14 @@ def fit_efficiency(profile: DeviceProfile, runtime: str, points: Sequence[Calibr
     return _fit_items(items, what)
 
 
-def fit_to_layers(profile: DeviceProfile, runtime: str, layer_points: Sequence[dict[str, Any]],
-                  basis: str = "", *, physical: bool | None = None) -> Efficiency:
+def fit_to_layers(
+    profile: DeviceProfile,
+    runtime: str,
+    layer_points: Sequence[dict[str, Any]],
+    basis: str = "",
+    *,
+    physical: bool | None = None,
+) -> Efficiency:
     """Fit efficiencies to single layers timed on the device (``devices.layers.measure_layers``
     points: ``layer`` spec, ``precision``, ``seconds``); the error is leave-one-out over layers."""
     from edgecnn.devices.layers import layer_cost
@@ -223,10 +275,25 @@ def fit_to_layers(profile: DeviceProfile, runtime: str, layer_points: Sequence[d
     items = []
     for pt in layer_points:
         cost = layer_cost(tuple(pt["layer"]))
-        c, m, mc = _arrays([cost], profile.peak_ops(runtime, pt["precision"], pt.get("threads")), profile.bandwidth,
-                           pt["precision"], profile.cache_bytes)
-        items.append(_Item(c, m, mc, 1, pt["precision"], math.log(pt["seconds"]), f"{cost.name}/{pt['precision']}",
-                           _class_index([cost])))
+        c, m, mc = _arrays(
+            [cost],
+            profile.peak_ops(runtime, pt["precision"], pt.get("threads")),
+            profile.bandwidth,
+            pt["precision"],
+            profile.cache_bytes,
+        )
+        items.append(
+            _Item(
+                c,
+                m,
+                mc,
+                1,
+                pt["precision"],
+                math.log(pt["seconds"]),
+                f"{cost.name}/{pt['precision']}",
+                _class_index([cost]),
+            )
+        )
     what = basis or f"fit to {len(items)} single layers timed on {profile.name} ({runtime})"
     if profile.kind != HOST if physical is None else physical:
         return _fit_physical(items, what, fill_limit=profile.runtime(runtime).unit == "gpu")
@@ -257,10 +324,10 @@ _CPU_OVERHEAD_MAX_US = 50.0
 @dataclass
 class _Phys:
     a: dict[str, float]
-    b: np.ndarray        # per KERNEL_CLASSES
+    b: np.ndarray  # per KERNEL_CLASSES
     mem: float
     ov: float
-    sat: float = 0.0     # seconds at the peak below which a kernel cannot fill the machine
+    sat: float = 0.0  # seconds at the peak below which a kernel cannot fill the machine
 
     def log_pred(self, it: _Item) -> float:
         base = self.a.get(it.group)
@@ -271,8 +338,13 @@ class _Phys:
 
     def loss(self, items: Sequence[_Item]) -> float:
         r = sum(_robust(self.log_pred(it) - it.y) for it in items)
-        return (r + _PRIOR_B * float(np.sum(np.log(self.b) ** 2)) + _PRIOR_O * math.log((self.ov + 1) / 11) ** 2
-                + _PRIOR_M * math.log(self.mem / 0.5) ** 2 + _PRIOR_S * (self.sat > 0))
+        return (
+            r
+            + _PRIOR_B * float(np.sum(np.log(self.b) ** 2))
+            + _PRIOR_O * math.log((self.ov + 1) / 11) ** 2
+            + _PRIOR_M * math.log(self.mem / 0.5) ** 2
+            + _PRIOR_S * (self.sat > 0)
+        )
 
 
 def _robust(r: float) -> float:
@@ -292,12 +364,20 @@ def fill(c: np.ndarray, sat: float) -> np.ndarray:
 
 def _descend(items: Sequence[_Item], fill_limit: bool = False) -> _Phys:
     """Coordinate descent over the bounded grids until no coordinate moves."""
-    st = _Phys(a={g: 0.3 for g in sorted({it.group for it in items})}, b=np.ones(len(KERNEL_CLASSES)),
-               mem=0.5, ov=10.0)
+    st = _Phys(
+        a={g: 0.3 for g in sorted({it.group for it in items})},
+        b=np.ones(len(KERNEL_CLASSES)),
+        mem=0.5,
+        ov=10.0,
+    )
     used = sorted({int(k) for it in items for k, c in zip(it.k, it.c) if c > 0})
     ov_grid = _PO if fill_limit else _PO[_PO <= _CPU_OVERHEAD_MAX_US]
-    coords = ([("a", g, _PA) for g in st.a] + [("b", k, _PB) for k in used]
-              + [("mem", None, _PM), ("ov", None, ov_grid)] + ([("sat", None, _PS)] if fill_limit else []))
+    coords = (
+        [("a", g, _PA) for g in st.a]
+        + [("b", k, _PB) for k in used]
+        + [("mem", None, _PM), ("ov", None, ov_grid)]
+        + ([("sat", None, _PS)] if fill_limit else [])
+    )
     for _ in range(12):
         moved = False
         for name, key, grid in coords:
@@ -334,7 +414,7 @@ def _fit_physical(items: Sequence[_Item], what: str, fill_limit: bool = False) -
     residuals: dict[str, float] = {}
     if len(items) >= 3:
         logs = []
-        folds = min(len(items), _MAX_FOLDS)   # leave-one-out; k-fold (every k-th held out) for many points
+        folds = min(len(items), _MAX_FOLDS)  # leave-one-out; k-fold (every k-th held out) for many points
         for f in range(folds):
             held = [it for j, it in enumerate(items) if j % folds == f]
             st_f = _descend([it for j, it in enumerate(items) if j % folds != f], fill_limit)
@@ -347,16 +427,25 @@ def _fit_physical(items: Sequence[_Item], what: str, fill_limit: bool = False) -
         in_sample = [st.log_pred(it) - it.y for it in items]
         fit_error = max(math.sqrt(float(np.mean(np.square(in_sample)))), FEW_POINTS_ERROR)
     kernels = {k: float(st.b[i]) for i, k in enumerate(KERNEL_CLASSES) if st.b[i] != 1.0}
-    return Efficiency(compute=dict(st.a), memory=st.mem, overhead_us=st.ov, fit_error=fit_error, basis=what,
-                      points=len(items), residuals_pct=residuals, kernels=kernels, physical=True,
-                      fill_s=st.sat)
+    return Efficiency(
+        compute=dict(st.a),
+        memory=st.mem,
+        overhead_us=st.ov,
+        fit_error=fit_error,
+        basis=what,
+        points=len(items),
+        residuals_pct=residuals,
+        kernels=kernels,
+        physical=True,
+        fill_s=st.sat,
+    )
 
 
 def _fit_items(items: Sequence[_Item], what: str) -> Efficiency:
     # eff_cache is only fitted where some bytes are cache-resident (the profile gives a cache).
     emc = _EMC if any(it.mc.any() for it in items) else np.ones(1)
 
-    def r2(it: _Item) -> np.ndarray:   # recomputed, not stored: a grid per item would take GBs
+    def r2(it: _Item) -> np.ndarray:  # recomputed, not stored: a grid per item would take GBs
         return (_log_pred_grid(it, emc) - it.y) ** 2
 
     groups: dict[str, np.ndarray] = {}
@@ -366,7 +455,7 @@ def _fit_items(items: Sequence[_Item], what: str) -> Efficiency:
     residuals: dict[str, float] = {}
     if len(items) >= 3:
         logs = []
-        for it in items:   # leave-one-out: the item's own term taken out of its group's sum
+        for it in items:  # leave-one-out: the item's own term taken out of its group's sum
             rest = dict(groups)
             rest[it.group] = groups[it.group] - r2(it)
             if not any(x.group == it.group for x in items if x is not it):
@@ -378,12 +467,25 @@ def _fit_items(items: Sequence[_Item], what: str) -> Efficiency:
     else:
         in_sample = [(_predict_log(it, compute, memory, memory_cache, overhead) - it.y) for it in items]
         fit_error = max(math.sqrt(float(np.mean(np.square(in_sample)))), FEW_POINTS_ERROR)
-    return Efficiency(compute=compute, memory=memory, overhead_us=overhead, fit_error=fit_error,
-                      basis=what, points=len(items), residuals_pct=residuals, memory_cache=memory_cache)
+    return Efficiency(
+        compute=compute,
+        memory=memory,
+        overhead_us=overhead,
+        fit_error=fit_error,
+        basis=what,
+        points=len(items),
+        residuals_pct=residuals,
+        memory_cache=memory_cache,
+    )
 
 
-DEFAULT_EFFICIENCY = Efficiency(compute={"fp32": 0.5}, memory=0.7, overhead_us=10.0, fit_error=DEFAULT_ERROR,
-                                basis="uncalibrated defaults (eff_compute 0.5, eff_memory 0.7, 10 us/kernel)")
+DEFAULT_EFFICIENCY = Efficiency(
+    compute={"fp32": 0.5},
+    memory=0.7,
+    overhead_us=10.0,
+    fit_error=DEFAULT_ERROR,
+    basis="uncalibrated defaults (eff_compute 0.5, eff_memory 0.7, 10 us/kernel)",
+)
 
 
 def _host_efficiency(profile: DeviceProfile, runtime: str) -> Efficiency:
@@ -392,13 +494,21 @@ def _host_efficiency(profile: DeviceProfile, runtime: str) -> Efficiency:
     cal = load_host_calibration() or {}
     pts = [CalibrationPoint(**p) for p in cal.get("calibration_points", []) if p.get("runtime") == runtime]
     if pts:
-        return fit_efficiency(profile, runtime, pts,
-                              basis=f"fit to {len(pts)} latencies measured on this host by `devices calibrate --nets`")
+        return fit_efficiency(
+            profile,
+            runtime,
+            pts,
+            basis=f"fit to {len(pts)} latencies measured on this host by `devices calibrate --nets`",
+        )
     layers = cal.get("layer_points") or {}
     if layers.get("runtime") == runtime and layers.get("points"):
         pts = [{**p, "threads": layers.get("threads")} for p in layers["points"]]
-        return fit_to_layers(profile, runtime, pts, basis=f"fit to {len(pts)} single layers timed in {runtime} on "
-                                                          f"this host by `devices calibrate`")
+        return fit_to_layers(
+            profile,
+            runtime,
+            pts,
+            basis=f"fit to {len(pts)} single layers timed in {runtime} on this host by `devices calibrate`",
+        )
     gemm = cal.get("gemm_tops") or {}
     compute = {}
     for prec, tops in gemm.items():
@@ -406,8 +516,13 @@ def _host_efficiency(profile: DeviceProfile, runtime: str) -> Efficiency:
         if peak:
             compute[prec] = tops / peak
     if compute:
-        return Efficiency(compute=compute, memory=1.0, overhead_us=10.0, fit_error=math.log(1.6),
-                          basis="GEMM and copy microbenchmarks of `devices calibrate` (no network fit)")
+        return Efficiency(
+            compute=compute,
+            memory=1.0,
+            overhead_us=10.0,
+            fit_error=math.log(1.6),
+            basis="GEMM and copy microbenchmarks of `devices calibrate` (no network fit)",
+        )
     return DEFAULT_EFFICIENCY
 
 
@@ -429,8 +544,12 @@ def efficiency_for(profile: DeviceProfile, runtime: str | None = None, *, _cache
     pts = cited_points(profile, rt)
     if pts:
         with_ = sorted({p.measured_with for p in pts})
-        eff = fit_efficiency(profile, rt, pts,
-                             basis=f"fit to {len(pts)} published latencies on {profile.name} ({'; '.join(with_)})")
+        eff = fit_efficiency(
+            profile,
+            rt,
+            pts,
+            basis=f"fit to {len(pts)} published latencies on {profile.name} ({'; '.join(with_)})",
+        )
         return _borrow_precisions(eff, profile, rt)
     src = profile.runtime(rt).transfer_from
     if src:
@@ -439,8 +558,13 @@ def efficiency_for(profile: DeviceProfile, runtime: str | None = None, *, _cache
     fallback = [p for p in profile.calibration_points if p.runtime == rt and p.fallback]
     if fallback:
         with_ = sorted({p.measured_with for p in fallback})
-        return fit_efficiency(profile, rt, fallback, basis=f"FALLBACK (another runtime): fit to {len(fallback)} "
-                                                           f"published latencies of {'; '.join(with_)}")
+        return fit_efficiency(
+            profile,
+            rt,
+            fallback,
+            basis=f"FALLBACK (another runtime): fit to {len(fallback)} "
+            f"published latencies of {'; '.join(with_)}",
+        )
     return DEFAULT_EFFICIENCY
 
 
@@ -455,8 +579,12 @@ def _borrow_precisions(eff: Efficiency, profile: DeviceProfile, rt: str) -> Effi
     got = {p: other.compute[p] for p in missing if p in other.compute}
     if not got:
         return eff
-    return dataclasses.replace(eff, compute={**eff.compute, **got}, borrowed={p: src for p in got},
-                               basis=f"{eff.basis}; {', '.join(got)} efficiency from {src}'s fit")
+    return dataclasses.replace(
+        eff,
+        compute={**eff.compute, **got},
+        borrowed={p: src for p in got},
+        basis=f"{eff.basis}; {', '.join(got)} efficiency from {src}'s fit",
+    )
 
 
 _OWN_FITS: dict[tuple, Efficiency] = {}
@@ -468,11 +596,18 @@ def _own_layers_fit(profile: DeviceProfile, rt: str) -> Efficiency:
     mine = [lp for lp in profile.layer_points if lp.runtime == rt]
     key = (profile.name, rt, tuple(mine), profile.unit(rt), profile.memory)
     if key not in _OWN_FITS:
-        pts = [{"layer": lp.layer, "precision": lp.precision, "seconds": lp.seconds, "threads": lp.threads}
-               for lp in mine]
+        pts = [
+            {"layer": lp.layer, "precision": lp.precision, "seconds": lp.seconds, "threads": lp.threads}
+            for lp in mine
+        ]
         with_ = sorted({lp.measured_with for lp in mine})
-        _OWN_FITS[key] = fit_to_layers(profile, rt, pts, physical=True,
-                                       basis=f"fit to {len(pts)} single layers timed on this device ({'; '.join(with_)})")
+        _OWN_FITS[key] = fit_to_layers(
+            profile,
+            rt,
+            pts,
+            physical=True,
+            basis=f"fit to {len(pts)} single layers timed on this device ({'; '.join(with_)})",
+        )
     return _OWN_FITS[key]
 
 
@@ -484,15 +619,29 @@ def cited_points(profile: DeviceProfile, runtime: str) -> tuple[CalibrationPoint
     return own + (published_points(profile.name, runtime) if shipped else ())
 
 
-def roofline(costs: Sequence[LayerCost], profile: DeviceProfile, runtime: str, precision: str,
-             eff: Efficiency, threads: int | None = None) -> dict[str, Any]:
+def roofline(
+    costs: Sequence[LayerCost],
+    profile: DeviceProfile,
+    runtime: str,
+    precision: str,
+    eff: Efficiency,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Predicted seconds of ``costs`` and its breakdown (compute-bound, memory-bound, overhead)."""
     ec, calibrated = eff.layer_efficiencies(precision, [x.kernel_class for x in costs])
-    c, m, mc = _arrays(costs, profile.peak_ops(runtime, precision, threads), profile.bandwidth, precision,
-                       profile.cache_bytes)
+    c, m, mc = _arrays(
+        costs,
+        profile.peak_ops(runtime, precision, threads),
+        profile.bandwidth,
+        precision,
+        profile.cache_bytes,
+    )
     ec = ec * fill(c, eff.fill_s)
     # An efficiency fitted without a cache reads every byte at eff_memory.
-    tc, tm = c / ec, (m + mc) / eff.memory if eff.memory_cache is None else m / eff.memory + mc / eff.memory_cache
+    tc, tm = (
+        c / ec,
+        (m + mc) / eff.memory if eff.memory_cache is None else m / eff.memory + mc / eff.memory_cache,
+    )
     per_layer = np.maximum(tc, tm)
     overhead = len(costs) * eff.overhead_us * 1e-6
     mem_bound = tm > tc
@@ -502,7 +651,9 @@ def roofline(costs: Sequence[LayerCost], profile: DeviceProfile, runtime: str, p
         "memory_bound_ms": float(per_layer[mem_bound].sum() * 1e3),
         "overhead_ms": overhead * 1e3,
         "kernels": len(costs),
-        "memory_bound_layers": [x.name for x, b in zip(costs, mem_bound) if b and x.kind in ("conv", "linear")],
+        "memory_bound_layers": [
+            x.name for x, b in zip(costs, mem_bound) if b and x.kind in ("conv", "linear")
+        ],
         "precision_calibrated": calibrated,
         "eff_compute": eff.compute_for(precision)[0],
     }
@@ -516,9 +667,19 @@ def error_factor(eff: Efficiency, profile: DeviceProfile, runtime: str, precisio
     return math.exp(math.sqrt(sum(t * t for t in terms)))
 
 
-def predict(arch: str | Sequence[LayerCost], device: str | DeviceProfile, *, runtime: str | None = None,
-            precision: str | None = None, image_size: int = 224, batch: int = 1, threads: int | None = None,
-            small_input: bool = False, num_classes: int = 1000, efficiency: Efficiency | None = None) -> dict[str, Any]:
+def predict(
+    arch: str | Sequence[LayerCost],
+    device: str | DeviceProfile,
+    *,
+    runtime: str | None = None,
+    precision: str | None = None,
+    image_size: int = 224,
+    batch: int = 1,
+    threads: int | None = None,
+    small_input: bool = False,
+    num_classes: int = 1000,
+    efficiency: Efficiency | None = None,
+) -> dict[str, Any]:
     """Predicted latency of ``arch`` (a name or kernel costs) on ``device``: a bench-shaped dict.
 
     ``latency_source`` is always ``"predicted"``; ``latency_ms`` p50 = p90 = p99 = mean =
@@ -527,7 +688,10 @@ def predict(arch: str | Sequence[LayerCost], device: str | DeviceProfile, *, run
     profile = device if isinstance(device, DeviceProfile) else load_device(device)
     rt, prec = profile.check(runtime, precision)
     if isinstance(arch, str):
-        costs, name = network_costs(arch, image_size, batch, small_input=small_input, num_classes=num_classes), arch
+        costs, name = (
+            network_costs(arch, image_size, batch, small_input=small_input, num_classes=num_classes),
+            arch,
+        )
     else:
         costs, name = tuple(arch), "custom"
     eff = efficiency or efficiency_for(profile, rt)
@@ -539,21 +703,35 @@ def predict(arch: str | Sequence[LayerCost], device: str | DeviceProfile, *, run
     if profile.runtime(rt).extra_error_reason:
         notes.append(profile.runtime(rt).extra_error_reason)
     if prec in eff.borrowed:
-        notes.append(f"{prec} has no calibration point on {profile.name}: its efficiency is "
-                     f"{eff.borrowed[prec]}'s (band widened)")
+        notes.append(
+            f"{prec} has no calibration point on {profile.name}: its efficiency is "
+            f"{eff.borrowed[prec]}'s (band widened)"
+        )
     elif not r["precision_calibrated"]:
         notes.append(f"{prec} has no calibration point: its efficiency is the calibrated precisions' mean")
     return {
-        "arch": name, "device": profile.name, "target": profile.target, "runtime": rt, "precision": prec,
-        "image_size": image_size, "batch": batch, "threads": threads,
+        "arch": name,
+        "device": profile.name,
+        "target": profile.target,
+        "runtime": rt,
+        "precision": prec,
+        "image_size": image_size,
+        "batch": batch,
+        "threads": threads,
         "latency_source": LATENCY_SOURCE,
         "latency_ms": {"p50": t, "p90": t, "p99": t, "mean": t, "min": lo, "max": hi, "std": None, "n": 0},
         "throughput_ips": batch * 1e3 / t,
-        "error_pct": (f - 1) * 100, "band_ms": [lo, hi],
+        "error_pct": (f - 1) * 100,
+        "band_ms": [lo, hi],
         "prediction": {
-            "basis": eff.basis, "efficiency": eff.to_dict(), "eff_compute_used": r["eff_compute"],
-            "compute_bound_ms": r["compute_bound_ms"], "memory_bound_ms": r["memory_bound_ms"],
-            "overhead_ms": r["overhead_ms"], "kernels": r["kernels"],
-            "memory_bound_layers": r["memory_bound_layers"], "notes": notes,
+            "basis": eff.basis,
+            "efficiency": eff.to_dict(),
+            "eff_compute_used": r["eff_compute"],
+            "compute_bound_ms": r["compute_bound_ms"],
+            "memory_bound_ms": r["memory_bound_ms"],
+            "overhead_ms": r["overhead_ms"],
+            "kernels": r["kernels"],
+            "memory_bound_layers": r["memory_bound_layers"],
+            "notes": notes,
         },
     }

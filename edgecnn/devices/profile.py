@@ -33,7 +33,13 @@ BYTES_PER = {"int8": 1, "fp16": 2, "bf16": 2, "fp32": 4}
 # Arm CPUs: INT8 ops per FP32 op that the ISA's best int8 instruction gives (the NEON pipes run
 # SMMLA / SDOT / SMLAL at the rate of FMLA): i8mm 8x, dotprod 4x, plain NEON (SMLAL, widening) 2x;
 # the same ratios as detect.py's ops per cycle (i8mm 128, asimddp 64, asimd 32 against FP32 16).
-INT8_RATE = (("i8mm", 8.0), ("dotprod", 4.0), ("asimddp", 4.0), ("neon", 2.0), ("asimd", 2.0))   # cpuinfo names too
+INT8_RATE = (
+    ("i8mm", 8.0),
+    ("dotprod", 4.0),
+    ("asimddp", 4.0),
+    ("neon", 2.0),
+    ("asimd", 2.0),
+)  # cpuinfo names too
 
 
 def int8_rate(isa: tuple[str, ...]) -> tuple[float, str] | None:
@@ -127,11 +133,13 @@ class CalibrationPoint:
     batch: int = 1
     image_size: int = 224
     threads: int | None = None
-    fallback: bool = False   # another runtime's figure (ncnn): fitted only when nothing else is there
+    fallback: bool = False  # another runtime's figure (ncnn): fitted only when nothing else is there
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
-            raise ValueError(f"calibration point precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+            raise ValueError(
+                f"calibration point precision '{self.precision}' is not one of {', '.join(PRECISIONS)}"
+            )
         if self.latency_ms <= 0:
             raise ValueError("calibration point latency_ms must be positive")
 
@@ -152,7 +160,9 @@ class LayerPoint:
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
-            raise ValueError(f"layer point precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+            raise ValueError(
+                f"layer point precision '{self.precision}' is not one of {', '.join(PRECISIONS)}"
+            )
         if self.seconds <= 0:
             raise ValueError("layer point seconds must be positive")
         if not self.layer or self.layer[0] not in ("conv", "linear", "pool"):
@@ -170,13 +180,13 @@ class DeviceProfile:
     power_w: float
     cpu: ComputeUnit
     memory: Memory
-    runtimes: dict[str, Any]          # runtime -> RuntimeSupport (checked by parse_profile)
-    sources: dict[str, Any]           # dotted figure path -> source (checked by parse_profile)
+    runtimes: dict[str, Any]  # runtime -> RuntimeSupport (checked by parse_profile)
+    sources: dict[str, Any]  # dotted figure path -> source (checked by parse_profile)
     gpu: ComputeUnit | None = None
-    detect: tuple[str, ...] = ()      # substrings of /proc/device-tree/model that pick this profile
+    detect: tuple[str, ...] = ()  # substrings of /proc/device-tree/model that pick this profile
     calibration_points: tuple[CalibrationPoint, ...] = ()
-    layer_points: tuple[LayerPoint, ...] = ()   # single layers timed on this very device
-    source: str = ""                  # the file (or "detected") the profile came from
+    layer_points: tuple[LayerPoint, ...] = ()  # single layers timed on this very device
+    source: str = ""  # the file (or "detected") the profile came from
 
     @property
     def aliases(self) -> tuple[str, ...]:
@@ -185,7 +195,9 @@ class DeviceProfile:
     def runtime(self, runtime: str | None = None) -> RuntimeSupport:
         rt = runtime or self.default_runtime
         if rt not in self.runtimes:
-            raise EdgecnnError(f"device '{self.name}' has no runtime '{rt}'; it runs: {', '.join(self.runtimes)}")
+            raise EdgecnnError(
+                f"device '{self.name}' has no runtime '{rt}'; it runs: {', '.join(self.runtimes)}"
+            )
         return self.runtimes[rt]
 
     def unit(self, runtime: str | None = None) -> ComputeUnit:
@@ -199,14 +211,17 @@ class DeviceProfile:
         """The (runtime, precision) to use, defaults filled in; EdgecnnError if unsupported."""
         rt = runtime or self.default_runtime
         support = self.runtime(rt)
-        prec = precision or (self.default_precision if self.default_precision in support.precisions
-                             else support.precisions[0])
+        prec = precision or (
+            self.default_precision if self.default_precision in support.precisions else support.precisions[0]
+        )
         if prec not in support.precisions:
             why = ""
             if self.name == "jetson-nano" and prec == "int8":
                 why = " (Maxwell sm_53 has no INT8 path in TensorRT)"
-            raise EdgecnnError(f"device '{self.name}' runs {rt} in {', '.join(support.precisions)}, "
-                               f"not {prec}{why}; pass --precision {support.precisions[0]}")
+            raise EdgecnnError(
+                f"device '{self.name}' runs {rt} in {', '.join(support.precisions)}, "
+                f"not {prec}{why}; pass --precision {support.precisions[0]}"
+            )
         return rt, prec
 
     def peak_ops(self, runtime: str | None, precision: str, threads: int | None = None) -> float:
@@ -214,8 +229,10 @@ class DeviceProfile:
         unit = self.unit(runtime)
         tops = unit.peak_tops.get(precision)
         if tops is None:
-            raise EdgecnnError(f"device '{self.name}' has no {precision} peak for its "
-                               f"{self.runtime(runtime).unit}; add [..peak_tops] {precision} to its profile")
+            raise EdgecnnError(
+                f"device '{self.name}' has no {precision} peak for its "
+                f"{self.runtime(runtime).unit}; add [..peak_tops] {precision} to its profile"
+            )
         ops = tops * 1e12
         if self.runtime(runtime).unit == "cpu" and threads and unit.cores:
             ops *= min(threads, unit.cores) / unit.cores
@@ -265,8 +282,10 @@ def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:
     runtimes = {}
     for rt, table in raw_rt.items():
         if rt not in RUNTIMES:
-            raise EdgecnnError(f"unknown runtime '{rt}' in {source} [runtimes].{suggest(rt, RUNTIMES)} "
-                               f"Known: {', '.join(RUNTIMES)}")
+            raise EdgecnnError(
+                f"unknown runtime '{rt}' in {source} [runtimes].{suggest(rt, RUNTIMES)} "
+                f"Known: {', '.join(RUNTIMES)}"
+            )
         if not isinstance(table, dict):
             raise EdgecnnError(f"{source} [runtimes.{rt}] must be a table")
         runtimes[rt] = from_mapping(RuntimeSupport, table, f"{source} [runtimes.{rt}]")
@@ -280,32 +299,46 @@ def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:
 
     where = f"{source}"
     if p.default_runtime not in runtimes:
-        raise EdgecnnError(f"{where}: default_runtime '{p.default_runtime}' has no [runtimes.{p.default_runtime}] table")
+        raise EdgecnnError(
+            f"{where}: default_runtime '{p.default_runtime}' has no [runtimes.{p.default_runtime}] table"
+        )
     if p.default_precision not in runtimes[p.default_runtime].precisions:
-        raise EdgecnnError(f"{where}: default_precision '{p.default_precision}' is not among "
-                           f"[runtimes.{p.default_runtime}] precisions")
+        raise EdgecnnError(
+            f"{where}: default_precision '{p.default_precision}' is not among "
+            f"[runtimes.{p.default_runtime}] precisions"
+        )
     for rt, support in runtimes.items():
         unit = p.gpu if support.unit == "gpu" else p.cpu
         if unit is None:
-            raise EdgecnnError(f"{where} [runtimes.{rt}] runs on the {support.unit} but there is no [{support.unit}] table")
+            raise EdgecnnError(
+                f"{where} [runtimes.{rt}] runs on the {support.unit} but there is no [{support.unit}] table"
+            )
         for prec in support.precisions:
             if unit.peak_tops.get(prec) is None:
-                raise EdgecnnError(f"{where} [runtimes.{rt}] lists {prec} but [{support.unit}.peak_tops] has no {prec}")
+                raise EdgecnnError(
+                    f"{where} [runtimes.{rt}] lists {prec} but [{support.unit}.peak_tops] has no {prec}"
+                )
     _check_int8_rate(p.cpu, where)
     for i, cp in enumerate(p.calibration_points):
         if cp.runtime not in runtimes:
-            raise EdgecnnError(f"{where} calibration_points[{i}]: runtime '{cp.runtime}' has no [runtimes.{cp.runtime}]")
+            raise EdgecnnError(
+                f"{where} calibration_points[{i}]: runtime '{cp.runtime}' has no [runtimes.{cp.runtime}]"
+            )
         unit = p.gpu if runtimes[cp.runtime].unit == "gpu" else p.cpu
         if unit is None or unit.peak_tops.get(cp.precision) is None:
             raise EdgecnnError(f"{where} calibration_points[{i}]: no {cp.precision} peak for {cp.runtime}")
     for i, lp in enumerate(p.layer_points):
         if lp.runtime not in runtimes:
-            raise EdgecnnError(f"{where} layer_points[{i}]: runtime '{lp.runtime}' has no [runtimes.{lp.runtime}]")
+            raise EdgecnnError(
+                f"{where} layer_points[{i}]: runtime '{lp.runtime}' has no [runtimes.{lp.runtime}]"
+            )
     figures = _figure_paths(p)
     for key in sources:
         if key not in figures:
-            raise EdgecnnError(f"unknown key '{key}' in {where} [sources]: it names no figure of the profile."
-                               f"{suggest(key, figures)}")
+            raise EdgecnnError(
+                f"unknown key '{key}' in {where} [sources]: it names no figure of the profile."
+                f"{suggest(key, figures)}"
+            )
     return p
 
 
@@ -316,8 +349,10 @@ def _check_int8_rate(cpu: ComputeUnit, where: str) -> None:
     if rate is None or i8 is None or f32 is None:
         return
     if abs(i8 / f32 / rate[0] - 1) > 0.05:
-        raise EdgecnnError(f"{where} [cpu.peak_tops]: int8 {i8} is {i8 / f32:.2f}x fp32 {f32}, but isa "
-                           f"{list(cpu.isa)} gives {rate[0]:g}x ('{rate[1]}'); fix the peak or the isa flags")
+        raise EdgecnnError(
+            f"{where} [cpu.peak_tops]: int8 {i8} is {i8 / f32:.2f}x fp32 {f32}, but isa "
+            f"{list(cpu.isa)} gives {rate[0]:g}x ('{rate[1]}'); fix the peak or the isa flags"
+        )
 
 
 def device_files() -> dict[str, Path]:
@@ -350,8 +385,10 @@ def resolve_name(name: str) -> str:
     n = ALIASES.get(name, name)
     known = list_devices()
     if n not in known:
-        raise EdgecnnError(f"unknown device '{name}'.{suggest(name, [*known, *ALIASES])} "
-                           f"Known: {', '.join(known)} (aliases: {', '.join(f'{a}={b}' for a, b in ALIASES.items())})")
+        raise EdgecnnError(
+            f"unknown device '{name}'.{suggest(name, [*known, *ALIASES])} "
+            f"Known: {', '.join(known)} (aliases: {', '.join(f'{a}={b}' for a, b in ALIASES.items())})"
+        )
     return n
 
 

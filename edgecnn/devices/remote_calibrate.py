@@ -127,12 +127,23 @@ def profile_toml(base, name: str, host: str, runtime: str, points: Sequence[Laye
     return d
 
 
-def calibrate_over_ssh(host: str, *, base: str, runtime: str | None = None, precisions: Sequence[str] = (),
-                       suite: Sequence[tuple] = QUICK_SUITE, out: str | Path | None = None,
-                       remote_python: str | None = None, ssh_config: str | None = None,
-                       ssh_options: Sequence[str] = (), timeout: float | None = None, threads: int | None = None,
-                       runs: int = 20,
-                       warmup: int = 3, log: Callable[[str], None] | None = None) -> tuple[Path, Any]:
+def calibrate_over_ssh(
+    host: str,
+    *,
+    base: str,
+    runtime: str | None = None,
+    precisions: Sequence[str] = (),
+    suite: Sequence[tuple] = QUICK_SUITE,
+    out: str | Path | None = None,
+    remote_python: str | None = None,
+    ssh_config: str | None = None,
+    ssh_options: Sequence[str] = (),
+    timeout: float | None = None,
+    threads: int | None = None,
+    runs: int = 20,
+    warmup: int = 3,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Path, Any]:
     """Time every suite layer on ``host`` with its runtime's profiler; write the profile TOML (``out``, default
     ``<base>-<host>.toml`` here); return (its path, the loaded profile)."""
     from edgecnn.artifact import load_artifact
@@ -155,11 +166,22 @@ def calibrate_over_ssh(host: str, *, base: str, runtime: str | None = None, prec
             for i, spec in enumerate(suite):
                 art = build_layer_artifact(spec, rt, prec, Path(tmp) / f"{prec}-{i:02d}", prof.target)
                 if prec == "int8" and load_artifact(art, verify=False).meta["float_layers"]:
-                    log(f"  {prec} {label(spec)}: skipped, the {rt} export leaves it float")   # e.g. a lone max-pool
+                    log(
+                        f"  {prec} {label(spec)}: skipped, the {rt} export leaves it float"
+                    )  # e.g. a lone max-pool
                     continue
-                (r,) = profile_hosts(art, [host], remote_python=remote_python, ssh_config=ssh_config,
-                                     ssh_options=ssh_options, timeout=timeout, runtime=rt, threads=threads, runs=runs,
-                                     warmup=warmup)
+                (r,) = profile_hosts(
+                    art,
+                    [host],
+                    remote_python=remote_python,
+                    ssh_config=ssh_config,
+                    ssh_options=ssh_options,
+                    timeout=timeout,
+                    runtime=rt,
+                    threads=threads,
+                    runs=runs,
+                    warmup=warmup,
+                )
                 if not r.ok:
                     raise EdgecnnError(r.error)
                 ms = max(layer_ms(r.result, spec), 1e-4)

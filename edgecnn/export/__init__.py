@@ -41,26 +41,36 @@ _NEEDS = {
     "tensorrt": (("onnx", "onnxscript"), "onnx"),
     "tflite": (("litert_torch", "ai_edge_litert"), "tflite"),
 }
-_FILES = {"openvino": ("model.xml", "model.bin"), "onnxruntime": ("model.onnx",), "tensorrt": ("model.onnx",),
-          "tflite": ("model.tflite",)}
+_FILES = {
+    "openvino": ("model.xml", "model.bin"),
+    "onnxruntime": ("model.onnx",),
+    "tensorrt": ("model.onnx",),
+    "tflite": ("model.tflite",),
+}
 
 
 def resolve(target: str, runtime: str | None, precision: str) -> str:
     """Check (target, runtime, precision) before any work starts; return the runtime."""
     if target not in SUPPORT:
-        raise EdgecnnError(f"unknown target '{target}'.{suggest(target, SUPPORT)} Targets: {', '.join(SUPPORT)}")
+        raise EdgecnnError(
+            f"unknown target '{target}'.{suggest(target, SUPPORT)} Targets: {', '.join(SUPPORT)}"
+        )
     runtime = runtime or DEFAULT_RUNTIME[target]
     if runtime not in SUPPORT[target]:
-        raise EdgecnnError(f"target {target} runs {', '.join(SUPPORT[target])}, not {runtime}; "
-                           f"drop --runtime or pick one of those")
+        raise EdgecnnError(
+            f"target {target} runs {', '.join(SUPPORT[target])}, not {runtime}; "
+            f"drop --runtime or pick one of those"
+        )
     if precision not in SUPPORT[target][runtime]:
-        raise EdgecnnError(f"{runtime} on {target} supports {', '.join(SUPPORT[target][runtime])}, "
-                           f"not {precision}")
+        raise EdgecnnError(
+            f"{runtime} on {target} supports {', '.join(SUPPORT[target][runtime])}, not {precision}"
+        )
     modules, extra = _NEEDS[runtime]
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise EdgecnnError(f"exporting for {target} ({runtime}) needs {', '.join(missing)}: "
-                           f"pip install 'edgecnn[{extra}]'")
+        raise EdgecnnError(
+            f"exporting for {target} ({runtime}) needs {', '.join(missing)}: pip install 'edgecnn[{extra}]'"
+        )
     return runtime
 
 
@@ -68,8 +78,11 @@ def _tool_versions(runtime: str) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     names = ["torch", "torchao", "onnx", "onnxscript"] + {
-        "openvino": ["openvino"], "onnxruntime": ["onnxruntime"], "tflite": ["litert-torch", "ai-edge-litert"],
-        "tensorrt": []}[runtime]
+        "openvino": ["openvino"],
+        "onnxruntime": ["onnxruntime"],
+        "tflite": ["litert-torch", "ai-edge-litert"],
+        "tensorrt": [],
+    }[runtime]
     out = {}
     for n in names:
         try:
@@ -80,16 +93,31 @@ def _tool_versions(runtime: str) -> dict:
 
 
 # How each runtime's file encodes the one symmetric int8 grid (the TensorRT and TFLite files as is).
-_FORM = {"onnxruntime": "uint8 activations (zero point 128), int8 weights",
-         "openvino": "activations after a ReLU as uint8 (zero point 0, saturating at 127), the others int8 "
-                     "symmetric; int8 weights; a convolution feeding a residual add not requantized (residual_form)"}
+_FORM = {
+    "onnxruntime": "uint8 activations (zero point 128), int8 weights",
+    "openvino": "activations after a ReLU as uint8 (zero point 0, saturating at 127), the others int8 "
+    "symmetric; int8 weights; a convolution feeding a residual add not requantized (residual_form)",
+}
 
 
 @outdir.holding_locks
-def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: str | None = None,
-           data: str | None = None, checkpoint: str | None = None, method: str | None = None,
-           qat: bool = False, max_drop: float | None = None, out: str | os.PathLike | None = None,
-           force: bool = False, log: Callable[[str], None] = print, progress: bool = True) -> Path:
+def export(
+    arch: str,
+    target: str,
+    *,
+    recipe,
+    precision: str = "int8",
+    runtime: str | None = None,
+    data: str | None = None,
+    checkpoint: str | None = None,
+    method: str | None = None,
+    qat: bool = False,
+    max_drop: float | None = None,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Path:
     """Make the artifact directory for ``arch`` on ``target``; return its path."""
     import numpy as np
 
@@ -117,14 +145,33 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
         # ResNet18: 96.7% top-1 agreement with the fake-quant graph); quantize weights to 7 bits there.
         bits = 7 if runtime == "openvino" and not has_vnni() else 8
         if qat or max_drop is not None:
-            stage = stages.qat(arch, recipe, data=data, checkpoint=checkpoint, method=method, max_drop=max_drop,
-                               weight_bits=bits, log=log, progress=progress)
+            stage = stages.qat(
+                arch,
+                recipe,
+                data=data,
+                checkpoint=checkpoint,
+                method=method,
+                max_drop=max_drop,
+                weight_bits=bits,
+                log=log,
+                progress=progress,
+            )
         else:
-            stage = stages.calibrate(arch, recipe, data=data, checkpoint=checkpoint, method=method,
-                                     weight_bits=bits, log=log, progress=progress)
+            stage = stages.calibrate(
+                arch,
+                recipe,
+                data=data,
+                checkpoint=checkpoint,
+                method=method,
+                weight_bits=bits,
+                log=log,
+                progress=progress,
+            )
     src = stages.float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
-    tag = (stage["key"] if stage else src.checkpoint_sha256[:12])
-    out = Path(out) if out else paths.runs_dir() / "artifacts" / f"{arch}-{target}-{runtime}-{precision}-{tag}"
+    tag = stage["key"] if stage else src.checkpoint_sha256[:12]
+    out = (
+        Path(out) if out else paths.runs_dir() / "artifacts" / f"{arch}-{target}-{runtime}-{precision}-{tag}"
+    )
     outdir.hold(out, "export", f"the {runtime} {precision} artifact {out.name}")
     if not force and (out / "metadata.json").exists():
         from edgecnn.artifact import load_artifact
@@ -132,7 +179,10 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
         try:
             art = load_artifact(out)
             if (art.meta.get("stage_key"), art.meta.get("export_version"), art.meta["runtime"]) == (
-                    tag, EXPORT_VERSION, runtime):
+                tag,
+                EXPORT_VERSION,
+                runtime,
+            ):
                 log(f"{arch}: reusing artifact {out}")
                 return out
         except EdgecnnError:
@@ -160,20 +210,37 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
         float_layers = sorted(set(graph_float) | set(backend_float))
         files = list(_FILES[runtime])
         meta = {
-            "arch": arch, "model_options": src.model_options, "num_classes": len(src.class_names),
-            "class_names": src.class_names, "target": target, "runtime": runtime, "precision": precision,
-            "files": files, **io, "preprocess": src.preprocess.to_dict(),
-            "quantization": None if stage is None else {
-                "weights_range": "int8 limited to [-63, 63] (7 bits): x86 without VNNI" if stage.get(
-                    "weight_bits") == 7 else "[-127, 127]",
-                **SCHEME, "form": _FORM.get(runtime, SCHEME["activations"]),
+            "arch": arch,
+            "model_options": src.model_options,
+            "num_classes": len(src.class_names),
+            "class_names": src.class_names,
+            "target": target,
+            "runtime": runtime,
+            "precision": precision,
+            "files": files,
+            **io,
+            "preprocess": src.preprocess.to_dict(),
+            "quantization": None
+            if stage is None
+            else {
+                "weights_range": "int8 limited to [-63, 63] (7 bits): x86 without VNNI"
+                if stage.get("weight_bits") == 7
+                else "[-127, 127]",
+                **SCHEME,
+                "form": _FORM.get(runtime, SCHEME["activations"]),
                 "calibration": {**stage["calibration"], "dataset": src.bundle.name},
-                "qat": None if "qat" not in stage else {k: v for k, v in stage["qat"].items() if k != "history"},
+                "qat": None
+                if "qat" not in stage
+                else {k: v for k, v in stage["qat"].items() if k != "history"},
                 "fakequant_top1": (reference[1] if reference else stage["int8_fakequant"])["top1"],
-                **({"residual_form": residual} if residual else {})},
+                **({"residual_form": residual} if residual else {}),
+            },
             "float_layers": float_layers,
-            "source": {"checkpoint": str(src.checkpoint), "sha256": src.checkpoint_sha256,
-                       "quantized_graph": str(Path(stage["dir"]) / "quantized.pt2") if stage else None},
+            "source": {
+                "checkpoint": str(src.checkpoint),
+                "sha256": src.checkpoint_sha256,
+                "quantized_graph": str(Path(stage["dir"]) / "quantized.pt2") if stage else None,
+            },
             "tools": _tool_versions(runtime),
             "stage_key": tag,
             "export_version": EXPORT_VERSION,
@@ -187,9 +254,11 @@ def export(arch: str, target: str, *, recipe, precision: str = "int8", runtime: 
                 shutil.copy(Path(stage["dir"]) / "predictions.npy", tmp / "reference_predictions.npy")
             shutil.copy(Path(stage["dir"]) / "fp32_correct.npy", tmp / "fp32_correct.npy")
             files += ["reference_predictions.npy", "fp32_correct.npy"]
-            meta["reference"] = {"reference_predictions": "reference_predictions.npy",
-                                 "fp32_correct": "fp32_correct.npy",
-                                 "what": "top-1 of the fake-quant PyTorch graph; FP32 per-image correctness"}
+            meta["reference"] = {
+                "reference_predictions": "reference_predictions.npy",
+                "fp32_correct": "fp32_correct.npy",
+                "what": "top-1 of the fake-quant PyTorch graph; FP32 per-image correctness",
+            }
         else:
             np.save(tmp / "fp32_correct.npy", np.load(stages.fp32_reference(src, log)["correct"]))
             files.append("fp32_correct.npy")
@@ -210,8 +279,16 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def _write(runtime: str, precision: str, module, sample, tmp: Path, stage, make_quantizer,
-           onnx_file: Path | None = None):
+def _write(
+    runtime: str,
+    precision: str,
+    module,
+    sample,
+    tmp: Path,
+    stage,
+    make_quantizer,
+    onnx_file: Path | None = None,
+):
     """Write the runtime's file(s) into ``tmp``; return (backend float layers, input/output metadata).
 
     ``onnx_file``: ``module`` already exported to ONNX (and finalized, for a quantized graph),
@@ -219,10 +296,23 @@ def _write(runtime: str, precision: str, module, sample, tmp: Path, stage, make_
     from edgecnn.export import onnx as onnx_export
 
     shape = list(sample.shape[1:])
-    float_io = {"input": {"name": onnx_export.INPUT, "shape": [None, *shape], "layout": "NCHW", "dtype": "float32",
-                          "scale": None, "zero_point": None},
-                "output": {"name": onnx_export.OUTPUT, "shape": [None, None], "dtype": "float32", "scale": None,
-                           "zero_point": None}}
+    float_io = {
+        "input": {
+            "name": onnx_export.INPUT,
+            "shape": [None, *shape],
+            "layout": "NCHW",
+            "dtype": "float32",
+            "scale": None,
+            "zero_point": None,
+        },
+        "output": {
+            "name": onnx_export.OUTPUT,
+            "shape": [None, None],
+            "dtype": "float32",
+            "scale": None,
+            "zero_point": None,
+        },
+    }
     if runtime in ("tensorrt", "onnxruntime", "openvino"):
         qdq = tmp / ("model.onnx" if runtime == "tensorrt" else "qdq.onnx")
         if onnx_file is not None:
@@ -246,8 +336,11 @@ def _write(runtime: str, precision: str, module, sample, tmp: Path, stage, make_
             (qdq_to_int8_ir if stage else onnx_to_ir)(qdq, tmp / "model.xml")
             qdq.unlink()
             if stage:
-                backend = [f"{k} ({v})" for k, v in runtime_precisions(tmp / "model.xml").items()
-                           if k.split(":")[0] in ("Convolution", "FullyConnected", "MatMul") and v == "f32"]
+                backend = [
+                    f"{k} ({v})"
+                    for k, v in runtime_precisions(tmp / "model.xml").items()
+                    if k.split(":")[0] in ("Convolution", "FullyConnected", "MatMul") and v == "f32"
+                ]
         return backend, float_io
     # tflite: fixed batch 1, full-integer for int8
     from edgecnn.export.tflite import export_tflite, tflite_float_ops
@@ -262,9 +355,14 @@ def _write(runtime: str, precision: str, module, sample, tmp: Path, stage, make_
     def io(d, name):
         scale, zp = d["quantization"]
         quant = d["dtype"].__name__ in ("int8", "uint8")
-        return {"name": name, "shape": [int(v) for v in d["shape"]], "layout": "NCHW" if name == "input" else None,
-                "dtype": d["dtype"].__name__, "scale": float(scale) if quant else None,
-                "zero_point": int(zp) if quant else None}
+        return {
+            "name": name,
+            "shape": [int(v) for v in d["shape"]],
+            "layout": "NCHW" if name == "input" else None,
+            "dtype": d["dtype"].__name__,
+            "scale": float(scale) if quant else None,
+            "zero_point": int(zp) if quant else None,
+        }
 
     meta_io = {"input": io(i, "input"), "output": io(o, "logits")}
     meta_io["output"].pop("layout")

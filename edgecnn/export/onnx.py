@@ -20,8 +20,9 @@ OPSET = 18
 _DROPPED_NODE_PROPS = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node")
 
 
-def export_onnx(module: torch.nn.Module, sample: torch.Tensor, path: str | os.PathLike, *,
-                dynamic_batch: bool = True) -> Path:
+def export_onnx(
+    module: torch.nn.Module, sample: torch.Tensor, path: str | os.PathLike, *, dynamic_batch: bool = True
+) -> Path:
     """``torch.onnx.export(dynamo=True)`` of a float or converted PT2E graph, written atomically."""
     from torch.export import Dim
 
@@ -30,9 +31,19 @@ def export_onnx(module: torch.nn.Module, sample: torch.Tensor, path: str | os.Pa
     except ImportError as e:
         raise EdgecnnError("ONNX export needs onnxscript: pip install 'edgecnn[onnx]'") from e
     dyn = ({0: Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-    sample = sample if not dynamic_batch or sample.shape[0] > 1 else sample.expand(2, *sample.shape[1:]).clone()
-    prog = torch.onnx.export(module, (sample,), dynamo=True, dynamic_shapes=dyn, input_names=[INPUT],
-                             output_names=[OUTPUT], opset_version=OPSET, verbose=False)
+    sample = (
+        sample if not dynamic_batch or sample.shape[0] > 1 else sample.expand(2, *sample.shape[1:]).clone()
+    )
+    prog = torch.onnx.export(
+        module,
+        (sample,),
+        dynamo=True,
+        dynamic_shapes=dyn,
+        input_names=[INPUT],
+        output_names=[OUTPUT],
+        opset_version=OPSET,
+        verbose=False,
+    )
     for node in prog.model.graph.all_nodes():
         for key in _DROPPED_NODE_PROPS:
             node.metadata_props.pop(key, None)
@@ -58,14 +69,17 @@ def finalize_qdq(path: str | os.PathLike) -> int:
         if node.op_type == "Clip" and node.input and all(i in inits for i in node.input if i):
             # the exporter writes int8 weights as Clip(int8 W, -127, 127): fold it, or backends see a
             # computed weight and keep the layer in float
-            w, lo, hi = (numpy_helper.to_array(inits[i]) if i else None
-                         for i in [*node.input, "", ""][:3])
+            w, lo, hi = (numpy_helper.to_array(inits[i]) if i else None for i in [*node.input, "", ""][:3])
             clipped = np.minimum(np.maximum(w, lo if lo is not None else w), hi if hi is not None else w)
             t = numpy_helper.from_array(clipped.astype(w.dtype), node.output[0])
             model.graph.initializer.append(t)
             inits[t.name] = t
             continue
-        if node.op_type == "QuantizeLinear" and all(i in inits for i in node.input[:3]) and len(node.input) >= 3:
+        if (
+            node.op_type == "QuantizeLinear"
+            and all(i in inits for i in node.input[:3])
+            and len(node.input) >= 3
+        ):
             w, scale, zp = (numpy_helper.to_array(inits[i]) for i in node.input[:3])
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             if scale.size > 1:  # per-channel: broadcast along the axis
@@ -144,8 +158,10 @@ def to_u8s8(src: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
         if scale is None or zp is None or scale.size != 1 or zp.dtype != np.int8:
             continue
         if int(zp.reshape(-1)[0]) != 0:
-            raise EdgecnnError(f"{src}: activation zero point {int(zp)} is not 0; only symmetric QDQ "
-                               f"models can be rewritten to uint8 activations")
+            raise EdgecnnError(
+                f"{src}: activation zero point {int(zp)} is not 0; only symmetric QDQ "
+                f"models can be rewritten to uint8 activations"
+            )
         name = f"{new_zp}_{sum(rewritten.values())}"  # one per node, as finalize_qdq left them
         model.graph.initializer.append(numpy_helper.from_array(np.array(128, dtype=np.uint8), name))
         node.input[2] = name
@@ -160,8 +176,21 @@ def to_u8s8(src: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
 
 
 # Ops whose output is non-negative and at most their input's bound when their input is.
-_BOUND_PRESERVING = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean",
-                               "ReduceMax", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
+_BOUND_PRESERVING = frozenset(
+    {
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "ReduceMean",
+        "ReduceMax",
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Transpose",
+    }
+)
 
 
 def to_u8_after_relu(src: str | os.PathLike, dest: str | os.PathLike) -> int:
@@ -199,8 +228,8 @@ def to_u8_after_relu(src: str | os.PathLike, dest: str | os.PathLike) -> int:
         g.initializer.append(numpy_helper.from_array(value, name))
         return name
 
-    bound: dict[str, float] = {}      # non-negative tensor -> upper bound (inf: none known)
-    before: dict[int, list] = {}      # id(node) -> Clip nodes to insert before it
+    bound: dict[str, float] = {}  # non-negative tensor -> upper bound (inf: none known)
+    before: dict[int, list] = {}  # id(node) -> Clip nodes to insert before it
     rewritten = 0
     for n in list(g.node):
         if n.op_type == "Relu":
@@ -208,26 +237,42 @@ def to_u8_after_relu(src: str | os.PathLike, dest: str | os.PathLike) -> int:
         elif n.op_type in _BOUND_PRESERVING and n.input and n.input[0] in bound:
             bound[n.output[0]] = bound[n.input[0]]
         elif n.op_type == "Concat" and n.input and all(i in bound for i in n.input):
-            bound[n.output[0]] = max(bound[i] for i in n.input)   # GoogLeNet's inception outputs
+            bound[n.output[0]] = max(bound[i] for i in n.input)  # GoogLeNet's inception outputs
         elif n.op_type == "QuantizeLinear" and n.input[0] in bound and len(n.input) >= 3:
             scale, zp = array(n.input[1]), array(n.input[2])
             deq = consumers.get(n.output[0], [])
-            if (scale is None or zp is None or scale.size != 1 or zp.dtype != np.int8 or int(zp.reshape(-1)[0])
-                    or not deq or any(d.op_type != "DequantizeLinear" or array(d.input[2]) is None
-                                      or array(d.input[2]).dtype != np.int8 for d in deq)):
+            if (
+                scale is None
+                or zp is None
+                or scale.size != 1
+                or zp.dtype != np.int8
+                or int(zp.reshape(-1)[0])
+                or not deq
+                or any(
+                    d.op_type != "DequantizeLinear"
+                    or array(d.input[2]) is None
+                    or array(d.input[2]).dtype != np.int8
+                    for d in deq
+                )
+            ):
                 continue
             top = np.float32(127) * scale.astype(np.float32).reshape(())
-            if bound[n.input[0]] >= 127.5 * float(scale.reshape(-1)[0]):   # may saturate: clip at 127 steps
+            if bound[n.input[0]] >= 127.5 * float(scale.reshape(-1)[0]):  # may saturate: clip at 127 steps
                 relu = producer.get(n.input[0])
                 lo, hi = add_init(np.array(0, np.float32), "lo"), add_init(top.astype(np.float32), "hi")
-                if relu is not None and relu.op_type == "Relu" and len(consumers[n.input[0]]) == 1 \
-                        and n.input[0] not in {o.name for o in g.output}:
+                if (
+                    relu is not None
+                    and relu.op_type == "Relu"
+                    and len(consumers[n.input[0]]) == 1
+                    and n.input[0] not in {o.name for o in g.output}
+                ):
                     relu.op_type = "Clip"
                     relu.input.extend([lo, hi])
                 else:
                     clipped = f"{n.input[0]}_edgecnn_clip{rewritten}"
                     before.setdefault(id(n), []).append(
-                        helper.make_node("Clip", [n.input[0], lo, hi], [clipped], name=f"{n.name}_clip"))
+                        helper.make_node("Clip", [n.input[0], lo, hi], [clipped], name=f"{n.name}_clip")
+                    )
                     n.input[0] = clipped
             n.input[2] = add_init(np.array(0, np.uint8), "zp")
             for d in deq:
@@ -276,8 +321,18 @@ def onnx_float_ops(path: str | os.PathLike) -> list[str]:
 
     model = onnx.load(str(path), load_external_data=False)
     producer = {o: n for n in model.graph.node for o in n.output}
-    compute = {"Conv", "Gemm", "MatMul", "Add", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool",
-               "ReduceMean", "LRN"}
+    compute = {
+        "Conv",
+        "Gemm",
+        "MatMul",
+        "Add",
+        "Concat",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "ReduceMean",
+        "LRN",
+    }
     out = []
     for n in model.graph.node:
         if n.op_type not in compute:

@@ -18,7 +18,9 @@ def _ov():
     return ov
 
 
-def onnx_to_ir(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, *, fp16_weights: bool = False) -> Path:
+def onnx_to_ir(
+    onnx_path: str | os.PathLike, xml_path: str | os.PathLike, *, fp16_weights: bool = False
+) -> Path:
     """Convert an ONNX file to IR; both files appear together (written beside, then renamed)."""
     return save_ir(_ov().convert_model(str(onnx_path)), xml_path, fp16_weights=fp16_weights)
 
@@ -74,5 +76,7 @@ def runtime_precisions(xml_path: str | os.PathLike, threads: int = 1) -> dict[st
     for op in compiled.get_runtime_model().get_ops():
         info = op.get_rt_info()
         if "layerType" in info and "runtimePrecision" in info:
-            out[f"{info['layerType'].astype(str)}:{op.get_friendly_name()}"] = info["runtimePrecision"].astype(str)
+            out[f"{info['layerType'].astype(str)}:{op.get_friendly_name()}"] = info[
+                "runtimePrecision"
+            ].astype(str)
     return out

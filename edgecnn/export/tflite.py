@@ -23,8 +23,9 @@ def _litert_torch():
     return litert_torch
 
 
-def export_tflite(module: torch.nn.Module, sample: torch.Tensor, path: str | os.PathLike, *,
-                  quantizer=None) -> Path:
+def export_tflite(
+    module: torch.nn.Module, sample: torch.Tensor, path: str | os.PathLike, *, quantizer=None
+) -> Path:
     """Convert at the batch size of ``sample`` (TFLite graphs have a fixed batch).
 
     With ``quantizer`` (the PT2E quantizer that produced ``module``) the result is full-integer;

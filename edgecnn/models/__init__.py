@@ -28,9 +28,21 @@ from edgecnn.models.profile import LayerProfile, count_macs, count_params, min_i
 from edgecnn.models.weights import PUBLISHED, PublishedWeights, fetch_published, published_weights
 
 __all__ = [
-    "PUBLISHED", "ArchInfo", "LayerProfile", "PublishedWeights", "arch_info", "count_macs", "count_params",
-    "create", "fetch_published", "from_checkpoint", "list_archs", "min_input_size", "profile_layers",
-    "published_weights", "register_arch",
+    "PUBLISHED",
+    "ArchInfo",
+    "LayerProfile",
+    "PublishedWeights",
+    "arch_info",
+    "count_macs",
+    "count_params",
+    "create",
+    "fetch_published",
+    "from_checkpoint",
+    "list_archs",
+    "min_input_size",
+    "profile_layers",
+    "published_weights",
+    "register_arch",
 ]
 
 for _module in ("alexnet", "vgg", "resnet", "googlenet"):  # importing registers; this is the listing order
@@ -63,8 +75,14 @@ def _few(keys: list[str]) -> str:
     return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
 
 
-def _load_state(model: nn.Module, state: dict[str, Any], *, source: str, reset_head: bool,
-                ckpt: dict[str, Any] | None = None) -> None:
+def _load_state(
+    model: nn.Module,
+    state: dict[str, Any],
+    *,
+    source: str,
+    reset_head: bool,
+    ckpt: dict[str, Any] | None = None,
+) -> None:
     """Load ``state`` into ``model`` strictly, with one-line errors that say what to do."""
     name = model.arch_name
     expected = model.state_dict()
@@ -77,8 +95,14 @@ def _load_state(model: nn.Module, state: dict[str, Any], *, source: str, reset_h
         state = {k: v for k, v in state.items() if not k.startswith(head)}
         allowed_missing = {k for k in expected if k.startswith(head)}
     stem = model.stem_conv + ".weight"
-    if (stem in state and stem in expected and state[stem].ndim == 4 and state[stem].shape[1] == 3
-            and expected[stem].shape[1] == 1 and state[stem].shape[2:] == expected[stem].shape[2:]):
+    if (
+        stem in state
+        and stem in expected
+        and state[stem].ndim == 4
+        and state[stem].shape[1] == 3
+        and expected[stem].shape[1] == 1
+        and state[stem].shape[2:] == expected[stem].shape[2:]
+    ):
         state[stem] = state[stem].sum(dim=1, keepdim=True)  # grey input: the sum of the RGB filters
     for k in expected:  # files saved before BatchNorm counted batches lack these buffers
         bn = k.removesuffix("num_batches_tracked")
@@ -98,17 +122,20 @@ def _load_state(model: nn.Module, state: dict[str, Any], *, source: str, reset_h
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})")
     if bad_shape:
-        shown = "; ".join(f"{k}: checkpoint {_shape(state[k])} vs model {_shape(expected[k])}"
-                          for k in bad_shape[:3])
+        shown = "; ".join(
+            f"{k}: checkpoint {_shape(state[k])} vs model {_shape(expected[k])}" for k in bad_shape[:3]
+        )
         parts.append(f"{len(bad_shape)} shape mismatch(es) ({shown}{'; ...' if len(bad_shape) > 3 else ''})")
     msg = f"cannot load {source} into {name}: {', '.join(parts)}"
     ckpt_arch = ckpt.get("arch") if ckpt else None
     if not missing and not unexpected and all(k.startswith(head) for k in bad_shape):
         classes = state[bad_shape[0]].shape[0]
         ours = model.arch_options["num_classes"]
-        msg += (f". The checkpoint's head has {classes} classes, the model's {ours}: "
-                f"pass reset_head=True (CLI --reset-head) to fine-tune on a new label set, "
-                f"or num_classes={classes} to keep its head")
+        msg += (
+            f". The checkpoint's head has {classes} classes, the model's {ours}: "
+            f"pass reset_head=True (CLI --reset-head) to fine-tune on a new label set, "
+            f"or num_classes={classes} to keep its head"
+        )
     elif ckpt_arch and ckpt_arch != name:
         msg += f". It is a {ckpt_arch} checkpoint: load it with from_checkpoint() or create('{ckpt_arch}')"
     elif ckpt:
@@ -116,15 +143,23 @@ def _load_state(model: nn.Module, state: dict[str, Any], *, source: str, reset_h
         opts = ", ".join(f"{k}={v!r}" for k, v in saved.items()) or "the same options"
         msg += f". The checkpoint was saved with {opts}: build the model with them or use from_checkpoint()"
     elif model.arch_options.get("small_input"):
-        msg += (". small_input=True changes the stem (and the alexnet/vgg16 head); "
-                "these weights are for the full-size variant")
+        msg += (
+            ". small_input=True changes the stem (and the alexnet/vgg16 head); "
+            "these weights are for the full-size variant"
+        )
     else:
         msg += ". Is it a checkpoint of another architecture or variant?"
     raise EdgecnnError(msg)
 
 
-def create(name: str, *, num_classes: int = 1000, weights: str | os.PathLike | None = None,
-           reset_head: bool = False, **options: Any) -> nn.Module:
+def create(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    weights: str | os.PathLike | None = None,
+    reset_head: bool = False,
+    **options: Any,
+) -> nn.Module:
     """Build architecture ``name``, optionally loading weights strictly.
 
     ``options`` are the builder's keyword options (``in_channels``, ``small_input``,

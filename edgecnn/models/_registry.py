@@ -33,8 +33,15 @@ class ArchInfo:
     options: Mapping[str, Any] = field(compare=False)
 
 
-def register_arch(name: str, *, family: str, paper: str, published: PublishedWeights | None = None,
-                  small_input_note: str, test_variant: bool = False):
+def register_arch(
+    name: str,
+    *,
+    family: str,
+    paper: str,
+    published: PublishedWeights | None = None,
+    small_input_note: str,
+    test_variant: bool = False,
+):
     """Decorator registering a builder ``fn(*, num_classes, in_channels, small_input, ...)``."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -44,8 +51,16 @@ def register_arch(name: str, *, family: str, paper: str, published: PublishedWei
         if any(p.kind is not p.KEYWORD_ONLY for p in params):
             raise TypeError(f"builder of '{name}' must take keyword-only options")
         options = MappingProxyType({p.name: p.default for p in params})
-        _ARCHS[name] = ArchInfo(name=name, family=family, paper=paper, small_input_note=small_input_note,
-                                published=published, test_variant=test_variant, builder=fn, options=options)
+        _ARCHS[name] = ArchInfo(
+            name=name,
+            family=family,
+            paper=paper,
+            small_input_note=small_input_note,
+            published=published,
+            test_variant=test_variant,
+            builder=fn,
+            options=options,
+        )
         return fn
 
     return deco
@@ -62,5 +77,8 @@ def arch_info(name: str) -> ArchInfo:
 
 def list_archs(pattern: str = "*", include_test: bool = False) -> list[str]:
     """Registered names matching the fnmatch ``pattern``, in registration order."""
-    return [n for n, info in _ARCHS.items()
-            if fnmatch.fnmatchcase(n, pattern) and (include_test or not info.test_variant)]
+    return [
+        n
+        for n, info in _ARCHS.items()
+        if fnmatch.fnmatchcase(n, pattern) and (include_test or not info.test_variant)
+    ]

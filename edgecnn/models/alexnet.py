@@ -11,8 +11,10 @@ from edgecnn.models._registry import register_arch
 from edgecnn.models.weights import PUBLISHED
 
 PAPER = "Krizhevsky 2014, One weird trick for parallelizing CNNs (arXiv:1404.5997)"
-SMALL_INPUT_NOTE = ("conv1 3x3 stride 1 (was 11x11 stride 4), 1x1 avg-pool, classifier 512 wide (was 4096); "
-                    "the 5 convs and 3 max-pools unchanged")
+SMALL_INPUT_NOTE = (
+    "conv1 3x3 stride 1 (was 11x11 stride 4), 1x1 avg-pool, classifier 512 wide (was 4096); "
+    "the 5 convs and 3 max-pools unchanged"
+)
 
 
 class AlexNet(nn.Module):
@@ -24,8 +26,16 @@ class AlexNet(nn.Module):
     head_modules: ClassVar[tuple[str, ...]] = ("classifier.6",)
     stem_conv: ClassVar[str] = "features.0"
 
-    def __init__(self, num_classes: int = 1000, *, in_channels: int = 3, small_input: bool = False,
-                 dropout: float = 0.5, width_div: int = 1, hidden: int | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        *,
+        in_channels: int = 3,
+        small_input: bool = False,
+        dropout: float = 0.5,
+        width_div: int = 1,
+        hidden: int | None = None,
+    ) -> None:
         super().__init__()
         c1, c2, c3, c4, c5 = (c // width_div for c in (64, 192, 384, 256, 256))
         hidden = hidden or (512 if small_input else 4096)
@@ -70,10 +80,16 @@ class AlexNet(nn.Module):
         return self.classifier(x)  # N x num_classes
 
 
-@register_arch("alexnet", family="alexnet", paper=PAPER, published=PUBLISHED["alexnet"],
-               small_input_note=SMALL_INPUT_NOTE)
-def alexnet(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
-            dropout: float = 0.5) -> AlexNet:
+@register_arch(
+    "alexnet",
+    family="alexnet",
+    paper=PAPER,
+    published=PUBLISHED["alexnet"],
+    small_input_note=SMALL_INPUT_NOTE,
+)
+def alexnet(
+    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+) -> AlexNet:
     """AlexNet exactly as torchvision 0.28 builds it (61,100,840 parameters at defaults).
 
     ``small_input=True`` is the low-resolution (e.g. 32x32) variant and changes only the
@@ -86,10 +102,13 @@ def alexnet(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool 
     return AlexNet(num_classes, in_channels=in_channels, small_input=small_input, dropout=dropout)
 
 
-@register_arch("test_alexnet", family="alexnet", paper=PAPER, small_input_note=SMALL_INPUT_NOTE,
-               test_variant=True)
-def tiny_alexnet(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
-                 dropout: float = 0.5) -> AlexNet:
+@register_arch(
+    "test_alexnet", family="alexnet", paper=PAPER, small_input_note=SMALL_INPUT_NOTE, test_variant=True
+)
+def tiny_alexnet(
+    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+) -> AlexNet:
     """AlexNet's topology with 1/8 of the channels and a 64-wide classifier, for tests."""
-    return AlexNet(num_classes, in_channels=in_channels, small_input=small_input, dropout=dropout,
-                   width_div=8, hidden=64)
+    return AlexNet(
+        num_classes, in_channels=in_channels, small_input=small_input, dropout=dropout, width_div=8, hidden=64
+    )

@@ -48,8 +48,16 @@ class BasicConv2d(nn.Module):
 
 
 class Inception(nn.Module):
-    def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,
-                 pool_proj: int) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        ch1x1: int,
+        ch3x3red: int,
+        ch3x3: int,
+        ch5x5red: int,
+        ch5x5: int,
+        pool_proj: int,
+    ) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
         self.branch2 = nn.Sequential(
@@ -101,9 +109,18 @@ class GoogLeNet(nn.Module):
     head_modules: ClassVar[tuple[str, ...]] = ("fc", "aux1.fc2", "aux2.fc2")
     stem_conv: ClassVar[str] = "conv1.conv"
 
-    def __init__(self, num_classes: int = 1000, *, in_channels: int = 3, small_input: bool = False,
-                 aux_logits: bool = False, transform_input: bool = False, dropout: float = 0.2,
-                 dropout_aux: float = 0.7, width_div: int = 1) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        *,
+        in_channels: int = 3,
+        small_input: bool = False,
+        aux_logits: bool = False,
+        transform_input: bool = False,
+        dropout: float = 0.2,
+        dropout_aux: float = 0.7,
+        width_div: int = 1,
+    ) -> None:
         super().__init__()
         if transform_input and in_channels != 3:
             raise EdgecnnError(f"googlenet: transform_input needs in_channels=3 (got {in_channels})")
@@ -204,11 +221,23 @@ class GoogLeNet(nn.Module):
         return GoogLeNetOutputs(x, aux2, aux1) if aux_on else x
 
 
-@register_arch("googlenet", family="googlenet", paper=PAPER, published=PUBLISHED["googlenet"],
-               small_input_note=SMALL_INPUT_NOTE)
-def googlenet(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
-              dropout: float = 0.2, aux_logits: bool = False, transform_input: bool = False,
-              dropout_aux: float = 0.7) -> GoogLeNet:
+@register_arch(
+    "googlenet",
+    family="googlenet",
+    paper=PAPER,
+    published=PUBLISHED["googlenet"],
+    small_input_note=SMALL_INPUT_NOTE,
+)
+def googlenet(
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    small_input: bool = False,
+    dropout: float = 0.2,
+    aux_logits: bool = False,
+    transform_input: bool = False,
+    dropout_aux: float = 0.7,
+) -> GoogLeNet:
     """GoogLeNet exactly as torchvision 0.28 builds it (6,624,904 parameters at defaults).
 
     ``small_input=True`` is the low-resolution (e.g. 32x32) variant and changes only the
@@ -220,15 +249,38 @@ def googlenet(*, num_classes: int = 1000, in_channels: int = 3, small_input: boo
     ImageNet-normalised input for the ported weights; :func:`edgecnn.models.create` turns
     it on with ``weights="imagenet"`` unless given, like torchvision.
     """
-    return GoogLeNet(num_classes, in_channels=in_channels, small_input=small_input, aux_logits=aux_logits,
-                     transform_input=transform_input, dropout=dropout, dropout_aux=dropout_aux)
+    return GoogLeNet(
+        num_classes,
+        in_channels=in_channels,
+        small_input=small_input,
+        aux_logits=aux_logits,
+        transform_input=transform_input,
+        dropout=dropout,
+        dropout_aux=dropout_aux,
+    )
 
 
-@register_arch("test_googlenet", family="googlenet", paper=PAPER, small_input_note=SMALL_INPUT_NOTE,
-               test_variant=True)
-def tiny_googlenet(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
-                   dropout: float = 0.2, aux_logits: bool = False, transform_input: bool = False,
-                   dropout_aux: float = 0.7) -> GoogLeNet:
+@register_arch(
+    "test_googlenet", family="googlenet", paper=PAPER, small_input_note=SMALL_INPUT_NOTE, test_variant=True
+)
+def tiny_googlenet(
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    small_input: bool = False,
+    dropout: float = 0.2,
+    aux_logits: bool = False,
+    transform_input: bool = False,
+    dropout_aux: float = 0.7,
+) -> GoogLeNet:
     """GoogLeNet's topology (all nine inception blocks, four branches each) with 1/8 of the channels."""
-    return GoogLeNet(num_classes, in_channels=in_channels, small_input=small_input, aux_logits=aux_logits,
-                     transform_input=transform_input, dropout=dropout, dropout_aux=dropout_aux, width_div=8)
+    return GoogLeNet(
+        num_classes,
+        in_channels=in_channels,
+        small_input=small_input,
+        aux_logits=aux_logits,
+        transform_input=transform_input,
+        dropout=dropout,
+        dropout_aux=dropout_aux,
+        width_div=8,
+    )

@@ -70,11 +70,17 @@ def profile_layers(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224, 
         if not isinstance(out, torch.Tensor) or inp is None:
             return
         own = list(m.parameters(recurse=False))
-        rows.append(LayerProfile(
-            name=names[m], kind=_kind(m), macs=_macs(m, inp, out), params=sum(p.numel() for p in own),
-            weight_bytes=sum(p.numel() * p.element_size() for p in own),
-            input_shape=tuple(inp.shape), output_shape=tuple(out.shape),
-        ))
+        rows.append(
+            LayerProfile(
+                name=names[m],
+                kind=_kind(m),
+                macs=_macs(m, inp, out),
+                params=sum(p.numel() for p in own),
+                weight_bytes=sum(p.numel() * p.element_size() for p in own),
+                input_shape=tuple(inp.shape),
+                output_shape=tuple(out.shape),
+            )
+        )
 
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]

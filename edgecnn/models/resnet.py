@@ -25,8 +25,9 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     expansion: ClassVar[int] = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -56,9 +57,16 @@ class ResNet(nn.Module):
     head_modules: ClassVar[tuple[str, ...]] = ("fc",)
     stem_conv: ClassVar[str] = "conv1"
 
-    def __init__(self, layers: tuple[int, ...] = (2, 2, 2, 2), num_classes: int = 1000, *,
-                 in_channels: int = 3, small_input: bool = False, zero_init_residual: bool = False,
-                 width_div: int = 1) -> None:
+    def __init__(
+        self,
+        layers: tuple[int, ...] = (2, 2, 2, 2),
+        num_classes: int = 1000,
+        *,
+        in_channels: int = 3,
+        small_input: bool = False,
+        zero_init_residual: bool = False,
+        width_div: int = 1,
+    ) -> None:
         super().__init__()
         widths = [c // width_div for c in (64, 128, 256, 512)]
         self.inplanes = widths[0]
@@ -119,10 +127,20 @@ class ResNet(nn.Module):
         return self.fc(x)  # N x num_classes
 
 
-@register_arch("resnet18", family="resnet", paper=PAPER, published=PUBLISHED["resnet18"],
-               small_input_note=SMALL_INPUT_NOTE)
-def resnet18(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
-             zero_init_residual: bool = False) -> ResNet:
+@register_arch(
+    "resnet18",
+    family="resnet",
+    paper=PAPER,
+    published=PUBLISHED["resnet18"],
+    small_input_note=SMALL_INPUT_NOTE,
+)
+def resnet18(
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    small_input: bool = False,
+    zero_init_residual: bool = False,
+) -> ResNet:
     """ResNet18 exactly as torchvision 0.28 builds it (11,689,512 parameters at defaults).
 
     ``small_input=True`` is the low-resolution (e.g. 32x32) variant and changes only the
@@ -130,14 +148,29 @@ def resnet18(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool
     padding 3). The max-pool, all four stages and ``fc`` are unchanged.
     ``zero_init_residual`` starts each block's last batch norm at zero (torchvision's option).
     """
-    return ResNet(num_classes=num_classes, in_channels=in_channels, small_input=small_input,
-                  zero_init_residual=zero_init_residual)
+    return ResNet(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        small_input=small_input,
+        zero_init_residual=zero_init_residual,
+    )
 
 
-@register_arch("test_resnet18", family="resnet", paper=PAPER, small_input_note=SMALL_INPUT_NOTE,
-               test_variant=True)
-def tiny_resnet18(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
-                  zero_init_residual: bool = False) -> ResNet:
+@register_arch(
+    "test_resnet18", family="resnet", paper=PAPER, small_input_note=SMALL_INPUT_NOTE, test_variant=True
+)
+def tiny_resnet18(
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    small_input: bool = False,
+    zero_init_residual: bool = False,
+) -> ResNet:
     """ResNet18's topology (same blocks and skips) with 1/8 of the channels, for tests."""
-    return ResNet(num_classes=num_classes, in_channels=in_channels, small_input=small_input,
-                  zero_init_residual=zero_init_residual, width_div=8)
+    return ResNet(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        small_input=small_input,
+        zero_init_residual=zero_init_residual,
+        width_div=8,
+    )

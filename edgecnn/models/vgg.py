@@ -12,11 +12,30 @@ from edgecnn.models._registry import register_arch
 from edgecnn.models.weights import PUBLISHED
 
 PAPER = "Simonyan & Zisserman 2014, Very Deep Convolutional Networks (arXiv:1409.1556)"
-SMALL_INPUT_NOTE = ("1x1 avg-pool and a classifier 512 wide (was 7x7 and 4096); "
-                    "all 13 convs and 5 max-pools unchanged")
+SMALL_INPUT_NOTE = (
+    "1x1 avg-pool and a classifier 512 wide (was 7x7 and 4096); all 13 convs and 5 max-pools unchanged"
+)
 # Configuration "D": conv widths, "M" = 2x2 max-pool.
-VGG16_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-                                    512, 512, 512, "M", 512, 512, 512, "M")
+VGG16_CFG: tuple[int | str, ...] = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+)
 
 
 def make_layers(cfg: tuple[int | str, ...], in_channels: int = 3, width_div: int = 1) -> nn.Sequential:
@@ -44,9 +63,18 @@ class VGG(nn.Module):
     head_modules: ClassVar[tuple[str, ...]] = ("classifier.6",)
     stem_conv: ClassVar[str] = "features.0"
 
-    def __init__(self, cfg: tuple[int | str, ...] = VGG16_CFG, num_classes: int = 1000, *,
-                 in_channels: int = 3, small_input: bool = False, dropout: float = 0.5, width_div: int = 1,
-                 hidden: int | None = None, init: str = "torchvision") -> None:
+    def __init__(
+        self,
+        cfg: tuple[int | str, ...] = VGG16_CFG,
+        num_classes: int = 1000,
+        *,
+        in_channels: int = 3,
+        small_input: bool = False,
+        dropout: float = 0.5,
+        width_div: int = 1,
+        hidden: int | None = None,
+        init: str = "torchvision",
+    ) -> None:
         super().__init__()
         if init not in ("torchvision", "kaiming"):
             raise EdgecnnError(f"vgg: init must be 'torchvision' or 'kaiming', not {init!r}")
@@ -85,10 +113,17 @@ class VGG(nn.Module):
         return self.classifier(x)  # N x num_classes
 
 
-@register_arch("vgg16", family="vgg", paper=PAPER, published=PUBLISHED["vgg16"],
-               small_input_note=SMALL_INPUT_NOTE)
-def vgg16(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
-          dropout: float = 0.5, init: str = "torchvision") -> VGG:
+@register_arch(
+    "vgg16", family="vgg", paper=PAPER, published=PUBLISHED["vgg16"], small_input_note=SMALL_INPUT_NOTE
+)
+def vgg16(
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    small_input: bool = False,
+    dropout: float = 0.5,
+    init: str = "torchvision",
+) -> VGG:
     """VGG16 exactly as torchvision 0.28 builds it (138,357,544 parameters at defaults).
 
     ``small_input=True`` is the low-resolution (e.g. 32x32) variant and changes only the
@@ -99,13 +134,27 @@ def vgg16(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = 
     need inputs of at least 32 px. ``init`` picks the initialisation (see :class:`VGG`);
     it changes no module.
     """
-    return VGG(num_classes=num_classes, in_channels=in_channels, small_input=small_input, dropout=dropout,
-               init=init)
+    return VGG(
+        num_classes=num_classes, in_channels=in_channels, small_input=small_input, dropout=dropout, init=init
+    )
 
 
 @register_arch("test_vgg16", family="vgg", paper=PAPER, small_input_note=SMALL_INPUT_NOTE, test_variant=True)
-def tiny_vgg16(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
-               dropout: float = 0.5, init: str = "torchvision") -> VGG:
+def tiny_vgg16(
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    small_input: bool = False,
+    dropout: float = 0.5,
+    init: str = "torchvision",
+) -> VGG:
     """VGG16's topology with 1/8 of the channels and a 64-wide classifier, for tests."""
-    return VGG(num_classes=num_classes, in_channels=in_channels, small_input=small_input, dropout=dropout,
-               width_div=8, hidden=64, init=init)
+    return VGG(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        small_input=small_input,
+        dropout=dropout,
+        width_div=8,
+        hidden=64,
+        init=init,
+    )

@@ -47,25 +47,48 @@ class PublishedWeights:
 
 def _torchvision(filename: str, sha256: str, top1: float, top5: float, enum: str) -> PublishedWeights:
     prefix = filename.rsplit("-", 1)[1].split(".")[0]
-    return PublishedWeights(url=BASE_URL + filename, filename=filename, sha256=sha256, sha256_prefix=prefix,
-                            num_classes=1000, top1=top1, top5=top5,
-                            source=f"torchvision {enum}.IMAGENET1K_V1")
+    return PublishedWeights(
+        url=BASE_URL + filename,
+        filename=filename,
+        sha256=sha256,
+        sha256_prefix=prefix,
+        num_classes=1000,
+        top1=top1,
+        top5=top5,
+        source=f"torchvision {enum}.IMAGENET1K_V1",
+    )
 
 
 PUBLISHED: dict[str, PublishedWeights] = {
-    "alexnet": _torchvision("alexnet-owt-7be5be79.pth",
-                            "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
-                            56.522, 79.066, "AlexNet_Weights"),
-    "vgg16": _torchvision("vgg16-397923af.pth",
-                          "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
-                          71.592, 90.382, "VGG16_Weights"),
-    "resnet18": _torchvision("resnet18-f37072fd.pth",
-                             "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
-                             69.758, 89.078, "ResNet18_Weights"),
+    "alexnet": _torchvision(
+        "alexnet-owt-7be5be79.pth",
+        "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
+        56.522,
+        79.066,
+        "AlexNet_Weights",
+    ),
+    "vgg16": _torchvision(
+        "vgg16-397923af.pth",
+        "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+        71.592,
+        90.382,
+        "VGG16_Weights",
+    ),
+    "resnet18": _torchvision(
+        "resnet18-f37072fd.pth",
+        "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
+        69.758,
+        89.078,
+        "ResNet18_Weights",
+    ),
     # The file also holds the (untrained) auxiliary classifiers aux1/aux2.
-    "googlenet": _torchvision("googlenet-1378be20.pth",
-                              "1378be20a8e875cf1568b8a71654e704449655e34711a959a38b04fb34905cef",
-                              69.778, 89.530, "GoogLeNet_Weights"),
+    "googlenet": _torchvision(
+        "googlenet-1378be20.pth",
+        "1378be20a8e875cf1568b8a71654e704449655e34711a959a38b04fb34905cef",
+        69.778,
+        89.530,
+        "GoogLeNet_Weights",
+    ),
 }
 
 

@@ -34,8 +34,10 @@ _MIN_IMAGES = {"minmax": 1, "percentile": 32, "entropy": 32, "mse": 32}
 
 def check_method(method: str) -> str:
     if method not in METHODS:
-        raise EdgecnnError(f"unknown calibration method '{method}'.{suggest(str(method), METHODS)} "
-                           f"Choose one of: {', '.join(METHODS)}")
+        raise EdgecnnError(
+            f"unknown calibration method '{method}'.{suggest(str(method), METHODS)} "
+            f"Choose one of: {', '.join(METHODS)}"
+        )
     return method
 
 
@@ -61,7 +63,7 @@ def _check_bins(bins: int) -> None:
 
 @dataclass(frozen=True)
 class PercentileSettings:
-    percentile: float = 99.99     # clip at this percentile of |x| (symmetric) or [100-p, p] of x (affine)
+    percentile: float = 99.99  # clip at this percentile of |x| (symmetric) or [100-p, p] of x (affine)
     bins: int = 2048
 
     def __post_init__(self):
@@ -73,9 +75,9 @@ class PercentileSettings:
 @dataclass(frozen=True)
 class EntropySettings:
     bins: int = 2048
-    start_bin: int = 128          # smallest threshold tried, in bins
-    stride: int = 1               # try every stride-th threshold
-    max_clip: float = 0.01        # thresholds clipping more than this fraction of values are not tried
+    start_bin: int = 128  # smallest threshold tried, in bins
+    stride: int = 1  # try every stride-th threshold
+    max_clip: float = 0.01  # thresholds clipping more than this fraction of values are not tried
 
     def __post_init__(self):
         _check_bins(self.bins)
@@ -101,11 +103,11 @@ class CalibrationManifest:
     description: str = ""
     split: Literal["calib"] = "calib"
     images: int = 512
-    seed: int | None = None       # None: the first `images` of the split (nested); else a seeded sample
+    seed: int | None = None  # None: the first `images` of the split (nested); else a seeded sample
     percentile: PercentileSettings = field(default_factory=PercentileSettings)
     entropy: EntropySettings = field(default_factory=EntropySettings)
     mse: MseSettings = field(default_factory=MseSettings)
-    source: str = ""              # the file it was read from (not a key of the file)
+    source: str = ""  # the file it was read from (not a key of the file)
 
     def __post_init__(self):
         if self.images < 1:
@@ -120,8 +122,10 @@ class CalibrationManifest:
 
     def check_dataset(self, name: str) -> None:
         if name != self.dataset:
-            raise EdgecnnError(f"calibration manifest {self.source or '?'} is for dataset '{self.dataset}', "
-                               f"not '{name}'; pass the manifest of {name}")
+            raise EdgecnnError(
+                f"calibration manifest {self.source or '?'} is for dataset '{self.dataset}', "
+                f"not '{name}'; pass the manifest of {name}"
+            )
 
     def select(self, calib: Split, images: int | None = None) -> Split:
         """This manifest's calibration images out of the ``calib`` split (``images`` overrides the count)."""
@@ -149,8 +153,10 @@ def load_calibration(name_or_path: str | Path) -> CalibrationManifest:
         path = CALIBRATION_DIR / f"{spec}.toml"
         if not path.exists():
             have = available()
-            raise EdgecnnError(f"no calibration manifest named '{spec}'.{suggest(spec, have)} "
-                               f"Available: {', '.join(have) or 'none'}; or pass a .toml path")
+            raise EdgecnnError(
+                f"no calibration manifest named '{spec}'.{suggest(spec, have)} "
+                f"Available: {', '.join(have) or 'none'}; or pass a .toml path"
+            )
     return parse_calibration(read_toml(path), str(path))
 
 

@@ -55,8 +55,14 @@ from edgecnn.quantize.calibset import (  # re-exported: METHODS, min_calibration
 )
 
 __all__ = [
-    "METHODS", "EntropyObserver", "MSEObserver", "PercentileObserver", "activation_observer",
-    "check_calibration_size", "check_method", "min_calibration_images",
+    "METHODS",
+    "EntropyObserver",
+    "MSEObserver",
+    "PercentileObserver",
+    "activation_observer",
+    "check_calibration_size",
+    "check_method",
+    "min_calibration_images",
 ]
 
 # Keyword arguments each method accepts beyond dtype / qscheme / quant_min / quant_max.
@@ -88,16 +94,36 @@ class _HistogramObserverBase(UniformQuantizationObserverBase):
     min_val: torch.Tensor
     max_val: torch.Tensor
 
-    def __init__(self, bins: int = 2048, dtype=torch.int8, qscheme=torch.per_tensor_symmetric,
-                 reduce_range=False, quant_min=None, quant_max=None, factory_kwargs=None,
-                 eps=_FLOAT32_EPS, is_dynamic=False, **kwargs) -> None:
+    def __init__(
+        self,
+        bins: int = 2048,
+        dtype=torch.int8,
+        qscheme=torch.per_tensor_symmetric,
+        reduce_range=False,
+        quant_min=None,
+        quant_max=None,
+        factory_kwargs=None,
+        eps=_FLOAT32_EPS,
+        is_dynamic=False,
+        **kwargs,
+    ) -> None:
         if qscheme not in (torch.per_tensor_symmetric, torch.per_tensor_affine):
-            raise NotImplementedError(f"{type(self).__name__} supports per-tensor qschemes only, got {qscheme}")
+            raise NotImplementedError(
+                f"{type(self).__name__} supports per-tensor qschemes only, got {qscheme}"
+            )
         if is_dynamic:
             raise NotImplementedError(f"{type(self).__name__} does not support dynamic quantization")
-        super().__init__(dtype=dtype, qscheme=qscheme, reduce_range=reduce_range, quant_min=quant_min,
-                         quant_max=quant_max, factory_kwargs=factory_kwargs, eps=eps,
-                         is_dynamic=is_dynamic, **kwargs)
+        super().__init__(
+            dtype=dtype,
+            qscheme=qscheme,
+            reduce_range=reduce_range,
+            quant_min=quant_min,
+            quant_max=quant_max,
+            factory_kwargs=factory_kwargs,
+            eps=eps,
+            is_dynamic=is_dynamic,
+            **kwargs,
+        )
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 8:
             raise ValueError(f"bins must be an integer >= 8, got {bins!r}")
         self.bins = bins
@@ -171,9 +197,13 @@ class _HistogramObserverBase(UniformQuantizationObserverBase):
 
     def calculate_qparams(self):
         if bool(self.min_val == float("inf")):
-            warnings.warn(f"{type(self).__name__}: calculate_qparams before any data was observed; "
-                          "returning scale 1, zero point 0")
-            return torch.tensor([1.0], device=self.min_val.device), torch.tensor([0], device=self.min_val.device)
+            warnings.warn(
+                f"{type(self).__name__}: calculate_qparams before any data was observed; "
+                "returning scale 1, zero point 0"
+            )
+            return torch.tensor([1.0], device=self.min_val.device), torch.tensor(
+                [0], device=self.min_val.device
+            )
         lo, hi = self.clip_range()
         return self._qparams(lo, hi)
 
@@ -252,7 +282,11 @@ class PercentileObserver(_HistogramObserverBase):
 
     def __init__(self, percentile: float = 99.99, bins: int = 2048, **kwargs) -> None:
         super().__init__(bins=bins, **kwargs)
-        if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 50 < percentile <= 100:
+        if (
+            isinstance(percentile, bool)
+            or not isinstance(percentile, (int, float))
+            or not 50 < percentile <= 100
+        ):
             raise ValueError(f"percentile must be in (50, 100], got {percentile!r}")
         self.percentile = float(percentile)
 
@@ -270,8 +304,9 @@ class PercentileObserver(_HistogramObserverBase):
 # ----------------------------------------------------------------------------- entropy (KL)
 
 
-def kl_divergences(hist: torch.Tensor, levels: int, start_bin: int = 128,
-                   stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def kl_divergences(
+    hist: torch.Tensor, levels: int, start_bin: int = 128, stride: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """TensorRT's KL calibration on a one-sided histogram, vectorised over thresholds.
 
     Returns ``(i, kl)``: candidate thresholds in bins (the clip value is ``i * bin_width``)
@@ -309,30 +344,37 @@ def _kl_chunk(i, levels, b, cs, cnz, cblogb, total):
     chunk_nz = torch.diff(torch.take(cnz, edges), dim=1)
     avg = torch.where(chunk_nz > 0, chunk_sum / chunk_nz.clamp(min=1), torch.zeros_like(chunk_sum))
     log_avg = torch.log(torch.where(avg > 0, avg, torch.ones_like(avg)))
-    sum_b_log_avg = (chunk_sum * log_avg).sum(1)             # sum_{j<i} b_j log avg_{g(j)}
+    sum_b_log_avg = (chunk_sum * log_avg).sum(1)  # sum_{j<i} b_j log avg_{g(j)}
     last = i - 1
     b_last = b[last]
     g_last = (last * levels) // i
     log_avg_last = log_avg.gather(1, g_last[:, None])[:, 0]
-    nq = cs[i]                                                # total mass of Q (unnormalised)
-    head_mass = cs[last]                                      # sum_{j <= i-2} b_j
+    nq = cs[i]  # total mass of Q (unnormalised)
+    head_mass = cs[last]  # sum_{j <= i-2} b_j
     log_nq = torch.log(nq.clamp(min=1e-300))
     # N * sum_{j <= i-2} p_j log(p_j / q_j), with p_j = b_j / N and q_j = avg_g / nq
-    head = (cblogb[last] - head_mass * math.log(total)
-            - (sum_b_log_avg - b_last * log_avg_last) + head_mass * log_nq)
-    p_last = b_last + (total - cs[i])                         # outliers folded into the last bin
+    head = (
+        cblogb[last]
+        - head_mass * math.log(total)
+        - (sum_b_log_avg - b_last * log_avg_last)
+        + head_mass * log_nq
+    )
+    p_last = b_last + (total - cs[i])  # outliers folded into the last bin
     tail = torch.where(
         p_last > 0,
-        torch.where(b_last > 0,
-                    p_last * (torch.log(p_last.clamp(min=1e-300)) - math.log(total) - log_avg_last + log_nq),
-                    torch.full_like(p_last, float("inf"))),
+        torch.where(
+            b_last > 0,
+            p_last * (torch.log(p_last.clamp(min=1e-300)) - math.log(total) - log_avg_last + log_nq),
+            torch.full_like(p_last, float("inf")),
+        ),
         torch.zeros_like(p_last),
     )
     return (head + tail) / total
 
 
-def _entropy_threshold(h: torch.Tensor, r: float, levels: int, start_bin: int, stride: int,
-                       max_clip: float) -> float:
+def _entropy_threshold(
+    h: torch.Tensor, r: float, levels: int, start_bin: int, stride: int, max_clip: float
+) -> float:
     total = float(h.sum())
     if r <= 0.0 or total <= 0.0:
         return 0.0
@@ -350,30 +392,39 @@ def _entropy_threshold(h: torch.Tensor, r: float, levels: int, start_bin: int, s
 class EntropyObserver(_HistogramObserverBase):
     """TensorRT-style KL-divergence (entropy) calibration; see :func:`kl_divergences`."""
 
-    def __init__(self, bins: int = 2048, start_bin: int = 128, stride: int = 1, max_clip: float = 0.01,
-                 **kwargs) -> None:
+    def __init__(
+        self, bins: int = 2048, start_bin: int = 128, stride: int = 1, max_clip: float = 0.01, **kwargs
+    ) -> None:
         super().__init__(bins=bins, **kwargs)
         if not 1 <= start_bin <= bins or stride < 1 or not 0.0 <= max_clip <= 1.0:
-            raise ValueError(f"need 1 <= start_bin <= bins, stride >= 1 and 0 <= max_clip <= 1, got "
-                             f"start_bin={start_bin}, stride={stride}, max_clip={max_clip}")
+            raise ValueError(
+                f"need 1 <= start_bin <= bins, stride >= 1 and 0 <= max_clip <= 1, got "
+                f"start_bin={start_bin}, stride={stride}, max_clip={max_clip}"
+            )
         self.start_bin = start_bin
         self.stride = stride
         self.max_clip = float(max_clip)
 
     def _symmetric_threshold(self, h, r):
-        return _entropy_threshold(h, r, self._positive_levels() + 1, self.start_bin, self.stride, self.max_clip)
+        return _entropy_threshold(
+            h, r, self._positive_levels() + 1, self.start_bin, self.stride, self.max_clip
+        )
 
     def _affine_range(self, hp, rp, hn, rn):
         levels = self.quant_max - self.quant_min + 1
-        if float(hn.sum()) <= 0.0:      # non-negative data: the whole grid on one side
+        if float(hn.sum()) <= 0.0:  # non-negative data: the whole grid on one side
             return 0.0, _entropy_threshold(hp, rp, levels, self.start_bin, self.stride, self.max_clip)
         half = max(1, levels // 2)
-        return (-_entropy_threshold(hn, rn, half, self.start_bin, self.stride, self.max_clip),
-                _entropy_threshold(hp, rp, half, self.start_bin, self.stride, self.max_clip))
+        return (
+            -_entropy_threshold(hn, rn, half, self.start_bin, self.stride, self.max_clip),
+            _entropy_threshold(hp, rp, half, self.start_bin, self.stride, self.max_clip),
+        )
 
     def extra_repr(self) -> str:
-        return (f"start_bin={self.start_bin}, stride={self.stride}, max_clip={self.max_clip}, "
-                + super().extra_repr())
+        return (
+            f"start_bin={self.start_bin}, stride={self.stride}, max_clip={self.max_clip}, "
+            + super().extra_repr()
+        )
 
 
 # ----------------------------------------------------------------------------- mse
@@ -396,12 +447,12 @@ def side_errors(h: torch.Tensor, r: float, scale: torch.Tensor, clip: torch.Tens
     if r <= 0.0 or float(h.sum()) <= 0.0:
         return torch.zeros_like(scale)
     w = r / n
-    e = torch.arange(n + 1, dtype=torch.float64) * w           # bin edges
+    e = torch.arange(n + 1, dtype=torch.float64) * w  # bin edges
     density = (h / w)[None, :]
     out = []
     for s, c in zip(scale.split(_CHUNK), clip.split(_CHUNK)):  # chunks stay in cache: several times faster
         s, c = s[:, None], c[:, None]
-        edge = c + s / 2                                       # beyond it every value maps to `clip`
+        edge = c + s / 2  # beyond it every value maps to `clip`
         # antiderivative of the squared error at each bin edge: rounding part + clipping part
         big = _rounding_antiderivative(torch.minimum(e, edge), s) + (torch.maximum(e, edge) - c) ** 3 / 3.0
         out.append((torch.diff(big, dim=1) * density).sum(1))
@@ -451,7 +502,7 @@ class MSEObserver(_HistogramObserverBase):
         lo, hi = (-rn if has_neg else 0.0), (rp if has_pos else 0.0)
         if not has_neg and not has_pos:
             return 0.0, 0.0
-        for _ in range(2 if has_neg and has_pos else 1):    # coordinate descent
+        for _ in range(2 if has_neg and has_pos else 1):  # coordinate descent
             if has_pos:
                 hi = _grid_search(lambda c, lo=lo: error(torch.full_like(c, lo), c), 0.0, rp)
             if has_neg:
@@ -465,8 +516,7 @@ _CLASSES = {"percentile": PercentileObserver, "entropy": EntropyObserver, "mse":
 _DTYPES = {"int8": torch.int8, "uint8": torch.uint8}
 
 
-def activation_observer(method: str, *, dtype: str | torch.dtype = "int8", symmetric: bool = True,
-                        **kw: Any):
+def activation_observer(method: str, *, dtype: str | torch.dtype = "int8", symmetric: bool = True, **kw: Any):
     """The observer constructor (``Observer.with_args(...)``) for calibration ``method``.
 
     ``dtype`` ``"int8"`` or ``"uint8"``; ``symmetric`` picks ``per_tensor_symmetric`` (zero
@@ -487,8 +537,10 @@ def activation_observer(method: str, *, dtype: str | torch.dtype = "int8", symme
     allowed = ("quant_min", "quant_max", *_METHOD_KW[method])
     for k in kw:
         if k not in allowed:
-            raise EdgecnnError(f"calibration method '{method}' has no setting '{k}'.{suggest(k, allowed)} "
-                               f"Valid settings: {', '.join(allowed)}")
+            raise EdgecnnError(
+                f"calibration method '{method}' has no setting '{k}'.{suggest(k, allowed)} "
+                f"Valid settings: {', '.join(allowed)}"
+            )
     _check_settings(method, kw)
     qscheme = torch.per_tensor_symmetric if symmetric else torch.per_tensor_affine
     cls = MinMaxObserver if method == "minmax" else _CLASSES[method]
@@ -505,10 +557,15 @@ def _check_settings(method: str, kw: dict) -> None:
         p = kw["percentile"]
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 50 < p <= 100:
             raise EdgecnnError(f"percentile must be a number in (50, 100], e.g. 99.99; got {p!r}")
-    if "start_bin" in kw and (not is_int(kw["start_bin"]) or not 1 <= kw["start_bin"] <= kw.get("bins", 2048)):
+    if "start_bin" in kw and (
+        not is_int(kw["start_bin"]) or not 1 <= kw["start_bin"] <= kw.get("bins", 2048)
+    ):
         raise EdgecnnError(f"entropy: start_bin must be an integer in [1, bins], got {kw['start_bin']!r}")
     if "stride" in kw and (not is_int(kw["stride"]) or kw["stride"] < 1):
         raise EdgecnnError(f"entropy: stride must be a positive integer, got {kw['stride']!r}")
-    if "max_clip" in kw and (isinstance(kw["max_clip"], bool) or not isinstance(kw["max_clip"], (int, float))
-                             or not 0 <= kw["max_clip"] <= 1):
+    if "max_clip" in kw and (
+        isinstance(kw["max_clip"], bool)
+        or not isinstance(kw["max_clip"], (int, float))
+        or not 0 <= kw["max_clip"] <= 1
+    ):
         raise EdgecnnError(f"entropy: max_clip must be a fraction in [0, 1], got {kw['max_clip']!r}")

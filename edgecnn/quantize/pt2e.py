@@ -39,9 +39,18 @@ SCHEME = {
 }
 # Graph ops that carry the computation: a float one among them is a layer that does not run in INT8.
 _COMPUTE_OPS = {
-    "conv2d": "conv", "linear": "linear", "addmm": "linear", "add": "add", "add_": "add", "cat": "concat",
-    "max_pool2d": "max_pool", "max_pool2d_with_indices": "max_pool", "avg_pool2d": "avg_pool",
-    "adaptive_avg_pool2d": "avg_pool", "mean": "avg_pool", "local_response_norm": "lrn",
+    "conv2d": "conv",
+    "linear": "linear",
+    "addmm": "linear",
+    "add": "add",
+    "add_": "add",
+    "cat": "concat",
+    "max_pool2d": "max_pool",
+    "max_pool2d_with_indices": "max_pool",
+    "avg_pool2d": "avg_pool",
+    "adaptive_avg_pool2d": "avg_pool",
+    "mean": "avg_pool",
+    "local_response_norm": "lrn",
 }
 _QUANT_OPS = ("quantize_per_tensor", "quantize_per_channel")
 _Quantizer = None  # made on first use: litert-torch is imported only when quantizing
@@ -55,14 +64,32 @@ def _act_spec(method: str, qat: bool, **observer_kw: Any):
     from edgecnn.quantize.observers import activation_observer
 
     obs = activation_observer(method, dtype="int8", symmetric=True, **observer_kw)
-    ctr = FakeQuantize.with_args(observer=obs, quant_min=-128, quant_max=127, dtype=torch.int8,
-                                 qscheme=torch.per_tensor_symmetric) if qat else obs
-    return QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_symmetric,
-                            is_dynamic=False, observer_or_fake_quant_ctr=ctr)
+    ctr = (
+        FakeQuantize.with_args(
+            observer=obs, quant_min=-128, quant_max=127, dtype=torch.int8, qscheme=torch.per_tensor_symmetric
+        )
+        if qat
+        else obs
+    )
+    return QuantizationSpec(
+        dtype=torch.int8,
+        quant_min=-128,
+        quant_max=127,
+        qscheme=torch.per_tensor_symmetric,
+        is_dynamic=False,
+        observer_or_fake_quant_ctr=ctr,
+    )
 
 
-def make_quantizer(method: str = "minmax", *, qat: bool = False, weight_bits: int = 8,
-                   float_layers: Iterable[str] = (), only_layers: Iterable[str] | None = None, **observer_kw: Any):
+def make_quantizer(
+    method: str = "minmax",
+    *,
+    qat: bool = False,
+    weight_bits: int = 8,
+    float_layers: Iterable[str] = (),
+    only_layers: Iterable[str] | None = None,
+    **observer_kw: Any,
+):
     """litert-torch's PT2E quantizer with this project's symmetric activation scheme.
 
     ``float_layers``: convolution / linear modules (``"layer1.0.conv2"``) left in float: their
@@ -121,7 +148,9 @@ def _quantizer_class():
             model = self._annotate_for_static_quantization_config(model)
             for node in model.graph.nodes:  # the per-layer decision, before annotations propagate
                 layer = layer_of(node)
-                if layer in self.float_layers or (self.only_layers is not None and layer not in self.only_layers):
+                if layer in self.float_layers or (
+                    self.only_layers is not None and layer not in self.only_layers
+                ):
                     node.meta.pop("quantization_annotation", None)
             propagate_annotation(model)
             return model
@@ -151,7 +180,9 @@ def capture(model: nn.Module, sample: torch.Tensor, *, dynamic_batch: bool = Tru
     try:
         ep = torch.export.export(model, (sample,), strict=True, dynamic_shapes=dyn)
     except Exception as e:
-        raise EdgecnnError(f"torch.export of {type(model).__name__} failed: {str(e).splitlines()[0][:200]}") from e
+        raise EdgecnnError(
+            f"torch.export of {type(model).__name__} failed: {str(e).splitlines()[0][:200]}"
+        ) from e
     return ep.module()
 
 
@@ -164,9 +195,17 @@ def run_batches(module: Any, batches: Iterable[torch.Tensor]) -> int:
     return n
 
 
-def ptq(model: nn.Module, calib: torch.Tensor, *, method: str = "minmax", batch_size: int = 64,
-        weight_bits: int = 8, float_layers: Iterable[str] = (), only_layers: Iterable[str] | None = None,
-        **observer_kw: Any) -> torch.fx.GraphModule:
+def ptq(
+    model: nn.Module,
+    calib: torch.Tensor,
+    *,
+    method: str = "minmax",
+    batch_size: int = 64,
+    weight_bits: int = 8,
+    float_layers: Iterable[str] = (),
+    only_layers: Iterable[str] | None = None,
+    **observer_kw: Any,
+) -> torch.fx.GraphModule:
     """Post-training quantization: observe ``calib`` (preprocessed N x C x H x W) in batches,
     return the converted graph (quantize/dequantize ops around int8 weights and activations)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -175,18 +214,27 @@ def ptq(model: nn.Module, calib: torch.Tensor, *, method: str = "minmax", batch_
 
     need = min_calibration_images(method)
     if len(calib) < need:
-        raise EdgecnnError(f"calibration method '{method}' needs at least {need} images, got {len(calib)}; "
-                           f"raise the calibration set size or use --method minmax")
+        raise EdgecnnError(
+            f"calibration method '{method}' needs at least {need} images, got {len(calib)}; "
+            f"raise the calibration set size or use --method minmax"
+        )
     gm = capture(prepare_float(model), calib[: min(batch_size, len(calib))])
-    quantizer = make_quantizer(method, weight_bits=weight_bits, float_layers=float_layers, only_layers=only_layers,
-                               **observer_kw)
+    quantizer = make_quantizer(
+        method, weight_bits=weight_bits, float_layers=float_layers, only_layers=only_layers, **observer_kw
+    )
     prepared = prepare_pt2e(gm, quantizer)
     run_batches(prepared, calib.split(batch_size))
     return snap_biases(convert_pt2e(prepared, fold_quantize=False))
 
 
-def prepare_qat(model: nn.Module, sample: torch.Tensor, *, method: str = "minmax", weight_bits: int = 8,
-                **observer_kw: Any) -> torch.fx.GraphModule:
+def prepare_qat(
+    model: nn.Module,
+    sample: torch.Tensor,
+    *,
+    method: str = "minmax",
+    weight_bits: int = 8,
+    **observer_kw: Any,
+) -> torch.fx.GraphModule:
     """The fake-quant training graph, BatchNorm folded into the convolutions first (with its running
     statistics): QAT then fine-tunes the folded weights the deployed graph will hold."""
     from torch.fx.experimental.optimization import fuse
@@ -207,8 +255,11 @@ def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 
 def _is_call(node: Any, *names: str) -> bool:
-    return (isinstance(node, torch.fx.Node) and node.op == "call_function"
-            and getattr(node.target, "__name__", "").split(".")[0] in names)
+    return (
+        isinstance(node, torch.fx.Node)
+        and node.op == "call_function"
+        and getattr(node.target, "__name__", "").split(".")[0] in names
+    )
 
 
 def _owner(gm: torch.fx.GraphModule, target: str) -> tuple[Any, str]:
@@ -239,15 +290,23 @@ def snap_biases(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
     runtimes add the same value.
     """
     for node in converted.graph.nodes:
-        if node.op != "call_function" or node.target not in (torch.ops.aten.conv2d.default,
-                                                                 torch.ops.aten.linear.default):
+        if node.op != "call_function" or node.target not in (
+            torch.ops.aten.conv2d.default,
+            torch.ops.aten.linear.default,
+        ):
             continue
         x, w, b = (list(node.args) + [None, None, None])[:3]
-        if not (_is_call(x, "dequantize_per_tensor") and _is_call(w, "dequantize_per_channel", "dequantize_per_tensor")
-                and isinstance(b, torch.fx.Node) and b.op == "get_attr"):
+        if not (
+            _is_call(x, "dequantize_per_tensor")
+            and _is_call(w, "dequantize_per_channel", "dequantize_per_tensor")
+            and isinstance(b, torch.fx.Node)
+            and b.op == "get_attr"
+        ):
             continue
         bias = _attr(converted, b)
-        step = _attr(converted, x.args[1]).double().reshape(()) * _attr(converted, w.args[1]).double().reshape(-1)
+        step = _attr(converted, x.args[1]).double().reshape(()) * _attr(
+            converted, w.args[1]
+        ).double().reshape(-1)
         snapped = (torch.round(bias.double() / step) * step).to(bias.dtype)
         owner, leaf = _owner(converted, b.target)
         if isinstance(getattr(owner, leaf), nn.Parameter):
@@ -264,7 +323,10 @@ def fake_quant_modules(prepared: nn.Module) -> tuple[list[nn.Module], list[nn.Mo
     acts, weights = [], []
     for m in prepared.modules():
         if isinstance(m, FakeQuantizeBase):
-            per_channel = getattr(m, "qscheme", None) in (torch.per_channel_symmetric, torch.per_channel_affine)
+            per_channel = getattr(m, "qscheme", None) in (
+                torch.per_channel_symmetric,
+                torch.per_channel_affine,
+            )
             (weights if per_channel else acts).append(m)
     return acts, weights
 
@@ -334,9 +396,12 @@ def load_graph(path) -> torch.fx.GraphModule:
     try:
         module = torch.export.load(str(path)).module()
     except Exception as e:  # a cut-short or foreign file
-        raise EdgecnnError(f"cannot read quantized graph {path}: {str(e).splitlines()[0][:160]}; "
-                           f"re-run `edgecnn calibrate`") from e
-    for m in module.modules():  # inference only: BatchNorm is folded and Dropout gone, so nothing else changes
+        raise EdgecnnError(
+            f"cannot read quantized graph {path}: {str(e).splitlines()[0][:160]}; re-run `edgecnn calibrate`"
+        ) from e
+    for (
+        m
+    ) in module.modules():  # inference only: BatchNorm is folded and Dropout gone, so nothing else changes
         m.training = False
     return module
 
@@ -364,7 +429,11 @@ def residual_form(converted: torch.fx.GraphModule) -> list[str]:
         if not (_is_call(dq, "dequantize_per_tensor") and len(dq.users) == 1):
             continue
         q = dq.args[0]
-        if not (_is_call(q, "quantize_per_tensor") and len(q.users) == 1 and _is_call(q.args[0], "conv2d", "linear")):
+        if not (
+            _is_call(q, "quantize_per_tensor")
+            and len(q.users) == 1
+            and _is_call(q.args[0], "conv2d", "linear")
+        ):
             continue
         node.replace_input_with(dq, q.args[0])
         converted.graph.erase_node(dq)

@@ -61,8 +61,15 @@ class FloatSource:
     model_options: dict
 
 
-def float_source(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str | None = None,
-                 log: Callable[[str], None] = print, progress: bool = True) -> FloatSource:
+def float_source(
+    arch: str,
+    recipe: Recipe,
+    *,
+    data: str | None = None,
+    checkpoint: str | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> FloatSource:
     """Load ``checkpoint`` (an edgecnn checkpoint) or train ``arch`` with ``recipe`` (cached)."""
     from edgecnn.models import from_checkpoint
 
@@ -72,22 +79,36 @@ def float_source(arch: str, recipe: Recipe, *, data: str | None = None, checkpoi
         checkpoint = str(train(arch, recipe, data=data, log=log, progress=progress).checkpoint)
     model, ckpt = from_checkpoint(checkpoint)
     if ckpt["arch"] != arch:
-        raise EdgecnnError(f"{checkpoint} is a {ckpt['arch']} checkpoint, not {arch}; pass a {arch} checkpoint")
+        raise EdgecnnError(
+            f"{checkpoint} is a {ckpt['arch']} checkpoint, not {arch}; pass a {arch} checkpoint"
+        )
     if "preprocess" not in ckpt:
-        raise EdgecnnError(f"{checkpoint} has no preprocessing recorded; fine-tune it with `edgecnn train` first")
+        raise EdgecnnError(
+            f"{checkpoint} has no preprocessing recorded; fine-tune it with `edgecnn train` first"
+        )
     bundle = load_dataset(data)
     if ckpt.get("classes") and list(ckpt["classes"]) != list(bundle.classes):
-        raise EdgecnnError(f"{checkpoint} was trained on other classes than {bundle.name}; "
-                           f"pass the --data it was trained on")
+        raise EdgecnnError(
+            f"{checkpoint} was trained on other classes than {bundle.name}; pass the --data it was trained on"
+        )
     spec = SplitSpec(val=recipe.data.val, calib=recipe.data.calib, seed=recipe.data.seed)
-    return FloatSource(arch, model.eval(), Path(checkpoint), sha256_file(checkpoint),
-                       Preprocess.from_dict(ckpt["preprocess"]), bundle, make_splits(bundle, spec),
-                       list(bundle.classes), dict(ckpt["model_options"]))
+    return FloatSource(
+        arch,
+        model.eval(),
+        Path(checkpoint),
+        sha256_file(checkpoint),
+        Preprocess.from_dict(ckpt["preprocess"]),
+        bundle,
+        make_splits(bundle, spec),
+        list(bundle.classes),
+        dict(ckpt["model_options"]),
+    )
 
 
 @torch.no_grad()
-def predict(module: Any, images: np.ndarray, labels: np.ndarray, preprocess: Preprocess,
-            batch_size: int = 250) -> tuple[np.ndarray, dict]:
+def predict(
+    module: Any, images: np.ndarray, labels: np.ndarray, preprocess: Preprocess, batch_size: int = 250
+) -> tuple[np.ndarray, dict]:
     """(top-1 predictions, {top1, top5}) of a torch module (float or converted graph)."""
     acc, preds = TopK(), []
     for x, y in iterate_batches(images, labels, preprocess, batch_size, shuffle=False):
@@ -115,7 +136,11 @@ def _calibration_images(src: FloatSource, num_images: int) -> tuple[torch.Tensor
 
 def fp32_reference(src: FloatSource, log) -> dict:
     """FP32 predictions on the test split, computed once per float checkpoint and cached."""
-    cache = paths.runs_dir() / "fp32" / f"{src.arch}-{src.checkpoint_sha256[:12]}-{src.bundle.test.content_hash[:12]}"
+    cache = (
+        paths.runs_dir()
+        / "fp32"
+        / f"{src.arch}-{src.checkpoint_sha256[:12]}-{src.bundle.test.content_hash[:12]}"
+    )
     report_path = cache / "fp32.json"
     if report_path.exists():
         return json.loads(report_path.read_text())
@@ -144,7 +169,9 @@ def _finish(stage: str, out: Path, src: FloatSource, quantized, fp32: dict, repo
     with atomic_path(out / "fp32_correct.npy") as tmp, open(tmp, "wb") as f:
         np.save(f, fp32_correct)
     report = {
-        "stage": stage, "arch": src.arch, **report,
+        "stage": stage,
+        "arch": src.arch,
+        **report,
         "source": {"checkpoint": str(src.checkpoint), "sha256": src.checkpoint_sha256},
         "fp32": {"top1": fp32["top1"], "top5": fp32["top5"]},
         "int8_fakequant": acc,
@@ -163,17 +190,29 @@ def _cached(out: Path, stage: str, key: str, log) -> dict | None:
     if path.exists() and (out / "quantized.pt2").exists():
         report = json.loads(path.read_text())
         if report.get("key") == key:
-            log(f"{report['arch']}: reusing {stage} run {out} "
-                f"(fake-quant top-1 {report['int8_fakequant']['top1']:.4f}); --force redoes it")
+            log(
+                f"{report['arch']}: reusing {stage} run {out} "
+                f"(fake-quant top-1 {report['int8_fakequant']['top1']:.4f}); --force redoes it"
+            )
             return {**report, "cached": True, "dir": str(out)}
     return None
 
 
 @outdir.holding_locks
-def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str | None = None,
-              method: str | None = None, num_images: int | None = None, weight_bits: int = 8,
-              force: bool = False, threads: int | None = None, log: Callable[[str], None] = print,
-              progress: bool = True) -> dict:
+def calibrate(
+    arch: str,
+    recipe: Recipe,
+    *,
+    data: str | None = None,
+    checkpoint: str | None = None,
+    method: str | None = None,
+    num_images: int | None = None,
+    weight_bits: int = 8,
+    force: bool = False,
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> dict:
     """PTQ: calibrate activation ranges with ``method`` on the calibration set; report the drop.
 
     ``weight_bits=7``: weights in [-63, 63], for x86 CPUs without VNNI (see pt2e.make_quantizer)."""
@@ -187,16 +226,29 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
     n = num_images or cfg.num_images
     src = float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=progress)
     calib_split = calibration_set(src.splits["calib"], n)
-    key = _key({"stage": "calibrate", "arch": arch, "method": method, "calib": calib_split.split_id,
-                "batch": cfg.batch_size, "source": src.checkpoint_sha256, "test": src.bundle.test.content_hash,
-                "scheme": SCHEME, **({"weight_bits": weight_bits} if weight_bits != 8 else {}), **_versions()})
+    key = _key(
+        {
+            "stage": "calibrate",
+            "arch": arch,
+            "method": method,
+            "calib": calib_split.split_id,
+            "batch": cfg.batch_size,
+            "source": src.checkpoint_sha256,
+            "test": src.bundle.test.content_hash,
+            "scheme": SCHEME,
+            **({"weight_bits": weight_bits} if weight_bits != 8 else {}),
+            **_versions(),
+        }
+    )
     out = paths.runs_dir() / "calibrate" / f"{arch}-{method}{'-w7' if weight_bits == 7 else ''}-{key}"
     if not dist.is_main:  # under torchrun rank 0 calibrates (below); the others read its result
         distributed.barrier()
         if hit := _cached(out, "calibrate", key, lambda s: None):
             return hit
-        raise EdgecnnError(f"rank {dist.rank} finds no calibration result in {out}: the processes of a "
-                           f"torchrun job must share EDGECNN_HOME")
+        raise EdgecnnError(
+            f"rank {dist.rank} finds no calibration result in {out}: the processes of a "
+            f"torchrun job must share EDGECNN_HOME"
+        )
     outdir.hold(out, "calibrate", f"the {arch} calibration {out.name}", _files("calibrate"))
     if not force and (hit := _cached(out, "calibrate", key, log)):
         distributed.barrier()
@@ -208,10 +260,20 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
     quantized = ptq(src.model, x, method=method, batch_size=cfg.batch_size, weight_bits=weight_bits)
     seconds = time.perf_counter() - t0
     outdir.claim(out, "calibrate", _files("calibrate"))
-    report = {"key": key, "method": method, "scheme": SCHEME, "weight_bits": weight_bits,
-              "calibration": {"split": split.name, "split_id": split.split_id, "num_images": n,
-                              "batch_size": cfg.batch_size, "method": method},
-              "calibrate_seconds": round(seconds, 1)}
+    report = {
+        "key": key,
+        "method": method,
+        "scheme": SCHEME,
+        "weight_bits": weight_bits,
+        "calibration": {
+            "split": split.name,
+            "split_id": split.split_id,
+            "num_images": n,
+            "batch_size": cfg.batch_size,
+            "method": method,
+        },
+        "calibrate_seconds": round(seconds, 1),
+    }
     report = _finish("calibrate", out, src, quantized, fp32, report, log)
     outdir.seal(out, "calibrate")
     distributed.barrier()
@@ -220,14 +282,26 @@ def calibrate(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint:
 
 def _diverged(arch: str, what: str, step: int, state_path: Path) -> None:
     kept = f"kept the last good state {state_path}" if state_path.exists() else "no state was saved yet"
-    raise EdgecnnError(f"{arch}: QAT {what} at step {step}; stopped and {kept}; lower qat.lr in the recipe "
-                       f"and re-run")
+    raise EdgecnnError(
+        f"{arch}: QAT {what} at step {step}; stopped and {kept}; lower qat.lr in the recipe and re-run"
+    )
 
 
 @outdir.holding_locks
-def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str | None = None,
-        method: str | None = None, max_drop: float | None = None, weight_bits: int = 8, force: bool = False,
-        threads: int | None = None, log: Callable[[str], None] = print, progress: bool = True) -> dict:
+def qat(
+    arch: str,
+    recipe: Recipe,
+    *,
+    data: str | None = None,
+    checkpoint: str | None = None,
+    method: str | None = None,
+    max_drop: float | None = None,
+    weight_bits: int = 8,
+    force: bool = False,
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> dict:
     """Quantization-aware fine-tuning from calibrated scales.
 
     With ``max_drop`` PTQ runs first and QAT only where the PTQ drop exceeds ``max_drop``
@@ -237,9 +311,18 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     dist = distributed.setup()
     if not dist.is_main:
         log, progress = (lambda s: None), False
-    ptq_report = calibrate(arch, recipe, data=data, checkpoint=checkpoint, method=method, weight_bits=weight_bits,
-                           force=False,
-                           threads=threads, log=log, progress=progress)
+    ptq_report = calibrate(
+        arch,
+        recipe,
+        data=data,
+        checkpoint=checkpoint,
+        method=method,
+        weight_bits=weight_bits,
+        force=False,
+        threads=threads,
+        log=log,
+        progress=progress,
+    )
     if max_drop is not None and ptq_report["drop_points"] <= max_drop:
         log(f"{arch}: PTQ drop {ptq_report['drop_points']:.2f} <= --max-drop {max_drop}: no QAT needed")
         return {**ptq_report, "qat_skipped": f"PTQ drop {ptq_report['drop_points']} <= max_drop {max_drop}"}
@@ -252,8 +335,17 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     train_split = src.splits["train"]
     if cfg.train_subset and cfg.train_subset < len(train_split):
         train_split = subset(train_split, cfg.train_subset, seed=recipe.data.seed)
-    key = _key({"stage": "qat", "arch": arch, "qat": recipe.to_dict()["qat"], "ptq": ptq_report["key"],
-                "train": train_split.split_id, "augment": recipe.data.augment, **_versions()})
+    key = _key(
+        {
+            "stage": "qat",
+            "arch": arch,
+            "qat": recipe.to_dict()["qat"],
+            "ptq": ptq_report["key"],
+            "train": train_split.split_id,
+            "augment": recipe.data.augment,
+            **_versions(),
+        }
+    )
     out = paths.runs_dir() / "qat" / f"{arch}-{key}"
     if dist.is_main:
         outdir.hold(out, "qat", f"the {arch} QAT run {out.name}", _files("qat"))
@@ -267,8 +359,10 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     images, labels = take(src.bundle, train_split)
     steps_per_epoch = len(labels) // cfg.batch_size
     if steps_per_epoch < 1:
-        raise EdgecnnError(f"QAT needs at least one batch of {cfg.batch_size} training images, "
-                           f"got {len(labels)}; lower qat.batch_size")
+        raise EdgecnnError(
+            f"QAT needs at least one batch of {cfg.batch_size} training images, "
+            f"got {len(labels)}; lower qat.batch_size"
+        )
     distributed.per_rank_batch(cfg.batch_size, "qat.batch_size")
     total = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     freeze_obs_at, freeze_bn_at = int(cfg.freeze_observers * total), int(cfg.freeze_bn * total)
@@ -316,8 +410,17 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
         if not dist.is_main:
             return
         with atomic_path(state_path) as tmp:
-            torch.save({"format": STATE_FORMAT, "key": key, "model": prepared.state_dict(),
-                        "optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "step": step}, tmp)
+            torch.save(
+                {
+                    "format": STATE_FORMAT,
+                    "key": key,
+                    "model": prepared.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "step": step,
+                },
+                tmp,
+            )
 
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe.train.label_smoothing)
     augment = None if recipe.data.augment == "none" else recipe.data.augment
@@ -326,9 +429,20 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
     log(f"{arch}: QAT for {total} steps ({cfg.epochs} epoch(s) of {len(labels)} images), lr {cfg.lr}")
     while step < total:
         epoch, start = divmod(step, steps_per_epoch)
-        for xb, yb in iterate_batches(images, labels, src.preprocess, cfg.batch_size, shuffle=True,
-                                      seed=recipe.train.seed, epoch=epoch, augment=augment, drop_last=True,
-                                      start=start, rank=dist.rank, world_size=dist.world_size):
+        for xb, yb in iterate_batches(
+            images,
+            labels,
+            src.preprocess,
+            cfg.batch_size,
+            shuffle=True,
+            seed=recipe.train.seed,
+            epoch=epoch,
+            augment=augment,
+            drop_last=True,
+            start=start,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        ):
             if step >= freeze_obs_at and not observers_frozen:
                 for m in acts:
                     m.disable_observer()
@@ -357,13 +471,26 @@ def qat(arch: str, recipe: Recipe, *, data: str | None = None, checkpoint: str |
                 last_save = time.perf_counter()
             if step >= total:
                 break
-    report = {"key": key, "method": method, "scheme": SCHEME, "weight_bits": weight_bits,
-              "calibration": ptq_report["calibration"],
-              "ptq": {"top1": ptq_report["int8_fakequant"]["top1"], "drop_points": ptq_report["drop_points"],
-                      "dir": ptq_report["dir"]},
-              "qat": {**recipe.to_dict()["qat"], "steps": total, "train_images": len(labels),
-                      "train_split": train_split.split_id, "history": history},
-              "qat_seconds": round(time.perf_counter() - t0, 1)}
+    report = {
+        "key": key,
+        "method": method,
+        "scheme": SCHEME,
+        "weight_bits": weight_bits,
+        "calibration": ptq_report["calibration"],
+        "ptq": {
+            "top1": ptq_report["int8_fakequant"]["top1"],
+            "drop_points": ptq_report["drop_points"],
+            "dir": ptq_report["dir"],
+        },
+        "qat": {
+            **recipe.to_dict()["qat"],
+            "steps": total,
+            "train_images": len(labels),
+            "train_split": train_split.split_id,
+            "history": history,
+        },
+        "qat_seconds": round(time.perf_counter() - t0, 1),
+    }
     if dist.enabled:
         report["world_size"] = dist.world_size
     if dist.is_main:

@@ -43,17 +43,26 @@ __all__ = ["FILE_RUNTIMES", "RUNTIMES", "Session", "TorchSession", "open_session
 def session_class(runtime: str) -> type[Session]:
     """The :class:`Session` subclass of ``runtime`` (imports its module, not its backend)."""
     if runtime == "torch":
-        raise EdgecnnError("runtime 'torch' runs a PyTorch module, not an artifact: use "
-                           "edgecnn.runtimes.TorchSession(module, layout)")
+        raise EdgecnnError(
+            "runtime 'torch' runs a PyTorch module, not an artifact: use "
+            "edgecnn.runtimes.TorchSession(module, layout)"
+        )
     if runtime not in _CLASSES:
-        raise EdgecnnError(f"unknown runtime '{runtime}'.{suggest(runtime, RUNTIMES)} "
-                           f"Known: {', '.join(RUNTIMES)}")
+        raise EdgecnnError(
+            f"unknown runtime '{runtime}'.{suggest(runtime, RUNTIMES)} Known: {', '.join(RUNTIMES)}"
+        )
     module, name = _CLASSES[runtime]
     return getattr(importlib.import_module(module), name)
 
 
-def open_session(artifact: Artifact | str | os.PathLike, *, runtime: str | None = None,
-                 threads: int | None = None, verify: bool = True, options: dict | None = None) -> Session:
+def open_session(
+    artifact: Artifact | str | os.PathLike,
+    *,
+    runtime: str | None = None,
+    threads: int | None = None,
+    verify: bool = True,
+    options: dict | None = None,
+) -> Session:
     """Load an artifact (directory, any of its files, or a loaded :class:`Artifact`) into a runtime.
 
     ``runtime`` defaults to the artifact's own; ``threads`` to the runtime's default.
@@ -71,8 +80,13 @@ def open_session(artifact: Artifact | str | os.PathLike, *, runtime: str | None 
     if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
         raise EdgecnnError(f"threads must be a positive integer, got {threads!r}")
     meta_in = art.meta.get("input") or {}
-    session = cls(path, threads=threads, precision=art.meta.get("precision"), layout=meta_in.get("layout"),
-                  **(options or {}))
+    session = cls(
+        path,
+        threads=threads,
+        precision=art.meta.get("precision"),
+        layout=meta_in.get("layout"),
+        **(options or {}),
+    )
     session.artifact = art
     try:
         _check_metadata_shape(session, art)
@@ -89,9 +103,11 @@ def _check_metadata_shape(session: Session, art: Artifact) -> None:
         return
     got = session.input_shape
     same = len(want) == len(got) and all(
-        w is None or g is None or int(w) == g for w, g in zip(want[1:], got[1:]))
+        w is None or g is None or int(w) == g for w, g in zip(want[1:], got[1:])
+    )
     if not same:
         show = ["N" if d is None else d for d in got]
-        raise EdgecnnError(f"{art.model_file.name} takes input {show} but its metadata.json says {want}; "
-                           f"re-export the artifact")
-
+        raise EdgecnnError(
+            f"{art.model_file.name} takes input {show} but its metadata.json says {want}; "
+            f"re-export the artifact"
+        )

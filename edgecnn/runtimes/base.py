@@ -28,16 +28,26 @@ FILE_RUNTIMES: dict[str, tuple[str, ...]] = {
     ".plan": ("tensorrt",),
     ".trt": ("tensorrt",),
 }
-FILE_KINDS = {".onnx": "an ONNX model", ".xml": "an OpenVINO IR", ".tflite": "a TFLite model",
-              ".engine": "a TensorRT engine", ".plan": "a TensorRT engine", ".trt": "a TensorRT engine"}
+FILE_KINDS = {
+    ".onnx": "an ONNX model",
+    ".xml": "an OpenVINO IR",
+    ".tflite": "a TFLite model",
+    ".engine": "a TensorRT engine",
+    ".plan": "a TensorRT engine",
+    ".trt": "a TensorRT engine",
+}
 
-TENSORRT_MISSING = ("TensorRT runtime not installed: on a Jetson it comes with JetPack; "
-                    "elsewhere pip install 'edgecnn[tensorrt]'")
+TENSORRT_MISSING = (
+    "TensorRT runtime not installed: on a Jetson it comes with JetPack; "
+    "elsewhere pip install 'edgecnn[tensorrt]'"
+)
 INSTALL_HINTS = {
     "onnxruntime": "ONNX Runtime is not installed: pip install 'edgecnn[onnx]'",
     "openvino": "OpenVINO is not installed: pip install 'edgecnn[openvino]'",
-    "tflite": ("no TFLite interpreter is installed (ai-edge-litert or tflite-runtime): "
-               "pip install 'edgecnn[tflite]' (on a Raspberry Pi: pip install ai-edge-litert)"),
+    "tflite": (
+        "no TFLite interpreter is installed (ai-edge-litert or tflite-runtime): "
+        "pip install 'edgecnn[tflite]' (on a Raspberry Pi: pip install ai-edge-litert)"
+    ),
     "tensorrt": TENSORRT_MISSING,
 }
 
@@ -52,12 +62,15 @@ def check_file_runtime(path: Path, runtime: str) -> None:
     suffix = path.suffix.lower()
     allowed = FILE_RUNTIMES.get(suffix)
     if allowed is None:
-        raise EdgecnnError(f"{path.name}: unknown model file type '{suffix}'; expected one of "
-                           f"{', '.join(FILE_RUNTIMES)}")
+        raise EdgecnnError(
+            f"{path.name}: unknown model file type '{suffix}'; expected one of {', '.join(FILE_RUNTIMES)}"
+        )
     if runtime not in allowed:
         needs = " or ".join(allowed)
-        raise EdgecnnError(f"{path.name} is {FILE_KINDS[suffix]}: it runs in {needs}, not {runtime}; "
-                           f"pass --runtime {allowed[0]} or leave --runtime out")
+        raise EdgecnnError(
+            f"{path.name} is {FILE_KINDS[suffix]}: it runs in {needs}, not {runtime}; "
+            f"pass --runtime {allowed[0]} or leave --runtime out"
+        )
 
 
 def _dim(d: Any) -> int | None:
@@ -94,8 +107,14 @@ class Session(ABC):
 
     runtime: str = ""
 
-    def __init__(self, input_shape, *, num_classes: int | None = None, layout: str | None = None,
-                 info: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        input_shape,
+        *,
+        num_classes: int | None = None,
+        layout: str | None = None,
+        info: dict[str, Any] | None = None,
+    ):
         dims = [_dim(d) for d in input_shape]
         self.input_shape: tuple[int | None, ...] = tuple(dims)
         self.batch: int | None = dims[0] if dims else None
@@ -127,7 +146,7 @@ class Session(ABC):
             return self._logits(self._run(x), n)
         b, outs = self.batch, []
         for start in range(0, n, b):
-            chunk = x[start:start + b]
+            chunk = x[start : start + b]
             m = len(chunk)
             if m < b:
                 chunk = np.concatenate([chunk, np.zeros((b - m, *chunk.shape[1:]), np.float32)])
@@ -165,8 +184,10 @@ class Session(ABC):
         if not ok:
             shape = ["N" if d is None else d for d in want]
             layout = f" ({self.layout})" if self.layout else ""
-            raise EdgecnnError(f"input batch shaped {list(x.shape)} does not fit the model's input {shape}"
-                               f"{layout}; preprocess images with the artifact's metadata preprocess")
+            raise EdgecnnError(
+                f"input batch shaped {list(x.shape)} does not fit the model's input {shape}"
+                f"{layout}; preprocess images with the artifact's metadata preprocess"
+            )
 
     def _bench_input(self, x: np.ndarray) -> np.ndarray:
         """``x`` as a checked, contiguous float32 batch of exactly the model's fixed batch size."""
@@ -175,8 +196,9 @@ class Session(ABC):
         x = np.ascontiguousarray(x, dtype=np.float32)
         self._check_input(x)
         if self.batch is not None and len(x) != self.batch:
-            raise EdgecnnError(f"the model's batch is fixed at {self.batch}; time it with {self.batch} images, "
-                               f"not {len(x)}")
+            raise EdgecnnError(
+                f"the model's batch is fixed at {self.batch}; time it with {self.batch} images, not {len(x)}"
+            )
         return x
 
     @staticmethod

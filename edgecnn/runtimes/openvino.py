@@ -21,8 +21,16 @@ from edgecnn.runtimes.base import Session, TimedCall, missing_backend
 class OpenVinoSession(Session):
     runtime = "openvino"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, precision: str | None = None,
-                 layout: str | None = None, perf_count: bool = False, **_):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        threads: int | None = None,
+        precision: str | None = None,
+        layout: str | None = None,
+        perf_count: bool = False,
+        **_,
+    ):
         try:
             import openvino as ov
         except ImportError as e:
@@ -32,18 +40,20 @@ class OpenVinoSession(Session):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if precision != "fp16":
             config["INFERENCE_PRECISION_HINT"] = "f32"
-        if perf_count:   # per-node times of every inference: profiling_info()
+        if perf_count:  # per-node times of every inference: profiling_info()
             config["PERF_COUNT"] = True
         core = ov.Core()
         try:
             model = core.read_model(str(path))
             self._compiled = core.compile_model(model, "CPU", config)
-            self._reload = (core, str(path), config)   # timed_call compiles a static-shape copy
+            self._reload = (core, str(path), config)  # timed_call compiles a static-shape copy
         except Exception as e:  # OpenVINO raises RuntimeError with multi-line text
             raise EdgecnnError(f"OpenVINO cannot load {path}: {str(e).strip().splitlines()[0]}") from e
         if len(self._compiled.inputs) != 1:
             raise EdgecnnError(f"{path} has {len(self._compiled.inputs)} inputs; edgecnn models take one")
-        shape = [d.get_length() if d.is_static else None for d in self._compiled.inputs[0].get_partial_shape()]
+        shape = [
+            d.get_length() if d.is_static else None for d in self._compiled.inputs[0].get_partial_shape()
+        ]
         out = self._compiled.outputs[0].get_partial_shape()
         classes = out[len(out) - 1].get_length() if len(out) and out[len(out) - 1].is_static else None
         self._request = self._compiled.create_infer_request()
@@ -52,9 +62,12 @@ class OpenVinoSession(Session):
             hint = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # "f32", "bf16"
         except (RuntimeError, TypeError):  # not reported by every plugin version
             hint = None
-        super().__init__(shape, num_classes=classes, layout=layout,
-                         info={"version": ov.get_version(), "device": "CPU", "threads": threads,
-                               "precision_hint": hint})
+        super().__init__(
+            shape,
+            num_classes=classes,
+            layout=layout,
+            info={"version": ov.get_version(), "device": "CPU", "threads": threads, "precision_hint": hint},
+        )
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         self._request.infer({0: x})
@@ -81,10 +94,13 @@ class OpenVinoSession(Session):
             self.input_shape = (self.batch, *self.input_shape[1:])
         request = self._request
         request.set_input_tensor(ov.Tensor(x, shared_memory=True))
-        return TimedCall(partial(request.infer, None, False, True), lambda: request.get_output_tensor(0).data,
-                         "InferRequest: input tensor set once (shared memory), infer() with no inputs, "
-                         f"compiled at the static shape {list(x.shape)}",
-                         runtime_ms=lambda: request.latency)
+        return TimedCall(
+            partial(request.infer, None, False, True),
+            lambda: request.get_output_tensor(0).data,
+            "InferRequest: input tensor set once (shared memory), infer() with no inputs, "
+            f"compiled at the static shape {list(x.shape)}",
+            runtime_ms=lambda: request.latency,
+        )
 
     def profiling_info(self) -> list:
         """OpenVINO's per-node records of the last inference (opened with ``perf_count=True``)."""

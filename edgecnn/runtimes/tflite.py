@@ -40,8 +40,10 @@ def _quant_params(detail: dict[str, Any], path: Path) -> tuple[float, int] | Non
     scales = np.atleast_1d(qp.get("scales", []))
     zeros = np.atleast_1d(qp.get("zero_points", []))
     if len(scales) > 1:
-        raise EdgecnnError(f"{path.name}: tensor {detail['name']} is quantized per channel; edgecnn expects "
-                           f"per-tensor input/output quantization")
+        raise EdgecnnError(
+            f"{path.name}: tensor {detail['name']} is quantized per channel; edgecnn expects "
+            f"per-tensor input/output quantization"
+        )
     scale, zero = (float(scales[0]), int(zeros[0])) if len(scales) else detail["quantization"]
     if not scale:
         raise EdgecnnError(f"{path.name}: integer tensor {detail['name']} has no quantization scale")
@@ -71,10 +73,18 @@ class TfliteSession(Session):
             self._in_range = (info.min, info.max)
         shape = [int(d) for d in inp["shape"]]
         sig = [int(d) for d in inp.get("shape_signature", shape)]
-        super().__init__([s if g > 0 else None for s, g in zip(shape, sig)],
-                         num_classes=_dim(int(out["shape"][-1])), layout=layout,
-                         info={"package": package, "threads": threads, "input_dtype": self._in_dtype.name,
-                               "input_quantization": self._in_q, "output_quantization": self._out_q})
+        super().__init__(
+            [s if g > 0 else None for s, g in zip(shape, sig)],
+            num_classes=_dim(int(out["shape"][-1])),
+            layout=layout,
+            info={
+                "package": package,
+                "threads": threads,
+                "input_dtype": self._in_dtype.name,
+                "input_quantization": self._in_q,
+                "output_quantization": self._out_q,
+            },
+        )
         if self.batch is None:  # a dynamic batch: run the batch size it was allocated with
             self.batch = shape[0]
 

@@ -22,8 +22,15 @@ class TorchSession(Session):
 
     runtime = "torch"
 
-    def __init__(self, module: Any, layout: str = "NCHW", *, input_shape=None, batch: int | None = None,
-                 threads: int | None = None):
+    def __init__(
+        self,
+        module: Any,
+        layout: str = "NCHW",
+        *,
+        input_shape=None,
+        batch: int | None = None,
+        threads: int | None = None,
+    ):
         import torch
 
         self._torch = torch
@@ -55,4 +62,3 @@ class TorchSession(Session):
 
     def _close(self) -> None:
         self._module = None
-
