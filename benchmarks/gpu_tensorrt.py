@@ -156,7 +156,11 @@ _TRTEXEC_LATENCY = re.compile(
 def parse_trtexec_latency(text: str) -> dict | None:
     """trtexec's end-to-end "Latency" line (host-to-device copy, compute, device-to-host copy), in ms."""
     m = _TRTEXEC_LATENCY.search(text)
-    return None if m is None else dict(zip(("min", "max", "mean", "median"), map(float, m.groups())))
+    return (
+        None
+        if m is None
+        else dict(zip(("min", "max", "mean", "median"), map(float, m.groups()), strict=True))
+    )
 
 
 def run_step(step: Step, timeout: float) -> None:

@@ -122,7 +122,7 @@ def host_mode(threads: int, int8: bool, min_seconds: float, rounds: int = 3) -> 
                 "seconds": statistics.median(p["seconds"] for p in pts),
                 "rounds_seconds": [p["seconds"] for p in pts],
             }
-            for pts in zip(*(lr["points"] for lr in layer_rounds))
+            for pts in zip(*(lr["points"] for lr in layer_rounds), strict=True)
         ],
     }
     load1 = os.getloadavg()
@@ -190,7 +190,7 @@ def host_rows(res: dict) -> dict:
         basis="microbenchmarks",
     )
     rows = []
-    for m, cp in zip(measured, points):
+    for m, cp in zip(measured, points, strict=True):
         meas = m["latency_ms"]["p50"]
         key = f"{cp.arch}/{cp.precision}"
         loo = meas * (1 + fit.residuals_pct[key] / 100)

@@ -221,7 +221,8 @@ def tflite_csv_layers(text: str) -> tuple[LayerTime, ...]:
         for row in csv.reader(io.StringIO("\n".join(lines[i + 2 :]))):
             if not row or not row[0].strip():
                 break
-            cells = dict(zip(header, (c.strip() for c in row)))
+            # strict=False: a report row may carry fewer or more cells than the header; keep those named.
+            cells = dict(zip(header, (c.strip() for c in row), strict=False))
             rows.append(LayerTime(cells.get("name", ""), cells.get("node type", ""), float(cells["avg_ms"])))
         sections.append(rows)
     if not sections:

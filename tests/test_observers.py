@@ -195,7 +195,7 @@ def _kl_reference(bins: np.ndarray, levels: int, start: int) -> dict[int, float]
         for idx, d in enumerate(dig):
             if d != -1:
                 new_counts[d] += bins[idx]
-        for k, v in zip(*np.unique(dig[dig != -1], return_counts=True)):
+        for k, v in zip(*np.unique(dig[dig != -1], return_counts=True), strict=True):
             new_counts[k] /= v
         q = np.array([new_counts[d] if d != -1 else 0.0 for d in dig])
         p = bins[:i].copy()
@@ -216,7 +216,7 @@ def test_kl_matches_the_reference_loop():
     for levels in (32, 64):
         ref = _kl_reference(hist, levels, start=40)
         i, kl = kl_divergences(torch.tensor(hist), levels, start_bin=40)
-        got = dict(zip(i.tolist(), kl.tolist()))
+        got = dict(zip(i.tolist(), kl.tolist(), strict=True))
         assert set(got) == set(ref)
         for k in ref:
             if np.isinf(ref[k]):
@@ -400,7 +400,7 @@ def test_qat_with_fake_quantize_round_trip():
     assert len(fqs) >= 3
     opt = torch.optim.SGD(prepared.parameters(), lr=0.01)
     target = torch.randint(0, 4, (64,), generator=torch.Generator().manual_seed(9))
-    for step, (x, y) in enumerate(zip(data.split(16), target.split(16))):
+    for step, (x, y) in enumerate(zip(data.split(16), target.split(16), strict=True)):
         if step == 2:
             prepared.apply(disable_observer)  # scales freeze after the calibration batches
         loss = nn.functional.cross_entropy(prepared(x), y)

@@ -84,7 +84,8 @@ def arm64_hwcaps(auxv: str | Path = "/proc/self/auxv") -> list[str] | None:
     except OSError:
         return None
     words = [int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data) - 7, 8)]
-    pairs = dict(zip(words[::2], words[1::2]))
+    # strict=False: a truncated auxv may end on a lone key word; that last unpaired word is dropped.
+    pairs = dict(zip(words[::2], words[1::2], strict=False))
     hw, hw2 = pairs.get(16, 0), pairs.get(26, 0)  # AT_HWCAP, AT_HWCAP2
     return [n for b, n in _HWCAP.items() if hw >> b & 1] + [n for b, n in _HWCAP2.items() if hw2 >> b & 1]
 

@@ -146,6 +146,7 @@ class Efficiency:
                 zip(
                     KERNEL_CLASSES,
                     (round(float(v), 4) for v in self.layer_efficiencies(p, KERNEL_CLASSES)[0]),
+                    strict=True,
                 )
             )
             for p in self.compute
@@ -370,7 +371,7 @@ def _descend(items: Sequence[_Item], fill_limit: bool = False) -> _Phys:
         mem=0.5,
         ov=10.0,
     )
-    used = sorted({int(k) for it in items for k, c in zip(it.k, it.c) if c > 0})
+    used = sorted({int(k) for it in items for k, c in zip(it.k, it.c, strict=True) if c > 0})
     ov_grid = _PO if fill_limit else _PO[_PO <= _CPU_OVERHEAD_MAX_US]
     coords = (
         [("a", g, _PA) for g in st.a]
@@ -652,7 +653,7 @@ def roofline(
         "overhead_ms": overhead * 1e3,
         "kernels": len(costs),
         "memory_bound_layers": [
-            x.name for x, b in zip(costs, mem_bound) if b and x.kind in ("conv", "linear")
+            x.name for x, b in zip(costs, mem_bound, strict=True) if b and x.kind in ("conv", "linear")
         ],
         "precision_calibrated": calibrated,
         "eff_compute": eff.compute_for(precision)[0],

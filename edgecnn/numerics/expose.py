@@ -108,7 +108,7 @@ class OnnxRuntimeTaps(TapRunner):
         outs = self._sess.run(names, {self._input: x})
         return {
             n: (o.astype(np.float32) - self._params[n][1]) * np.float32(self._params[n][0])
-            for n, o in zip(names, outs)
+            for n, o in zip(names, outs, strict=True)
         }
 
 
@@ -141,7 +141,7 @@ class OpenVinoTaps(TapRunner):
         ]
         super().__init__(taps, found)
         ports = [by_name[next((d for d in t.dequant if d in by_name), OUTPUT_KEY)] for t in self.taps]
-        for t, port in zip(self.taps, ports):  # a name of our own for each exposed tensor
+        for t, port in zip(self.taps, ports, strict=True):  # a name of our own for each exposed tensor
             port.get_tensor().add_names({f"edgecnn_tap:{t.name}"})
         model.add_outputs(ports)
         cfg = {
@@ -158,7 +158,10 @@ class OpenVinoTaps(TapRunner):
 
     def _run(self, x):
         result = self._request.infer({0: x})
-        return {t.name: np.array(result[o], dtype=np.float32) for t, o in zip(self.taps, self._outputs)}
+        return {
+            t.name: np.array(result[o], dtype=np.float32)
+            for t, o in zip(self.taps, self._outputs, strict=True)
+        }
 
 
 def _tflite_modules(name: str) -> set[str]:

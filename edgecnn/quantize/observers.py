@@ -450,7 +450,9 @@ def side_errors(h: torch.Tensor, r: float, scale: torch.Tensor, clip: torch.Tens
     e = torch.arange(n + 1, dtype=torch.float64) * w  # bin edges
     density = (h / w)[None, :]
     out = []
-    for s, c in zip(scale.split(_CHUNK), clip.split(_CHUNK)):  # chunks stay in cache: several times faster
+    for s, c in zip(
+        scale.split(_CHUNK), clip.split(_CHUNK), strict=True
+    ):  # chunks stay in cache: several times faster
         s, c = s[:, None], c[:, None]
         edge = c + s / 2  # beyond it every value maps to `clip`
         # antiderivative of the squared error at each bin edge: rounding part + clipping part

@@ -103,7 +103,7 @@ def _check_metadata_shape(session: Session, art: Artifact) -> None:
         return
     got = session.input_shape
     same = len(want) == len(got) and all(
-        w is None or g is None or int(w) == g for w, g in zip(want[1:], got[1:])
+        w is None or g is None or int(w) == g for w, g in zip(want[1:], got[1:], strict=True)
     )
     if not same:
         show = ["N" if d is None else d for d in got]

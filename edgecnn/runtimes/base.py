@@ -180,7 +180,9 @@ class Session(ABC):
 
     def _check_input(self, x: np.ndarray) -> None:
         want = self.input_shape
-        ok = x.ndim == len(want) and all(w is None or w == s for w, s in zip(want[1:], x.shape[1:]))
+        ok = x.ndim == len(want) and all(
+            w is None or w == s for w, s in zip(want[1:], x.shape[1:], strict=True)
+        )
         if not ok:
             shape = ["N" if d is None else d for d in want]
             layout = f" ({self.layout})" if self.layout else ""

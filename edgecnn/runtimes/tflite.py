@@ -74,7 +74,7 @@ class TfliteSession(Session):
         shape = [int(d) for d in inp["shape"]]
         sig = [int(d) for d in inp.get("shape_signature", shape)]
         super().__init__(
-            [s if g > 0 else None for s, g in zip(shape, sig)],
+            [s if g > 0 else None for s, g in zip(shape, sig, strict=True)],
             num_classes=_dim(int(out["shape"][-1])),
             layout=layout,
             info={

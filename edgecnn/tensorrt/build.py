@@ -295,7 +295,9 @@ def trtexec_command(
             raise EdgecnnError(
                 f"input {input_name} has a dynamic image size {dims}; export it with a fixed one"
             )
-        for flag, shape in zip(("--minShapes", "--optShapes", "--maxShapes"), profile.shapes(dims[1:])):
+        for flag, shape in zip(
+            ("--minShapes", "--optShapes", "--maxShapes"), profile.shapes(dims[1:]), strict=True
+        ):
             cmd.append(f"{flag}={input_name}:{'x'.join(str(d) for d in shape)}")
     if workspace_mb:
         cmd.append(f"--memPoolSize=workspace:{int(workspace_mb)}M")
