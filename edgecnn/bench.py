@@ -33,6 +33,7 @@ This module imports neither torch nor a backend at import time: it runs on a dev
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import os
@@ -121,10 +122,8 @@ def _command(args: list[str]) -> str | None:
 def _versions() -> dict[str, str]:
     out = {}
     for name in _VERSIONED:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return out
 
 

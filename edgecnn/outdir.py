@@ -292,10 +292,8 @@ def _settle(old: Path, out: Path) -> None:
     """Move each entry of the swapped-out ``old`` that is not edgecnn's and not in ``out``; drop ``old``."""
     marker = read_marker(old)
     found = entries(old)
-    if marker is not None:
-        mine = set(marker.files)
-    else:  # a cache folder from before markers is all edgecnn's; anywhere else none of it is
-        mine = set(found) if in_home(old) else set()
+    # without a marker, a cache folder from before markers is all edgecnn's; anywhere else none of it is
+    mine = set(marker.files) if marker is not None else set(found) if in_home(old) else set()
     for f in found:
         if f not in mine and not (out / f).exists() and not (out / f).is_symlink():
             (out / f).parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ torch-free install of edgecnn::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -347,10 +348,8 @@ def _cleanup(host: str, remote_dir: str, ssh_config, ssh_options: Sequence[str])
         ssh_config=ssh_config,
         ssh_options=[*ssh_options, "ConnectTimeout=5"],
     )
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=20, check=False)
-    except (OSError, subprocess.SubprocessError):
-        pass
 
 
 def _bench_args(

@@ -161,7 +161,7 @@ def test_an_emulated_machine_labels_its_latency_emulated(tmp_path, capsys):
 def test_bench_arch_predicts_for_an_absent_device():
     r = bench_arch("resnet18", target="rpi4")
     assert r["latency_source"] == "predicted" and r["device"] == "rpi4" and r["precision"] == "int8"
-    assert LATENCY_KEYS <= set(r["latency_ms"]) and r["latency_ms"]["n"] == 0
+    assert set(r["latency_ms"]) >= LATENCY_KEYS and r["latency_ms"]["n"] == 0
     assert r["energy_source"] == "estimated" and "not this machine" in r["notes"][0]
     r = bench_arch("alexnet", target="cpu", predict=True, precision="fp32")
     assert r["latency_source"] == "predicted" and r["device"] == "host" and "--predict" in r["notes"][0]
@@ -264,7 +264,7 @@ def test_bench_cli_json_artifact_and_prediction(tmp_path):
     )
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert out["latency_source"] == "measured" and LATENCY_KEYS <= set(out["latency_ms"])
+    assert out["latency_source"] == "measured" and set(out["latency_ms"]) >= LATENCY_KEYS
     r = CliRunner().invoke(
         cli, ["bench", "googlenet", "--target", "jetson", "--json"], catch_exceptions=False
     )

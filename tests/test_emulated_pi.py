@@ -22,7 +22,7 @@ from test_runtimes import TFLITE_BATCH, batch, metadata, tflite_int8, tiny_net  
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts" / "emulated-pi"))
-import emulated_pi
+import emulated_pi  # noqa: E402 - found through the sys.path entry above
 
 WHY = emulated_pi.unavailable()
 pytestmark = [

@@ -34,7 +34,7 @@ class ImageDataset:
             )
         if labels.shape != (len(images),):
             raise ValueError(f"labels must be shaped ({len(images)},), got {labels.shape}")
-        if len(labels) and not (0 <= labels.min() and labels.max() < len(self.classes)):
+        if len(labels) and not (labels.min() >= 0 and labels.max() < len(self.classes)):
             raise ValueError(f"labels must lie in [0, {len(self.classes)})")
         images.flags.writeable = False  # the hash stays true to the data
         labels.flags.writeable = False

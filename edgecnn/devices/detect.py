@@ -14,6 +14,7 @@ are nominal upper bounds; the predictor's fitted efficiencies absorb the rest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -135,10 +136,8 @@ def cpuinfo(root: str | Path = "/") -> dict[str, Any]:
         elif key in ("flags", "Features") and not info["flags"]:
             info["flags"] = frozenset(value.split())
         elif key == "cpu MHz" and info["mhz"] is None:
-            try:
+            with contextlib.suppress(ValueError):
                 info["mhz"] = float(value)
-            except ValueError:
-                pass
     if info["model"] is None:
         info["model"] = platform.processor() or platform.machine()
     return info

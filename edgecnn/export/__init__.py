@@ -17,6 +17,7 @@ so the runtimes differ only in how they execute the same integer grid.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -85,10 +86,8 @@ def _tool_versions(runtime: str) -> dict:
     }[runtime]
     out = {}
     for n in names:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[n] = version(n)
-        except PackageNotFoundError:
-            pass
     return out
 
 

@@ -160,7 +160,9 @@ class _HistogramObserverBase(UniformQuantizationObserverBase):
         x = x_orig.detach().float()
         x_min, x_max = torch.aminmax(x)
         if not (bool(torch.isfinite(x_min)) and bool(torch.isfinite(x_max))):
-            warnings.warn(f"{type(self).__name__}: non-finite values in the observed tensor are ignored")
+            warnings.warn(
+                f"{type(self).__name__}: non-finite values in the observed tensor are ignored", stacklevel=1
+            )
             x = x[torch.isfinite(x)]
             if x.numel() == 0:
                 return x_orig
@@ -199,7 +201,8 @@ class _HistogramObserverBase(UniformQuantizationObserverBase):
         if bool(self.min_val == float("inf")):
             warnings.warn(
                 f"{type(self).__name__}: calculate_qparams before any data was observed; "
-                "returning scale 1, zero point 0"
+                "returning scale 1, zero point 0",
+                stacklevel=1,
             )
             return torch.tensor([1.0], device=self.min_val.device), torch.tensor(
                 [0], device=self.min_val.device

@@ -162,7 +162,7 @@ def prepare_float(model: nn.Module) -> nn.Module:
     """A copy fit for capture: eval mode, Dropout replaced by Identity (litert-torch requantizes
     wrongly around it), and GoogLeNet's aux classifiers dropped (never in a deployed graph)."""
     model = copy.deepcopy(model).eval()
-    for name, child in list(model.named_modules()):
+    for child in list(model.modules()):
         for cname, c in list(child.named_children()):
             if isinstance(c, nn.Dropout):
                 setattr(child, cname, nn.Identity())

@@ -129,7 +129,7 @@ class Session(ABC):
     def _run(self, x: np.ndarray) -> np.ndarray:
         """Run one contiguous float32 chunk (exactly ``batch`` images when it is fixed)."""
 
-    def _close(self) -> None:
+    def _close(self) -> None:  # noqa: B027 - optional hook: a backend with nothing to release skips it
         """Release backend objects."""
 
     # -- public -----------------------------------------------------------------------

@@ -6,6 +6,7 @@ torch is imported when a session is made, never by ``import edgecnn.runtimes``.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -35,12 +36,10 @@ class TorchSession(Session):
 
         self._torch = torch
         self._module = module
-        try:
+        # torch.export graph modules refuse .eval(): the caller puts them in eval mode
+        # (torchao's move_exported_model_to_eval) before handing them over.
+        with contextlib.suppress(AttributeError, NotImplementedError):
             module.eval()
-        except (AttributeError, NotImplementedError):
-            # torch.export graph modules refuse .eval(): the caller puts them in eval mode
-            # (torchao's move_exported_model_to_eval) before handing them over.
-            pass
         if threads:
             torch.set_num_threads(int(threads))
         shape = list(input_shape) if input_shape is not None else [batch]

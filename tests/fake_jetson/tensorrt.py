@@ -156,7 +156,10 @@ class _Engine:
         i = self.sess.get_inputs()[0]
         self.inp, self.outs = i.name, [o.name for o in self.sess.get_outputs()]
         self.out = self.outs[0]
-        dims = lambda s: tuple(d if isinstance(d, int) else -1 for d in s)
+
+        def dims(s):
+            return tuple(d if isinstance(d, int) else -1 for d in s)
+
         self.shapes = {self.inp: dims(i.shape)}
         # TensorRT knows every output's shape after parsing; ONNX Runtime only after a run
         probe = np.zeros((1, *self.shapes[self.inp][1:]), np.float32)
