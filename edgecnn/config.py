@@ -45,7 +45,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise EdgecnnError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def _check_value(value: Any, tp: Any, where: str) -> Any:
+def _check_value(value: Any, tp: Any, where: str) -> Any:  # noqa: C901  # issue 14: split this stage
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

@@ -138,7 +138,7 @@ def _bench_local(art_dir: Path, *, threads: int | None, min_seconds: float, min_
 
 
 @outdir.holding_locks
-def deploy(
+def deploy(  # noqa: C901  # issue 14: split this stage
     arch: str,
     target: str,
     *,

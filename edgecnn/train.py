@@ -113,7 +113,7 @@ def peak_rss_mb() -> float:
 
 
 @outdir.holding_locks
-def train(
+def train(  # noqa: C901  # issue 14: split this stage
     arch: str,
     recipe: Recipe,
     *,

@@ -707,7 +707,7 @@ def test_fp16_rewrite_of_a_float_graph(tmp_path):
     )
 
 
-def _builder_trt(version: str, calls: dict) -> types.ModuleType:
+def _builder_trt(version: str, calls: dict) -> types.ModuleType:  # noqa: C901  # a fake TensorRT, one branch per API
     """A fake tensorrt with the builder API: TensorRT 11 has no FP16/INT8 builder flags."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version

@@ -273,7 +273,7 @@ def figure_paths(profile: DeviceProfile) -> dict[str, Any]:
     return {k: v for k, v in _figure_paths(profile).items() if v is not None}
 
 
-def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:
+def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:  # noqa: C901  # issue 14: split this stage
     """Validate a parsed TOML table into a :class:`DeviceProfile` (errors name key and ``source``)."""
     data = dict(data)
     raw_rt = data.get("runtimes", {})
