@@ -36,6 +36,7 @@ def deployed(edgecnn_home, tmp_path):
     return edgecnn_home
 
 
+@pytest.mark.slow
 def test_cache_lists_each_entry_and_prunes_what_nothing_refers_to(deployed):
     listing = cache_json()
     kinds = by_kind(listing)

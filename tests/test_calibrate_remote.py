@@ -52,6 +52,7 @@ def test_profile_over_ssh(sshd, tmp_path):  # noqa: F811
     assert sshd.leftovers() == []
 
 
+@pytest.mark.slow
 def test_calibrate_over_ssh_writes_a_profile_the_predictor_uses(sshd, tmp_path):  # noqa: F811
     pytest.importorskip("onnxruntime")
     from edgecnn.devices.remote_calibrate import calibrate_over_ssh

@@ -83,6 +83,7 @@ def _consistent(r: dict, bundle) -> None:
     assert (bundle / "artifact" / "metadata.json").is_file()
 
 
+@pytest.mark.slow
 def test_deploy_to_cpu_is_measured_in_openvino(cpu_run):
     path, r, _ = cpu_run
     _consistent(r, path)
@@ -95,6 +96,7 @@ def test_deploy_to_cpu_is_measured_in_openvino(cpu_run):
     assert "measured, n=" in md and "PREDICTED" not in md
 
 
+@pytest.mark.slow
 def test_rerun_reuses_every_stage(cpu_run, recipe_file):
     path, first, first_s = cpu_run
     t0 = time.perf_counter()
@@ -114,6 +116,7 @@ def test_rerun_reuses_every_stage(cpu_run, recipe_file):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
 
 
+@pytest.mark.slow
 def test_deploy_to_rpi_predicts_latency_and_measures_tflite_accuracy(cpu_run, recipe_file, tmp_path):
     path, r = deploy(
         "test_resnet18",
@@ -185,6 +188,7 @@ def test_pareto_flags_dominated_points():
     assert pareto([], "ms") == []
 
 
+@pytest.mark.slow
 def test_bundle_runs_on_its_own_with_predict_py(cpu_run, tmp_path):
     """predict.py classifies image files in the artifact's runtime without torch, and agrees with
     the runtime run on the same images; RUN.md says how to install that runtime on the device."""

@@ -138,6 +138,7 @@ def _torchrun(home: Path, *args: str, timeout: float = 240) -> subprocess.Comple
 
 
 @pytest.mark.distributed
+@pytest.mark.slow
 def test_torchrun_train_two_processes(job):
     home, recipe = job
     t0 = time.perf_counter()

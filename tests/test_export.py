@@ -84,6 +84,7 @@ def test_calibration_set_too_small_for_the_method(float_run):
         stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, method="entropy", num_images=8, **quiet)
 
 
+@pytest.mark.slow
 def test_metadata_describes_the_artifact(artifacts, calibrated):
     for (target, _), path in artifacts.items():
         meta = load_artifact(path).meta  # verifies every file's sha256
@@ -105,6 +106,7 @@ def _qdq(path):
     return m, inits
 
 
+@pytest.mark.slow
 def test_jetson_onnx_is_tensorrt_explicit_quantization(artifacts):
     m, inits = _qdq(artifacts[("jetson", None)] / "model.onnx")
     q = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
@@ -122,6 +124,7 @@ def test_jetson_onnx_is_tensorrt_explicit_quantization(artifacts):
     assert all(len(n.input) < 3 or inits[n.input[2]].dtype == np.float32 for n in convs)  # float bias
 
 
+@pytest.mark.slow
 def test_onnxruntime_file_is_the_same_grid_in_uint8(artifacts, test_batch):
     m, inits = _qdq(artifacts[("cpu", "onnxruntime")] / "model.onnx")
     for n in m.graph.node:
@@ -132,6 +135,7 @@ def test_onnxruntime_file_is_the_same_grid_in_uint8(artifacts, test_batch):
     np.testing.assert_allclose(u8, s8, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_openvino_file_is_the_same_grid_with_uint8_after_relu(artifacts, test_batch, tmp_path):
     """The OpenVINO IR reads post-ReLU activations as uint8 with zero point 0 (no FakeQuantize left
     to re-encode them, no int8 pooling), and the rewrite behind it leaves every value as it was."""
@@ -167,6 +171,7 @@ def test_openvino_file_is_the_same_grid_with_uint8_after_relu(artifacts, test_ba
     assert not_u8 in ([], ["Convolution:node_conv2d/WithoutBiases"]), kinds
 
 
+@pytest.mark.slow
 def test_uint8_after_relu_covers_googlenet_concats(tmp_path):
     """GoogLeNet's inception outputs are concats of ReLU branches: their quantizers become uint8
     too (only the input's and the logits' stay int8), and the values stay exactly the same."""
@@ -228,6 +233,7 @@ def test_u8s8_rewrite_refuses_a_float_model(tmp_path):
         (("rpi", None), None),
     ],
 )
+@pytest.mark.slow
 def test_every_runtime_runs_the_fake_quant_graph(artifacts, test_batch, key, runtime):
     art = load_artifact(artifacts[key])
     ref = load_reference(art)(torch.from_numpy(test_batch)).detach().numpy()  # the graph it was exported from
@@ -247,12 +253,14 @@ def test_every_runtime_runs_the_fake_quant_graph(artifacts, test_batch, key, run
         assert drift < 5e-4 and (out.argmax(1) == ref.argmax(1)).mean() >= 0.99, "bias off its int32 grid?"
 
 
+@pytest.mark.slow
 def test_tflite_is_full_integer(artifacts):
     meta = load_artifact(artifacts[("rpi", None)]).meta
     assert meta["input"]["dtype"] == "int8" and meta["output"]["dtype"] == "int8"
     assert meta["input"]["scale"] > 0 and meta["input"]["shape"] == [1, 3, 32, 32]
 
 
+@pytest.mark.slow
 def test_artifacts_are_reproducible_and_carry_no_build_paths(artifacts, float_run, tmp_path):
     """The same checkpoint and recipe give the same bytes, and no artifact names the directories
     it was built in (the exporter's stack traces did: two checkouts gave two different files)."""
@@ -341,6 +349,7 @@ def test_qat_nan_stops_and_says_so(float_run, tmp_path):
         stages.qat("test_resnet18", recipe, checkpoint=ckpt, **quiet)
 
 
+@pytest.mark.slow
 def test_googlenet_pools_after_an_inception_concat_are_quantized(tmp_path):
     """Every max-pool of GoogLeNet reads a dequantized int8 tensor, including the stage pools
     after an inception concat and the 3x3/1 branch pool that follows them; the .tflite made

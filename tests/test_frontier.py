@@ -75,6 +75,7 @@ def run(recipe_dir, tmp_path_factory):
     return path, res, time.perf_counter() - t0, recipe
 
 
+@pytest.mark.slow
 def test_the_report_is_written_after_every_point_and_reloads_until_the_end(run):
     path, res, _, _ = run
     ups = FIRST_RUN["updates"]
@@ -117,6 +118,7 @@ def test_work_order_puts_the_cheapest_network_first():
     assert work_order(["test_vgg16", "test_resnet18"], family) == ["test_resnet18", "test_vgg16"]
 
 
+@pytest.mark.slow
 def test_frontier_runs_every_combination_and_writes_its_files(run):
     path, res, _, _ = run
     assert sorted(p.name for p in path.iterdir()) == sorted([*FILES, MARKER])  # MARKER: edgecnn made it
@@ -156,6 +158,7 @@ def test_frontier_runs_every_combination_and_writes_its_files(run):
         assert size["int8"] < 0.6 * size["fp32"]
 
 
+@pytest.mark.slow
 def test_pareto_flags_are_consistent_per_device(run):
     _, res, _, _ = run
     pts = res["points"]
@@ -180,6 +183,7 @@ def test_pareto_flags_are_consistent_per_device(run):
             assert p["pareto"] is True
 
 
+@pytest.mark.slow
 def test_reports_label_every_figure(run):
     path, res, _, _ = run
     rows = list(csv.DictReader(io.StringIO((path / "frontier.csv").read_text())))
@@ -201,6 +205,7 @@ def test_reports_label_every_figure(run):
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
+@pytest.mark.slow
 def test_same_command_again_reuses_every_stage(run, recipe_dir):
     path, res, first, recipe = run
     (path / "notes.md").write_text("my reading of it")  # a file of the user's survives the re-run
@@ -390,6 +395,7 @@ def test_parse_limits():
         parse_accuracy("120%")
 
 
+@pytest.mark.slow
 def test_choose_cli_reads_the_frontier_it_names(run, tmp_path):
     path, res, _, _ = run
     r = CliRunner().invoke(
@@ -409,6 +415,7 @@ def test_choose_cli_reads_the_frontier_it_names(run, tmp_path):
     assert {p["id"] for p in res["points"]} <= {p["id"] for p in load_points()}
 
 
+@pytest.mark.slow
 def test_killed_frontier_resumes_to_the_same_figures(run, recipe_dir, tmp_path):
     """kill -9 in the middle of the quantize/export/evaluate stages, run again: the same accuracy
     figures as the uninterrupted run, and no half-written output directory in between."""

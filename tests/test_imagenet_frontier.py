@@ -58,6 +58,7 @@ def published_run(tmp_path_factory):
     return out, res.to_json()
 
 
+@pytest.mark.slow
 def test_published_frontier_labels_every_point_with_its_source(published_run):
     out, _ = published_run
     on_disk = json.loads((out / "frontier.json").read_text())
@@ -84,6 +85,7 @@ def test_published_frontier_labels_every_point_with_its_source(published_run):
     assert (out / "frontier.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_same_command_again_reuses_the_artifacts(published_run, tmp_path):
     _, first = published_run
     _, again = run_imagenet_frontier(
@@ -100,6 +102,7 @@ def test_same_command_again_reuses_the_artifacts(published_run, tmp_path):
     assert p["artifact"] == next(q["artifact"] for q in first["points"] if q["id"] == p["id"])
 
 
+@pytest.mark.slow
 def test_choose_says_its_answer_rests_on_published_figures(published_run):
     out, _ = published_run
     res = choose(load_points([out]), "cpu")
@@ -109,6 +112,7 @@ def test_choose_says_its_answer_rests_on_published_figures(published_run):
     assert all("accuracy not published" in why for pid, why in res["rejected"].items() if "googlenet" in pid)
 
 
+@pytest.mark.slow
 def test_choose_refuses_to_compare_published_with_measured(published_run):
     out, res = published_run
     trained = dict(
@@ -190,6 +194,7 @@ def _prototype_checkpoint(images: np.ndarray, image_size: int) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_with_data_and_weights_accuracy_is_measured_in_each_runtime(http_server, tmp_path):
     from PIL import Image
 

@@ -319,6 +319,7 @@ def test_missing_file(tmp_path):
 # --- edgecnn checkpoints -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     options = {"num_classes": 10, "in_channels": 1, "small_input": True}

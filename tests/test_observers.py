@@ -159,6 +159,7 @@ def test_percentile_comes_from_the_histogram_of_all_batches():
     assert abs(mean_of_batches - float(np.percentile(whole.abs().numpy(), 99.0))) > 0.5  # the test can tell
 
 
+@pytest.mark.slow
 def test_deterministic_and_state_dict_round_trip():
     x, _ = _gauss_with_outliers(50_000, seed=5)
     for method in HIST_METHODS:

@@ -149,6 +149,7 @@ def test_export_refuses_a_folder_that_merely_holds_a_metadata_json(setup, tmp_pa
     assert snapshot(album) == before
 
 
+@pytest.mark.slow
 def test_export_rerun_keeps_user_files_and_removes_stale_temporaries(setup, tmp_path):
     out = tmp_path / "art"
     r = invoke(*export_args(setup, out))
@@ -165,6 +166,7 @@ def test_export_rerun_keeps_user_files_and_removes_stale_temporaries(setup, tmp_
     assert not stale_dir.exists() and not stale_file.exists()
 
 
+@pytest.mark.slow
 def test_deploy_refuses_a_stub_report_and_keeps_user_files_on_rerun(setup, tmp_path):
     stub = tmp_path / "stub"
     stub.mkdir()

@@ -85,6 +85,7 @@ def test_second_run_reuses_the_result(finished):
     assert time.perf_counter() - t < 10
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_same_model(finished, tmp_path):
     _, _, first = finished
     recipe = _recipe(tmp_path, ckpt=0.0)  # state after every step; same key as `finished`
