@@ -67,7 +67,8 @@ def main() -> None:
         m = np.quantile(margin, [0.01, 0.05, 0.5])
         step = _input_step(graph)
         print(
-            f"| {rep.get('arch', d.name.split('-')[0])} | {d.name} | {100 * rep['int8_fakequant']['top1']:.2f}% | "
+            f"| {rep.get('arch', d.name.split('-')[0])} | {d.name} | "
+            f"{100 * rep['int8_fakequant']['top1']:.2f}% | "
             f"{step:.4g} | " + " | ".join(cells) + f" | {m[0]:.3f} / {m[1]:.3f} / {m[2]:.2f} |",
             flush=True,
         )

@@ -87,12 +87,14 @@ def main() -> None:
     }
     print(json.dumps(row), flush=True)
     print(
-        "\n| networks | targets | precisions | runs | first run | cache at start | peak RSS | same command again |"
+        "\n| networks | targets | precisions | runs | first run | cache at start | peak RSS | same command "
+        "again |"
     )
     print("|---|---|---|---|---|---|---|---|")
     print(
         f"| {args.archs} | {args.targets} | {args.precisions} | {row['points']} ({row['failed']} failed) | "
-        f"{first / 60:.1f} min | {'empty' if empty else 'not empty'} | {peak_mb / 1024:.2f} GiB | {again:.1f} s |"
+        f"{first / 60:.1f} min | {'empty' if empty else 'not empty'} | {peak_mb / 1024:.2f} GiB | "
+        f"{again:.1f} s |"
     )
 
 

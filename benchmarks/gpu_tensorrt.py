@@ -283,12 +283,14 @@ def markdown(doc: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
         "",
         (
-            "Tiny training budget (quick recipe at 32 px, one epoch on a train subset): accuracy figures check the "
+            "Tiny training budget (quick recipe at 32 px, one epoch on a train subset): accuracy figures "
+            "check the "
             "engines, they are not the networks' quick-profile accuracy."
         ),
         "",
         (
-            "| network | precision | TensorRT | top-1 | agreement with fake-quant | p50 b1 (ms) | p50 b32 (ms) | "
+            "| network | precision | TensorRT | top-1 | agreement with fake-quant | p50 b1 (ms) | p50 b32 "
+            "(ms) | "
             "bench / trtexec |"
         ),
         "|---|---|---|---|---|---|---|---|",
@@ -366,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             run_step(s, min(args.step_timeout_s, left))
             print(
-                f"[{time.perf_counter() - t0:6.1f} s] {r.arch} {r.precision} {s.name}: {s.status} ({s.seconds} s)"
+                f"[{time.perf_counter() - t0:6.1f} s] {r.arch} {r.precision} {s.name}: {s.status} "
+                f"({s.seconds} s)"
                 f" {s.detail}",
                 flush=True,
             )

@@ -139,7 +139,8 @@ def main() -> None:
         for phase, (wall, cpu) in t.items():
             print(f"| {arch} | {phase} | {wall} | {cpu} |")
     print(
-        "\n| network | device | runtime | precision | p50 ms | source | accuracy (basis) |\n|---|---|---|---|---|---|---|"
+        "\n| network | device | runtime | precision | p50 ms | source | accuracy (basis) "
+        "|\n|---|---|---|---|---|---|---|"
     )
     for p in res["points"]:
         band = (
@@ -160,7 +161,8 @@ def main() -> None:
         lo, hi = r["band_ms"]
         same = r["runtime"] == r["our_runtime"]
         print(
-            f"| {r['device_profile']} | {r['arch']} | {r['runtime']}{'' if same else ' (ours: ' + r['our_runtime'] + ')'}"
+            f"| {r['device_profile']} | {r['arch']} | "
+            f"{r['runtime']}{'' if same else ' (ours: ' + r['our_runtime'] + ')'}"
             f" | {r['precision']} | {float(r['ms']):.3g} | {r['predicted_ms']:.3g} ({lo:.3g}-{hi:.3g}) | "
             f"{r['predicted_ms'] / float(r['ms']):.2f} | {r['source']} |"
         )

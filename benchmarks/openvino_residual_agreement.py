@@ -96,7 +96,8 @@ def main() -> None:
     plot(diags, out / "sqnr.png")
     print(json.dumps(rows, indent=2))
     print(
-        f"\n| artifact | top-1 | FP32 top-1 | agreement with its fake-quant graph (test split) | first departure "
+        "\n| artifact | top-1 | FP32 top-1 | agreement with its fake-quant graph (test split) | first "
+        "departure "
         f"({args.images} images, every layer exposed) | worst layer, values off | adds only exposed: first "
         f"departure, worst |"
     )
@@ -108,7 +109,8 @@ def main() -> None:
             else f"{r['first_departure_adds_only'] or 'none'}, {100 * r['adds_only_worst_share_off']:.2f}%"
         )
         print(
-            f"| {r['artifact']} | {100 * r['top1']:.2f}% | {100 * r['fp32_top1']:.2f}% | {100 * r['agreement']:.2f}% "
+            f"| {r['artifact']} | {100 * r['top1']:.2f}% | {100 * r['fp32_top1']:.2f}% | "
+            f"{100 * r['agreement']:.2f}% "
             f"| {r['first_departure'] or 'none'} | {100 * r['worst_layer_share_off']:.3f}% | {adds} |"
         )
 

@@ -261,7 +261,8 @@ def print_host(res: dict) -> None:
     for r in res["rows"]:
         print(
             f"| {r['arch']} | {r['precision']} | {r['measured_p50_ms']:.2f} | {r['layers_pred_ms']:.2f} | "
-            f"{r['layers_err_pct']:+.0f} | {r['layers_nocache_pred_ms']:.2f} | {r['layers_nocache_err_pct']:+.0f} | "
+            f"{r['layers_err_pct']:+.0f} | {r['layers_nocache_pred_ms']:.2f} | "
+            f"{r['layers_nocache_err_pct']:+.0f} | "
             f"{r['loo_pred_ms']:.2f} | "
             f"{r['loo_err_pct']:+.0f} | {r['micro_pred_ms']:.2f} | {r['micro_err_pct']:+.0f} | "
             f"{r['default_pred_ms']:.2f} | {r['default_err_pct']:+.0f} |"

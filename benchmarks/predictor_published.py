@@ -137,7 +137,8 @@ def main() -> None:
         s, f = d["summary"], d["fit"]
         print(
             f"- **{device}**: {s['n']} figures; median |error| {s['median_abs_err_pct']:.0f}%, largest "
-            f"{s['max_abs_err_pct']:.0f}%, {s['within_35_pct']}/{s['n']} within +-35%, {s['in_band']}/{s['n']} "
+            f"{s['max_abs_err_pct']:.0f}%, {s['within_35_pct']}/{s['n']} within +-35%, "
+            f"{s['in_band']}/{s['n']} "
             f"inside the stated band. Fit to all: efficiency per kernel class {f['kernel_efficiency']}, "
             f"memory {f['memory']}, {f['overhead_us']:g} us per kernel."
         )

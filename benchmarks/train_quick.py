@@ -40,8 +40,10 @@ def main() -> None:
     for r in rows:
         variant = "small-input" if r["model_options"].get("small_input") else "torchvision"
         print(
-            f"| {r['arch']} | {variant} @ {r['preprocess']['image_size']} px | {r['recipe']['train']['epochs']} | "
-            f"{r['dataset']['train_images']} | {100 * r['test']['top1']:.2f}% | {100 * r['test']['top5']:.2f}% | "
+            f"| {r['arch']} | {variant} @ {r['preprocess']['image_size']} px | "
+            f"{r['recipe']['train']['epochs']} | "
+            f"{r['dataset']['train_images']} | {100 * r['test']['top1']:.2f}% | "
+            f"{100 * r['test']['top5']:.2f}% | "
             f"{r['wall_seconds'] / 60:.1f} min | {r['peak_memory_mb'] / 1024:.2f} GiB |"
         )
 

@@ -256,7 +256,8 @@ def measure(
 
 
 def _latency(wall: list[float], inner: list[float]) -> dict[str, Any]:
-    """latency_ms from the runtime's own times where there are any (the Python call's cost apart), else wall."""
+    """latency_ms from the runtime's own times where there are any (the Python call's cost apart), else
+    wall."""
     if not inner:
         return {"latency_ms": summarize(wall), "latency_clock": "wall", "python_overhead_ms": None}
     overhead = float(np.median(np.asarray(wall) - np.asarray(inner)))

@@ -34,7 +34,8 @@ class DiskError(EdgecnnError, OSError):
 
 
 def disk_error(e: OSError, path: str | os.PathLike) -> OSError:
-    """``e`` as a :class:`DiskError` saying what to do when it is a full disk or a denied write, else ``e``."""
+    """``e`` as a :class:`DiskError` saying what to do when it is a full disk or a denied write, else
+    ``e``."""
     if isinstance(e, EdgecnnError) or e.errno not in _DISK:
         return e
     what, todo = _DISK[e.errno]

@@ -478,7 +478,8 @@ def _remember(result: dict, out: Path) -> None:
 
 
 def write_frontier(out: Path, result: dict) -> None:
-    """All five files into a temporary folder beside ``out``, then one rename (:func:`edgecnn.outdir.replace`)."""
+    """All five files into a temporary folder beside ``out``, then one rename
+    (:func:`edgecnn.outdir.replace`)."""
     from edgecnn.fileio import atomic_write_json, atomic_write_text
 
     with outdir.replace(out, "frontier") as tmp:
@@ -553,7 +554,8 @@ def _rows(result: dict, device: str) -> list[list[str]]:
 
 
 def accuracy_cell(p: dict) -> str:
-    """A point's top-1 as its basis gives it: measured [95% CI], published (with its source), or not published."""
+    """A point's top-1 as its basis gives it: measured [95% CI], published (with its source), or not
+    published."""
     if p["top1"] is None:
         return "accuracy: not published"
     if p.get("accuracy_source") == "published":
@@ -593,7 +595,8 @@ def _accuracy_intro(result: dict) -> str:
     if accuracy_basis(result) == "published":
         return (
             f"Accuracy: PUBLISHED ImageNet top-1 (FP32: torchvision's figures; INT8: FP32 minus a published "
-            f"INT8 drop), quoted with its source, NOT measured by edgecnn; 'accuracy: not published' where no "
+            "INT8 drop), quoted with its source, NOT measured by edgecnn; 'accuracy: not published' where "
+            "no "
             f"citable figure exists. The artifacts are the networks' own architectures at "
             f"{result.get('image_size')} px with {result.get('weights')}, INT8 by PTQ on "
             f"{(result.get('calibration') or {}).get('source')}: real files, real latency."
@@ -606,8 +609,10 @@ def _intro(result: dict) -> list[str]:
     return [
         f"Cost: {_cost_label(result)}. {_accuracy_intro(result)}",
         (
-            "Latency is *measured* where the device ran the artifact (this machine for cpu) and *predicted* from "
-            "the device profile otherwise, with its error band; energy is measured (RAPL) or *estimated* from "
+            "Latency is *measured* where the device ran the artifact (this machine for cpu) and *predicted* "
+            "from "
+            "the device profile otherwise, with its error band; energy is measured (RAPL) or *estimated* "
+            "from "
             "the profile's power; the ImageNet column is *published*, not measured by edgecnn."
         ),
         f"Created {result['created']} in {result['seconds']:.0f} s"
@@ -834,7 +839,8 @@ POINT_TYPES: dict[str, type | tuple[type, ...]] = {
     "runtime": str,
     "precision": str,
     "dataset": str,
-    # top1, test_images, accuracy_runtime: null on a point whose accuracy is quoted or not published (--imagenet)
+    # top1, test_images, accuracy_runtime: null on a point whose accuracy is quoted or not published
+    # (--imagenet)
     "image_size": int,
     "test_images": (int, type(None)),
     "top1": _NUM_OR_NULL,
@@ -975,7 +981,8 @@ def choose(
     pick = min(priced, key=lambda p: p[cost_key]) if priced else best
     s = [
         (
-            f"Ship {_name(pick)} on {pick['device']}: top-1 {100 * pick['top1']:.2f}% ({_accuracy_phrase(pick)}), "
+            f"Ship {_name(pick)} on {pick['device']}: top-1 {100 * pick['top1']:.2f}% "
+            f"({_accuracy_phrase(pick)}), "
             f"{latency} latency {pick[lat_key]:.3g} ms {pick['latency_source'].upper()}"
         )
     ]
@@ -1048,7 +1055,8 @@ def _none_fits(mine: Sequence[dict], device: str, latency: str, basis: str) -> s
     fastest = min(mine, key=lambda p: p[lat_key])
     ranked = [p for p in mine if p["top1"] is not None]
     text = (
-        f"No run on {device} meets the limits: the fastest, {_name(fastest)}, takes {fastest[lat_key]:.3g} ms "
+        f"No run on {device} meets the limits: the fastest, {_name(fastest)}, takes {fastest[lat_key]:.3g} "
+        "ms "
         f"({latency}, {fastest['latency_source']}) at {accuracy_cell(fastest)} top-1"
     )
     if ranked:

@@ -308,7 +308,8 @@ def _tensorrt(art, threads: int | None, runs: int, warmup: int) -> dict[str, Any
 
 
 def tensorrt_engine(art) -> str:
-    """The engine file of a TensorRT artifact: the file itself, or the one cached for this GPU (built if missing)."""
+    """The engine file of a TensorRT artifact: the file itself, or the one cached for this GPU (built if
+    missing)."""
     if art.model_file.suffix != ".onnx":
         return str(art.model_file)
     from edgecnn.runtimes import open_session

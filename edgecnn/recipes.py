@@ -156,7 +156,8 @@ def load_recipe(arch: str, recipe: str | None = None) -> Recipe:
         path, profile = (Path(head), tail) if sep and tail in PROFILES else (Path(spec), "quick")
         if path.suffix != ".toml":
             raise EdgecnnError(
-                f"unknown recipe '{spec}': pass a profile ({', '.join(PROFILES)}), a .toml path, or PATH.toml:PROFILE"
+                f"unknown recipe '{spec}': pass a profile ({', '.join(PROFILES)}), a .toml path, or "
+                "PATH.toml:PROFILE"
             )
     data = read_toml(path)
     return parse_recipe(data, profile, str(path), arch)

@@ -130,7 +130,8 @@ def ssh_command(
         if not Path(ssh_config).is_file():
             raise EdgecnnError(f"ssh config {ssh_config} does not exist")
         argv += ["-F", str(ssh_config)]
-    # ssh keeps the first value it sees for an option: BatchMode is forced, the caller's options beat our defaults.
+    # ssh keeps the first value it sees for an option: BatchMode is forced, the caller's options beat our
+    # defaults.
     argv += ["-o", "BatchMode=yes"]
     for opt in ssh_options:
         argv += ["-o", opt]
@@ -147,7 +148,8 @@ def ssh_command(
 def _effective_config(
     ssh: str, host: str, ssh_config: str | None, options: tuple[str, ...]
 ) -> dict[str, str]:
-    """What ``ssh -G`` says ssh would use for ``host`` (lower-case option -> value); {} where it cannot tell."""
+    """What ``ssh -G`` says ssh would use for ``host`` (lower-case option -> value); {} where it cannot
+    tell."""
     argv = [
         ssh,
         *(["-F", ssh_config] if ssh_config else []),
@@ -189,7 +191,8 @@ def bench_script(name: str, remote_python: str, bench_args: Sequence[str]) -> st
 
 
 def device_script(command: str) -> str:
-    """The ``sh`` script that makes a temp dir ``$d`` (removed on exit), untars stdin into it, runs ``command``."""
+    """The ``sh`` script that makes a temp dir ``$d`` (removed on exit), untars stdin into it, runs
+    ``command``."""
     return "\n".join(
         [
             (

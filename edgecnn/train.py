@@ -177,7 +177,8 @@ def train(  # noqa: C901  # issue 14: split this stage
     finished = distributed.broadcast_object(finished)  # rank 0's look decides for all
     if finished is not None:
         log(
-            f"{arch}: reusing finished run {out} (test top-1 {finished['test']['top1']:.4f}); --force retrains"
+            f"{arch}: reusing finished run {out} (test top-1 {finished['test']['top1']:.4f}); --force "
+            "retrains"
         )
         return TrainResult(out, ckpt_path, finished, cached=True)
 
@@ -289,7 +290,8 @@ def train(  # noqa: C901  # issue 14: split this stage
                 if not torch.isfinite(seen):  # all ranks stop together
                     where = state_path if state_path.exists() else "none (no epoch finished yet)"
                     raise EdgecnnError(
-                        f"{arch}: training loss became {loss.item()} at epoch {epoch + 1} step {step_in_epoch}; "
+                        f"{arch}: training loss became {loss.item()} at epoch {epoch + 1} step "
+                        f"{step_in_epoch}; "
                         f"stopped; last good state: {where}; lower train.lr in the recipe and run again"
                     )
                 opt.zero_grad(set_to_none=True)

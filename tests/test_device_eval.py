@@ -232,7 +232,8 @@ def test_flips_are_listed_all_in_json_and_capped_in_text(int8_artifact, folder, 
 
 @pytest.mark.slow
 def test_deploy_host_records_accuracy_measured_on_the_device(sshd, tmp_path, own_home):  # noqa: F811
-    """deploy --target rpi --host: the INT8 TFLite artifact's accuracy and latency both come from the device."""
+    """deploy --target rpi --host: the INT8 TFLite artifact's accuracy and latency both come from the
+    device."""
     pytest.importorskip("ai_edge_litert")
     from tiny_recipes import int8_recipe
 

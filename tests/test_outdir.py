@@ -296,7 +296,8 @@ def test_a_full_disk_while_training_leaves_no_temporary(small_train, tmp_path, m
 
 @pytest.mark.slow
 def test_a_sigkilled_training_resumes_and_its_temporary_goes(small_train, tmp_path):
-    """A real SIGKILL while state.pt is being rewritten leaves .state.pt.*.tmp; the next run resumes and removes it."""
+    """A real SIGKILL while state.pt is being rewritten leaves .state.pt.*.tmp; the next run resumes and
+    removes it."""
     recipe = tmp_path / "every-step.toml"  # save the state after every step: a save is always close
     recipe.write_text(small_train.read_text().replace('amp = "off"', 'amp = "off"\ncheckpoint_seconds = 0'))
     run = tmp_path / "run"

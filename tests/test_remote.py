@@ -86,8 +86,10 @@ class Sshd:
                     "KbdInteractiveAuthentication no",
                     "PermitRootLogin prohibit-password",
                     "LogLevel VERBOSE",
-                    # REPO after the stub: the device runs this checkout's edgecnn, not whichever one the venv installed.
-                    f"SetEnv TMPDIR={self.remote_tmp} EDGECNN_HOME={root / 'remote-home'} PYTHONPATH={notorch}:{REPO}",
+                    # REPO after the stub: the device runs this checkout's edgecnn, not whichever one the venv
+                    # installed.
+                    f"SetEnv TMPDIR={self.remote_tmp} EDGECNN_HOME={root / 'remote-home'} "
+                    f"PYTHONPATH={notorch}:{REPO}",
                     "",
                 ]
             )
@@ -369,7 +371,8 @@ def test_arguments_that_could_inject_are_refused(artifact, monkeypatch):
 
 
 def test_the_users_connect_timeout_wins(sshd, tmp_path):
-    """ssh takes a -o option over the config file: edgecnn adds its defaults only where the config sets none."""
+    """ssh takes a -o option over the config file: edgecnn adds its defaults only where the config sets
+    none."""
     config = tmp_path / "ssh_config"
     config.write_text("Host patient\n  ConnectTimeout 7\n  ServerAliveCountMax 9\n" + sshd.config.read_text())
     mine = ssh_command("patient", "true", ssh_config=config)
@@ -388,7 +391,8 @@ def test_the_users_connect_timeout_wins(sshd, tmp_path):
 
 
 def test_timeout_ends_a_host_that_hangs_mid_run(sshd, artifact, tmp_path):
-    """The device's Python hangs: --timeout ends the run as one line for that host; the device works again after."""
+    """The device's Python hangs: --timeout ends the run as one line for that host; the device works again
+    after."""
     hangs = _wrapper(tmp_path / "python", "sleep 60\n")
     t0 = time.monotonic()
     p = subprocess.run(

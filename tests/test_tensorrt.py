@@ -536,7 +536,8 @@ def test_real_build_script(tmp_path, edgecnn_home, tiny_onnx, builder):
 
 
 def test_build_engine_command_and_old_module_entry(tmp_path):
-    """`edgecnn build-engine` is the command; `python -m edgecnn.tensorrt_build` (older RUN.md files) runs it."""
+    """`edgecnn build-engine` is the command; `python -m edgecnn.tensorrt_build` (older RUN.md files) runs
+    it."""
     from click.testing import CliRunner
 
     from edgecnn.cli import cli

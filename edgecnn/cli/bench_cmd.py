@@ -221,7 +221,8 @@ def _bench_hosts(what, hosts, *, as_json: bool, **kwargs) -> None:
 def _profile(
     what, hosts, *, runtime, threads, runs, warmup, remote_python, ssh_config, timeout, as_json
 ) -> None:
-    """Per-layer profile here, or on each --host (each host's result or one-line error; exit 2 if any failed)."""
+    """Per-layer profile here, or on each --host (each host's result or one-line error; exit 2 if any
+    failed)."""
     import sys
 
     from edgecnn.profiling import LayerProfile, profile_artifact
@@ -310,7 +311,8 @@ def _print(r: dict) -> None:
         env = r.get("env") or {}
         if env.get("loadavg"):
             click.echo(
-                f"  load average {env['loadavg'][0]:.2f} on {env.get('cpu_count')} CPUs ({env.get('cpu_model')})"
+                f"  load average {env['loadavg'][0]:.2f} on {env.get('cpu_count')} CPUs "
+                f"({env.get('cpu_model')})"
             )
     if r.get("energy_mj") is not None:
         click.echo(f"  energy {r['energy_mj']:.2f} mJ/image ({r['energy_source']})")

@@ -125,5 +125,6 @@ def build_engine(
             if r["command"]
             else f"TensorRT {r['plan']['tensorrt']} Python builder: {r['precision']} engine -> {r['engine']} "
             f"(batch {profile.min}/{profile.opt}/{profile.max}, builder flags "
-            f"{','.join(r['plan']['builder_flags']) or 'none'}, strongly typed: {r['plan']['strongly_typed']})"
+            f"{','.join(r['plan']['builder_flags']) or 'none'}, strongly typed: "
+            f"{r['plan']['strongly_typed']})"
         )

@@ -23,7 +23,8 @@ def pyplot():
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Write ``fig`` to ``path`` atomically, in the format its suffix names (.png, .svg, .pdf), and close it."""
+    """Write ``fig`` to ``path`` atomically, in the format its suffix names (.png, .svg, .pdf), and close
+    it."""
     from edgecnn.fileio import atomic_path
 
     path = Path(path)

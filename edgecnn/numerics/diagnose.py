@@ -147,7 +147,8 @@ def load_reference(art, graph: str | os.PathLike | None = None):
 
 
 def _like(got: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
-    """``got`` in ``ref``'s shape (as is, or a flattened twin: N x C against N x C x 1 x 1); None if neither fits."""
+    """``got`` in ``ref``'s shape (as is, or a flattened twin: N x C against N x C x 1 x 1); None if neither
+    fits."""
     if got.shape == ref.shape:
         return got
     return got.reshape(ref.shape) if got.size == ref.size and (got.ndim < 4 or ref.ndim < 4) else None

@@ -70,7 +70,8 @@ def _value(gm, arg) -> float:
 
 
 def graph_taps(gm: torch.fx.GraphModule) -> list[Tap]:
-    """Every activation quantize op of ``gm`` in graph order (weights, quantized as constants, are not taps)."""
+    """Every activation quantize op of ``gm`` in graph order (weights, quantized as constants, are not
+    taps)."""
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
     outputs = {a.name for a in out_node.all_input_nodes}
     taps = []

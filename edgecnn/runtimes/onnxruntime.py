@@ -74,7 +74,8 @@ class OnnxRuntimeSession(Session):
         return self._sess.run([self._output], {self._input: x})[0]
 
     def timed_call(self, x: np.ndarray) -> TimedCall:
-        """Input and output ``OrtValue`` bound once through an ``IOBinding``; ``run_with_iobinding`` per call."""
+        """Input and output ``OrtValue`` bound once through an ``IOBinding``; ``run_with_iobinding`` per
+        call."""
         import onnxruntime as ort
 
         x = self._bench_input(x)

@@ -142,7 +142,8 @@ def detect_device(trt=None) -> DeviceInfo:
 
 
 def _network(trt, builder, logger, onnx: Path, plan: BuildPlan):
-    """The network parsed from ``onnx``: strongly typed on TensorRT 11 (where the flag is kept and ignored)."""
+    """The network parsed from ``onnx``: strongly typed on TensorRT 11 (where the flag is kept and
+    ignored)."""
     flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None) if plan.strongly_typed else None
     network = builder.create_network(0 if flag is None else 1 << int(flag))  # explicit batch: the only mode
     parser = trt.OnnxParser(network, logger)
@@ -325,7 +326,8 @@ def parse_trtexec_log(text: str) -> DeviceInfo | None:
 
 
 def probe_trtexec_version(trtexec: str) -> TrtVersion | None:
-    """The TensorRT version of a trtexec binary, from the banner ``trtexec --help`` prints; None when unknown."""
+    """The TensorRT version of a trtexec binary, from the banner ``trtexec --help`` prints; None when
+    unknown."""
     try:
         proc = subprocess.run([trtexec, "--help"], capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -369,7 +371,8 @@ def _choose_builder(builder: str, trtexec: str | None, dry_run: bool) -> tuple[s
 
 
 def _tensorrt_version(use: str, exe: str | None, explicit: str | None) -> str:
-    """The TensorRT version the build will use: ``explicit``, else trtexec's banner, else the tensorrt module's."""
+    """The TensorRT version the build will use: ``explicit``, else trtexec's banner, else the tensorrt
+    module's."""
     if explicit:
         return str(TrtVersion.parse(explicit))
     if use == "trtexec" and exe and (v := probe_trtexec_version(exe)) is not None:
@@ -415,7 +418,8 @@ class BuildRequest:
 def _run_trtexec(
     exe: str, req: BuildRequest, log: Callable[[str], None]
 ) -> tuple[bytes, DeviceInfo | None, Any]:
-    """Build ``req.engine`` with trtexec (atomically); return its bytes, the device it names, the FP16 rewrite."""
+    """Build ``req.engine`` with trtexec (atomically); return its bytes, the device it names, the FP16
+    rewrite."""
     req.engine.parent.mkdir(parents=True, exist_ok=True)
     if req.timing_cache is not None:
         req.timing_cache.parent.mkdir(parents=True, exist_ok=True)
@@ -438,7 +442,8 @@ def _run_python_builder(req: BuildRequest, log: Callable[[str], None]) -> tuple[
     device = detect_device(trt)
     check_precision(req.plan.precision, device.compute_capability, device.gpu)
     log(
-        f"building a {req.plan.precision} engine from {req.onnx} for {device.describe()} (TensorRT Python builder)"
+        f"building a {req.plan.precision} engine from {req.onnx} for {device.describe()} (TensorRT Python "
+        "builder)"
     )
     data = build_engine(
         req.onnx,

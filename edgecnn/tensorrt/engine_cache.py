@@ -86,7 +86,8 @@ class Engine:
 
 
 def trt_release(version: str) -> str:
-    """``major.minor.patch`` of a TensorRT version ("10.3.0.30" -> "10.3.0"): the engine-compatibility part."""
+    """``major.minor.patch`` of a TensorRT version ("10.3.0.30" -> "10.3.0"): the engine-compatibility
+    part."""
     parts = str(version).strip().split(".")
     return ".".join((parts + ["0", "0"])[:3])
 

@@ -84,7 +84,8 @@ def _tiny_scales(graph) -> set[str]:
 
 
 def _fp16_constants(graph, keep: set[str]) -> tuple[int, int, float]:
-    """Store every float32 initializer (but ``keep``) and Constant as float16; Casts to float32 cast to float16."""
+    """Store every float32 initializer (but ``keep``) and Constant as float16; Casts to float32 cast to
+    float16."""
     from onnx import TensorProto
 
     scale_names = {n.input[1] for n in graph.node if n.op_type in _QDQ and len(n.input) > 1}
@@ -145,7 +146,8 @@ def _cast_kept(graph, keep: set[str]) -> int:
 
 
 def _cast_io(graph) -> None:
-    """Keep float32 graph inputs and outputs: a Cast to float16 after each input, to float32 before each output."""
+    """Keep float32 graph inputs and outputs: a Cast to float16 after each input, to float32 before each
+    output."""
     from onnx import TensorProto, helper
 
     head, tail = [], []

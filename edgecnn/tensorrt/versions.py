@@ -61,7 +61,8 @@ class TrtVersion:
 
 
 def trtexec_version(text: str) -> TrtVersion | None:
-    """The TensorRT version in trtexec's output: its ``[TensorRT v100300]`` banner or "TensorRT version:" line."""
+    """The TensorRT version in trtexec's output: its ``[TensorRT v100300]`` banner or "TensorRT version:"
+    line."""
     if m := re.search(r"\[TensorRT v(\d{5,})\]", text):
         v = int(m.group(1))  # NV_TENSORRT_VERSION = major * 10000 + minor * 100 + patch
         return TrtVersion(v // 10000, v // 100 % 100, v % 100)
@@ -70,12 +71,14 @@ def trtexec_version(text: str) -> TrtVersion | None:
     return None
 
 
-# L4T major release -> JetPack major (NVIDIA's Jetson release notes): R32 JetPack 4, R35 JetPack 5, R36 JetPack 6.
+# L4T major release -> JetPack major (NVIDIA's Jetson release notes): R32 JetPack 4, R35 JetPack 5, R36
+# JetPack 6.
 _JETPACK = {32: 4, 34: 5, 35: 5, 36: 6}
 
 
 def jetpack_release(path: str = "/etc/nv_tegra_release") -> str | None:
-    """On a Jetson, its L4T release and JetPack from /etc/nv_tegra_release ("L4T R35.4.1 (JetPack 5)"); else None."""
+    """On a Jetson, its L4T release and JetPack from /etc/nv_tegra_release ("L4T R35.4.1 (JetPack 5)"); else
+    None."""
     try:
         first = (Path(path).read_text(encoding="utf-8", errors="replace").splitlines() or [""])[0]
     except OSError:
@@ -90,7 +93,8 @@ def jetpack_release(path: str = "/etc/nv_tegra_release") -> str | None:
 def check_supported(
     version: TrtVersion, log=lambda s: None, *, tegra_release: str = "/etc/nv_tegra_release"
 ) -> None:
-    """Refuse a TensorRT older than 10 (naming the JetPack on a Jetson); say so when it is newer than tested."""
+    """Refuse a TensorRT older than 10 (naming the JetPack on a Jetson); say so when it is newer than
+    tested."""
     if version.major < MIN_MAJOR:
         jetson = jetpack_release(tegra_release)
         raise EdgecnnError(
@@ -113,7 +117,8 @@ def check_precision(precision: str | None, compute_capability: str | None, gpu: 
     if cc < INT8_MIN_CAPABILITY:
         need = ".".join(map(str, INT8_MIN_CAPABILITY))
         raise EdgecnnError(
-            f"{gpu} has compute capability {compute_capability}, and TensorRT has no INT8 kernels below {need} "
+            f"{gpu} has compute capability {compute_capability}, and TensorRT has no INT8 kernels below "
+            f"{need} "
             f"(a Jetson Nano is 5.3): export --precision fp16 for it"
         )
 
@@ -146,7 +151,8 @@ class BuildPlan:
 
 
 def build_plan(precision: str | None, version: TrtVersion, *, fp16_rewrite: bool = False) -> BuildPlan:
-    """The flags (10.x) or the strongly typed build (11.x; ``fp16_rewrite``: from the FP16 rewrite) for ``precision``."""
+    """The flags (10.x) or the strongly typed build (11.x; ``fp16_rewrite``: from the FP16 rewrite) for
+    ``precision``."""
     precision = precision or "fp32"
     if precision not in TRTEXEC_FLAGS_10:
         raise EdgecnnError(f"unknown precision '{precision}'; use one of {', '.join(TRTEXEC_FLAGS_10)}")
