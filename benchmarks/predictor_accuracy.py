@@ -289,7 +289,8 @@ def print_host(res: dict) -> None:
         f"Fit to all points: eff_compute {f['compute']}, eff_memory {f['memory']}, "
         f"{f['overhead_us']:g} us/kernel. Microbenchmarks: GEMM "
         + ", ".join(f"{p} {t * 1e3:.0f} GOPS" for p, t in res["microbenchmarks"]["gemm_tops"].items())
-        + f" (peak fp32 {res['peak_tops']['fp32'] * 1e3:.0f}, int8 {res['peak_tops']['int8'] * 1e3:.0f} GOPS, DERIVED), "
+        + f" (peak fp32 {res['peak_tops']['fp32'] * 1e3:.0f}, "
+        f"int8 {res['peak_tops']['int8'] * 1e3:.0f} GOPS, DERIVED), "
         f"copy {res['microbenchmarks']['bandwidth_gbps']:.1f} GB/s.\n"
     )
 

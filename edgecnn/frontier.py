@@ -11,8 +11,8 @@
 each ``report.json`` into a *point* (:func:`point_from_report`), flags the Pareto set per
 device and writes ``frontier.json`` (schema ``edgecnn.frontier/1``), ``frontier.csv``,
 ``frontier.png``, ``report.html`` (self-contained) and ``report.md`` into one directory
-(:mod:`edgecnn.outdir`: a re-run replaces those files and keeps yours). :func:`choose` picks one point for a device under latency and accuracy
-limits and says why.
+(:mod:`edgecnn.outdir`: a re-run replaces those files and keeps yours). :func:`choose` picks
+one point for a device under latency and accuracy limits and says why.
 """
 
 from __future__ import annotations
@@ -1061,7 +1061,10 @@ def _none_fits(mine: Sequence[dict], device: str, latency: str, basis: str) -> s
     )
     if ranked:
         best = max(ranked, key=lambda p: p["top1"])
-        text += f", and the most accurate, {_name(best)}, reaches {100 * best['top1']:.2f}% at {best[lat_key]:.3g} ms"
+        text += (
+            f", and the most accurate, {_name(best)}, reaches {100 * best['top1']:.2f}% "
+            f"at {best[lat_key]:.3g} ms"
+        )
     relax = "" if fastest["top1"] is None else f" or --min-accuracy to at most {100 * fastest['top1']:.2f}%"
     return (
         text + f". Relax --max-latency to at least {fastest[lat_key]:.3g} ms{relax}, or run the frontier for "

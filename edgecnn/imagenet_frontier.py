@@ -849,7 +849,8 @@ def run_imagenet_frontier(
 ) -> tuple[Path, ImagenetFrontier]:
     """Build, time and label every combination; write the frontier directory; return (out, result).
 
-    ``hosts``: {target or device as in ``targets``: [[user@]host, ...]} (:func:`edgecnn.frontier.parse_hosts`).
+    ``hosts``: {target or device as in ``targets``: [[user@]host, ...]}
+    (:func:`edgecnn.frontier.parse_hosts`).
 
     ``registry`` replaces torchvision's published weights and FP32 figures, ``int8_drops`` the
     published INT8 drops (:mod:`edgecnn.published`): tests give tiny variants labelled figures."""

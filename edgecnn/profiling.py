@@ -12,7 +12,8 @@
 
 Times are per inference: the median over the timed runs where the profiler reports each run
 (ONNX Runtime, trtexec), the mean over the timed runs otherwise (OpenVINO, whose counters are
-running means: differenced; benchmark_model). The first inferences (weight packing) are excluded. Nothing here imports torch.
+running means: differenced; benchmark_model). The first inferences (weight packing) are excluded.
+Nothing here imports torch.
 """
 
 from __future__ import annotations

@@ -203,7 +203,8 @@ def device_script(command: str) -> str:
             "trap 'exit 129' HUP INT TERM",
             f'echo "{DIR_MARK}$d" >&2',
             'if ! out=$(tar -xf - -C "$d" 2>&1); then',
-            '  echo "error: unpacking the artifact on the device failed (tar): $(echo "$out" | tail -n 1)" >&2',
+            '  echo "error: unpacking the artifact on the device failed (tar): '
+            '$(echo "$out" | tail -n 1)" >&2',
             "  exit 3",
             "fi",
             command,

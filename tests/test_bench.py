@@ -124,7 +124,9 @@ def test_environment_on_a_fake_jetson_and_pi(tmp_path):
             "proc/device-tree/model": "NVIDIA Jetson Orin Nano Developer Kit\x00",
             "etc/nv_tegra_release": "# R36 (release), REVISION: 3.0, GCID: 1, BOARD: generic\n",
             "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor": "schedutil\n",
-            "proc/cpuinfo": "processor\t: 0\nmodel name\t: ARMv8 Processor rev 1 (v8l)\nFeatures\t: fp asimd\n",
+            "proc/cpuinfo": (
+                "processor\t: 0\nmodel name\t: ARMv8 Processor rev 1 (v8l)\nFeatures\t: fp asimd\n"
+            ),
         },
     )
     env = environment(jet)

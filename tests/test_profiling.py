@@ -142,7 +142,8 @@ rows = ["============================== Run Order ==============================
         "============================== Run Order ==============================",
         "node type, first, avg_ms, %, cdf%, mem KB, times called, name"]
 for i, op in enumerate(ops):
-    rows.append(f"{{op['op_name']}} (ND), 0.1, {{0.01 * (i + 1):.3f}}, 1%, 1%, 0, 1, Delegate/{{op['op_name']}}:{{i}}")
+    rows.append(f"{{op['op_name']}} (ND), 0.1, {{0.01 * (i + 1):.3f}}, 1%, 1%, 0, 1, "
+                f"Delegate/{{op['op_name']}}:{{i}}")
 rows.append("")
 open(args["op_profiling_output_file"], "w").write("\n".join(rows) + "\n")
 '''
@@ -205,7 +206,8 @@ import json, sys
 args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 assert "--separateProfileRun" in sys.argv and open(args["loadEngine"], "rb").read() == b"ENGINE"
 json.dump([{{"count": int(args["iterations"])}},
-           {{"name": "conv1 + relu1", "timeMs": 5.0, "averageMs": 0.05, "medianMs": 0.048, "percentage": 70.0}},
+           {{"name": "conv1 + relu1", "timeMs": 5.0, "averageMs": 0.05, "medianMs": 0.048,
+             "percentage": 70.0}},
            {{"name": "fc", "timeMs": 2.0, "averageMs": 0.02, "medianMs": 0.021, "percentage": 30.0}}],
           open(args["exportProfile"], "w"))
 """

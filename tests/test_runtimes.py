@@ -418,7 +418,8 @@ def test_runtime_side_imports_no_torch(cpu_artifacts):
         from edgecnn.evaluate import bootstrap_ci, mcnemar
         from edgecnn.runtimes import open_session
         s = open_session({str(cpu_artifacts["onnx"])!r}, threads=1)
-        x = Preprocess.from_dict(s.artifact.meta["preprocess"]).apply_numpy(np.zeros((2, 28, 28, 1), np.uint8))
+        pre = Preprocess.from_dict(s.artifact.meta["preprocess"])
+        x = pre.apply_numpy(np.zeros((2, 28, 28, 1), np.uint8))
         assert s.run(x).shape == (2, 10)
         print("ok")
     """)

@@ -276,7 +276,10 @@ def format_profile(prof) -> str:
 
 def _print(r: dict) -> None:
     lat = r["latency_ms"]
-    what = f"{r.get('arch')} on {r.get('device')} ({r.get('runtime')}, {r.get('precision')}, batch {r.get('batch')}"
+    what = (
+        f"{r.get('arch')} on {r.get('device')} ({r.get('runtime')}, {r.get('precision')}, "
+        f"batch {r.get('batch')}"
+    )
     what += f", {r['image_size']} px)" if r.get("image_size") else ")"
     if r["latency_source"] == "predicted":
         click.echo(

@@ -44,7 +44,8 @@ _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
     "--layers",
     metavar="GLOB",
     default=None,
-    help='Expose only the layers whose label matches (e.g. "*add*"); OpenVINO fuses differently around exposed ones.',
+    help='Expose only the layers whose label matches (e.g. "*add*"); '
+    "OpenVINO fuses differently around exposed ones.",
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the runtime.")
 @plot_option

@@ -245,7 +245,9 @@ def host_profile(
     sources = {
         "cpu.cores": "detected: processors in /proc/cpuinfo",
         "cpu.clock_ghz": f"detected: {clock_src}" if ghz else "assumed 2.0 GHz (no clock found)",
-        "power_w": f"assumed {ASSUMED_W_PER_CORE:g} W per core (no measured power; RAPL is used when readable)",
+        "power_w": (
+            f"assumed {ASSUMED_W_PER_CORE:g} W per core (no measured power; RAPL is used when readable)"
+        ),
     }
     for p, (ops, flag) in per_cycle.items():
         sources[f"cpu.peak_tops.{p}"] = (

@@ -144,8 +144,8 @@ def calibrate_over_ssh(
     warmup: int = 3,
     log: Callable[[str], None] | None = None,
 ) -> tuple[Path, Any]:
-    """Time every suite layer on ``host`` with its runtime's profiler; write the profile TOML (``out``, default
-    ``<base>-<host>.toml`` here); return (its path, the loaded profile)."""
+    """Time every suite layer on ``host`` with its runtime's profiler; write the profile TOML
+    (``out``, default ``<base>-<host>.toml`` here); return (its path, the loaded profile)."""
     from edgecnn.artifact import load_artifact
     from edgecnn.remote import check_hosts, profile_hosts
 

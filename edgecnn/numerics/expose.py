@@ -165,8 +165,9 @@ class OpenVinoTaps(TapRunner):
 
 
 def _tflite_modules(name: str) -> set[str]:
-    """Module paths in a litert-torch tensor name: ``A/torch.nn...Sequential_layer1/...BasicBlock_0/...Conv2d_conv2;1``
-    holds ``layer1.0.conv2`` (each scope is ``<class>_<attribute>``; fused ops join names with ';')."""
+    """Module paths in a litert-torch tensor name:
+    ``A/torch.nn...Sequential_layer1/...BasicBlock_0/...Conv2d_conv2;1`` holds ``layer1.0.conv2``
+    (each scope is ``<class>_<attribute>``; fused ops join names with ';')."""
     out = set()
     for part in name.split(";"):
         scopes = part.split("/")[1:]

@@ -527,8 +527,8 @@ def activation_observer(method: str, *, dtype: str | torch.dtype = "int8", symme
     ``dtype`` ``"int8"`` or ``"uint8"``; ``symmetric`` picks ``per_tensor_symmetric`` (zero
     point 0 for int8) or ``per_tensor_affine``. ``kw``: ``quant_min``/``quant_max`` (default:
     the dtype's full range), ``eps``, and per method ``percentile`` (99.99), ``bins``
-    (2048), ``start_bin`` (128) / ``stride`` (1) / ``max_clip`` (0.01) for entropy. A ``QuantizationSpec``'s own
-    dtype / qscheme / quant range override these when torchao builds the observer.
+    (2048), ``start_bin`` (128) / ``stride`` (1) / ``max_clip`` (0.01) for entropy. A
+    ``QuantizationSpec``'s own dtype / qscheme / quant range override these when torchao builds the observer.
     """
     check_method(method)
     if isinstance(dtype, torch.dtype):
