@@ -284,14 +284,12 @@ def markdown(doc: dict) -> str:
         "",
         (
             "Tiny training budget (quick recipe at 32 px, one epoch on a train subset): accuracy figures "
-            "check the "
-            "engines, they are not the networks' quick-profile accuracy."
+            "check the engines, they are not the networks' quick-profile accuracy."
         ),
         "",
         (
             "| network | precision | TensorRT | top-1 | agreement with fake-quant | p50 b1 (ms) | p50 b32 "
-            "(ms) | "
-            "bench / trtexec |"
+            "(ms) | bench / trtexec |"
         ),
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -369,8 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             run_step(s, min(args.step_timeout_s, left))
             print(
                 f"[{time.perf_counter() - t0:6.1f} s] {r.arch} {r.precision} {s.name}: {s.status} "
-                f"({s.seconds} s)"
-                f" {s.detail}",
+                f"({s.seconds} s) {s.detail}",
                 flush=True,
             )
         write_reports(

@@ -848,10 +848,9 @@ def render_run(r: dict) -> str:
         "",
         (
             "Or from the machine that made this bundle: `edgecnn bench THIS_BUNDLE/artifact --host "
-            "USER@DEVICE` "
-            "copies the artifact over SSH, runs it there and brings the figures back; "
-            "`edgecnn evaluate THIS_BUNDLE/artifact --host USER@DEVICE` runs the whole test set there and "
-            "compares it with this machine's run."
+            "USER@DEVICE` copies the artifact over SSH, runs it there and brings the figures back; `edgecnn "
+            "evaluate THIS_BUNDLE/artifact --host USER@DEVICE` runs the whole test set there and compares it "
+            "with this machine's run."
         ),
         "",
     ]

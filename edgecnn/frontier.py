@@ -595,8 +595,7 @@ def _accuracy_intro(result: dict) -> str:
     if accuracy_basis(result) == "published":
         return (
             f"Accuracy: PUBLISHED ImageNet top-1 (FP32: torchvision's figures; INT8: FP32 minus a published "
-            "INT8 drop), quoted with its source, NOT measured by edgecnn; 'accuracy: not published' where "
-            "no "
+            "INT8 drop), quoted with its source, NOT measured by edgecnn; 'accuracy: not published' where no "
             f"citable figure exists. The artifacts are the networks' own architectures at "
             f"{result.get('image_size')} px with {result.get('weights')}, INT8 by PTQ on "
             f"{(result.get('calibration') or {}).get('source')}: real files, real latency."
@@ -610,10 +609,9 @@ def _intro(result: dict) -> list[str]:
         f"Cost: {_cost_label(result)}. {_accuracy_intro(result)}",
         (
             "Latency is *measured* where the device ran the artifact (this machine for cpu) and *predicted* "
-            "from "
-            "the device profile otherwise, with its error band; energy is measured (RAPL) or *estimated* "
-            "from "
-            "the profile's power; the ImageNet column is *published*, not measured by edgecnn."
+            "from the device profile otherwise, with its error band; energy is measured (RAPL) or "
+            "*estimated* from the profile's power; the ImageNet column is *published*, not measured by "
+            "edgecnn."
         ),
         f"Created {result['created']} in {result['seconds']:.0f} s"
         + (f" by `{result['command']}`." if result.get("command") else "."),

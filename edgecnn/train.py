@@ -291,8 +291,8 @@ def train(  # noqa: C901  # issue 14: split this stage
                     where = state_path if state_path.exists() else "none (no epoch finished yet)"
                     raise EdgecnnError(
                         f"{arch}: training loss became {loss.item()} at epoch {epoch + 1} step "
-                        f"{step_in_epoch}; "
-                        f"stopped; last good state: {where}; lower train.lr in the recipe and run again"
+                        f"{step_in_epoch}; stopped; last good state: {where}; lower train.lr in the recipe "
+                        f"and run again"
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -212,8 +212,8 @@ def test_bundle_runs_on_its_own_with_predict_py(cpu_run, tmp_path):
         files.append(str(f))
     block = (
         "import sys, builtins; real = builtins.__import__\n"
-        "def no_torch(name, *a, **k):\n    if name.split('.')[0] == 'torch': raise ImportError('no torch "
-        "here')\n"
+        "def no_torch(name, *a, **k):\n"
+        "    if name.split('.')[0] == 'torch': raise ImportError('no torch here')\n"
         "    return real(name, *a, **k)\nbuiltins.__import__ = no_torch\n"
     )
     script = (path / "predict.py").read_text()

@@ -168,8 +168,7 @@ def test_detect_device_from_fake_root(tmp_path, model, tegra, expected):
 
 CPUINFO_SPR = "".join(
     f"processor\t: {i}\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+ @ 2.00GHz\ncpu MHz\t\t: 1900.000\n"
-    "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16 amx_bf16 amx_int8 "
-    "amx_tile\n\n"
+    "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16 amx_bf16 amx_int8 amx_tile\n\n"
     for i in range(4)
 )
 

@@ -85,8 +85,8 @@ def test_tiny_recipes_load_and_keep_the_networks(driver, tmp_path):
 
 def test_trtexec_latency_and_timer_agreement(driver):
     log = (
-        "[I] Latency: min = 0.51 ms, max = 0.9 ms, mean = 0.55 ms, median = 0.54 ms, percentile(90%) = 0.6 "
-        "ms\n"
+        "[I] Latency: min = 0.51 ms, max = 0.9 ms, mean = 0.55 ms, median = 0.54 ms, "
+        "percentile(90%) = 0.6 ms\n"
         "[I] GPU Compute Time: min = 0.3 ms, max = 0.5 ms, mean = 0.33 ms, median = 0.32 ms\n"
     )
     assert driver.parse_trtexec_latency(log) == {"min": 0.51, "max": 0.9, "mean": 0.55, "median": 0.54}

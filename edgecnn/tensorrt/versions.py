@@ -118,8 +118,7 @@ def check_precision(precision: str | None, compute_capability: str | None, gpu: 
         need = ".".join(map(str, INT8_MIN_CAPABILITY))
         raise EdgecnnError(
             f"{gpu} has compute capability {compute_capability}, and TensorRT has no INT8 kernels below "
-            f"{need} "
-            f"(a Jetson Nano is 5.3): export --precision fp16 for it"
+            f"{need} (a Jetson Nano is 5.3): export --precision fp16 for it"
         )
 
 
