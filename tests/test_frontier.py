@@ -96,7 +96,8 @@ def test_the_report_is_written_after_every_point_and_reloads_until_the_end(run):
     assert "refresh" not in html and "In progress" not in html and "in_progress" not in res
 
 
-def test_progress_lines_say_eta_unknown_without_recorded_times():
+@pytest.mark.slow
+def test_progress_lines_say_eta_unknown_without_recorded_times(run):  # reads what `run` logged
     lines = [s for s in FIRST_RUN["log"] if s.startswith("[")]
     assert lines and all("ETA unknown" in s for s in lines)  # a new folder: no recorded time to go on
     assert lines[0].startswith("[1/9] test_resnet18 on cpu, int8 | 0 of 7 done, 0:00:")
