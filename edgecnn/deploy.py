@@ -833,7 +833,7 @@ def render_run(r: dict) -> str:
             ),
             "",
             "```",
-            "python3 -m edgecnn.tensorrt_build artifact      # trtexec --int8 --fp16 from the QDQ ONNX",
+            "edgecnn build-engine artifact   # TensorRT 10: precision flags; 11: strongly typed",
             "```",
             "",
         ]
