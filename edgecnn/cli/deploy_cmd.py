@@ -12,6 +12,7 @@ from edgecnn.cli.options import (
     data_option,
     json_option,
     max_drop_option,
+    method_option,
     qat_option,
     recipe_option,
     ssh_timeout_option,
@@ -49,12 +50,7 @@ from edgecnn.cli.options import (
     default=None,
     help="Runtime on the target (default: openvino for cpu, tensorrt for jetson, tflite for rpi).",
 )
-@click.option(
-    "--method",
-    type=click.Choice(("minmax", "percentile", "entropy", "mse")),
-    default=None,
-    help="Activation calibration method (default: the recipe's).",
-)
+@method_option
 @qat_option
 @max_drop_option
 @click.option(

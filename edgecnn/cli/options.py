@@ -6,6 +6,8 @@ import math
 
 import click
 
+from edgecnn.quantize.calibset import METHODS
+
 
 class Number(click.ParamType):
     """A finite number in [min, max]: the one check of every number option (``nan`` and ``inf``
@@ -92,4 +94,18 @@ plot_option = click.option(
     default=None,
     metavar="FILE",
     help="Also write the plot to FILE (.png, .svg or .pdf).",
+)
+
+
+checkpoint_option = click.option(
+    "--checkpoint",
+    metavar="PATH",
+    default=None,
+    help="Float edgecnn checkpoint to quantize (default: the recipe's float training run, made if missing).",
+)
+method_option = click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default=None,
+    help="Activation calibration method (default: the recipe's).",
 )

@@ -8,26 +8,15 @@ import click
 
 from edgecnn.cli.options import (
     DROP_POINTS,
+    checkpoint_option,
     data_option,
     json_option,
     max_drop_option,
+    method_option,
     qat_option,
     recipe_option,
 )
 
-METHODS = ("minmax", "percentile", "entropy", "mse")
-checkpoint_option = click.option(
-    "--checkpoint",
-    metavar="PATH",
-    default=None,
-    help="Float edgecnn checkpoint to quantize (default: the recipe's float training run, made if missing).",
-)
-method_option = click.option(
-    "--method",
-    type=click.Choice(METHODS),
-    default=None,
-    help="Activation calibration method (default: the recipe's).",
-)
 threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores)."
 )

@@ -6,8 +6,14 @@ import json
 
 import click
 
-from edgecnn.cli.options import data_option, json_option, plot_option, recipe_option
-from edgecnn.cli.quantize_cmd import checkpoint_option, method_option
+from edgecnn.cli.options import (
+    checkpoint_option,
+    data_option,
+    json_option,
+    method_option,
+    plot_option,
+    recipe_option,
+)
 
 
 @click.command()
