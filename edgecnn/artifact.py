@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +47,14 @@ from edgecnn import __version__
 from edgecnn.config import check_json_types
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_write_json, sha256_file
+from edgecnn.results import Artifact
+from edgecnn.vocab import Precision, Runtime, Target
 
 FORMAT = "edgecnn.artifact/1"
 METADATA = "metadata.json"
-TARGETS = ("cpu", "jetson", "rpi")
-RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
-PRECISIONS = ("int8", "fp16", "fp32")
+TARGETS = Target.values()
+RUNTIMES = Runtime.values()
+PRECISIONS = Precision.values()
 REQUIRED = (
     "format",
     "arch",
@@ -72,27 +73,6 @@ REQUIRED = (
     "source",
     "tools",
 )
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A loaded artifact directory: its metadata and the path of the file a runtime loads."""
-
-    dir: Path
-    meta: dict[str, Any]
-
-    @property
-    def model_file(self) -> Path:
-        return self.dir / next(iter(self.meta["files"]))
-
-    @property
-    def runtime(self) -> str:
-        return self.meta["runtime"]
-
-    def preprocess(self):
-        from edgecnn.data.preprocess import Preprocess
-
-        return Preprocess.from_dict(self.meta["preprocess"])
 
 
 def artifact_dir(path: str | os.PathLike) -> Path:

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.vocab import LatencySource
 
 FORMAT = "edgecnn.bench/1"
 RAPL = "sys/class/powercap/intel-rapl:0"
@@ -225,7 +226,7 @@ def measure(
     emulated = emulation(root)
     result: dict[str, Any] = {
         "format": FORMAT,
-        "latency_source": "emulated" if emulated else "measured",
+        "latency_source": LatencySource.EMULATED if emulated else LatencySource.MEASURED,
         **_latency(samples, inner),
         "throughput_ips": batch * len(samples) / timed_s if timed_s > 0 else None,
         "first_inference_ms": first_ms,

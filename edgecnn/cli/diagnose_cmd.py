@@ -7,8 +7,7 @@ import json
 import click
 
 from edgecnn.cli.options import data_option, json_option, plot_option
-
-_RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
+from edgecnn.vocab import Runtime
 
 
 @click.command()
@@ -23,7 +22,7 @@ _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
 )
 @click.option(
     "--runtime",
-    type=click.Choice(_RUNTIMES),
+    type=click.Choice(Runtime.values()),
     default=None,
     help="Run in this runtime instead of each artifact's own (e.g. a Jetson ONNX in openvino).",
 )

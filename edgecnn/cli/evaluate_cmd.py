@@ -13,8 +13,7 @@ from edgecnn.cli.options import (
     ssh_config_option,
     ssh_timeout_option,
 )
-
-_RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
+from edgecnn.vocab import Runtime
 
 
 @click.command()
@@ -22,7 +21,7 @@ _RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
 @data_option
 @click.option(
     "--runtime",
-    type=click.Choice(_RUNTIMES),
+    type=click.Choice(Runtime.values()),
     default=None,
     help="Run in this runtime instead of the artifact's own (e.g. a Jetson ONNX in onnxruntime).",
 )

@@ -16,6 +16,7 @@ from edgecnn.cli.options import (
     qat_option,
     recipe_option,
 )
+from edgecnn.vocab import Precision, Runtime, Target
 
 threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores)."
@@ -124,12 +125,12 @@ def qat(arch, data, checkpoint, recipe, method, max_drop, force, threads, as_jso
 @click.command()
 @click.argument("arch")
 @click.option(
-    "--target", type=click.Choice(("cpu", "jetson", "rpi")), required=True, help="Where it will run."
+    "--target", type=click.Choice(Target.values()), required=True, help="Where it will run."
 )
-@click.option("--precision", type=click.Choice(("int8", "fp16", "fp32")), default="int8", show_default=True)
+@click.option("--precision", type=click.Choice(Precision.values()), default="int8", show_default=True)
 @click.option(
     "--runtime",
-    type=click.Choice(("openvino", "onnxruntime", "tensorrt", "tflite")),
+    type=click.Choice(Runtime.values()),
     default=None,
     help="Runtime on the target (default: openvino for cpu, tensorrt for jetson, tflite for rpi).",
 )

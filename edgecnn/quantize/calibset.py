@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from edgecnn.config import from_mapping, read_toml, to_dict
 from edgecnn.errors import EdgecnnError, suggest
+from edgecnn.vocab import Method
 
 if TYPE_CHECKING:
     from edgecnn.data.splits import Split
 
 CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "_resources" / "calibration"
 
-METHODS = ("minmax", "percentile", "entropy", "mse")
+METHODS = Method.values()
 # Histogram methods estimate the tails of each activation's distribution: from a handful
 # of images one batch's outliers would be the tail.
 _MIN_IMAGES = {"minmax": 1, "percentile": 32, "entropy": 32, "mse": 32}

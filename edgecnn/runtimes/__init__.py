@@ -28,8 +28,9 @@ from edgecnn.artifact import Artifact, load_artifact
 from edgecnn.errors import EdgecnnError, suggest
 from edgecnn.runtimes.base import FILE_RUNTIMES, Session, check_file_runtime
 from edgecnn.runtimes.torch_session import TorchSession  # imports torch only when used
+from edgecnn.vocab import Runtime
 
-RUNTIMES = ("openvino", "onnxruntime", "tflite", "tensorrt")
+RUNTIMES = Runtime.values()
 _CLASSES = {
     "onnxruntime": ("edgecnn.runtimes.onnxruntime", "OnnxRuntimeSession"),
     "openvino": ("edgecnn.runtimes.openvino", "OpenVinoSession"),

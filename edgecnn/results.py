@@ -1,0 +1,267 @@
+"""What each stage returns: frozen dataclasses with ``to_json`` / ``from_json``.
+
+=================  =====================  =================================================
+result             made by                what it names
+=================  =====================  =================================================
+``FloatModel``     ``train.train``        a float edgecnn checkpoint and the run that made it
+``QuantizedGraph`` ``quantize.stages``    a PT2E INT8 graph (``quantized.pt2``) from
+                   calibrate / qat        calibration or QAT, with its fake-quant accuracy
+``Artifact``       ``export.export``      an artifact folder and its ``metadata.json``
+=================  =====================  =================================================
+
+The JSON form of every result is derived from its fields in one place (:class:`Result`):
+``to_json`` writes each field (a ``Path`` as a string, a vocabulary word as its string, a
+nested result as its object), ``from_json`` reads it back and checks every type, and
+:func:`schema` states it as JSON Schema; ``tests/test_results.py`` holds that schema, so a
+change to a result's JSON is a deliberate one. A stage's own record (``train.json``,
+``calibrate.json``, ``metadata.json``) stays what it was; a result carries it as ``report``
+(or ``meta``) and types what the other stages read from it.
+
+Torch-free (the runtime side reads artifacts): imports only the vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Union
+
+from edgecnn.vocab import Method, QuantStage, Word
+
+# ---------------------------------------------------------------- JSON from the fields
+
+
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    """(True, X) for ``X | None``, else (False, tp)."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) + 1 == len(typing.get_args(tp)) and len(args) == 1:
+            return True, args[0]
+    return False, tp
+
+
+_SCALARS = {str: "string", bool: "boolean", int: "integer", float: "number", Path: "string"}
+
+
+def _schema_of(tp: Any) -> dict[str, Any]:
+    """The JSON Schema of a field type."""
+    optional, tp = _is_optional(tp)
+    if optional:
+        return {"anyOf": [_schema_of(tp), {"type": "null"}]}
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return {}
+    if isinstance(tp, type) and issubclass(tp, Word):
+        return {"type": "string", "enum": list(tp.values())}
+    if isinstance(tp, type) and issubclass(tp, Result):
+        return tp.schema()
+    if tp in _SCALARS:
+        return {"type": _SCALARS[tp]}
+    if tp is dict or origin is dict:
+        return {"type": "object", **({"additionalProperties": _schema_of(args[1])} if args else {})}
+    if origin in (tuple, list):
+        return {"type": "array", "items": _schema_of(args[0])}
+    raise TypeError(f"no JSON form for field type {tp!r}")
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Result):
+        return value.to_json()
+    if isinstance(value, Word):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_dump(v) for v in value]
+    return value
+
+
+def _scalar_ok(tp: type, value: Any) -> bool:
+    """Whether JSON ``value`` is a ``tp`` (str, bool, int, float or Path); a bool is no number."""
+    if tp in (int, float):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return number and (tp is float or not isinstance(value, float))
+    return isinstance(value, str if tp is Path else tp)
+
+
+def _load(tp: Any, value: Any, where: str) -> Any:
+    """``value`` (from JSON) as field type ``tp``; ValueError naming ``where`` when it is not one."""
+    optional, tp = _is_optional(tp)
+    if value is None and optional:
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if isinstance(tp, type) and issubclass(tp, Result):
+        return tp.from_json(value)
+    ok = (
+        value in tp.values()
+        if isinstance(tp, type) and issubclass(tp, Word)
+        else _scalar_ok(tp, value)
+        if tp in _SCALARS
+        else isinstance(value, dict)
+        if tp is dict or origin is dict
+        else isinstance(value, list | tuple)
+        if origin in (tuple, list)
+        else None
+    )
+    if ok is None:
+        raise TypeError(f"no JSON form for field type {tp!r}")
+    if not ok:
+        raise ValueError(f"{where}: expected {_schema_of(tp)}, got {value!r:.80}")
+    if tp is dict or origin is dict:
+        return {k: _load(args[1], v, f"{where}.{k}") for k, v in value.items()} if args else dict(value)
+    if origin in (tuple, list):
+        return origin(_load(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    return tp(value)
+
+
+class Result:
+    """The JSON form of a frozen dataclass, derived from its fields (mixed into every result)."""
+
+    RESULTS: ClassVar[dict[str, type[Result]]] = {}
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        Result.RESULTS[cls.__name__] = cls
+
+    @classmethod
+    def _fields(cls) -> list[tuple[dataclasses.Field, Any]]:
+        hints = typing.get_type_hints(cls)
+        return [(f, hints[f.name]) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: _dump(getattr(self, f.name)) for f, _ in self._fields()}
+
+    @classmethod
+    def from_json(cls, d: Any) -> Any:
+        """The result ``d`` (from :meth:`to_json`) describes; ValueError on an unknown or missing
+        field or a value of the wrong type, naming it."""
+        name = cls.__name__
+        if not isinstance(d, dict):
+            raise ValueError(f"{name}: expected an object, got {d!r:.80}")
+        fields = cls._fields()
+        unknown = sorted(set(d) - {f.name for f, _ in fields})
+        if unknown:
+            raise ValueError(f"{name}: unknown field(s) {', '.join(unknown)}")
+        kw = {}
+        for f, tp in fields:
+            if f.name in d:
+                kw[f.name] = _load(tp, d[f.name], f"{name}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{name}: missing field {f.name}")
+        return cls(**kw)
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        """The JSON Schema of :meth:`to_json`'s output."""
+        fields = cls._fields()
+        return {
+            "title": cls.__name__,
+            "type": "object",
+            "properties": {f.name: _schema_of(tp) for f, tp in fields},
+            "required": [
+                f.name
+                for f, _ in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            ],
+            "additionalProperties": False,
+        }
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of every result, by class name (what ``tests/test_results.py`` holds)."""
+    return {name: cls.schema() for name, cls in sorted(Result.RESULTS.items())}
+
+
+# ---------------------------------------------------------------- the stage results
+
+
+@dataclass(frozen=True)
+class FloatModel(Result):
+    """A float edgecnn checkpoint: what ``train`` made, or one the user passed (``dir`` None)."""
+
+    arch: str
+    checkpoint: Path
+    dir: Path | None = None  # the training run's folder
+    key: str | None = None  # the training run's cache key
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # test top1, top5, n
+    cached: bool = False  # found finished in the cache, not trained now
+    report: dict[str, Any] = dataclasses.field(default_factory=dict)  # train.json as written
+
+    @classmethod
+    def given(cls, arch: str, checkpoint: str | Path) -> FloatModel:
+        """A checkpoint the user passed (``--checkpoint``): no training run of this edgecnn."""
+        return cls(arch, Path(checkpoint), cached=True)
+
+
+@dataclass(frozen=True)
+class QuantizedGraph(Result):
+    """A quantized PT2E graph and its stage: ``dir`` holds ``quantized.pt2``, ``predictions.npy``
+    (its top-1 on the test split), ``fp32_correct.npy`` and ``<stage>.json`` (``report``)."""
+
+    stage: QuantStage
+    arch: str
+    dir: Path
+    key: str
+    method: Method
+    weight_bits: int  # 8, or 7 for OpenVINO on x86 without VNNI
+    fakequant_top1: float
+    drop_points: float  # FP32 top-1 minus fake-quant top-1, in points
+    cached: bool = False
+    qat_skipped: str | None = None  # why QAT was not run (``max_drop`` met by PTQ): this is PTQ's graph
+    report: dict[str, Any] = dataclasses.field(default_factory=dict)  # <stage>.json as written
+
+    @property
+    def graph(self) -> Path:
+        return self.dir / "quantized.pt2"
+
+    @classmethod
+    def from_report(
+        cls, report: dict[str, Any], dir: str | Path, *, cached: bool, qat_skipped: str | None = None
+    ) -> QuantizedGraph:
+        """The result of a stage whose ``<stage>.json`` is ``report``."""
+        return cls(
+            QuantStage(report["stage"]),
+            report["arch"],
+            Path(dir),
+            report["key"],
+            Method(report["method"]),
+            int(report["weight_bits"]),
+            float(report["int8_fakequant"]["top1"]),
+            float(report["drop_points"]),
+            cached,
+            qat_skipped,
+            dict(report),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stage's report as ``edgecnn calibrate/qat --json`` prints it: ``<stage>.json`` with
+        ``cached``, ``dir`` (and ``qat_skipped``)."""
+        d = {**self.report, "cached": self.cached, "dir": str(self.dir)}
+        return {**d, "qat_skipped": self.qat_skipped} if self.qat_skipped is not None else d
+
+
+@dataclass(frozen=True)
+class Artifact(Result):
+    """An artifact folder and its ``metadata.json`` (``meta``; schema in :mod:`edgecnn.artifact`)."""
+
+    dir: Path
+    meta: dict[str, Any]
+    cached: bool = False  # found in the cache by ``export``, not written now
+
+    @property
+    def model_file(self) -> Path:
+        return self.dir / next(iter(self.meta["files"]))
+
+    @property
+    def runtime(self) -> str:
+        return self.meta["runtime"]
+
+    def preprocess(self):
+        from edgecnn.data.preprocess import Preprocess
+
+        return Preprocess.from_dict(self.meta["preprocess"])
