@@ -31,7 +31,6 @@ def main() -> None:
 
     import openvino as ov
 
-    from edgecnn.bench import measure
     from edgecnn.data import Preprocess, SplitSpec, load_dataset, make_splits
     from edgecnn.data.splits import calibration_set, take
     from edgecnn.export.onnx import export_onnx, finalize_qdq, to_u8s8
@@ -39,6 +38,7 @@ def main() -> None:
     from edgecnn.models import create
     from edgecnn.quantize.pt2e import prepare_float, ptq, residual_form
     from edgecnn.runtimes import open_session  # noqa: F401 - same import cost as users pay
+    from edgecnn.timing import measure
 
     torch.manual_seed(0)
     model = create(args.arch, num_classes=10).eval()
@@ -101,7 +101,7 @@ def main() -> None:
     samples: dict[str, list[float]] = {k: [] for k in flows}
     for _ in range(args.rounds):
         for name, run in flows.items():
-            r = measure(run, x1, warmup=5, min_seconds=args.seconds, min_runs=20, with_env=False)
+            r = measure(run, x1, warmup=5, min_seconds=args.seconds, min_runs=20)
             samples[name].append(r["latency_ms"]["p50"])
     p50 = {k: float(np.median(v)) for k, v in samples.items()}
     base = p50["OpenVINO + NNCF default PTQ"]

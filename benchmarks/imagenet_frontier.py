@@ -100,12 +100,12 @@ def reference_rows(archs: list[str]) -> list[dict]:
 
 def predictions_for_reference(archs: list[str]) -> list[dict]:
     """Our prediction for each published row, for the runtime edgecnn ships on that device."""
-    from edgecnn.devices.predict import predict
+    from edgecnn.devices.predict import predict_latency
 
     out = []
     for r in reference_rows(archs):
         runtime = "tflite" if r["runtime"] == "ncnn" else r["runtime"]
-        pr = predict(
+        pr = predict_latency(
             r["arch"], r["device_profile"], runtime=runtime, precision=r["precision"], image_size=224
         )
         out.append(

@@ -7,7 +7,7 @@ machine (random weights; FP32, and INT8 by ``nncf.quantize`` on 32 random images
 - leave-one-out: each network predicted by a fit to the *other* measured points (the
   honest error of a fit to measured latencies);
 - layers: efficiencies fitted to the single conv / linear / pool layers that
-  ``edgecnn devices calibrate`` times in OpenVINO (edgecnn.devices.layers; run inline here,
+  ``edgecnn devices fit`` times in OpenVINO (edgecnn.devices.layers; run inline here,
   nothing is cached), no network in the fit: what `bench --predict` uses on a calibrated host;
 - GEMM: efficiencies from the GEMM / copy microbenchmarks alone (the older basis);
 - defaults: no calibration at all.
@@ -51,8 +51,8 @@ def _measure_rounds(
     tens of percent over minutes: interleaving spreads that over every network alike.
     ``each_round(r)`` runs at the start of every round (the layer suite, so that layers and
     networks are timed under the same drift)."""
-    from edgecnn.bench import measure
-    from edgecnn.devices.calibrate import openvino_network
+    from edgecnn.devices.openvino_cpu import openvino_network
+    from edgecnn.timing import measure
 
     nets = {(a, p): openvino_network(a, precision=p, threads=threads)[:2] for p in precisions for a in archs}
     per: dict = {k: [] for k in nets}
@@ -68,7 +68,6 @@ def _measure_rounds(
                 min_runs=10,
                 max_seconds=30,
                 threads=threads,
-                with_env=False,
             )
             per[(a, p)].append(m["latency_ms"])
             log(f"  round {r + 1}: {a} {p}: p50 {m['latency_ms']['p50']:.2f} ms")
@@ -90,7 +89,7 @@ def _measure_rounds(
 def host_mode(threads: int, int8: bool, min_seconds: float, rounds: int = 3) -> dict:
     """Measure the layer suite and the four networks on this host, then predict (:func:`host_rows`)."""
     from edgecnn.devices import load_device
-    from edgecnn.devices.calibrate import microbenchmarks
+    from edgecnn.devices.fit import microbenchmarks
     from edgecnn.devices.layers import measure_layers
 
     def log(s: str) -> None:
@@ -149,7 +148,13 @@ def host_rows(res: dict) -> dict:
     import dataclasses
 
     from edgecnn.devices import load_device
-    from edgecnn.devices.predict import DEFAULT_EFFICIENCY, Efficiency, fit_efficiency, fit_to_layers, predict
+    from edgecnn.devices.predict import (
+        DEFAULT_EFFICIENCY,
+        Efficiency,
+        fit_efficiency,
+        fit_to_layers,
+        predict_latency,
+    )
     from edgecnn.devices.profile import CalibrationPoint
 
     threads, mb, lp, measured = res["threads"], res["microbenchmarks"], res["layer_points"], res["measured"]
@@ -196,7 +201,7 @@ def host_rows(res: dict) -> dict:
         loo = meas * (1 + fit.residuals_pct[key] / 100)
 
         def pred(eff, prof=profile, cp=cp):
-            return predict(
+            return predict_latency(
                 cp.arch, prof, runtime="openvino", precision=cp.precision, threads=threads, efficiency=eff
             )["latency_ms"]["p50"]
 
@@ -297,7 +302,7 @@ def print_host(res: dict) -> None:
 
 def devices_mode() -> list[dict]:
     from edgecnn.devices import list_devices, load_device
-    from edgecnn.devices.predict import cited_points, efficiency_for, predict
+    from edgecnn.devices.predict import cited_points, efficiency_for, predict_latency
 
     rows = []
     for name in list_devices(include_host=False):
@@ -313,7 +318,7 @@ def devices_mode() -> list[dict]:
             for arch in FOUR:
                 pts = [c for c in cited if c.arch == arch and c.precision == prec and c.runtime == rt]
                 if supported:
-                    r = predict(arch, p, runtime=rt, precision=prec)
+                    r = predict_latency(arch, p, runtime=rt, precision=prec)
                 else:  # a published precision the target runtime does not run (ncnn fp16 on a Pi)
                     from edgecnn.devices.predict import error_factor, network_costs, roofline
 

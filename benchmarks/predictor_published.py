@@ -26,7 +26,7 @@ import statistics
 
 def loo_rows(device: str) -> list[dict]:
     from edgecnn.devices import load_device
-    from edgecnn.devices.predict import cited_points, costs_for, fit_efficiency, predict
+    from edgecnn.devices.predict import cited_points, costs_for, fit_efficiency, predict_latency
 
     p = load_device(device)
     rt = p.default_runtime
@@ -35,7 +35,7 @@ def loo_rows(device: str) -> list[dict]:
     for i, cp in enumerate(pts):
         rest = [x for j, x in enumerate(pts) if j != i]
         eff = fit_efficiency(p, rt, rest)
-        r = predict(
+        r = predict_latency(
             costs_for(cp.arch, cp.image_size, cp.batch),
             p,
             runtime=rt,
@@ -85,7 +85,7 @@ def summary(rows: list[dict]) -> dict:
 
 
 def pi_predictions() -> list[dict]:
-    from edgecnn.devices.predict import predict
+    from edgecnn.devices.predict import predict_latency
 
     out = []
     for device in ("rpi4", "rpi5"):
@@ -94,7 +94,7 @@ def pi_predictions() -> list[dict]:
                 for size in (224, 32):
                     if arch == "alexnet" and size == 32:
                         continue  # its stem needs 63 px
-                    r = predict(arch, device, precision=prec, image_size=size, small_input=size < 64)
+                    r = predict_latency(arch, device, precision=prec, image_size=size, small_input=size < 64)
                     out.append(
                         {
                             "device": device,

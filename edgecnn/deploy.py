@@ -424,10 +424,10 @@ def deploy(  # noqa: C901  # issue 14: split this stage
         def run_predict() -> dict:
             from edgecnn.bench import FORMAT, add_energy
             from edgecnn.devices import load_device
-            from edgecnn.devices.predict import predict
+            from edgecnn.devices.predict import predict_latency
 
             profile = load_device(device or target)
-            r = predict(
+            r = predict_latency(
                 arch,
                 profile,
                 runtime=runtime,

@@ -132,7 +132,7 @@ def predict_file(
     batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Run the uint8 images of ``images`` (.npz) through the artifact here; the JSON-able answer."""
-    from edgecnn.bench import environment
+    from edgecnn.devices.detect import environment
     from edgecnn.evaluate import predict_topk
     from edgecnn.runtimes import open_session
 

@@ -642,10 +642,10 @@ def latency(
         return bench, "measured on this machine"
     from edgecnn.bench import FORMAT, add_energy
     from edgecnn.devices import load_device
-    from edgecnn.devices.predict import predict
+    from edgecnn.devices.predict import predict_latency
 
     profile = load_device(device or target)
-    r = predict(
+    r = predict_latency(
         arch,
         profile,
         runtime=meta["runtime"],

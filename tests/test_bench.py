@@ -10,19 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgecnn.bench import (
-    FORMAT,
-    _rapl_delta_uj,
-    add_energy,
-    bench_arch,
-    bench_artifact,
-    environment,
-    measure,
-    peak_memory_mb,
-    summarize,
-)
+from edgecnn.bench import bench_arch, bench_artifact
 from edgecnn.cli import cli
+from edgecnn.devices.detect import environment
 from edgecnn.errors import EdgecnnError
+from edgecnn.timing import FORMAT, _rapl_delta_uj, add_energy, measure, peak_memory_mb, summarize
 
 LATENCY_KEYS = {"p50", "p90", "p99", "mean", "min", "max", "std", "n"}
 
@@ -66,7 +58,7 @@ def test_measure_a_fake_run_with_known_sleep(tmp_path):
     assert len(calls) == 3 + lat["n"] and r["batch"] == 4 and r["threads"] == 2 and r["load_ms"] == 12.5
     assert r["first_inference_ms"] > 0 and r["throughput_ips"] > 0 and r["peak_memory_mb"] > 0
     assert r["energy_mj"] is None and r["energy_source"] is None  # no RAPL under the fake root
-    assert r["env"]["device"] == "host"
+    assert "env" not in r and environment(tmp_path)["device"] == "host"  # the bench adds env, not measure
 
 
 def test_measure_stops_at_max_seconds():
@@ -77,12 +69,9 @@ def test_measure_stops_at_max_seconds():
         min_seconds=0,
         min_runs=10_000,
         max_seconds=0.03,
-        with_env=False,
     )
     assert 1 <= r["latency_ms"]["n"] < 10_000 and "max_seconds" in r["notes"][0]
-    r = measure(
-        lambda x: None, np.zeros((1, 1)), warmup=0, min_seconds=5, min_runs=3, max_runs=5, with_env=False
-    )
+    r = measure(lambda x: None, np.zeros((1, 1)), warmup=0, min_seconds=5, min_runs=3, max_runs=5)
     assert r["latency_ms"]["n"] == 5
 
 
@@ -100,7 +89,7 @@ def test_rapl_energy_from_a_fake_counter(tmp_path):
         f = rapl / "energy_uj"
         f.write_text(str(int(f.read_text()) + 2000))
 
-    r = measure(run, np.zeros((2, 3)), warmup=2, min_seconds=0, min_runs=5, root=tmp_path, with_env=False)
+    r = measure(run, np.zeros((2, 3)), warmup=2, min_seconds=0, min_runs=5, root=tmp_path)
     assert r["energy_source"] == "measured-rapl" and r["energy_mj"] == pytest.approx(1.0)
     assert _rapl_delta_uj((100, 1000), (50, 1000)) == 950  # counter wrapped
     assert _rapl_delta_uj((100, 1000), (300, 1000)) == 200
@@ -148,7 +137,7 @@ def test_an_emulated_machine_labels_its_latency_emulated(tmp_path, capsys):
     )
     r = measure(lambda x: x, np.zeros(2), warmup=1, min_seconds=0, min_runs=3, root=root)
     assert r["latency_source"] == "emulated" and "never a latency figure" in r["notes"][0]
-    env = r["env"]
+    env = environment(root)
     assert env["emulated"]["emulated"] == "qemu-user" and env["device"] == "rpi5"
     assert (
         measure(lambda x: x, np.zeros(2), min_seconds=0, min_runs=1, root=tmp_path / "none")["latency_source"]
@@ -156,7 +145,7 @@ def test_an_emulated_machine_labels_its_latency_emulated(tmp_path, capsys):
     )
     from edgecnn.cli.bench_cmd import _print
 
-    _print({**r, "arch": "tiny", "device": "rpi5", "runtime": "tflite", "precision": "int8"})
+    _print({**r, "env": env, "arch": "tiny", "device": "rpi5", "runtime": "tflite", "precision": "int8"})
     assert "EMULATED (qemu-user" in capsys.readouterr().out
 
 
@@ -315,13 +304,12 @@ def test_measure_splits_the_runtimes_own_time_from_the_python_call():
         warmup=0,
         min_seconds=0,
         min_runs=5,
-        with_env=False,
         runtime_ms=lambda: 1.0,
     )
     assert r["latency_clock"] == "runtime" and r["latency_ms"]["p50"] == 1.0 and r["latency_ms"]["n"] == 5
     assert r["wall_latency_ms"]["p50"] >= 3.0 and r["wall_latency_ms"]["n"] == 5
     assert 2.0 <= r["python_overhead_ms"] == pytest.approx(r["wall_latency_ms"]["p50"] - 1.0, abs=0.5)
-    plain = measure(lambda x: None, np.zeros((1, 1)), warmup=0, min_seconds=0, min_runs=2, with_env=False)
+    plain = measure(lambda x: None, np.zeros((1, 1)), warmup=0, min_seconds=0, min_runs=2)
     assert (
         plain["python_overhead_ms"] is None
         and plain["latency_clock"] == "wall"

@@ -27,7 +27,7 @@ from edgecnn.devices.predict import (
     efficiency_for,
     fit_efficiency,
     network_costs,
-    predict,
+    predict_latency,
     roofline,
 )
 from edgecnn.devices.profile import ALIASES, CalibrationPoint, device_files
@@ -246,7 +246,7 @@ def test_fc_layers_are_bandwidth_bound_at_batch_1():
     assert math.isclose(roofline([fc], p, "tflite", "int8", faster)["seconds"], r["seconds"])
     # in AlexNet and VGG16 the classifier is bound by weight bandwidth at batch 1
     for arch in ("alexnet", "vgg16"):
-        out = predict(arch, "rpi4", precision="fp32")
+        out = predict_latency(arch, "rpi4", precision="fp32")
         assert {"classifier.1" if arch == "alexnet" else "classifier.0"} <= set(
             out["prediction"]["memory_bound_layers"]
         )
@@ -256,7 +256,7 @@ def test_fc_layers_are_bandwidth_bound_at_batch_1():
 def test_predictions_are_labelled_predicted_with_a_band(device):
     p = load_device(device)
     for prec in p.runtime().precisions:
-        r = predict("resnet18", p, precision=prec)
+        r = predict_latency("resnet18", p, precision=prec)
         assert r["latency_source"] == "predicted" and r["latency_source"] != "measured"
         lat = r["latency_ms"]
         assert lat["n"] == 0 and lat["min"] < lat["p50"] <= lat["p90"] <= lat["p99"] < lat["max"]
@@ -291,7 +291,7 @@ def test_published_fit_is_used_and_transferred():
     assert nano.points == 3 and "published" in nano.basis
     orin = efficiency_for(load_device("jetson-orin-nano"))
     assert orin.basis.startswith("transferred from jetson-agx-xavier")
-    r = predict("resnet18", "jetson", precision="int8")
+    r = predict_latency("resnet18", "jetson", precision="int8")
     assert r["error_pct"] > 100  # transferred + uncalibrated precision: a wide band, said in notes
     assert any("transferred" in n for n in r["prediction"]["notes"])
 
@@ -311,15 +311,26 @@ def test_devices_cli_json():
     assert by["rpi4"]["sources"]["memory.bandwidth_gbps"]
 
 
-def test_devices_cli_table_and_calibrate_option_error():
+def test_devices_cli_table_and_fit_option_error():
     r = CliRunner().invoke(cli, ["devices"], catch_exceptions=False)
     assert r.exit_code == 0 and "jetson-orin-nano" in r.output
-    r = CliRunner().invoke(cli, ["devices", "calibrate", "--int8"])
+    r = CliRunner().invoke(cli, ["devices", "fit", "--int8"])
     assert r.exit_code == 2 and "pass it with --nets" in r.output
 
 
+def test_devices_calibrate_is_a_hidden_alias_of_fit():
+    """The old name keeps working (scripts type it) but is no longer listed: "calibrate" is PTQ's."""
+    listed = CliRunner().invoke(cli, ["devices", "--help"], catch_exceptions=False).output
+    assert "fit " in listed and "calibrate " not in listed.split("Commands:")[-1]
+    r = CliRunner().invoke(cli, ["devices", "calibrate", "--int8"])
+    assert r.exit_code == 2 and "pass it with --nets" in r.output
+    r = CliRunner().invoke(cli, ["devices", "calibrate", "--help"], catch_exceptions=False)
+    assert r.exit_code == 0 and "--nets" in r.output
+
+
 def test_calibration_record_is_cached_atomically(edgecnn_home, monkeypatch):
-    from edgecnn.devices import calibrate
+    from edgecnn.devices import fit
+    from edgecnn.devices.detect import load_host_fit
 
     fake = {
         "gemm_tops": {"fp32": 0.05, "int8": 0.1},
@@ -327,12 +338,12 @@ def test_calibration_record_is_cached_atomically(edgecnn_home, monkeypatch):
         "backend": "fake",
         "bandwidth_gbps": 12.5,
     }
-    monkeypatch.setattr(calibrate, "microbenchmarks", lambda **kw: dict(fake))
-    _, path = calibrate.calibrate_host(layers=False)
+    monkeypatch.setattr(fit, "microbenchmarks", lambda **kw: dict(fake))
+    _, path = fit.fit_host(layers=False)
     assert (
         path.parent == edgecnn_home / "devices" and path.name.startswith("host-") and path.suffix == ".json"
     )
-    assert calibrate.load_host_calibration()["bandwidth_gbps"] == 12.5
+    assert load_host_fit()["bandwidth_gbps"] == 12.5
     assert not list(path.parent.glob(".*.tmp"))
     prof = load_device("host")
     assert prof.memory.bandwidth_gbps == 12.5
@@ -341,14 +352,14 @@ def test_calibration_record_is_cached_atomically(edgecnn_home, monkeypatch):
 
 
 def test_microbenchmarks_structure():
-    from edgecnn.devices.calibrate import microbenchmarks
+    from edgecnn.devices.fit import microbenchmarks
 
     out = microbenchmarks(threads=1, seconds=0.01, size=64)
     assert out["bandwidth_gbps"] > 0 and out["gemm_tops"]["fp32"] > 0
 
 
 def test_host_fit_to_measured_network_points(edgecnn_home):
-    from edgecnn.devices.calibrate import FORMAT, calibration_path
+    from edgecnn.devices.detect import FIT_FORMAT, host_fit_path
     from edgecnn.fileio import atomic_write_json
 
     prof = load_device("host")
@@ -364,10 +375,10 @@ def test_host_fit_to_measured_network_points(edgecnn_home):
         }
         for a in FOUR
     ]
-    atomic_write_json(calibration_path(), {"format": FORMAT, "calibration_points": pts})
+    atomic_write_json(host_fit_path(), {"format": FIT_FORMAT, "calibration_points": pts})
     eff = efficiency_for(load_device("host"), "openvino")
     assert eff.points == 4 and "measured on this host" in eff.basis
-    r = predict("resnet18", "host", precision="fp32")
+    r = predict_latency("resnet18", "host", precision="fp32")
     assert r["latency_source"] == "predicted" and r["prediction"]["basis"] == eff.basis
 
 
@@ -415,7 +426,7 @@ def test_fit_to_layers_recovers_the_efficiencies_and_predicts_the_networks():
 
 
 def test_host_uses_the_layer_fit_when_calibrated(edgecnn_home):
-    from edgecnn.devices.calibrate import FORMAT, calibration_path
+    from edgecnn.devices.detect import FIT_FORMAT, host_fit_path
     from edgecnn.devices.layers import SUITE, layer_cost
     from edgecnn.fileio import atomic_write_json
 
@@ -430,9 +441,9 @@ def test_host_uses_the_layer_fit_when_calibrated(edgecnn_home):
         for spec in SUITE
     ]
     atomic_write_json(
-        calibration_path(),
+        host_fit_path(),
         {
-            "format": FORMAT,
+            "format": FIT_FORMAT,
             "gemm_tops": {"fp32": 0.01},
             "layer_points": {"runtime": "openvino", "threads": 2, "points": pts},
         },
@@ -446,8 +457,8 @@ def test_layer_microbenchmark_runs_int8_kernels_in_openvino():
     """The INT8 suite layers really run as u8 kernels (not float with FakeQuantize), the prefix
     hands them u8 input (no conversion before the layer), and the timings come back positive."""
     pytest.importorskip("openvino")
-    from edgecnn.devices.calibrate import compile_cpu
     from edgecnn.devices.layers import build, measure_layers
+    from edgecnn.devices.openvino_cpu import compile_cpu
 
     for spec in (("conv", 16, 16, 3, 1, 14), ("linear", 64, 32)):
         compiled = compile_cpu(build(spec, "int8")[0], "int8", 1)
@@ -635,10 +646,13 @@ def test_device_efficiencies_are_physical(device):
 @pytest.mark.parametrize("device", ["rpi4", "rpi5"])
 def test_32px_resnet18_is_not_dominated_by_overhead(device):
     for prec in ("int8", "fp32"):
-        r = predict("resnet18", device, precision=prec, image_size=32)
+        r = predict_latency("resnet18", device, precision=prec, image_size=32)
         assert r["prediction"]["overhead_ms"] < 0.25 * r["latency_ms"]["p50"], r["prediction"]
         # 49x fewer MACs; the 11.7 MB of INT8 weights (46.8 MB FP32) are still read from DRAM every time
-        assert r["latency_ms"]["p50"] < predict("resnet18", device, precision=prec)["latency_ms"]["p50"] / 2
+        assert (
+            r["latency_ms"]["p50"]
+            < predict_latency("resnet18", device, precision=prec)["latency_ms"]["p50"] / 2
+        )
 
 
 def test_224px_predictions_lie_within_the_band_of_the_cited_figures():
@@ -652,7 +666,9 @@ def test_224px_predictions_lie_within_the_band_of_the_cited_figures():
     for device in ARM_AND_JETSON:
         p = load_device(device)
         for cp in cited_points(p, p.default_runtime):
-            r = predict(costs_for(cp.arch, cp.image_size), p, precision=cp.precision, threads=cp.threads)
+            r = predict_latency(
+                costs_for(cp.arch, cp.image_size), p, precision=cp.precision, threads=cp.threads
+            )
             lo, hi = r["band_ms"]
             inside = lo <= cp.latency_ms <= hi
             assert inside != ((device, cp.arch, cp.precision) in known_miss), (device, cp.arch, r["band_ms"])
@@ -675,8 +691,8 @@ def test_isa_decides_the_int8_rate():
 
     def int8_speedup(device):
         return (
-            predict("resnet18", device, precision="fp32", efficiency=eff)["latency_ms"]["p50"]
-            / predict("resnet18", device, precision="int8", efficiency=eff)["latency_ms"]["p50"]
+            predict_latency("resnet18", device, precision="fp32", efficiency=eff)["latency_ms"]["p50"]
+            / predict_latency("resnet18", device, precision="int8", efficiency=eff)["latency_ms"]["p50"]
         )
 
     assert int8_speedup("rpi5") > 1.5 * int8_speedup("rpi4")
@@ -704,10 +720,10 @@ def test_ncnn_is_only_a_labelled_fallback():
 
     eff = _borrow_precisions(fit_efficiency(p, "tflite", only_int8), p, "tflite")
     assert eff.borrowed == {"fp32": "rpi4"} and eff.compute_for("fp32") == (eff.compute["fp32"], False)
-    r = predict("resnet18", p, precision="fp32", efficiency=eff)
+    r = predict_latency("resnet18", p, precision="fp32", efficiency=eff)
     assert (
         any("rpi4's" in n for n in r["prediction"]["notes"])
-        and r["error_pct"] > predict("resnet18", p, precision="int8", efficiency=eff)["error_pct"]
+        and r["error_pct"] > predict_latency("resnet18", p, precision="int8", efficiency=eff)["error_pct"]
     )
     assert "ncnn" not in efficiency_for(load_device("rpi4")).basis
     data = _profile_dict("rpi5")

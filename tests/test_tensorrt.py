@@ -240,7 +240,7 @@ def test_session_builds_through_the_cache(tmp_path, edgecnn_home, monkeypatch):
 
     loaded, build = [], FakeBuilder()
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(loaded))
-    monkeypatch.setattr(tb, "detect_device", lambda trt=None: ORIN)
+    monkeypatch.setattr(tb, "gpu_device", lambda trt=None: ORIN)
     monkeypatch.setattr(tb, "build_engine", lambda onnx, prec, prof, **kw: build(onnx, prec, prof))
     art = _artifact(tmp_path / "a", "int8")
     with pytest.raises(EdgecnnError, match="cannot load model.onnx"):
@@ -260,7 +260,7 @@ def test_session_refuses_an_engine_built_for_another_device(tmp_path, monkeypatc
 
     loaded = []
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(loaded))
-    monkeypatch.setattr("edgecnn.tensorrt.session.detect_device", lambda trt=None: H100)
+    monkeypatch.setattr("edgecnn.tensorrt.session.gpu_device", lambda trt=None: H100)
     d = tmp_path / "e"
     d.mkdir()
     data = b"an Orin engine"
@@ -480,7 +480,7 @@ def tiny_onnx(tmp_path) -> Path:
 @pytest.mark.needs_tensorrt
 def test_real_engine_is_built_cached_and_runs(tiny_onnx, edgecnn_home):
     trt = tb.import_tensorrt()
-    device = tb.detect_device(trt)
+    device = tb.gpu_device(trt)
     assert device.tensorrt == trt.__version__ and device.compute_capability[0].isdigit()
     first = tb.engine_for_onnx(tiny_onnx, "fp16", trt=trt)
     again = tb.engine_for_onnx(tiny_onnx, "fp16", trt=trt)
@@ -525,7 +525,7 @@ def test_real_build_script(tmp_path, edgecnn_home, tiny_onnx, builder):
     meta["files"] = ["model.onnx"]
     write_metadata(d, meta)
     r = tb.build_artifact(d, builder=builder, log=lambda s: None)
-    device = tb.detect_device()
+    device = tb.gpu_device()
     side = r["meta"]
     assert (side["gpu"], side["compute_capability"]) == (device.gpu, device.compute_capability)
     assert ec.trt_release(side["tensorrt"]) == ec.trt_release(device.tensorrt)

@@ -3,8 +3,8 @@
 >>> from edgecnn.devices import load_device, list_devices, detect_device
 >>> list_devices()            # every devices/*.toml, then "host"
 >>> load_device("jetson")     # alias of jetson-orin-nano
->>> from edgecnn.devices.predict import predict
->>> predict("resnet18", "rpi5")["latency_source"]
+>>> from edgecnn.devices.predict import predict_latency
+>>> predict_latency("resnet18", "rpi5")["latency_source"]
 'predicted'
 
 Importing this package imports neither torch nor a backend; :mod:`.predict` imports
@@ -23,10 +23,10 @@ from edgecnn.devices.profile import (
     RuntimeSupport,
     figure_paths,
     list_devices,
-    load_device,
     parse_profile,
     resolve_name,
 )
+from edgecnn.devices.registry import load_device
 
 __all__ = [
     "ALIASES",

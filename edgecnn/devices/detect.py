@@ -1,4 +1,5 @@
-"""Which device edgecnn runs on, and the ``host`` profile built from detection.
+"""Which device edgecnn runs on, the ``host`` profile built from detection, and the
+environment fingerprint a timing carries (:func:`environment`).
 
 Every function reads its files under ``root`` (default ``/``) so tests fake a Jetson,
 a Raspberry Pi or an x86 host in a temporary directory. No torch import.
@@ -9,19 +10,27 @@ naming a Raspberry Pi 4/5 picks ``rpi4``/``rpi5``; anything else is the ``host``
 
 The host profile's peak ops are DERIVED: cores x clock x ops/cycle/core of the best
 instruction set the CPU reports (AVX2/FMA, AVX-512, VNNI, AMX, NEON dotprod). These
-are nominal upper bounds; the predictor's fitted efficiencies absorb the rest.
+are nominal upper bounds; the predictor's fitted efficiencies absorb the rest. The host's
+measured bandwidth comes from the record `edgecnn devices fit` stores (:func:`load_host_fit`).
+The machine's raw facts (``/proc/cpuinfo``, emulation) are read by :mod:`edgecnn.host`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import hashlib
+import importlib.metadata
+import json
 import os
 import platform
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+from edgecnn import paths
 from edgecnn.devices.profile import (
     HOST,
     ComputeUnit,
@@ -32,40 +41,14 @@ from edgecnn.devices.profile import (
     device_files,
     load_profile_file,
 )
-
-
-def _read(root: str | Path, rel: str) -> str | None:
-    try:
-        return (Path(root) / rel.lstrip("/")).read_text(errors="replace")
-    except OSError:
-        return None
+from edgecnn.host import cpuinfo, emulation
+from edgecnn.host import read_text as _read
 
 
 def device_tree_model(root: str | Path = "/") -> str | None:
     """``/proc/device-tree/model`` (or the sysfs file it links to) without its trailing NUL, or None."""
     text = _read(root, "proc/device-tree/model") or _read(root, "sys/firmware/devicetree/base/model")
     return text.replace("\x00", "").strip() if text else None
-
-
-EMULATED_MARK = "etc/edgecnn-emulated"
-
-
-def emulation(root: str | Path = "/") -> dict[str, str] | None:
-    """What emulates this machine, or None for real hardware.
-
-    A root made by ``scripts/emulated-pi/make.sh`` holds ``/etc/edgecnn-emulated`` (``key=value``
-    lines: ``emulated=qemu-user``, ``qemu=...``); the CPU model QEMU plays comes from
-    ``QEMU_CPU``. Latency measured on such a machine is labelled "emulated", never "measured".
-    """
-    text = _read(root, EMULATED_MARK)
-    if text is None:
-        return None
-    info = dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln)
-    info = {k.strip(): v.strip() for k, v in info.items()}
-    info.setdefault("emulated", "yes")
-    if Path(root) == Path("/") and os.environ.get("QEMU_CPU"):
-        info["cpu"] = os.environ["QEMU_CPU"]
-    return info
 
 
 # Linux arm64 AT_HWCAP / AT_HWCAP2 bits (arch/arm64/include/uapi/asm/hwcap.h) that decide kernels.
@@ -120,27 +103,6 @@ def detect_device(root: str | Path = "/") -> str:
 
 
 # ---- the x86 (or any) host -----------------------------------------------------------
-
-
-def cpuinfo(root: str | Path = "/") -> dict[str, Any]:
-    """Model name, logical CPU count, flags and clock (MHz) from ``/proc/cpuinfo``."""
-    text = _read(root, "proc/cpuinfo") or ""
-    info: dict[str, Any] = {"model": None, "flags": frozenset(), "mhz": None, "processors": 0}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "processor":
-            info["processors"] += 1
-        elif key == "model name" and info["model"] is None:
-            info["model"] = value
-        elif key in ("flags", "Features") and not info["flags"]:
-            info["flags"] = frozenset(value.split())
-        elif key == "cpu MHz" and info["mhz"] is None:
-            with contextlib.suppress(ValueError):
-                info["mhz"] = float(value)
-    if info["model"] is None:
-        info["model"] = platform.processor() or platform.machine()
-    return info
 
 
 def cpu_clock_ghz(root: str | Path = "/", info: dict[str, Any] | None = None) -> tuple[float | None, str]:
@@ -210,7 +172,7 @@ def last_level_cache_mb(root: str | Path = "/") -> tuple[float | None, str]:
 
 
 def host_key(root: str | Path = "/") -> str:
-    """A short hash of CPU model, core count and ISA flags: names the host's calibration cache."""
+    """A short hash of CPU model, core count and ISA flags: names the host's fit record."""
     info = cpuinfo(root)
     text = "|".join(
         [str(info["model"]), str(info["processors"] or os.cpu_count()), " ".join(sorted(info["flags"]))]
@@ -223,11 +185,11 @@ ASSUMED_W_PER_CORE = 5.0
 
 
 def host_profile(
-    root: str | Path = "/", calibration: dict[str, Any] | None = None, *, use_cache: bool = True
+    root: str | Path = "/", fit_record: dict[str, Any] | None = None, *, use_cache: bool = True
 ) -> DeviceProfile:
     """The profile of the local CPU, built from ``/proc/cpuinfo`` under ``root``.
 
-    ``calibration`` is a ``devices calibrate`` record (measured bandwidth, efficiencies);
+    ``fit_record`` is the record ``devices fit`` stored (measured bandwidth, efficiencies);
     by default the cached one for this host is used when ``root`` is ``/``.
     """
     info = cpuinfo(root)
@@ -237,10 +199,8 @@ def host_profile(
     per_cycle = isa_ops_per_cycle(info["flags"])
     if "fp32" not in per_cycle:
         per_cycle["fp32"] = (8.0, "assumed")
-    if calibration is None and use_cache and Path(root) == Path("/"):
-        from edgecnn.devices.calibrate import load_host_calibration
-
-        calibration = load_host_calibration(root)
+    if fit_record is None and use_cache and Path(root) == Path("/"):
+        fit_record = load_host_fit(root)
     peaks = {p: cores * ghz_used * 1e9 * ops / 1e12 for p, (ops, _) in per_cycle.items()}
     sources = {
         "cpu.cores": "detected: processors in /proc/cpuinfo",
@@ -257,15 +217,15 @@ def host_profile(
     mem = mem_total_gb(root) or 1.0
     sources["memory.size_gb"] = "detected: MemTotal in /proc/meminfo"
     bw = None
-    if calibration and calibration.get("bandwidth_gbps"):
-        bw = float(calibration["bandwidth_gbps"])
+    if fit_record and fit_record.get("bandwidth_gbps"):
+        bw = float(fit_record["bandwidth_gbps"])
         sources["memory.bandwidth_gbps"] = (
-            f"measured: copy bandwidth by `edgecnn devices calibrate` ({calibration.get('created', '?')})"
+            f"measured: copy bandwidth by `edgecnn devices fit` ({fit_record.get('created', '?')})"
         )
     else:
         bw = ASSUMED_GBPS_PER_CORE * cores
         sources["memory.bandwidth_gbps"] = (
-            f"assumed {ASSUMED_GBPS_PER_CORE:g} GB/s per core; `edgecnn devices calibrate` measures it"
+            f"assumed {ASSUMED_GBPS_PER_CORE:g} GB/s per core; `edgecnn devices fit` measures it"
         )
     llc, llc_src = last_level_cache_mb(root)
     if llc:
@@ -299,5 +259,90 @@ def host_profile(
         memory=Memory(size_gb=round(mem, 1), bandwidth_gbps=round(bw, 2), type="detected", cache_mb=llc),
         runtimes=runtimes,
         sources=sources,
-        source="detected" + (" + devices calibrate" if calibration else ""),
+        source="detected" + (" + devices fit" if fit_record else ""),
     )
+
+
+# ---- the environment fingerprint of a timing ------------------------------------------
+
+_VERSIONED = ("numpy", "openvino", "onnxruntime", "ai-edge-litert", "tflite-runtime", "tensorrt", "torch")
+
+
+def _strip(text: str | None) -> str | None:
+    return None if text is None else text.strip()
+
+
+def _command(args: list[str]) -> str | None:
+    if shutil.which(args[0]) is None:
+        return None
+    try:
+        out = subprocess.run(args, check=False, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in _VERSIONED:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[name] = importlib.metadata.version(name)
+    return out
+
+
+def environment(root: str | Path = "/") -> dict[str, Any]:
+    """What the timing depends on: CPU, clocks governor, load, runtime versions, device state."""
+    from edgecnn import __version__
+
+    info = cpuinfo(root)
+    env: dict[str, Any] = {
+        "device": detect_device(root),
+        "cpu_model": info["model"],
+        "cpu_count": info["processors"] or os.cpu_count(),
+        "machine": platform.machine(),
+        "governor": _strip(_read(root, "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "edgecnn": __version__,
+        "versions": _versions(),
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    model = device_tree_model(root)
+    if model:
+        env["board"] = model
+    l4t = l4t_release(root)
+    if l4t:
+        env["l4t_release"] = l4t
+    emulated = emulation(root)
+    if emulated:
+        env["emulated"] = emulated
+    hwcaps = arm64_hwcaps() if Path(root) == Path("/") else None
+    if hwcaps is not None:
+        env["hwcaps"] = hwcaps
+    if Path(root) == Path("/"):  # commands describe this machine only
+        mode = _command(["nvpmodel", "-q"])
+        if mode:
+            env["nvpmodel"] = " ".join(mode.split())
+        throttled = _command(["vcgencmd", "get_throttled"])
+        if throttled:
+            env["throttled"] = throttled.split("=")[-1]
+    return env
+
+
+# ---- the host's fit record (written by `edgecnn devices fit`, read by host_profile) ---
+
+FIT_FORMAT = "edgecnn.host-calibration/1"  # the record's format name since before the rename
+
+
+def host_fit_path(root: str | Path = "/") -> Path:
+    """Where `edgecnn devices fit` stores this host's record: ``$EDGECNN_HOME/devices/host-<hash>.json``."""
+    return paths.home() / "devices" / f"host-{host_key(root)}.json"
+
+
+def load_host_fit(root: str | Path = "/") -> dict[str, Any] | None:
+    """The stored fit record of this host, or None (also when unreadable)."""
+    try:
+        rec = json.loads(host_fit_path(root).read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("format") == FIT_FORMAT else None

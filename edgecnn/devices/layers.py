@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.devices.calibrate import compile_cpu
 from edgecnn.devices.costs import LayerCost, conv_class
+from edgecnn.devices.openvino_cpu import compile_cpu
 from edgecnn.errors import EdgecnnError
 
 # ("conv", c_in, c_out, kernel, stride, size) | ("linear", in, out) | ("pool", channels, kernel, stride, size)

@@ -29,7 +29,7 @@ The efficiencies are fitted per device and runtime, in log space (relative error
   a Jetson), else the fit of ``transfer_from`` with this profile's own peaks (so a Pi 5's dotprod
   INT8 rate, :data:`edgecnn.devices.profile.INT8_RATE`, enters through its peak), else its
   ``fallback`` points (ncnn's figures, another runtime, labelled FALLBACK);
-- the host by a grid search, to the latencies ``edgecnn devices calibrate --nets`` measured, else
+- the host by a grid search, to the latencies ``edgecnn devices fit --nets`` measured, else
   its single-layer timings, else its GEMM / copy microbenchmark, else defaults. There the factors may
   exceed 1 (Winograd convolutions, a CPU boosting above its nominal clock): they are fitted
   factors, not utilisations.
@@ -52,9 +52,11 @@ from typing import Any
 import numpy as np
 
 from edgecnn.devices.costs import KERNEL_CLASSES, LayerCost, costs_from_layers, network_costs  # noqa: F401
-from edgecnn.devices.profile import BYTES_PER, HOST, CalibrationPoint, DeviceProfile, load_device
+from edgecnn.devices.detect import load_host_fit
+from edgecnn.devices.profile import BYTES_PER, HOST, CalibrationPoint, DeviceProfile
 from edgecnn.devices.published import published_points
 from edgecnn.devices.reference_nets import REFERENCE_NETS
+from edgecnn.devices.registry import load_device
 
 LATENCY_SOURCE = "predicted"
 
@@ -490,16 +492,14 @@ DEFAULT_EFFICIENCY = Efficiency(
 
 
 def _host_efficiency(profile: DeviceProfile, runtime: str) -> Efficiency:
-    from edgecnn.devices.calibrate import load_host_calibration
-
-    cal = load_host_calibration() or {}
+    cal = load_host_fit() or {}
     pts = [CalibrationPoint(**p) for p in cal.get("calibration_points", []) if p.get("runtime") == runtime]
     if pts:
         return fit_efficiency(
             profile,
             runtime,
             pts,
-            basis=f"fit to {len(pts)} latencies measured on this host by `devices calibrate --nets`",
+            basis=f"fit to {len(pts)} latencies measured on this host by `devices fit --nets`",
         )
     layers = cal.get("layer_points") or {}
     if layers.get("runtime") == runtime and layers.get("points"):
@@ -508,7 +508,7 @@ def _host_efficiency(profile: DeviceProfile, runtime: str) -> Efficiency:
             profile,
             runtime,
             pts,
-            basis=f"fit to {len(pts)} single layers timed in {runtime} on this host by `devices calibrate`",
+            basis=f"fit to {len(pts)} single layers timed in {runtime} on this host by `devices fit`",
         )
     gemm = cal.get("gemm_tops") or {}
     compute = {}
@@ -522,7 +522,7 @@ def _host_efficiency(profile: DeviceProfile, runtime: str) -> Efficiency:
             memory=1.0,
             overhead_us=10.0,
             fit_error=math.log(1.6),
-            basis="GEMM and copy microbenchmarks of `devices calibrate` (no network fit)",
+            basis="GEMM and copy microbenchmarks of `devices fit` (no network fit)",
         )
     return DEFAULT_EFFICIENCY
 
@@ -592,7 +592,7 @@ _OWN_FITS: dict[tuple, Efficiency] = {}
 
 
 def _own_layers_fit(profile: DeviceProfile, rt: str) -> Efficiency:
-    """The physical fit to the single layers timed on this device (``devices calibrate --host``), once
+    """The physical fit to the single layers timed on this device (``devices fit --host``), once
     per process for the same points, peaks and bandwidth."""
     mine = [lp for lp in profile.layer_points if lp.runtime == rt]
     key = (profile.name, rt, tuple(mine), profile.unit(rt), profile.memory)
@@ -668,7 +668,7 @@ def error_factor(eff: Efficiency, profile: DeviceProfile, runtime: str, precisio
     return math.exp(math.sqrt(sum(t * t for t in terms)))
 
 
-def predict(
+def predict_latency(
     arch: str | Sequence[LayerCost],
     device: str | DeviceProfile,
     *,

@@ -146,7 +146,7 @@ class CalibrationPoint:
 
 @dataclass(frozen=True)
 class LayerPoint:
-    """One single layer timed on the device itself (``edgecnn devices calibrate --host``): a suite item of
+    """One single layer timed on the device itself (``edgecnn devices fit --host``): a suite item of
     :mod:`edgecnn.devices.layers` (``layer``: ("conv", c_in, c_out, k, stride, size) | ("linear", in, out) |
     ("pool", channels, k, stride, size)) and its seconds per inference from the runtime's profiler."""
 
@@ -390,18 +390,3 @@ def resolve_name(name: str) -> str:
             f"Known: {', '.join(known)} (aliases: {', '.join(f'{a}={b}' for a, b in ALIASES.items())})"
         )
     return n
-
-
-def load_device(name: str, *, root: str | Path = "/") -> DeviceProfile:
-    """The profile of device ``name`` (or alias, or a .toml path); ``host`` is built from detection.
-
-    ``root`` is the filesystem root the host detection reads (tests pass a fake one).
-    """
-    if name.endswith(".toml"):
-        return load_profile_file(name)
-    n = resolve_name(name)
-    if n == HOST:
-        from edgecnn.devices.detect import host_profile
-
-        return host_profile(root=root)
-    return _load_file(str(device_files()[n]))

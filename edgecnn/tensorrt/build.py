@@ -124,7 +124,7 @@ def _gpu_torch() -> tuple[str, str]:
     return torch.cuda.get_device_name(), f"{major}.{minor}"
 
 
-def detect_device(trt=None) -> DeviceInfo:
+def gpu_device(trt=None) -> DeviceInfo:
     """TensorRT version, GPU name and compute capability of this machine (cuda-python, else torch)."""
     trt = trt or import_tensorrt()
     errors = []
@@ -244,7 +244,7 @@ def engine_for_onnx(
 ) -> Engine:
     """The cached engine for ``onnx`` on this GPU, built (and cached) when missing."""
     trt = trt or import_tensorrt()
-    device = detect_device(trt)
+    device = gpu_device(trt)
     check_precision(precision, device.compute_capability, device.gpu)
     timing = timing_cache_path(device.tensorrt, device.gpu, device.compute_capability)
     return (cache or EngineCache()).get_or_build(
@@ -338,7 +338,7 @@ def probe_trtexec_version(trtexec: str) -> TrtVersion | None:
 def _probe_device() -> DeviceInfo | None:
     """This machine's GPU where tensorrt and cuda-python (or torch) can tell; else None."""
     try:
-        return detect_device()
+        return gpu_device()
     except EdgecnnError:
         return None
 
@@ -439,7 +439,7 @@ def _run_trtexec(
 
 def _run_python_builder(req: BuildRequest, log: Callable[[str], None]) -> tuple[bytes, DeviceInfo, None]:
     trt = import_tensorrt()
-    device = detect_device(trt)
+    device = gpu_device(trt)
     check_precision(req.plan.precision, device.compute_capability, device.gpu)
     log(
         f"building a {req.plan.precision} engine from {req.onnx} for {device.describe()} (TensorRT Python "

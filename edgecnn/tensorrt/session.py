@@ -23,7 +23,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtimes.base import Session, _dim
-from edgecnn.tensorrt.build import detect_device, engine_for_onnx, import_tensorrt
+from edgecnn.tensorrt.build import engine_for_onnx, gpu_device, import_tensorrt
 from edgecnn.tensorrt.engine_cache import check_compatible, read_sidecar
 from edgecnn.tensorrt.versions import TrtVersion, check_supported
 
@@ -158,7 +158,7 @@ class TensorRtSession(Session):
                 self._engine = self._runtime.deserialize_cuda_engine(built.data)
         else:
             if (meta := read_sidecar(path)) is not None:  # refuse an engine built for another GPU/TensorRT
-                check_compatible(meta, detect_device(trt), path)
+                check_compatible(meta, gpu_device(trt), path)
             self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise EdgecnnError(

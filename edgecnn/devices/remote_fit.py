@@ -1,4 +1,4 @@
-"""``edgecnn devices calibrate --host H``: a device profile fitted to layers timed on the device itself.
+"""``edgecnn devices fit --host H``: a device profile fitted to layers timed on the device itself.
 
 On this machine, one small artifact per single layer of :data:`edgecnn.devices.layers.SUITE` (a conv +
 ReLU, a fully connected layer, a max-pool; random weights) is exported for the device's runtime
@@ -23,7 +23,8 @@ from typing import Any
 
 from edgecnn.config import dumps_toml, to_dict, tomllib
 from edgecnn.devices.layers import SUITE, label
-from edgecnn.devices.profile import LayerPoint, load_device, parse_profile
+from edgecnn.devices.profile import LayerPoint, parse_profile
+from edgecnn.devices.registry import load_device
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_write_text
 
@@ -120,14 +121,14 @@ def profile_toml(base, name: str, host: str, runtime: str, points: Sequence[Laye
     for k in ("aliases", "source", "layer_points"):
         d.pop(k, None)
     d["name"] = name
-    d["description"] = f"{base.description}; calibrated on {host} by `edgecnn devices calibrate --host`"
+    d["description"] = f"{base.description}; calibrated on {host} by `edgecnn devices fit --host`"
     d["detect"] = []
     d["runtimes"][runtime].update(transfer_from=None, extra_error_pct=0.0, extra_error_reason="")
     d["layer_points"] = [to_dict(p) for p in points]
     return d
 
 
-def calibrate_over_ssh(
+def fit_over_ssh(
     host: str,
     *,
     base: str,
@@ -161,7 +162,7 @@ def calibrate_over_ssh(
     dest = Path(out) if out else Path(f"{name}.toml")
     when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     points = []
-    with tempfile.TemporaryDirectory(prefix="edgecnn-calibrate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgecnn-fit-") as tmp:
         for prec in precs:
             for i, spec in enumerate(suite):
                 art = build_layer_artifact(spec, rt, prec, Path(tmp) / f"{prec}-{i:02d}", prof.target)
@@ -193,7 +194,7 @@ def calibrate_over_ssh(
                         precision=prec,
                         seconds=ms / 1e3,
                         measured_with=f"{r.result['profiler']} on {host} ({rt} {r.result['version']})",
-                        source=f"measured by `edgecnn devices calibrate --host {host}` {when}",
+                        source=f"measured by `edgecnn devices fit --host {host}` {when}",
                         threads=threads,
                     )
                 )

@@ -1,4 +1,4 @@
-"""`edgecnn bench --profile --host` and `edgecnn devices calibrate --host`, against the real loopback sshd
+"""`edgecnn bench --profile --host` and `edgecnn devices fit --host`, against the real loopback sshd
 of tests/test_remote.py (the "device" is this machine, its Python without torch)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from test_remote import PY, Sshd, sshd  # noqa: F401 - the sshd fixture
 
 from edgecnn.cli import cli
 from edgecnn.devices import load_device
-from edgecnn.devices.predict import efficiency_for, predict
+from edgecnn.devices.predict import efficiency_for, predict_latency
 from edgecnn.remote import profile_hosts
 
 TINY_SUITE = (
@@ -53,12 +53,12 @@ def test_profile_over_ssh(sshd, tmp_path):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_calibrate_over_ssh_writes_a_profile_the_predictor_uses(sshd, tmp_path):  # noqa: F811
+def test_fit_over_ssh_writes_a_profile_the_predictor_uses(sshd, tmp_path):  # noqa: F811
     pytest.importorskip("onnxruntime")
-    from edgecnn.devices.remote_calibrate import calibrate_over_ssh
+    from edgecnn.devices.remote_fit import fit_over_ssh
 
     out = tmp_path / "my-device.toml"
-    path, prof = calibrate_over_ssh(
+    path, prof = fit_over_ssh(
         "dev1",
         base="host",
         runtime="onnxruntime",
@@ -80,18 +80,18 @@ def test_calibrate_over_ssh_writes_a_profile_the_predictor_uses(sshd, tmp_path):
     eff = efficiency_for(again, "onnxruntime")
     assert "timed on this device" in eff.basis and eff.physical and eff.points == len(TINY_SUITE)
     assert all(0 < e <= 1 for t in eff.kernel_table().values() for e in t.values())
-    r = predict("resnet18", again, runtime="onnxruntime", precision="fp32", image_size=32)
+    r = predict_latency("resnet18", again, runtime="onnxruntime", precision="fp32", image_size=32)
     assert r["latency_source"] == "predicted" and r["latency_ms"]["p50"] > 0
     assert sshd.leftovers() == []
 
 
-def test_calibrate_host_cli_errors(tmp_path):
-    r = CliRunner().invoke(cli, ["devices", "calibrate", "--host", "dev1"])
+def test_fit_host_cli_errors(tmp_path):
+    r = CliRunner().invoke(cli, ["devices", "fit", "--host", "dev1"])
     assert r.exit_code == 2 and "--host needs --base DEVICE" in r.output
-    r = CliRunner().invoke(cli, ["devices", "calibrate", "--host", "dev1", "--base", "rpi5", "--nets"])
+    r = CliRunner().invoke(cli, ["devices", "fit", "--host", "dev1", "--base", "rpi5", "--nets"])
     assert r.exit_code == 2 and "--nets apply to this host only" in r.output
     r = CliRunner().invoke(
-        cli, ["devices", "calibrate", "--host", "dev1", "--base", "rpi5", "--runtime", "openvino"]
+        cli, ["devices", "fit", "--host", "dev1", "--base", "rpi5", "--runtime", "openvino"]
     )
     assert r.exit_code == 2 and "has no runtime 'openvino'" in r.output
     assert json.loads(CliRunner().invoke(cli, ["devices", "--json"]).output)  # the listing still works

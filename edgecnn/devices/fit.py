@@ -1,7 +1,9 @@
-"""``edgecnn devices calibrate``: microbenchmarks of the host, stored in the cache.
+"""``edgecnn devices fit``: microbenchmarks of the host that fit the latency predictor to it.
 
-The record (``$EDGECNN_HOME/devices/host-<hash>.json``, written atomically; the hash
-covers CPU model, core count and ISA flags) holds:
+(The command was ``devices calibrate`` until issue 14; "calibrate" now means only PTQ's
+calibration. The old name still works, hidden.) The record
+(:func:`edgecnn.devices.detect.host_fit_path`, ``$EDGECNN_HOME/devices/host-<hash>.json``,
+written atomically; the hash covers CPU model, core count and ISA flags) holds:
 
 - ``gemm_tops``: achieved tera-ops/s of a large matrix multiply per precision the host
   runs (FP32 and U8S8 INT8 through ONNX Runtime's MLAS kernels, else numpy for FP32),
@@ -19,55 +21,20 @@ keeps the load average it ran under.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import json
 import os
-import sys
-import tempfile
-import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn import paths
+from edgecnn.devices.detect import FIT_FORMAT, cpuinfo, environment, host_fit_path, host_key
+from edgecnn.devices.layers import measure_layers
+from edgecnn.devices.openvino_cpu import openvino_network
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_write_json
-
-FORMAT = "edgecnn.host-calibration/1"
-
-
-def calibration_path(root: str | Path = "/") -> Path:
-    from edgecnn.devices.detect import host_key
-
-    return paths.home() / "devices" / f"host-{host_key(root)}.json"
-
-
-def load_host_calibration(root: str | Path = "/") -> dict[str, Any] | None:
-    """The cached calibration record of this host, or None (also when unreadable)."""
-    p = calibration_path(root)
-    try:
-        rec = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-    return rec if isinstance(rec, dict) and rec.get("format") == FORMAT else None
-
-
-def _timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 3) -> float:
-    """Median seconds per call of ``fn`` over about ``seconds`` (after one warm-up call)."""
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > 10 * seconds:
-            break
-    return float(np.median(times))
+from edgecnn.timing import measure, median_seconds
 
 
 def _ort_session(model_bytes: bytes, threads: int | None):
@@ -118,7 +85,7 @@ def microbenchmarks(
             ),
             threads,
         )
-        out["gemm_tops"]["fp32"] = gemm_ops / _timeit(lambda: s.run(None, {"a": a32}), seconds) / 1e12
+        out["gemm_tops"]["fp32"] = gemm_ops / median_seconds(lambda: s.run(None, {"a": a32}), seconds) / 1e12
         log(f"  fp32 GEMM {n}^3: {out['gemm_tops']['fp32'] * 1e3:.1f} GOPS")
         a8 = rng.integers(0, 255, (n, n), dtype=np.uint8)
         s = _ort_session(
@@ -130,7 +97,7 @@ def microbenchmarks(
             ),
             threads,
         )
-        out["gemm_tops"]["int8"] = gemm_ops / _timeit(lambda: s.run(None, {"a": a8}), seconds) / 1e12
+        out["gemm_tops"]["int8"] = gemm_ops / median_seconds(lambda: s.run(None, {"a": a8}), seconds) / 1e12
         log(f"  int8 (U8S8) GEMM {n}^3: {out['gemm_tops']['int8'] * 1e3:.1f} GOPS")
         c, hw = 64, 56
         x = rng.standard_normal((1, c, hw, hw), dtype=np.float32)
@@ -145,110 +112,19 @@ def microbenchmarks(
             threads,
         )
         conv_ops = 2.0 * c * c * 9 * hw * hw
-        out["conv_tops"]["fp32"] = conv_ops / _timeit(lambda: s.run(None, {"x": x}), seconds) / 1e12
+        out["conv_tops"]["fp32"] = conv_ops / median_seconds(lambda: s.run(None, {"x": x}), seconds) / 1e12
         log(f"  fp32 conv 3x3 64ch 56px: {out['conv_tops']['fp32'] * 1e3:.1f} GOPS")
     except ImportError:
         out["backend"] = "numpy"
         a = rng.standard_normal((n, n), dtype=np.float32)
         b = rng.standard_normal((n, n), dtype=np.float32)
-        out["gemm_tops"]["fp32"] = gemm_ops / _timeit(lambda: a @ b, seconds) / 1e12
+        out["gemm_tops"]["fp32"] = gemm_ops / median_seconds(lambda: a @ b, seconds) / 1e12
         log(f"  fp32 GEMM (numpy) {n}^3: {out['gemm_tops']['fp32'] * 1e3:.1f} GOPS")
     src = np.ones(64 * 2**20 // 4, dtype=np.float32)  # 64 MiB: far beyond the caches
     dst = np.empty_like(src)
-    out["bandwidth_gbps"] = 2 * src.nbytes / _timeit(lambda: np.copyto(dst, src), seconds) / 1e9
+    out["bandwidth_gbps"] = 2 * src.nbytes / median_seconds(lambda: np.copyto(dst, src), seconds) / 1e9
     log(f"  copy bandwidth (1 thread): {out['bandwidth_gbps']:.1f} GB/s")
     return out
-
-
-# ---- networks through OpenVINO (also used by `edgecnn bench ARCH` on the host) -------
-
-
-def _export_onnx(model, x, path: Path) -> None:
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(
-                model, (x,), str(path), dynamo=False, input_names=["input"], output_names=["logits"]
-            )
-        except TypeError:  # an exporter without the legacy path
-            torch.onnx.export(
-                model, (x,), str(path), dynamo=True, input_names=["input"], output_names=["logits"]
-            )
-
-
-def compile_cpu(ov_model, precision: str, threads: int | None = None):
-    """Compile for OpenVINO's CPU plugin for batch-1 latency; FP32 stays FP32 (AMX and AVX-512
-    BF16 hosts would otherwise run it in bf16)."""
-    import openvino as ov
-
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-    if precision == "fp32":
-        config["INFERENCE_PRECISION_HINT"] = "f32"
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    return ov.Core().compile_model(ov_model, "CPU", config)
-
-
-def openvino_network(
-    arch: str,
-    *,
-    image_size: int = 224,
-    batch: int = 1,
-    precision: str = "fp32",
-    threads: int | None = None,
-    calib_images: int = 32,
-    seed: int = 0,
-):
-    """A randomly initialised ``arch`` compiled with OpenVINO on the CPU, for latency only.
-
-    Converted torch -> ONNX -> OpenVINO; ``precision="int8"`` quantizes it with
-    ``nncf.quantize`` on ``calib_images`` random images (fine for latency, not accuracy).
-    Returns ``(run, x, load_ms)`` where ``run(x)`` returns the logits.
-    """
-    try:
-        import openvino as ov
-    except ImportError:
-        raise EdgecnnError(
-            "measuring needs OpenVINO: pip install 'edgecnn[openvino]' (or pass --predict)"
-        ) from None
-    import torch
-
-    from edgecnn.models import create
-
-    if precision not in ("fp32", "int8"):
-        raise EdgecnnError(f"the OpenVINO measurement runs fp32 or int8, not {precision}")
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    model = create(arch).eval()
-    x = torch.randn(batch, 3, image_size, image_size)
-    with tempfile.TemporaryDirectory(prefix="edgecnn-ov-") as d:
-        onnx_path = Path(d) / "model.onnx"
-        _export_onnx(model, x, onnx_path)
-        del model
-        ov_model = ov.convert_model(str(onnx_path))
-    if precision == "int8":
-        try:
-            import nncf
-        except ImportError:
-            raise EdgecnnError("INT8 needs NNCF: pip install 'edgecnn[openvino]'") from None
-        rng = np.random.default_rng(seed)
-        data = [
-            rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)
-            for _ in range(max(1, calib_images // batch))
-        ]
-        # NNCF draws progress bars on stdout: keep stdout for results (JSON, tables).
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-            warnings.simplefilter("ignore")
-            ov_model = nncf.quantize(ov_model, nncf.Dataset(data), subset_size=len(data))
-    request = compile_cpu(ov_model, precision, threads).create_infer_request()
-    load_ms = (time.perf_counter() - t0) * 1e3
-
-    def run(inp: np.ndarray) -> np.ndarray:
-        return request.infer({0: inp})[0]
-
-    return run, x.numpy(), load_ms
 
 
 def measure_networks(
@@ -262,8 +138,6 @@ def measure_networks(
     log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Measured OpenVINO latencies of ``archs``: bench dicts (``latency_source`` "measured")."""
-    from edgecnn.bench import measure
-
     log = log or (lambda s: None)
     results = []
     for prec in precisions:
@@ -278,7 +152,6 @@ def measure_networks(
                 max_seconds=30,
                 load_ms=load_ms,
                 threads=threads,
-                with_env=False,
             )
             r.update(arch=arch, runtime="openvino", precision=prec, image_size=image_size, batch=1)
             log(f"  {arch} {prec}: p50 {r['latency_ms']['p50']:.2f} ms")
@@ -287,7 +160,7 @@ def measure_networks(
     return results
 
 
-def calibrate_host(
+def fit_host(
     *,
     nets: bool = False,
     int8_nets: bool = False,
@@ -298,13 +171,10 @@ def calibrate_host(
 ) -> tuple[dict[str, Any], Path]:
     """Run the microbenchmarks (with ``layers`` the single-layer suite of :mod:`edgecnn.devices.layers`,
     with ``nets`` the four networks), store and return the record."""
-    from edgecnn.bench import environment
-    from edgecnn.devices.detect import cpuinfo, host_key
-
     log = log or (lambda s: None)
     log("microbenchmarks:")
     rec: dict[str, Any] = {
-        "format": FORMAT,
+        "format": FIT_FORMAT,
         "host": host_key(),
         "cpu_model": cpuinfo()["model"],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -313,8 +183,6 @@ def calibrate_host(
     }
     rec.update(microbenchmarks(threads=threads, seconds=seconds, log=log))
     if layers:
-        from edgecnn.devices.layers import measure_layers
-
         log("single layers (OpenVINO, batch 1):")
         try:
             rec["layer_points"] = measure_layers(threads=threads, seconds=seconds / 2, log=log)
@@ -332,12 +200,12 @@ def calibrate_host(
                 "latency_ms": round(m["latency_ms"]["p50"], 4),
                 "threads": threads,
                 "measured_with": "OpenVINO on this host (random weights)",
-                "source": f"measured by `edgecnn devices calibrate --nets` {rec['created']}",
+                "source": f"measured by `edgecnn devices fit --nets` {rec['created']}",
             }
             for m in measured
         ]
     rec["loadavg_after"] = list(os.getloadavg())
     rec["env"] = environment()
-    path = calibration_path()
+    path = host_fit_path()
     atomic_write_json(path, rec)
     return rec, path
