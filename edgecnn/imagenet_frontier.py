@@ -281,7 +281,7 @@ def weight_bits(runtime: str, precision: str) -> int:
 def _artifact_dir(job: Job, target: str, runtime: str, precision: str) -> tuple[Path, str]:
     from edgecnn import paths
     from edgecnn.deploy import _key
-    from edgecnn.export import EXPORT_VERSION, _tool_versions
+    from edgecnn.export import EXPORT_VERSION, tool_versions
 
     w = job.weights
     key = _key(
@@ -298,7 +298,7 @@ def _artifact_dir(job: Job, target: str, runtime: str, precision: str) -> tuple[
             "runtime": runtime,
             "precision": precision,
             "bits": weight_bits(runtime, precision),
-            "tools": _tool_versions(runtime),
+            "tools": tool_versions(runtime),
         }
     )
     return (
@@ -451,7 +451,7 @@ def _write_artifact(b: _Builder, target: str, runtime: str, precision: str, d: P
     (:func:`edgecnn.outdir.replace`, as export does)."""
     from edgecnn import outdir
     from edgecnn.artifact import write_metadata
-    from edgecnn.export import _FILES, _write
+    from edgecnn.export import RUNTIME_FILES, write_runtime_files
     from edgecnn.quantize.pt2e import make_quantizer
 
     job = b.job
@@ -459,7 +459,7 @@ def _write_artifact(b: _Builder, target: str, runtime: str, precision: str, d: P
     stage = None if bits is None else {"method": job.calibration.method}
     onnx_file = None if runtime == "tflite" else b.onnx(bits)
     with outdir.replace(d, "export") as tmp:
-        backend_float, io = _write(
+        backend_float, io = write_runtime_files(
             runtime,
             precision,
             b.graph(bits),
@@ -471,7 +471,9 @@ def _write_artifact(b: _Builder, target: str, runtime: str, precision: str, d: P
         )
         write_metadata(
             tmp,
-            _metadata(job, target, runtime, precision, bits, key, list(_FILES[runtime]), io, backend_float),
+            _metadata(
+                job, target, runtime, precision, bits, key, list(RUNTIME_FILES[runtime]), io, backend_float
+            ),
         )
 
 
@@ -486,7 +488,7 @@ def _metadata(
     io: dict,
     backend_float: list[str],
 ) -> dict:
-    from edgecnn.export import _FORM, EXPORT_VERSION, _tool_versions
+    from edgecnn.export import EXPORT_VERSION, INT8_FORM, tool_versions
     from edgecnn.quantize.pt2e import SCHEME
 
     names = list(job.class_names or (f"imagenet class {i}" for i in range(IMAGENET_CLASSES)))
@@ -509,7 +511,7 @@ def _metadata(
             if bits == 7
             else "[-127, 127]",
             **SCHEME,
-            "form": _FORM.get(runtime, SCHEME["activations"]),
+            "form": INT8_FORM.get(runtime, SCHEME["activations"]),
             "calibration": {**job.calibration.to_json(), "dataset": job.data or "synthetic"},
             "qat": None,
         },
@@ -520,7 +522,7 @@ def _metadata(
             "weights": "seeded random init (latency only)" if w is None else w.source,
             "seed": job.calibration.seed,
         },
-        "tools": _tool_versions(runtime),
+        "tools": tool_versions(runtime),
         "stage_key": key,
         "export_version": EXPORT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -68,7 +68,7 @@ def build_layer_artifact(spec: tuple, runtime: str, precision: str, out: Path, t
     import torch
 
     from edgecnn.artifact import write_metadata
-    from edgecnn.export import _FILES, _tool_versions, _write
+    from edgecnn.export import RUNTIME_FILES, tool_versions, write_runtime_files
     from edgecnn.quantize.pt2e import make_quantizer, prepare_float, ptq
 
     torch.manual_seed(0)
@@ -79,7 +79,7 @@ def build_layer_artifact(spec: tuple, runtime: str, precision: str, out: Path, t
     else:
         module = prepare_float(module)
     out.mkdir(parents=True)
-    backend_float, io = _write(runtime, precision, module, sample, out, stage, make_quantizer)
+    backend_float, io = write_runtime_files(runtime, precision, module, sample, out, stage, make_quantizer)
     write_metadata(
         out,
         {
@@ -90,13 +90,13 @@ def build_layer_artifact(spec: tuple, runtime: str, precision: str, out: Path, t
             "target": target,
             "runtime": runtime,
             "precision": precision,
-            "files": list(_FILES[runtime]),
+            "files": list(RUNTIME_FILES[runtime]),
             **io,
             "preprocess": {"note": "single-layer timing artifact: random inputs, no images"},
             "quantization": None,
             "float_layers": sorted(backend_float),
             "source": {"checkpoint": None, "sha256": None},
-            "tools": _tool_versions(runtime),
+            "tools": tool_versions(runtime),
         },
     )
     return out

@@ -42,7 +42,7 @@ _NEEDS = {
     "tensorrt": (("onnx", "onnxscript"), "onnx"),
     "tflite": (("litert_torch", "ai_edge_litert"), "tflite"),
 }
-_FILES = {
+RUNTIME_FILES = {
     "openvino": ("model.xml", "model.bin"),
     "onnxruntime": ("model.onnx",),
     "tensorrt": ("model.onnx",),
@@ -75,7 +75,7 @@ def resolve(target: str, runtime: str | None, precision: str) -> str:
     return runtime
 
 
-def _tool_versions(runtime: str) -> dict:
+def tool_versions(runtime: str) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     names = ["torch", "torchao", "onnx", "onnxscript"] + {
@@ -92,7 +92,7 @@ def _tool_versions(runtime: str) -> dict:
 
 
 # How each runtime's file encodes the one symmetric int8 grid (the TensorRT and TFLite files as is).
-_FORM = {
+INT8_FORM = {
     "onnxruntime": "uint8 activations (zero point 128), int8 weights",
     "openvino": "activations after a ReLU as uint8 (zero point 0, saturating at 127), the others int8 "
     "symmetric; int8 weights; a convolution feeding a residual add not requantized (residual_form)",
@@ -205,9 +205,11 @@ def export(
     t0 = time.perf_counter()
     with outdir.replace(out, "export") as tmp:
         log(f"{arch}: exporting {precision} for {target} ({runtime})")
-        backend_float, io = _write(runtime, precision, module, sample, tmp, stage, make_quantizer)
+        backend_float, io = write_runtime_files(
+            runtime, precision, module, sample, tmp, stage, make_quantizer
+        )
         float_layers = sorted(set(graph_float) | set(backend_float))
-        files = list(_FILES[runtime])
+        files = list(RUNTIME_FILES[runtime])
         meta = {
             "arch": arch,
             "model_options": src.model_options,
@@ -226,7 +228,7 @@ def export(
                 if stage.get("weight_bits") == 7
                 else "[-127, 127]",
                 **SCHEME,
-                "form": _FORM.get(runtime, SCHEME["activations"]),
+                "form": INT8_FORM.get(runtime, SCHEME["activations"]),
                 "calibration": {**stage["calibration"], "dataset": src.bundle.name},
                 "qat": None
                 if "qat" not in stage
@@ -240,7 +242,7 @@ def export(
                 "sha256": src.checkpoint_sha256,
                 "quantized_graph": str(Path(stage["dir"]) / "quantized.pt2") if stage else None,
             },
-            "tools": _tool_versions(runtime),
+            "tools": tool_versions(runtime),
             "stage_key": tag,
             "export_version": EXPORT_VERSION,
             "export_seconds": round(time.perf_counter() - t0, 1),
@@ -278,7 +280,7 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def _write(
+def write_runtime_files(
     runtime: str,
     precision: str,
     module,

@@ -187,9 +187,9 @@ class TfliteTaps(TapRunner):
     runtime = "tflite"
 
     def __init__(self, path: Path, taps: Sequence[Tap], *, threads: int | None = None):
-        from edgecnn.runtimes.tflite import TfliteSession, _interpreter_class
+        from edgecnn.runtimes.tflite import TfliteSession, interpreter_class
 
-        Interpreter, _ = _interpreter_class()
+        Interpreter, _ = interpreter_class()
         with warnings.catch_warnings():  # "intended for debugging purposes only": that is what this is
             warnings.simplefilter("ignore", UserWarning)
             self._interp = Interpreter(
@@ -262,7 +262,7 @@ class TensorRtTaps(TapRunner):
         import onnx
 
         from edgecnn.tensorrt.build import build_engine, import_tensorrt
-        from edgecnn.tensorrt.session import _cuda
+        from edgecnn.tensorrt.session import cuda_device
 
         trt = import_tensorrt()
         graph = onnx.load(str(path), load_external_data=False).graph
@@ -287,7 +287,7 @@ class TensorRtTaps(TapRunner):
         self._input = next(n for n in io if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.batch = 1
         ctx.set_input_shape(self._input, (1, *tuple(self._engine.get_tensor_shape(self._input))[1:]))
-        self._cuda = _cuda()
+        self._cuda = cuda_device()
         shape_in = tuple(ctx.get_tensor_shape(self._input))
         self._d_in = self._cuda.alloc(int(np.prod(shape_in)) * 4)
         ctx.set_tensor_address(self._input, self._d_in)

@@ -73,7 +73,7 @@ def check_file_runtime(path: Path, runtime: str) -> None:
         )
 
 
-def _dim(d: Any) -> int | None:
+def static_dim(d: Any) -> int | None:
     """A static dimension as int, a dynamic one (None, -1, 'N', '?') as None."""
     if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0:
         return int(d)
@@ -115,7 +115,7 @@ class Session(ABC):
         layout: str | None = None,
         info: dict[str, Any] | None = None,
     ):
-        dims = [_dim(d) for d in input_shape]
+        dims = [static_dim(d) for d in input_shape]
         self.input_shape: tuple[int | None, ...] = tuple(dims)
         self.batch: int | None = dims[0] if dims else None
         self.num_classes = num_classes

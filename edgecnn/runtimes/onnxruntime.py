@@ -9,7 +9,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.host import has_vnni
-from edgecnn.runtimes.base import Session, TimedCall, _dim, missing_backend
+from edgecnn.runtimes.base import Session, TimedCall, missing_backend, static_dim
 
 
 class OnnxRuntimeSession(Session):
@@ -59,7 +59,7 @@ class OnnxRuntimeSession(Session):
         out_shape = outputs[0].shape
         super().__init__(
             inputs[0].shape,
-            num_classes=_dim(out_shape[-1]) if out_shape else None,
+            num_classes=static_dim(out_shape[-1]) if out_shape else None,
             layout=layout,
             info={
                 "version": ort.__version__,

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtimes.base import Session, TimedCall, _dim, missing_backend
+from edgecnn.runtimes.base import Session, TimedCall, missing_backend, static_dim
 
 
-def _interpreter_class() -> tuple[Any, str]:
+def interpreter_class() -> tuple[Any, str]:
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -55,7 +55,7 @@ class TfliteSession(Session):
 
     def __init__(self, path: str | Path, *, threads: int | None = None, layout: str | None = None, **_):
         path = Path(path)
-        Interpreter, package = _interpreter_class()
+        Interpreter, package = interpreter_class()
         try:
             self._interp = Interpreter(model_path=str(path), num_threads=int(threads) if threads else None)
             self._interp.allocate_tensors()
@@ -75,7 +75,7 @@ class TfliteSession(Session):
         sig = [int(d) for d in inp.get("shape_signature", shape)]
         super().__init__(
             [s if g > 0 else None for s, g in zip(shape, sig, strict=True)],
-            num_classes=_dim(int(out["shape"][-1])),
+            num_classes=static_dim(int(out["shape"][-1])),
             layout=layout,
             info={
                 "package": package,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtimes.base import Session, _dim
+from edgecnn.runtimes.base import Session, static_dim
 from edgecnn.tensorrt.build import engine_for_onnx, gpu_device, import_tensorrt
 from edgecnn.tensorrt.engine_cache import check_compatible, read_sidecar
 from edgecnn.tensorrt.versions import TrtVersion, check_supported
@@ -117,7 +117,8 @@ class _CudaTorch:
         self._bufs.clear()
 
 
-def _cuda():
+def cuda_device():
+    """Device buffers, copies and a stream for TensorRT: cuda-python, else torch with CUDA."""
     try:
         return _CudaPython()
     except ImportError:
@@ -180,7 +181,7 @@ class TensorRtSession(Session):
         self._max_batch = (
             shape[0] if shape[0] > 0 else self._engine.get_tensor_profile_shape(self._in, 0)[2][0]
         )
-        self._cuda = _cuda()
+        self._cuda = cuda_device()
         item = np.dtype(np.float32).itemsize
         per_in = int(np.prod(shape[1:])) * item
         per_out = int(np.prod([d for d in out_shape[1:] if d > 0] or [1])) * item
@@ -190,7 +191,7 @@ class TensorRtSession(Session):
         self._context.set_tensor_address(self._out, self._d_out)
         super().__init__(
             shape,
-            num_classes=_dim(out_shape[-1]),
+            num_classes=static_dim(out_shape[-1]),
             layout=layout,
             info={
                 "version": trt.__version__,
