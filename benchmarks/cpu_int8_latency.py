@@ -29,8 +29,6 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    import openvino as ov
-
     from edgecnn.data import Preprocess, SplitSpec, load_dataset, make_splits
     from edgecnn.data.splits import calibration_set, take
     from edgecnn.export.onnx import export_onnx, finalize_qdq, to_u8s8
@@ -38,7 +36,10 @@ def main() -> None:
     from edgecnn.models import create
     from edgecnn.quantize.pt2e import prepare_float, ptq, residual_form
     from edgecnn.runtimes import open_session  # noqa: F401 - same import cost as users pay
+    from edgecnn.telemetry import import_openvino
     from edgecnn.timing import measure
+
+    ov = import_openvino()
 
     torch.manual_seed(0)
     model = create(args.arch, num_classes=10).eval()

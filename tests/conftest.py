@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from edgecnn.telemetry import telemetry_off
+
+telemetry_off()  # no test run reports to OpenVINO's or NNCF's telemetry (tests import openvino too)
+
 
 def pytest_collection_modifyitems(config, items):
     """Skip hardware tests cleanly where the hardware or its runtime is missing."""

@@ -37,7 +37,6 @@ import numpy as np
 
 from edgecnn.devices.costs import LayerCost, conv_class
 from edgecnn.devices.openvino_cpu import compile_cpu
-from edgecnn.errors import EdgecnnError
 
 # ("conv", c_in, c_out, kernel, stride, size) | ("linear", in, out) | ("pool", channels, kernel, stride, size)
 SUITE: tuple[tuple, ...] = (
@@ -112,8 +111,10 @@ def build(spec: tuple, precision: str, seed: int = 0, *, with_layer: bool = True
     models. Timing prefix + layer minus prefix alone leaves the layer's own time, free of the
     input conversion and output reorder a lone layer pays at the model's boundary.
     """
-    import openvino as ov
-    import openvino.opset13 as ops
+    from edgecnn.telemetry import import_openvino
+
+    ov = import_openvino()
+    ops = ov.opset13
 
     rng = np.random.default_rng(seed)
     int8 = precision == "int8"
@@ -197,12 +198,9 @@ def measure_layers(
     """Seconds per layer of ``suite`` at each precision: median of (prefix + layer) minus median
     of the prefix alone, the two timed in alternation (floored at 2% of the former where noise
     makes it smaller)."""
-    try:
-        import openvino as ov  # noqa: F401
-    except ImportError:
-        raise EdgecnnError(
-            "the layer microbenchmark needs OpenVINO: pip install 'edgecnn[openvino]'"
-        ) from None
+    from edgecnn.telemetry import import_openvino
+
+    import_openvino("the layer microbenchmark needs OpenVINO: pip install 'edgecnn[openvino]'")
     log = log or (lambda s: None)
 
     def runner(spec, prec, with_layer):

@@ -39,8 +39,9 @@ def _export_onnx(model, x, path: Path) -> None:
 def compile_cpu(ov_model, precision: str, threads: int | None = None):
     """Compile for OpenVINO's CPU plugin for batch-1 latency; FP32 stays FP32 (AMX and AVX-512
     BF16 hosts would otherwise run it in bf16)."""
-    import openvino as ov
+    from edgecnn.telemetry import import_openvino
 
+    ov = import_openvino()
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
     if precision == "fp32":
         config["INFERENCE_PRECISION_HINT"] = "f32"
@@ -65,15 +66,12 @@ def openvino_network(
     ``nncf.quantize`` on ``calib_images`` random images (fine for latency, not accuracy).
     Returns ``(run, x, load_ms)`` where ``run(x)`` returns the logits.
     """
-    try:
-        import openvino as ov
-    except ImportError:
-        raise EdgecnnError(
-            "measuring needs OpenVINO: pip install 'edgecnn[openvino]' (or pass --predict)"
-        ) from None
     import torch
 
     from edgecnn.models import create
+    from edgecnn.telemetry import import_nncf, import_openvino
+
+    ov = import_openvino("measuring needs OpenVINO: pip install 'edgecnn[openvino]' (or pass --predict)")
 
     if precision not in ("fp32", "int8"):
         raise EdgecnnError(f"the OpenVINO measurement runs fp32 or int8, not {precision}")
@@ -87,10 +85,7 @@ def openvino_network(
         del model
         ov_model = ov.convert_model(str(onnx_path))
     if precision == "int8":
-        try:
-            import nncf
-        except ImportError:
-            raise EdgecnnError("INT8 needs NNCF: pip install 'edgecnn[openvino]'") from None
+        nncf = import_nncf("INT8 needs NNCF: pip install 'edgecnn[openvino]'")
         rng = np.random.default_rng(seed)
         data = [
             rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)

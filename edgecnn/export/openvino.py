@@ -7,15 +7,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edgecnn.errors import EdgecnnError
-
 
 def _ov():
-    try:
-        import openvino as ov
-    except ImportError as e:
-        raise EdgecnnError("the OpenVINO backend is not installed: pip install 'edgecnn[openvino]'") from e
-    return ov
+    from edgecnn.telemetry import import_openvino
+
+    return import_openvino("the OpenVINO backend is not installed: pip install 'edgecnn[openvino]'")
 
 
 def onnx_to_ir(
@@ -57,11 +53,9 @@ def save_ir(model, xml_path: str | os.PathLike, *, fp16_weights: bool = False) -
 def nncf_ptq_ir(float_onnx: str | os.PathLike, calib_batches: list, xml_path: str | os.PathLike) -> Path:
     """The plain OpenVINO + NNCF default post-training quantization of a float ONNX model
     (``nncf.quantize`` with its defaults): the baseline edgecnn's CPU artifact is compared with."""
-    ov = _ov()
-    try:
-        import nncf
-    except ImportError as e:
-        raise EdgecnnError("NNCF is not installed: pip install 'edgecnn[openvino]'") from e
+    from edgecnn.telemetry import import_nncf
+
+    ov, nncf = _ov(), import_nncf()
     model = ov.convert_model(str(float_onnx))
     q = nncf.quantize(model, nncf.Dataset(calib_batches), subset_size=sum(len(b) for b in calib_batches))
     return save_ir(q, xml_path)

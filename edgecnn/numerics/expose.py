@@ -23,7 +23,8 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.numerics.reference import Tap
-from edgecnn.runtimes.base import missing_backend
+from edgecnn.runtimes.base import INSTALL_HINTS, missing_backend
+from edgecnn.telemetry import import_openvino
 
 
 class TapRunner:
@@ -121,10 +122,7 @@ class OpenVinoTaps(TapRunner):
     def __init__(
         self, path: Path, taps: Sequence[Tap], *, threads: int | None = None, config: dict | None = None
     ):
-        try:
-            import openvino as ov
-        except ImportError as e:
-            raise missing_backend("openvino") from e
+        ov = import_openvino(INSTALL_HINTS["openvino"])
         core = ov.Core()
         # an ONNX file's Q/DQ pairs become FakeQuantize nodes in convert_model (read_model keeps them apart)
         model = ov.convert_model(str(path)) if path.suffix == ".onnx" else core.read_model(str(path))

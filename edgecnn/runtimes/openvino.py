@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtimes.base import Session, TimedCall, missing_backend
+from edgecnn.runtimes.base import INSTALL_HINTS, Session, TimedCall
+from edgecnn.telemetry import import_openvino
 
 
 class OpenVinoSession(Session):
@@ -31,10 +32,7 @@ class OpenVinoSession(Session):
         perf_count: bool = False,
         **_,
     ):
-        try:
-            import openvino as ov
-        except ImportError as e:
-            raise missing_backend("openvino") from e
+        ov = import_openvino(INSTALL_HINTS["openvino"])
         config: dict[str, object] = {}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
@@ -78,8 +76,7 @@ class OpenVinoSession(Session):
         ``benchmark_app -api sync`` runs it; ``runtime_ms`` is the request's own ``latency``. A model with
         a dynamic batch is compiled again at ``x``'s shape for it, as ``benchmark_app -shape`` does, and
         the session then has that fixed batch (``run`` feeds it in chunks)."""
-        import openvino as ov
-
+        ov = import_openvino()
         x = self._bench_input(x)
         if not self._compiled.inputs[0].get_partial_shape().is_static:
             # as benchmark_app -shape does: a dynamic batch costs shape inference on every call. One
