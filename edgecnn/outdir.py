@@ -334,6 +334,19 @@ def seal(out: Path, kind: str) -> None:
     _write_marker(out, kind, done, "" if marker is None else marker.created)
 
 
+def record(out: Path, written: Iterable[str]) -> bool:
+    """Add files a later command wrote into edgecnn's folder ``out`` (``build-engine``'s engine in
+    an export folder) to its marker, so they are edgecnn's: a re-export then replaces them with the
+    rest instead of keeping them as the user's. False, recording nothing, where ``out`` has no marker."""
+    out = Path(out)
+    marker = read_marker(out)
+    if marker is None:
+        return False
+    files = {**marker.files, **{f: _file_info(out / f) for f in written}}
+    _write_marker(out, marker.kind, files, marker.created)
+    return True
+
+
 # ---------------------------------------------------------------- locks and what killed runs left
 
 

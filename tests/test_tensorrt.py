@@ -440,6 +440,49 @@ def test_build_with_trtexec_writes_engine_sidecar_and_cache(tmp_path, edgecnn_ho
     assert not list(art.glob("*.tmp")) and not list(art.glob(".*.tmp"))
 
 
+def _fake_trtexec(d: Path) -> Path:
+    fake = d / "trtexec"
+    d.mkdir(parents=True, exist_ok=True)
+    fake.write_text(
+        f"#!/usr/bin/env bash\ncat <<'LOG'\n{TRTEXEC_LOG}LOG\n"
+        'for a in "$@"; do case $a in --saveEngine=*) printf \'ENGINE\' > "${a#--saveEngine=}";; esac; done\n'
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+def test_an_engine_built_into_an_export_folder_goes_with_the_next_export(tmp_path, edgecnn_home):
+    """build-engine records ARTIFACT/model.engine (and its sidecar) in the folder's marker, so a
+    re-export into that folder replaces it with the rest, where it used to survive as the user's
+    file beside the new ONNX; a file of the user's there is still kept."""
+    from edgecnn import outdir
+
+    src = _artifact(tmp_path / "src", "int8")
+    art = tmp_path / "art"
+    with outdir.replace(art, "export") as tmp:  # what `edgecnn export --out art` does
+        for f in src.iterdir():
+            (tmp / f.name).write_bytes(f.read_bytes())
+    (art / "notes.txt").write_text("mine")
+    trtexec = _fake_trtexec(tmp_path / "bin")
+    tb.build_artifact(art, trtexec=str(trtexec), tensorrt_version="10.3", cache=False, log=lambda s: None)
+    assert (art / "model.engine").read_bytes() == b"ENGINE"
+    recorded = outdir.read_marker(art).files
+    assert {"model.engine", "model.engine.json", "model.onnx"} <= set(recorded)
+    assert recorded["model.engine"]["sha256"] == hashlib.sha256(b"ENGINE").hexdigest()
+    with outdir.replace(art, "export") as tmp:  # the re-export
+        for f in src.iterdir():
+            (tmp / f.name).write_bytes(f.read_bytes())
+    assert not (art / "model.engine").exists() and not (art / "model.engine.json").exists()
+    assert (art / "notes.txt").read_text() == "mine" and (art / "model.onnx").exists()
+    # --out elsewhere, and an artifact folder without a marker, leave markers alone
+    other = tmp_path / "engines" / "x.engine"
+    other.parent.mkdir()
+    tb.build_artifact(art, out=other, trtexec=str(trtexec), tensorrt_version="10.3", cache=False, log=print)
+    assert other.exists() and "model.engine" not in outdir.read_marker(art).files
+    tb.build_artifact(src, trtexec=str(trtexec), tensorrt_version="10.3", cache=False, log=print)
+    assert (src / "model.engine").exists() and outdir.read_marker(src) is None
+
+
 def test_failing_trtexec_is_reported(tmp_path):
     fake = tmp_path / "trtexec"
     fake.write_text("#!/usr/bin/env bash\necho '[E] Error[4]: unsupported QDQ pattern' >&2\nexit 1\n")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn import outdir
 from edgecnn.artifact import load_artifact
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path
@@ -42,6 +43,7 @@ from edgecnn.tensorrt.engine_cache import (
     engine_key,
     engine_meta,
     engines_dir,
+    sidecar_path,
     timing_cache_path,
     write_engine,
 )
@@ -468,6 +470,24 @@ def _store(engine: Path, data: bytes, meta: dict, cache: bool, log: Callable[[st
     return None
 
 
+def _store_in(
+    folder: Path, engine: Path, data: bytes, meta: dict, cache: bool, log: Callable[[str], None]
+) -> str | None:
+    """:func:`_store`; an engine written into the artifact's own folder (the default) is recorded in
+    that folder's marker under its lock, so a re-export there replaces it instead of keeping a
+    stale engine beside the new ONNX as if it were the user's file."""
+    try:
+        names = [engine.resolve().relative_to(folder.resolve()).as_posix()]
+    except ValueError:  # --out elsewhere: not the artifact folder's business
+        return _store(engine, data, meta, cache, log)
+    if outdir.read_marker(folder) is None:  # an artifact folder from before markers, or copied without
+        return _store(engine, data, meta, cache, log)
+    with outdir.lock(folder, f"the engine {engine.name}"):
+        cached = _store(engine, data, meta, cache, log)
+        outdir.record(folder, [*names, sidecar_path(Path(names[0])).as_posix()])
+    return cached
+
+
 def _sidecar(
     art,
     req: BuildRequest,
@@ -562,7 +582,7 @@ def build_artifact(
     run = _run_trtexec if use == "trtexec" else (lambda _exe, r, lg: _run_python_builder(r, lg))
     data, device, rewrite = run(exe, req, log)
     meta = _sidecar(art, req, use, data, device, rewrite, command=result["command"], t0=t0)
-    if cached := _store(req.engine, data, meta, cache, log):
+    if cached := _store_in(art.dir, req.engine, data, meta, cache, log):
         result["cached_as"] = cached
     log(
         f"wrote {req.engine} ({len(data) / 2**20:.1f} MiB, {meta['build_seconds']} s) for "
