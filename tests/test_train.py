@@ -16,7 +16,8 @@ import torch
 from edgecnn.errors import EdgecnnError
 from edgecnn.models import from_checkpoint
 from edgecnn.recipes import load_recipe
-from edgecnn.train import lr_at, train
+from edgecnn.train import train
+from edgecnn.trainloop import lr_at
 
 RECIPE = """
 arch = "test_resnet18"

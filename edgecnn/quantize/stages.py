@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +35,9 @@ from edgecnn.data.splits import calibration_set, take
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path, atomic_write_json, sha256_file
 from edgecnn.metrics import TopK
+from edgecnn.quantize import pt2e
 from edgecnn.recipes import Recipe
+from edgecnn.trainloop import Batches, Hooks, Loop, Run, Schedule, StepOptions
 
 STATE_FORMAT = "edgecnn.qat-state/1"
 FILES = ("quantized.pt2", "predictions.npy", "fp32_correct.npy")  # what every stage writes, + <stage>.json
@@ -280,15 +281,8 @@ def calibrate(
     return {**report, "cached": False, "dir": str(out)}
 
 
-def _diverged(arch: str, what: str, step: int, state_path: Path) -> None:
-    kept = f"kept the last good state {state_path}" if state_path.exists() else "no state was saved yet"
-    raise EdgecnnError(
-        f"{arch}: QAT {what} at step {step}; stopped and {kept}; lower qat.lr in the recipe and re-run"
-    )
-
-
 @outdir.holding_locks
-def qat(  # noqa: C901  # issue 14: split this stage
+def qat(
     arch: str,
     recipe: Recipe,
     *,
@@ -318,24 +312,68 @@ def qat(  # noqa: C901  # issue 14: split this stage
         checkpoint=checkpoint,
         method=method,
         weight_bits=weight_bits,
-        force=False,
         threads=threads,
         log=log,
         progress=progress,
     )
-    if max_drop is not None and ptq_report["drop_points"] <= max_drop:
-        log(f"{arch}: PTQ drop {ptq_report['drop_points']:.2f} <= --max-drop {max_drop}: no QAT needed")
-        return {**ptq_report, "qat_skipped": f"PTQ drop {ptq_report['drop_points']} <= max_drop {max_drop}"}
-    from edgecnn.quantize.pt2e import SCHEME, convert, fake_quant_modules, prepare_qat
-
+    if (skipped := _ptq_is_enough(ptq_report, max_drop, log)) is not None:
+        return skipped
     if threads or dist.enabled:
         torch.set_num_threads(threads or distributed.default_threads())
-    cfg, method = recipe.qat, ptq_report["method"]
     src = float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
-    train_split = src.splits["train"]
-    if cfg.train_subset and cfg.train_subset < len(train_split):
-        train_split = subset(train_split, cfg.train_subset, seed=recipe.data.seed)
-    key = _key(
+    train_split = _qat_split(src, recipe)
+    key = _qat_key(arch, recipe, ptq_report, train_split)
+    out = paths.runs_dir() / "qat" / f"{arch}-{key}"
+    if dist.is_main:
+        outdir.hold(out, "qat", f"the {arch} QAT run {out.name}", _files("qat"))
+    hit = _cached(out, "qat", key, log) if not force and dist.is_main else None
+    if hit := distributed.broadcast_object(hit):  # rank 0's look decides for all
+        return hit
+    with distributed.main_first():
+        fp32 = fp32_reference(src, log)
+    run = Run(arch, "QAT", "qat", key, out / "state.pt", STATE_FORMAT, recipe.train.checkpoint_seconds)
+    loop = _qat_loop(src, recipe, ptq_report, train_split, run, weight_bits, log, progress)
+    _fine_tune(loop, recipe, force, log)
+    report = _qat_report(recipe, ptq_report, train_split, loop, weight_bits)
+    if dist.is_main:
+        report = _finish("qat", out, src, pt2e.convert(loop.model), fp32, report, log)
+        outdir.seal(out, "qat")
+    report = distributed.broadcast_object(report)  # the others wait for rank 0's evaluation
+    return {**report, "cached": False, "dir": str(out)}
+
+
+def _ptq_is_enough(ptq_report: dict, max_drop: float | None, log) -> dict | None:
+    """The PTQ report marked ``qat_skipped`` when its drop is within ``max_drop``, else None."""
+    drop = ptq_report["drop_points"]
+    if max_drop is None or drop > max_drop:
+        return None
+    log(f"{ptq_report['arch']}: PTQ drop {drop:.2f} <= --max-drop {max_drop}: no QAT needed")
+    return {**ptq_report, "qat_skipped": f"PTQ drop {drop} <= max_drop {max_drop}"}
+
+
+def _qat_split(src: FloatSource, recipe: Recipe):
+    """The train split, or its seeded subset of qat.train_subset images."""
+    split = src.splits["train"]
+    if recipe.qat.train_subset and recipe.qat.train_subset < len(split):
+        split = subset(split, recipe.qat.train_subset, seed=recipe.data.seed)
+    return split
+
+
+def _fine_tune(loop: Loop, recipe: Recipe, force: bool, log) -> None:
+    """Resume ``loop`` if a state of its run is there (``force``: start over), then run it to the end."""
+    loop.resume(force, log)
+    out, cfg = loop.run_info.state_path.parent, recipe.qat
+    if distributed.is_main():
+        outdir.claim(out, "qat", _files("qat"))
+    log(
+        f"{loop.run_info.name}: QAT for {loop.schedule.total} steps ({cfg.epochs} epoch(s) of "
+        f"{len(loop.batches.labels)} images), lr {cfg.lr}"
+    )
+    loop.run()
+
+
+def _qat_key(arch: str, recipe: Recipe, ptq_report: dict, train_split) -> str:
+    return _key(
         {
             "stage": "qat",
             "arch": arch,
@@ -346,33 +384,45 @@ def qat(  # noqa: C901  # issue 14: split this stage
             **_versions(),
         }
     )
-    out = paths.runs_dir() / "qat" / f"{arch}-{key}"
-    if dist.is_main:
-        outdir.hold(out, "qat", f"the {arch} QAT run {out.name}", _files("qat"))
-    hit = _cached(out, "qat", key, log) if not force and dist.is_main else None
-    if hit := distributed.broadcast_object(hit):  # rank 0's look decides for all
-        return hit
-    with distributed.main_first():
-        fp32 = fp32_reference(src, log)
-    t0 = time.perf_counter()
+
+
+def _qat_loop(
+    src: FloatSource, recipe: Recipe, ptq_report: dict, train_split, run: Run, weight_bits: int, log, progress
+) -> Loop:
+    """The fake-quant model prepared from calibrated scales, its optimizer, and the QAT hooks:
+    observers and then BatchNorm frozen at their fractions of the steps, the loss every 20 steps."""
+    cfg, started = recipe.qat, time.perf_counter()
     x_calib, _ = _calibration_images(src, ptq_report["calibration"]["num_images"])
     images, labels = take(src.bundle, train_split)
-    steps_per_epoch = len(labels) // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise EdgecnnError(
-            f"QAT needs at least one batch of {cfg.batch_size} training images, "
-            f"got {len(labels)}; lower qat.batch_size"
-        )
-    distributed.per_rank_batch(cfg.batch_size, "qat.batch_size")
-    total = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    freeze_obs_at, freeze_bn_at = int(cfg.freeze_observers * total), int(cfg.freeze_bn * total)
-
+    schedule = Schedule.plan(len(labels), cfg.batch_size, cfg.epochs, cfg.lr, section="qat")
     torch.manual_seed(recipe.train.seed)
-    prepared = prepare_qat(src.model, x_calib[: cfg.batch_size], method=method, weight_bits=weight_bits)
-    acts, _weights = fake_quant_modules(prepared)
+    prepared, acts = _prepare_from_calibrated(src, x_calib, recipe, ptq_report["method"], weight_bits)
+    params = [p for p in prepared.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    total = schedule.total
+
+    def after_step(step: int, loss: torch.Tensor) -> dict | None:
+        if step % 20:
+            return None
+        if progress:
+            log(f"{src.arch}: QAT step {step}/{total} loss {loss.item():.4f}")
+        return {"step": step, "loss": round(loss.item(), 4)}
+
+    augment = None if recipe.data.augment == "none" else recipe.data.augment
+    batches = Batches(images, labels, src.preprocess, cfg.batch_size, recipe.train.seed, augment)
+    hooks = Hooks(before_step=_freezer(prepared, acts, cfg, total), after_step=after_step)
+    options = StepOptions(label_smoothing=recipe.train.label_smoothing, check_weights=True)
+    return Loop(run, prepared, opt, schedule, batches, options=options, hooks=hooks, started=started)
+
+
+def _prepare_from_calibrated(src: FloatSource, x_calib, recipe: Recipe, method: str, weight_bits: int):
+    """(the fake-quant graph in train mode, its activation fake-quantizers), starting from
+    calibrated scales: the calibration set observed with fake-quant off and BatchNorm in eval."""
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
-    # Start from calibrated scales: observe the calibration set with fake-quant off, BN in eval.
+    batch = recipe.qat.batch_size
+    prepared = pt2e.prepare_qat(src.model, x_calib[:batch], method=method, weight_bits=weight_bits)
+    acts, _weights = pt2e.fake_quant_modules(prepared)
     move_exported_model_to_eval(prepared)
     for m in acts:
         m.disable_fake_quant()
@@ -382,99 +432,34 @@ def qat(  # noqa: C901  # issue 14: split this stage
     for m in acts:
         m.enable_fake_quant()
     move_exported_model_to_train(prepared)
+    return prepared, acts
 
-    params = [p for p in prepared.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    state_path = out / "state.pt"
-    step = 0
-    state = None
-    if state_path.exists() and not force and dist.is_main:
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError):
-            state = None
-    state = distributed.broadcast_object(state)  # every rank resumes from rank 0's state
-    if state and state.get("format") == STATE_FORMAT and state.get("key") == key:
-        prepared.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        step = state["step"]
-        log(f"{arch}: resuming QAT {out} at step {step}/{total}")
-    if dist.is_main:
-        outdir.claim(out, "qat", _files("qat"))
-    # DistributedDataParallel over the prepared GraphModule under torchrun (gradients averaged,
-    # rank 0's buffers -- BatchNorm statistics, observer ranges -- broadcast each step), else itself.
-    net = distributed.wrap(prepared)
 
-    def save_state() -> None:
-        if not dist.is_main:
-            return
-        with atomic_path(state_path) as tmp:
-            torch.save(
-                {
-                    "format": STATE_FORMAT,
-                    "key": key,
-                    "model": prepared.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "step": step,
-                },
-                tmp,
-            )
+def _freezer(prepared, acts, cfg, total: int) -> Callable[[int], None]:
+    """The before-step hook that freezes the observers at ``cfg.freeze_observers`` of the steps and
+    BatchNorm (running statistics from then on) at ``cfg.freeze_bn``; after a resume, at its first step."""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
 
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe.train.label_smoothing)
-    augment = None if recipe.data.augment == "none" else recipe.data.augment
-    last_save, history = time.perf_counter(), []
-    observers_frozen = bn_frozen = False
-    log(f"{arch}: QAT for {total} steps ({cfg.epochs} epoch(s) of {len(labels)} images), lr {cfg.lr}")
-    while step < total:
-        epoch, start = divmod(step, steps_per_epoch)
-        for xb, yb in iterate_batches(
-            images,
-            labels,
-            src.preprocess,
-            cfg.batch_size,
-            shuffle=True,
-            seed=recipe.train.seed,
-            epoch=epoch,
-            augment=augment,
-            drop_last=True,
-            start=start,
-            rank=dist.rank,
-            world_size=dist.world_size,
-        ):
-            if step >= freeze_obs_at and not observers_frozen:
-                for m in acts:
-                    m.disable_observer()
-                observers_frozen = True
-            if step >= freeze_bn_at and not bn_frozen:
-                move_exported_model_to_eval(prepared)  # BN uses running stats (Dropout is Identity here)
-                bn_frozen = True
-            lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * step / total))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss = loss_fn(net(xb), yb)
-            if not torch.isfinite(distributed.mean_over_ranks(loss)):  # all ranks stop together
-                _diverged(arch, f"loss became {loss.item()}", step, state_path)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if not all(torch.isfinite(p).all() for p in params):  # NaN weights break the observers first
-                _diverged(arch, "weights became NaN/inf", step, state_path)
-            step += 1
-            if step % 20 == 0:
-                history.append({"step": step, "loss": round(loss.item(), 4)})
-                if progress:
-                    log(f"{arch}: QAT step {step}/{total} loss {loss.item():.4f}")
-            if time.perf_counter() - last_save > recipe.train.checkpoint_seconds or step == total:
-                save_state()
-                last_save = time.perf_counter()
-            if step >= total:
-                break
+    freeze_obs_at, freeze_bn_at = int(cfg.freeze_observers * total), int(cfg.freeze_bn * total)
+    frozen: set[str] = set()
+
+    def before_step(step: int) -> None:
+        if step >= freeze_obs_at and "observers" not in frozen:
+            for m in acts:
+                m.disable_observer()
+            frozen.add("observers")
+        if step >= freeze_bn_at and "bn" not in frozen:
+            move_exported_model_to_eval(prepared)  # BN uses running stats (Dropout is Identity here)
+            frozen.add("bn")
+
+    return before_step
+
+
+def _qat_report(recipe: Recipe, ptq_report: dict, train_split, loop: Loop, weight_bits: int) -> dict:
     report = {
-        "key": key,
-        "method": method,
-        "scheme": SCHEME,
+        "key": loop.run_info.key,
+        "method": ptq_report["method"],
+        "scheme": pt2e.SCHEME,
         "weight_bits": weight_bits,
         "calibration": ptq_report["calibration"],
         "ptq": {
@@ -484,17 +469,13 @@ def qat(  # noqa: C901  # issue 14: split this stage
         },
         "qat": {
             **recipe.to_dict()["qat"],
-            "steps": total,
-            "train_images": len(labels),
+            "steps": loop.schedule.total,
+            "train_images": len(loop.batches.labels),
             "train_split": train_split.split_id,
-            "history": history,
+            "history": loop.history,
         },
-        "qat_seconds": round(time.perf_counter() - t0, 1),
+        "qat_seconds": round(time.perf_counter() - loop.started, 1),
     }
-    if dist.enabled:
-        report["world_size"] = dist.world_size
-    if dist.is_main:
-        report = _finish("qat", out, src, convert(prepared), fp32, report, log)
-        outdir.seal(out, "qat")
-    report = distributed.broadcast_object(report)  # the others wait for rank 0's evaluation
-    return {**report, "cached": False, "dir": str(out)}
+    if distributed.info().enabled:
+        report["world_size"] = distributed.info().world_size
+    return report
