@@ -114,88 +114,74 @@ def bench(
       edgecnn bench runs/export/resnet18-cpu-int8 --profile      # per-layer table
     """
     from edgecnn.bench import bench_arch, bench_artifact
-    from edgecnn.errors import EdgecnnError, suggest
 
     timing = {"min_seconds": min_seconds, "min_runs": min_runs, "warmup": warmup}
-    if hosts and not os.path.exists(what):
+    run = {"runtime": runtime, "threads": threads}
+    if not os.path.exists(what):
+        _refuse_artifact_options(what, hosts=hosts, profile=profile)
+        size = {"image_size": image_size or 224, "batch": batch or 1}
+        result = bench_arch(
+            what, target=target or "cpu", precision=precision, predict=predict, **run, **size, **timing
+        )
+        _emit(result, as_json)
+        return
+    _refuse_arch_options(target=target, precision=precision, image_size=image_size, predict=predict)
+    remote = {
+        "remote_python": remote_python,
+        "ssh_config": ssh_config,
+        "timeout": ssh_timeout,
+        "as_json": as_json,
+    }
+    if profile:
+        _profile(what, hosts, runs=min_runs, warmup=warmup, **run, **remote)
+    elif hosts:
+        _bench_hosts(what, hosts, batch=batch, **run, **remote, **timing)
+    else:
+        _emit(bench_artifact(what, batch=batch, **run, **timing), as_json)
+
+
+def _emit(result: dict, as_json: bool) -> None:
+    """The result as JSON (``--json``) or as the summary lines."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        _print(result)
+
+
+def _refuse_arch_options(**given) -> None:
+    """An artifact has its own target, precision and size: refuse ARCH's options with it."""
+    from edgecnn.errors import EdgecnnError
+
+    named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v]
+    if named:
+        raise EdgecnnError(
+            f"{', '.join(named)} apply to ARCH, not to an artifact (it has its own): "
+            f"leave them out or pass an architecture name"
+        )
+
+
+def _refuse_artifact_options(what: str, *, hosts, profile) -> None:
+    """--host and --profile need an artifact; ``what`` must then name an architecture."""
+    from edgecnn.errors import EdgecnnError, suggest
+
+    if hosts:
         raise EdgecnnError(
             f"--host benches an exported artifact, and '{what}' is no file or directory: "
             f"export it first (edgecnn export ARCH --target DEVICE) and pass its directory"
         )
-    if os.path.exists(what):
-        given = [
-            f
-            for f, v in (
-                ("--target", target),
-                ("--precision", precision),
-                ("--image-size", image_size),
-                ("--predict", predict),
-            )
-            if v
-        ]
-        if given:
-            raise EdgecnnError(
-                f"{', '.join(given)} apply to ARCH, not to an artifact (it has its own): "
-                f"leave them out or pass an architecture name"
-            )
-        if profile:
-            _profile(
-                what,
-                hosts,
-                runtime=runtime,
-                threads=threads,
-                runs=min_runs,
-                warmup=warmup,
-                remote_python=remote_python,
-                ssh_config=ssh_config,
-                timeout=ssh_timeout,
-                as_json=as_json,
-            )
-            return
-        if hosts:
-            _bench_hosts(
-                what,
-                hosts,
-                remote_python=remote_python,
-                ssh_config=ssh_config,
-                runtime=runtime,
-                threads=threads,
-                batch=batch,
-                as_json=as_json,
-                timeout=ssh_timeout,
-                **timing,
-            )
-            return
-        result = bench_artifact(what, runtime=runtime, threads=threads, batch=batch, **timing)
-    else:
-        if profile:
-            raise EdgecnnError(
-                f"--profile times the layers of an exported artifact, and '{what}' is none: "
-                f"export it first (edgecnn export ARCH --target DEVICE) and pass its directory"
-            )
-        # edgecnn.models imports torch: keep it off the artifact path, which runs on devices.
-        from edgecnn.models import list_archs
-
-        if what not in list_archs(include_test=True):
-            raise EdgecnnError(
-                f"'{what}' is neither an artifact path nor an architecture."
-                f"{suggest(what, list_archs())} Architectures: {', '.join(list_archs())}"
-            )
-        result = bench_arch(
-            what,
-            target=target or "cpu",
-            runtime=runtime,
-            precision=precision,
-            image_size=image_size or 224,
-            batch=batch or 1,
-            threads=threads,
-            predict=predict,
-            **timing,
+    if profile:
+        raise EdgecnnError(
+            f"--profile times the layers of an exported artifact, and '{what}' is none: "
+            f"export it first (edgecnn export ARCH --target DEVICE) and pass its directory"
         )
-    if as_json:
-        click.echo(json.dumps(result, indent=2, default=str))
-        return
-    _print(result)
+    # edgecnn.models imports torch: keep it off the artifact path, which runs on devices.
+    from edgecnn.models import list_archs
+
+    if what not in list_archs(include_test=True):
+        raise EdgecnnError(
+            f"'{what}' is neither an artifact path nor an architecture."
+            f"{suggest(what, list_archs())} Architectures: {', '.join(list_archs())}"
+        )
 
 
 def _bench_hosts(what, hosts, *, as_json: bool, **kwargs) -> None:
@@ -219,7 +205,7 @@ def _bench_hosts(what, hosts, *, as_json: bool, **kwargs) -> None:
 
 
 def _profile(
-    what, hosts, *, runtime, threads, runs, warmup, remote_python, ssh_config, timeout, as_json
+    what, hosts, *, as_json, runtime, threads, runs, warmup, remote_python, ssh_config, timeout
 ) -> None:
     """Per-layer profile here, or on each --host (each host's result or one-line error; exit 2 if any
     failed)."""

@@ -207,31 +207,49 @@ def to_u8_after_relu(src: str | os.PathLike, dest: str | os.PathLike) -> int:
     above ``127 s`` still saturate at 127: the integers and the dequantized values are exactly
     those of the symmetric graph. Returns how many QuantizeLinear nodes were rewritten.
     """
-    import numpy as np
     import onnx
-    from onnx import helper, numpy_helper
 
     model = onnx.load(str(src))
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    producer = {o: n for n in g.node for o in n.output}
+    rewrite = _U8AfterRelu(model.graph)
+    for n in list(model.graph.node):
+        rewrite.visit(n)
+    rewrite.finish()
+    onnx.checker.check_model(model)
+    with atomic_path(dest) as tmp:
+        onnx.save(model, str(tmp))
+    return rewrite.rewritten
 
-    def array(name: str):
-        return numpy_helper.to_array(inits[name]) if name in inits else None
 
-    def add_init(value, stem: str) -> str:
-        name = f"edgecnn_u8relu_{stem}_{len(g.initializer)}"
-        g.initializer.append(numpy_helper.from_array(value, name))
+class _U8AfterRelu:
+    """One pass of :func:`to_u8_after_relu` over a graph, in node order: which tensors are
+    non-negative (and how large), and the rewrite of each QuantizeLinear of one."""
+
+    def __init__(self, g):
+        self.g = g
+        self.inits = {i.name: i for i in g.initializer}
+        self.consumers: dict[str, list] = {}
+        for n in g.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self.producer = {o: n for n in g.node for o in n.output}
+        self.bound: dict[str, float] = {}  # non-negative tensor -> upper bound (inf: none known)
+        self.before: dict[int, list] = {}  # id(node) -> Clip nodes to insert before it
+        self.rewritten = 0
+
+    def array(self, name: str):
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(self.inits[name]) if name in self.inits else None
+
+    def add_init(self, value, stem: str) -> str:
+        from onnx import numpy_helper
+
+        name = f"edgecnn_u8relu_{stem}_{len(self.g.initializer)}"
+        self.g.initializer.append(numpy_helper.from_array(value, name))
         return name
 
-    bound: dict[str, float] = {}  # non-negative tensor -> upper bound (inf: none known)
-    before: dict[int, list] = {}  # id(node) -> Clip nodes to insert before it
-    rewritten = 0
-    for n in list(g.node):
+    def visit(self, n) -> None:
+        bound = self.bound
         if n.op_type == "Relu":
             bound[n.output[0]] = float("inf")
         elif n.op_type in _BOUND_PRESERVING and n.input and n.input[0] in bound:
@@ -239,61 +257,78 @@ def to_u8_after_relu(src: str | os.PathLike, dest: str | os.PathLike) -> int:
         elif n.op_type == "Concat" and n.input and all(i in bound for i in n.input):
             bound[n.output[0]] = max(bound[i] for i in n.input)  # GoogLeNet's inception outputs
         elif n.op_type == "QuantizeLinear" and n.input[0] in bound and len(n.input) >= 3:
-            scale, zp = array(n.input[1]), array(n.input[2])
-            deq = consumers.get(n.output[0], [])
-            if (
-                scale is None
-                or zp is None
-                or scale.size != 1
-                or zp.dtype != np.int8
-                or int(zp.reshape(-1)[0])
-                or not deq
-                or any(
-                    d.op_type != "DequantizeLinear"
-                    or array(d.input[2]) is None
-                    or array(d.input[2]).dtype != np.int8
-                    for d in deq
-                )
-            ):
-                continue
-            top = np.float32(127) * scale.astype(np.float32).reshape(())
-            if bound[n.input[0]] >= 127.5 * float(scale.reshape(-1)[0]):  # may saturate: clip at 127 steps
-                relu = producer.get(n.input[0])
-                lo, hi = add_init(np.array(0, np.float32), "lo"), add_init(top.astype(np.float32), "hi")
-                if (
-                    relu is not None
-                    and relu.op_type == "Relu"
-                    and len(consumers[n.input[0]]) == 1
-                    and n.input[0] not in {o.name for o in g.output}
-                ):
-                    relu.op_type = "Clip"
-                    relu.input.extend([lo, hi])
-                else:
-                    clipped = f"{n.input[0]}_edgecnn_clip{rewritten}"
-                    before.setdefault(id(n), []).append(
-                        helper.make_node("Clip", [n.input[0], lo, hi], [clipped], name=f"{n.name}_clip")
-                    )
-                    n.input[0] = clipped
-            n.input[2] = add_init(np.array(0, np.uint8), "zp")
-            for d in deq:
-                d.input[2] = add_init(np.array(0, np.uint8), "zp")
-                bound[d.output[0]] = float(top)
-            rewritten += 1
-    nodes = []
-    for n in g.node:
-        nodes.extend(before.get(id(n), []))
-        nodes.append(n)
-    del g.node[:]
-    g.node.extend(nodes)
-    del g.value_info[:]  # the recorded int8 types of the rewritten tensors no longer hold
-    used = {i for n in g.node for i in n.input}
-    live = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(live)
-    onnx.checker.check_model(model)
-    with atomic_path(dest) as tmp:
-        onnx.save(model, str(tmp))
-    return rewritten
+            self.quantize(n)
+
+    def _dequantizers(self, n) -> list | None:
+        """The DequantizeLinear consumers of a per-tensor symmetric int8 QuantizeLinear, else None."""
+        import numpy as np
+
+        scale, zp = self.array(n.input[1]), self.array(n.input[2])
+        deq = self.consumers.get(n.output[0], [])
+        if scale is None or zp is None or scale.size != 1 or zp.dtype != np.int8 or int(zp.reshape(-1)[0]):
+            return None
+        if not deq or any(
+            d.op_type != "DequantizeLinear"
+            or self.array(d.input[2]) is None
+            or self.array(d.input[2]).dtype != np.int8
+            for d in deq
+        ):
+            return None
+        return deq
+
+    def quantize(self, n) -> None:
+        """uint8 with zero point 0 for ``n`` and its DequantizeLinear nodes, clipped at 127 steps."""
+        import numpy as np
+
+        deq = self._dequantizers(n)
+        if deq is None:
+            return
+        scale = self.array(n.input[1])
+        top = np.float32(127) * scale.astype(np.float32).reshape(())
+        if self.bound[n.input[0]] >= 127.5 * float(scale.reshape(-1)[0]):  # may saturate: clip at 127 steps
+            self._clip(n, top)
+        n.input[2] = self.add_init(np.array(0, np.uint8), "zp")
+        for d in deq:
+            d.input[2] = self.add_init(np.array(0, np.uint8), "zp")
+            self.bound[d.output[0]] = float(top)
+        self.rewritten += 1
+
+    def _clip(self, n, top) -> None:
+        """``Clip(0, top)`` before ``n``: the ReLU feeding it alone becomes one, else a Clip is inserted."""
+        import numpy as np
+        from onnx import helper
+
+        x = n.input[0]
+        relu = self.producer.get(x)
+        lo, hi = self.add_init(np.array(0, np.float32), "lo"), self.add_init(top.astype(np.float32), "hi")
+        if (
+            relu is not None
+            and relu.op_type == "Relu"
+            and len(self.consumers[x]) == 1
+            and x not in {o.name for o in self.g.output}
+        ):
+            relu.op_type = "Clip"
+            relu.input.extend([lo, hi])
+        else:
+            clipped = f"{x}_edgecnn_clip{self.rewritten}"
+            self.before.setdefault(id(n), []).append(
+                helper.make_node("Clip", [x, lo, hi], [clipped], name=f"{n.name}_clip")
+            )
+            n.input[0] = clipped
+
+    def finish(self) -> None:
+        """Insert the Clip nodes, drop the stale value_info and the initializers no node reads."""
+        g, nodes = self.g, []
+        for n in g.node:
+            nodes.extend(self.before.get(id(n), []))
+            nodes.append(n)
+        del g.node[:]
+        g.node.extend(nodes)
+        del g.value_info[:]  # the recorded int8 types of the rewritten tensors no longer hold
+        used = {i for n in g.node for i in n.input}
+        live = [i for i in g.initializer if i.name in used]
+        del g.initializer[:]
+        g.initializer.extend(live)
 
 
 def to_fp16(src: str | os.PathLike, dest: str | os.PathLike) -> None:
