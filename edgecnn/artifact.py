@@ -204,3 +204,8 @@ def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Artifact:
                     f"after export; re-export it rather than evaluate or bench it"
                 )
     return Artifact(d, meta)
+
+
+def model_size_mb(art: Artifact) -> float:
+    """Size in MB (10^6 bytes) of the files the runtime loads (reference .npy files left out)."""
+    return sum((art.dir / n).stat().st_size for n in art.meta["files"] if not n.endswith(".npy")) / 1e6

@@ -361,13 +361,13 @@ def run_frontier(
     finished combination with ``"in_progress"`` set (report.html then reloads itself), and
     ``on_update(out, result)`` is called; the final files have no ``in_progress``.
     """
-    from edgecnn.deploy import check_options, deploy
+    from edgecnn.deploy import BenchOptions, DeployOptions, SshOptions, deploy
     from edgecnn.export import DEFAULT_RUNTIME, SUPPORT
     from edgecnn.models import arch_info
 
     check_cost(cost)
     check_plot()
-    check_options("cpu", qat=qat, max_drop=max_drop)
+    DeployOptions(qat=qat, max_drop=max_drop)  # conflicting options, before any work
     out = Path(out)
     outdir.hold(out, "frontier", f"the frontier {out}", FILES)
     t0 = time.perf_counter()
@@ -427,20 +427,19 @@ def run_frontier(
             bundle, report = deploy(
                 arch,
                 target,
-                device=device,
                 recipe=recipe_for(arch),
-                data=data,
-                precision=precision,
-                qat=qat and int8,
-                max_drop=max_drop if int8 else None,
-                force=force,
-                threads=threads,
-                bench_seconds=bench_seconds,
-                bench_runs=bench_runs,
-                hosts=(hosts or {}).get(where, ()),
-                remote_python=remote_python,
-                ssh_config=ssh_config,
-                ssh_timeout=ssh_timeout,
+                options=DeployOptions(
+                    device=device,
+                    data=data,
+                    precision=precision,
+                    qat=qat and int8,
+                    max_drop=max_drop if int8 else None,
+                    force=force,
+                    threads=threads,
+                    bench=BenchOptions(seconds=bench_seconds, runs=bench_runs),
+                    hosts=(hosts or {}).get(where, ()),
+                    ssh=SshOptions(remote_python=remote_python, config=ssh_config, timeout=ssh_timeout),
+                ),
                 log=log,
                 progress=progress,
             )

@@ -589,7 +589,8 @@ def latency(
     """(bench result, where): measured here for cpu, over SSH on ``hosts`` (``ssh``: bench_hosts'
     ``remote_python`` and ``ssh_config``), else predicted."""
     from edgecnn.artifact import load_artifact
-    from edgecnn.deploy import _bench_local, _cache, _key
+    from edgecnn.deploy import _cache, _key
+    from edgecnn.latency import measure_here
 
     meta = load_artifact(art_dir, verify=False).meta
     files = _key({"files": meta["files"]})
@@ -639,7 +640,7 @@ def latency(
             "latency",
             key,
             force,
-            lambda: _bench_local(art_dir, threads=threads, min_seconds=seconds, min_runs=runs),
+            lambda: measure_here(art_dir, threads=threads, min_seconds=seconds, min_runs=runs),
         )
         return bench, "measured on this machine"
     from edgecnn.bench import FORMAT, add_energy
@@ -769,12 +770,10 @@ def _point(
     hosts: Mapping[str, Sequence[str]],
     opts: dict,
 ) -> Point:
-    from edgecnn.deploy import _model_size_mb
+    from edgecnn.artifact import load_artifact, model_size_mb
 
     d = Path(art[0])
-    from edgecnn.artifact import load_artifact
-
-    meta = load_artifact(d).meta  # sha256 checked once, here
+    loaded = load_artifact(d)  # sha256 checked once, here
     bench, where = latency(
         d,
         job.arch,
@@ -802,7 +801,7 @@ def _point(
         acc,
         bench,
         where,
-        _model_size_mb(d, meta["files"]),
+        model_size_mb(loaded),
         str(d),
         reused=bool(art[1]),
         published_fp32=(ref.top1, ref.source) if (ref := opts["registry"].get(job.arch)) else None,

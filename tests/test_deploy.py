@@ -11,13 +11,18 @@ from click.testing import CliRunner
 from tiny_recipes import int8_recipe
 
 from edgecnn.cli import cli
-from edgecnn.deploy import SCHEMA, deploy
+from edgecnn.deploy import SCHEMA, BenchOptions, DeployOptions, deploy
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import sha256_file
 from edgecnn.recipes import load_recipe
 
 quiet = {"log": lambda s: None, "progress": False}
-fast = {"bench_seconds": 0.2, "bench_runs": 5, "threads": 1}
+
+
+def fast(**kw) -> DeployOptions:
+    return DeployOptions(bench=BenchOptions(seconds=0.2, runs=5), threads=1, **kw)
+
+
 KEYS = (
     "schema",
     "arch",
@@ -55,8 +60,7 @@ def cpu_run(recipe_file, tmp_path_factory):
         "test_resnet18",
         "cpu",
         recipe=load_recipe("test_resnet18", str(recipe_file)),
-        out=out,
-        **fast,
+        options=fast(out=out),
         **quiet,
     )
     return path, report, time.perf_counter() - t0
@@ -105,8 +109,7 @@ def test_rerun_reuses_every_stage(cpu_run, recipe_file):
         "test_resnet18",
         "cpu",
         recipe=load_recipe("test_resnet18", str(recipe_file)),
-        out=path,
-        **fast,
+        options=fast(out=path),
         **quiet,
     )
     took = time.perf_counter() - t0
@@ -123,8 +126,7 @@ def test_deploy_to_rpi_predicts_latency_and_measures_tflite_accuracy(cpu_run, re
         "test_resnet18",
         "rpi",
         recipe=load_recipe("test_resnet18", str(recipe_file)),
-        out=tmp_path / "rpi",
-        **fast,
+        options=fast(out=tmp_path / "rpi"),
         **quiet,
     )
     _consistent(r, path)
@@ -147,7 +149,7 @@ def test_foreign_out_is_refused(recipe_file, tmp_path):
             "test_resnet18",
             "cpu",
             recipe=load_recipe("test_resnet18", str(recipe_file)),
-            out=foreign,
+            options=DeployOptions(out=foreign),
             **quiet,
         )
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
@@ -155,14 +157,7 @@ def test_foreign_out_is_refused(recipe_file, tmp_path):
 
 def test_conflicting_options(recipe_file):
     with pytest.raises(EdgecnnError, match="conflict"):
-        deploy(
-            "test_resnet18",
-            "cpu",
-            recipe=load_recipe("test_resnet18", str(recipe_file)),
-            qat=True,
-            max_drop=1.0,
-            **quiet,
-        )
+        DeployOptions(qat=True, max_drop=1.0)
     res = CliRunner().invoke(cli, ["deploy", "test_resnet18", "--target", "cpu", "--qat", "--max-drop", "1"])
     assert res.exit_code == 2 and "conflict" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(cli, ["deploy", "test_resnet18", "--target", "rpi", "--precision", "fp16"])

@@ -237,19 +237,21 @@ def test_deploy_host_records_accuracy_measured_on_the_device(sshd, tmp_path, own
     pytest.importorskip("ai_edge_litert")
     from tiny_recipes import int8_recipe
 
-    from edgecnn.deploy import deploy
+    from edgecnn.deploy import BenchOptions, DeployOptions, SshOptions, deploy
 
     recipe = int8_recipe(tmp_path)[1]
-    fast = {"bench_seconds": 0.2, "bench_runs": 3, "threads": 1, "log": lambda s: None, "progress": False}
+    quiet = {"log": lambda s: None, "progress": False}
+
+    def fast(**kw) -> DeployOptions:
+        return DeployOptions(bench=BenchOptions(seconds=0.2, runs=3), threads=1, **kw)
+
+    ssh = SshOptions(remote_python=PY, config=str(sshd.config))
     path, r = deploy(
         "test_resnet18",
         "rpi",
         recipe=recipe,
-        hosts=["dev1"],
-        out=tmp_path / "rpi",
-        remote_python=PY,
-        ssh_config=str(sshd.config),
-        **fast,
+        options=fast(hosts=["dev1"], out=tmp_path / "rpi", ssh=ssh),
+        **quiet,
     )
     a = r["accuracy"]
     assert (
@@ -266,7 +268,9 @@ def test_deploy_host_records_accuracy_measured_on_the_device(sshd, tmp_path, own
     assert h["host"] == "dev1" and h["result"]["latency_ms"]["n"] >= 3 and h["accuracy"]["top1"] == a["top1"]
     assert h["accuracy_error"] is None and "device:dev1" in (path / "report.md").read_text()
     # Without --host the rpi artifact's accuracy is this machine's, and says it is a stand-in.
-    _, local = deploy("test_resnet18", "rpi", recipe=recipe, out=tmp_path / "rpi-local", **fast)
+    _, local = deploy(
+        "test_resnet18", "rpi", recipe=recipe, options=fast(out=tmp_path / "rpi-local"), **quiet
+    )
     assert local["accuracy_where"] == "host-standin:tflite" and local["accuracy"]["top1"] == a["top1"]
     assert any("stand-in" in n for n in local["notes"]) and local["accuracy"]["host_agreement"] is None
     assert sshd.leftovers() == []

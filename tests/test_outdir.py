@@ -206,12 +206,12 @@ def test_train_refuses_a_folder_with_a_foreign_model_or_train_json(setup, tmp_pa
 
 
 def test_a_full_disk_leaves_nothing_half_written(setup, tmp_path, monkeypatch):
-    from edgecnn import deploy
+    from edgecnn import bundle
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(deploy, "render_run", full)  # the disk fills up while the bundle is written
+    monkeypatch.setattr(bundle, "run_md", full)  # the disk fills up while the bundle is written
     out = tmp_path / "b"
     one_error(invoke(*deploy_args(setup, out)), "no space left on the device")
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []

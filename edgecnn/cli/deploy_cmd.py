@@ -121,7 +121,7 @@ def deploy(
       edgecnn deploy googlenet --target rpi --max-drop 0.5
       edgecnn deploy resnet18 --target rpi --host pi@pi5.local --out bundles/rpi
     """
-    from edgecnn.deploy import check_options
+    from edgecnn.deploy import BenchOptions, DeployOptions, SshOptions
     from edgecnn.deploy import deploy as run
     from edgecnn.errors import EdgecnnError
     from edgecnn.export import resolve
@@ -130,68 +130,57 @@ def deploy(
 
     arch_info(arch)
     try:
-        check_options(
-            target,
-            hosts=hosts,
+        options = DeployOptions(
             precision=precision,
-            qat=use_qat,
-            max_drop=max_drop,
+            runtime=runtime,
+            device=device,
+            hosts=hosts,
+            data=data,
             weights=weights,
             checkpoint=checkpoint,
+            method=method,
+            qat=use_qat,
+            max_drop=max_drop,
+            out=out,
+            force=force,
+            threads=threads,
+            bench=BenchOptions(seconds=min_seconds),
+            ssh=SshOptions(remote_python=remote_python, config=ssh_config, timeout=ssh_timeout),
         )
     except EdgecnnError as e:
         raise click.UsageError(str(e)) from None
     resolve(target, runtime, precision)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    path, r = run(
-        arch,
-        target,
-        recipe=load_recipe(arch, recipe),
-        device=device,
-        hosts=hosts,
-        data=data,
-        weights=weights,
-        checkpoint=checkpoint,
-        precision=precision,
-        runtime=runtime,
-        method=method,
-        qat=use_qat,
-        max_drop=max_drop,
-        out=out,
-        force=force,
-        threads=threads,
-        bench_seconds=min_seconds,
-        remote_python=remote_python,
-        ssh_config=ssh_config,
-        ssh_timeout=ssh_timeout,
-        log=log,
-    )
+    path, r = run(arch, target, recipe=load_recipe(arch, recipe), options=options, log=log)
     if as_json:
         click.echo(json.dumps({"bundle": str(path), **r}, indent=2, default=str))
     else:
-        a, lat = r["accuracy"], r["latency_ms"]
-        drop = "" if a["drop"] is None else f" (drop {a['drop']:+.2f} points vs FP32)"
-        click.echo(
-            f"{arch} on {target} ({r['device']}, {r['runtime']} {r['precision']}): top-1 "
-            f"{100 * a['top1']:.2f}%{drop} in {a['runtime']} ({r['accuracy_where']})"
-        )
-        if r["latency_source"] == "predicted":
-            lo, hi = r["latency_band_ms"]
-            click.echo(
-                f"  latency PREDICTED p50 {lat['p50']:.3f} ms (band {lo:.3f}-{hi:.3f} ms), not measured"
-            )
-        else:
-            click.echo(f"  latency measured p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms (n={lat['n']})")
-        cached = [k for k, s in r["stages"].items() if s and s.get("cached")]
-        click.echo(f"  stages reused: {', '.join(cached) or 'none'}")
-        for n in r["notes"]:
-            click.echo(f"  note: {n}")
-        if target != "cpu":
-            click.echo(
-                f"  on the device: {path / 'RUN.md'} (install, "
-                + ("build the TensorRT engine, " if r["runtime"] == "tensorrt" else "")
-                + "run, time)"
-            )
-        click.echo(str(path))
+        _print_summary(path, r)
     if any(h.get("error") or h.get("accuracy_error") for h in r.get("hosts") or []):
         sys.exit(2)
+
+
+def _print_summary(path, r: dict) -> None:
+    """The report in a few lines: accuracy, latency (PREDICTED when it is), reused stages, notes."""
+    a, lat = r["accuracy"], r["latency_ms"]
+    drop = "" if a["drop"] is None else f" (drop {a['drop']:+.2f} points vs FP32)"
+    click.echo(
+        f"{r['arch']} on {r['target']} ({r['device']}, {r['runtime']} {r['precision']}): top-1 "
+        f"{100 * a['top1']:.2f}%{drop} in {a['runtime']} ({r['accuracy_where']})"
+    )
+    if r["latency_source"] == "predicted":
+        lo, hi = r["latency_band_ms"]
+        click.echo(f"  latency PREDICTED p50 {lat['p50']:.3f} ms (band {lo:.3f}-{hi:.3f} ms), not measured")
+    else:
+        click.echo(f"  latency measured p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms (n={lat['n']})")
+    cached = [k for k, s in r["stages"].items() if s and s.get("cached")]
+    click.echo(f"  stages reused: {', '.join(cached) or 'none'}")
+    for n in r["notes"]:
+        click.echo(f"  note: {n}")
+    if r["target"] != "cpu":
+        click.echo(
+            f"  on the device: {path / 'RUN.md'} (install, "
+            + ("build the TensorRT engine, " if r["runtime"] == "tensorrt" else "")
+            + "run, time)"
+        )
+    click.echo(str(path))
