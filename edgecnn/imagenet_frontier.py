@@ -590,7 +590,7 @@ def latency(
     ``remote_python`` and ``ssh_config``), else predicted."""
     from edgecnn.artifact import load_artifact
     from edgecnn.deploy import _cache, _key
-    from edgecnn.latency import measure_here
+    from edgecnn.latency import measure_here, predicted
 
     meta = load_artifact(art_dir, verify=False).meta
     files = _key({"files": meta["files"]})
@@ -643,24 +643,8 @@ def latency(
             lambda: measure_here(art_dir, threads=threads, min_seconds=seconds, min_runs=runs),
         )
         return bench, "measured on this machine"
-    from edgecnn.bench import FORMAT, add_energy
-    from edgecnn.devices import load_device
-    from edgecnn.devices.predict import predict_latency
-
-    profile = load_device(device or target)
-    r = predict_latency(
-        arch,
-        profile,
-        runtime=meta["runtime"],
-        precision=meta["precision"],
-        image_size=int(meta["preprocess"]["image_size"]),
-        batch=1,
-        threads=threads,
-        num_classes=int(meta["num_classes"]),
-    )
-    r["format"] = FORMAT
-    add_energy(r, profile.power_w, f"{profile.name} profile")
-    return r, f"predicted for {profile.name} from its device profile (no device measured it)"
+    r = predicted(arch, device or target, meta, threads=threads)  # model_options: small_input False
+    return r, f"predicted for {r['device']} from its device profile (no device measured it)"
 
 
 def published(

@@ -59,9 +59,9 @@ def measure_on_hosts(
 
 def predicted(arch: str, device: str, meta: dict[str, Any], *, threads: int | None) -> dict[str, Any]:
     """The artifact's latency on the device profile ``device``, predicted (with its energy estimate)."""
-    from edgecnn.timing import FORMAT, add_energy
     from edgecnn.devices import load_device
     from edgecnn.devices.predict import predict_latency
+    from edgecnn.timing import FORMAT, add_energy
 
     profile = load_device(device)
     r = predict_latency(
