@@ -55,58 +55,62 @@ def bench_artifact(
     """
     from edgecnn.runtimes import open_session
 
+    limits = {"warmup": warmup, "min_seconds": min_seconds, "min_runs": min_runs, "max_seconds": max_seconds}
     t0 = time.perf_counter()
     session = open_session(path, runtime=runtime, threads=threads)
     load_ms = (time.perf_counter() - t0) * 1e3
     try:
-        fixed = session.batch
-        if batch is not None and fixed is not None and batch != fixed:
-            raise EdgecnnError(
-                f"{path} has a fixed batch of {fixed}; bench it with --batch {fixed} "
-                f"or re-export it with batch {batch}"
-            )
-        b = batch or fixed or 1
+        b = _batch(session, batch, path)
         x = _random_input(session.input_shape, b)
         call = session.timed_call(x)
-        result = measure(
-            lambda _x: call.run(),
-            x,
-            warmup=warmup,
-            min_seconds=min_seconds,
-            min_runs=min_runs,
-            max_seconds=max_seconds,
-            load_ms=load_ms,
-            threads=threads,
-            batch=b,
-            root=root,
-            runtime_ms=call.runtime_ms,
-        )
+        run = {
+            "load_ms": load_ms,
+            "threads": threads,
+            "batch": b,
+            "root": root,
+            "runtime_ms": call.runtime_ms,
+        }
+        result = measure(lambda _x: call.run(), x, **limits, **run)
         result["env"] = environment(root)
         result["binding"] = call.binding
         info = dict(session.info)
     finally:
         session.close()
-    meta = session.artifact.meta
-    layout = (meta.get("input") or {}).get("layout") or "NCHW"
-    image_size = x.shape[2] if layout == "NCHW" and x.ndim == 4 else (x.shape[1] if x.ndim == 4 else None)
     device = detect_device(root)
-    result.update(
-        {
-            "arch": meta.get("arch"),
-            "device": device,
-            "target": meta.get("target"),
-            "runtime": info.get("runtime") or meta.get("runtime"),
-            "precision": meta.get("precision"),
-            "image_size": image_size,
-            "artifact": str(session.artifact.dir),
-            "artifact_files": meta.get("files"),
-            "runtime_info": info,
-        }
-    )
+    result.update(_artifact_fields(session.artifact, info, x, device))
     if result["latency_source"] == "emulated":  # profile power x an emulated time means nothing
         return result
     profile = load_device(device, root=root)
     return add_energy(result, profile.power_w, f"{profile.name} profile")
+
+
+def _batch(session, batch: int | None, path) -> int:
+    """The batch to time: ``batch``, else the artifact's fixed one, else 1; a clash is an error."""
+    fixed = session.batch
+    if batch is not None and fixed is not None and batch != fixed:
+        raise EdgecnnError(
+            f"{path} has a fixed batch of {fixed}; bench it with --batch {fixed} "
+            f"or re-export it with batch {batch}"
+        )
+    return batch or fixed or 1
+
+
+def _artifact_fields(artifact, info: dict, x: np.ndarray, device: str) -> dict[str, Any]:
+    """What was run: the artifact's metadata, the input's image size, the session's runtime info."""
+    meta = artifact.meta
+    layout = (meta.get("input") or {}).get("layout") or "NCHW"
+    image_size = x.shape[2] if layout == "NCHW" and x.ndim == 4 else (x.shape[1] if x.ndim == 4 else None)
+    return {
+        "arch": meta.get("arch"),
+        "device": device,
+        "target": meta.get("target"),
+        "runtime": info.get("runtime") or meta.get("runtime"),
+        "precision": meta.get("precision"),
+        "image_size": image_size,
+        "artifact": str(artifact.dir),
+        "artifact_files": meta.get("files"),
+        "runtime_info": info,
+    }
 
 
 def bench_arch(
@@ -134,51 +138,16 @@ def bench_arch(
 
     arch_info(arch)
     profile = load_device(target, root=root)
-    local = detect_device(root) == profile.name
-    if predict or not local:
-        from edgecnn.devices.predict import predict_latency
-
-        rt, prec = profile.check(runtime, precision)
-        result = predict_latency(
-            arch, profile, runtime=rt, precision=prec, image_size=image_size, batch=batch, threads=threads
-        )
-        result["format"] = FORMAT
-        result["notes"] = [
-            ("--predict" if predict else f"{profile.name} is not this machine")
-            + ": latency predicted from the device profile, not measured"
-        ]
-        return add_energy(result, profile.power_w, f"{profile.name} profile")
-    if profile.name != HOST:
-        raise EdgecnnError(
-            f"measuring {arch} on this {profile.name} needs an exported artifact: "
-            f"`edgecnn export {arch} --target {profile.target}`, then `edgecnn bench ARTIFACT`; "
-            f"or pass --predict"
-        )
-    rt = runtime or "openvino"
-    prec = precision or "fp32"
-    if rt != "openvino":
-        raise EdgecnnError(
-            f"without an artifact, bench measures {arch} through OpenVINO, not {rt}: "
-            f"export an artifact for {rt} and bench it, or pass --predict"
-        )
-    profile.check(rt, prec)
+    shape = {"image_size": image_size, "batch": batch, "threads": threads}
+    if predict or detect_device(root) != profile.name:
+        why = "--predict" if predict else f"{profile.name} is not this machine"
+        return _predicted(arch, profile, runtime, precision, why, **shape)
+    rt, prec = _openvino_here(arch, profile, runtime, precision)
     from edgecnn.devices.openvino_cpu import openvino_network
 
-    run, x, load_ms = openvino_network(
-        arch, image_size=image_size, batch=batch, precision=prec, threads=threads
-    )
-    result = measure(
-        run,
-        x,
-        warmup=warmup,
-        min_seconds=min_seconds,
-        min_runs=min_runs,
-        max_seconds=max_seconds,
-        load_ms=load_ms,
-        threads=threads,
-        batch=batch,
-        root=root,
-    )
+    run, x, load_ms = openvino_network(arch, precision=prec, **shape)
+    limits = {"warmup": warmup, "min_seconds": min_seconds, "min_runs": min_runs, "max_seconds": max_seconds}
+    result = measure(run, x, **limits, load_ms=load_ms, threads=threads, batch=batch, root=root)
     result["env"] = environment(root)
     model_note = "random weights, torch -> ONNX -> OpenVINO"
     if prec == "int8":
@@ -196,3 +165,33 @@ def bench_arch(
         }
     )
     return add_energy(result, profile.power_w, "host (assumed)")
+
+
+def _predicted(arch: str, profile, runtime, precision, why: str, **shape) -> dict[str, Any]:
+    """The prediction for ``arch`` on ``profile``, bench-shaped, with ``why`` it was not measured."""
+    from edgecnn.devices.predict import predict_latency
+
+    rt, prec = profile.check(runtime, precision)
+    result = predict_latency(arch, profile, runtime=rt, precision=prec, **shape)
+    result["format"] = FORMAT
+    result["notes"] = [f"{why}: latency predicted from the device profile, not measured"]
+    return add_energy(result, profile.power_w, f"{profile.name} profile")
+
+
+def _openvino_here(arch: str, profile, runtime: str | None, precision: str | None) -> tuple[str, str]:
+    """(runtime, precision) of measuring ``arch`` with no artifact: OpenVINO on the host only."""
+    if profile.name != HOST:
+        raise EdgecnnError(
+            f"measuring {arch} on this {profile.name} needs an exported artifact: "
+            f"`edgecnn export {arch} --target {profile.target}`, then `edgecnn bench ARTIFACT`; "
+            f"or pass --predict"
+        )
+    rt = runtime or "openvino"
+    prec = precision or "fp32"
+    if rt != "openvino":
+        raise EdgecnnError(
+            f"without an artifact, bench measures {arch} through OpenVINO, not {rt}: "
+            f"export an artifact for {rt} and bench it, or pass --predict"
+        )
+    profile.check(rt, prec)
+    return rt, prec

@@ -137,23 +137,8 @@ def measure(
     first_ms = (time.perf_counter_ns() - t0) / 1e6
     for _ in range(max(0, warmup - 1)):
         run(x)
-    samples: list[float] = []
-    inner: list[float] = []
     rapl0 = read_rapl_uj(root)
-    start = time.perf_counter_ns()
-    deadline = start + int(max_seconds * 1e9)
-    enough = start + int(min_seconds * 1e9)
-    while True:
-        t = time.perf_counter_ns()
-        run(x)
-        now = time.perf_counter_ns()
-        samples.append((now - t) / 1e6)
-        if runtime_ms is not None:
-            inner.append(runtime_ms())
-        n = len(samples)
-        if (n >= min_runs and now >= enough) or now >= deadline or n >= max_runs:
-            break
-    timed_s = (time.perf_counter_ns() - start) / 1e9
+    samples, inner, timed_s = _timed_runs(run, x, min_seconds, min_runs, max_seconds, max_runs, runtime_ms)
     rapl1 = read_rapl_uj(root)
     emulated = emulation(root)
     result: dict[str, Any] = {
@@ -179,11 +164,42 @@ def measure(
             f"stopped at max_seconds={max_seconds:g} after {len(samples)} of {min_runs} runs"
         )
     if rapl0 is not None and rapl1 is not None:
-        uj = _rapl_delta_uj(rapl0, rapl1)
-        result["energy_mj"] = uj / 1e3 / (len(samples) * batch)
-        result["energy_source"] = "measured-rapl"
-        result["notes"].append("RAPL energy is the whole CPU package's, other load included")
+        _add_rapl_energy(result, _rapl_delta_uj(rapl0, rapl1), images=len(samples) * batch)
     return result
+
+
+def _add_rapl_energy(result: dict[str, Any], uj: int, images: int) -> None:
+    result["energy_mj"] = uj / 1e3 / images
+    result["energy_source"] = "measured-rapl"
+    result["notes"].append("RAPL energy is the whole CPU package's, other load included")
+
+
+def _timed_runs(
+    run: Callable[[np.ndarray], Any],
+    x: np.ndarray,
+    min_seconds: float,
+    min_runs: int,
+    max_seconds: float,
+    max_runs: int,
+    runtime_ms: Callable[[], float] | None,
+) -> tuple[list[float], list[float], float]:
+    """(wall ms per call, the runtime's own ms per call, seconds in all) of the timed calls."""
+    samples: list[float] = []
+    inner: list[float] = []
+    start = time.perf_counter_ns()
+    deadline = start + int(max_seconds * 1e9)
+    enough = start + int(min_seconds * 1e9)
+    while True:
+        t = time.perf_counter_ns()
+        run(x)
+        now = time.perf_counter_ns()
+        samples.append((now - t) / 1e6)
+        if runtime_ms is not None:
+            inner.append(runtime_ms())
+        n = len(samples)
+        if (n >= min_runs and now >= enough) or now >= deadline or n >= max_runs:
+            break
+    return samples, inner, (time.perf_counter_ns() - start) / 1e9
 
 
 def _latency(wall: list[float], inner: list[float]) -> dict[str, Any]:

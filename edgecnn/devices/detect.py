@@ -216,35 +216,14 @@ def host_profile(
         )
     mem = mem_total_gb(root) or 1.0
     sources["memory.size_gb"] = "detected: MemTotal in /proc/meminfo"
-    bw = None
-    if fit_record and fit_record.get("bandwidth_gbps"):
-        bw = float(fit_record["bandwidth_gbps"])
-        sources["memory.bandwidth_gbps"] = (
-            f"measured: copy bandwidth by `edgecnn devices fit` ({fit_record.get('created', '?')})"
-        )
-    else:
-        bw = ASSUMED_GBPS_PER_CORE * cores
-        sources["memory.bandwidth_gbps"] = (
-            f"assumed {ASSUMED_GBPS_PER_CORE:g} GB/s per core; `edgecnn devices fit` measures it"
-        )
+    bw, sources["memory.bandwidth_gbps"] = _host_bandwidth(fit_record, cores)
     llc, llc_src = last_level_cache_mb(root)
     if llc:
         sources["memory.cache_mb"] = f"detected: {llc_src}"
     isa = tuple(
         sorted(f for f in info["flags"] if f in {flag for t in _OPS_PER_CYCLE.values() for flag, _ in t})
     )
-    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686") or "sse2" in info["flags"]
-    runtimes: dict[str, RuntimeSupport] = {}
-    precisions = tuple(p for p in ("int8", "bf16", "fp32") if p in peaks)
-    if x86:
-        runtimes["openvino"] = RuntimeSupport(unit="cpu", precisions=precisions)
-        runtimes["onnxruntime"] = RuntimeSupport(
-            unit="cpu", precisions=tuple(p for p in ("int8", "fp32") if p in peaks)
-        )
-    runtimes["tflite"] = RuntimeSupport(
-        unit="cpu", precisions=tuple(p for p in ("int8", "fp32") if p in peaks)
-    )
-    default_runtime = "openvino" if x86 else "tflite"
+    runtimes, default_runtime = _host_runtimes(info["flags"], peaks)
     return DeviceProfile(
         name=HOST,
         description=f"this machine: {info['model']} ({cores} logical CPUs), detected",
@@ -261,6 +240,33 @@ def host_profile(
         sources=sources,
         source="detected" + (" + devices fit" if fit_record else ""),
     )
+
+
+def _host_bandwidth(fit_record: dict[str, Any] | None, cores: int) -> tuple[float, str]:
+    """The host's memory bandwidth (GB/s) and its source: measured by `devices fit`, else assumed."""
+    if fit_record and fit_record.get("bandwidth_gbps"):
+        created = fit_record.get("created", "?")
+        return float(
+            fit_record["bandwidth_gbps"]
+        ), f"measured: copy bandwidth by `edgecnn devices fit` ({created})"
+    return (
+        ASSUMED_GBPS_PER_CORE * cores,
+        f"assumed {ASSUMED_GBPS_PER_CORE:g} GB/s per core; `edgecnn devices fit` measures it",
+    )
+
+
+def _host_runtimes(flags: frozenset[str], peaks: dict[str, float]) -> tuple[dict[str, RuntimeSupport], str]:
+    """The runtimes the host runs, in which precisions (those with a peak), and the default one."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686") or "sse2" in flags
+    runtimes: dict[str, RuntimeSupport] = {}
+    int8_fp32 = tuple(p for p in ("int8", "fp32") if p in peaks)
+    if x86:
+        runtimes["openvino"] = RuntimeSupport(
+            unit="cpu", precisions=tuple(p for p in ("int8", "bf16", "fp32") if p in peaks)
+        )
+        runtimes["onnxruntime"] = RuntimeSupport(unit="cpu", precisions=int8_fp32)
+    runtimes["tflite"] = RuntimeSupport(unit="cpu", precisions=int8_fp32)
+    return runtimes, "openvino" if x86 else "tflite"
 
 
 # ---- the environment fingerprint of a timing ------------------------------------------
