@@ -147,59 +147,59 @@ def fit_over_ssh(
 ) -> tuple[Path, Any]:
     """Time every suite layer on ``host`` with its runtime's profiler; write the profile TOML
     (``out``, default ``<base>-<host>.toml`` here); return (its path, the loaded profile)."""
-    from edgecnn.artifact import load_artifact
-    from edgecnn.remote import check_hosts, profile_hosts
+    from edgecnn.remote import check_hosts
 
     log = log or (lambda s: None)
     prof = load_device(base)
     rt = runtime or prof.default_runtime
-    support = prof.runtime(rt)
+    support = prof.runtime(rt)  # refuses a runtime the device does not run
     precs = tuple(precisions) or support.precisions
     for p in precs:
         prof.check(rt, p)
+    ssh = {"remote_python": remote_python, "ssh_config": ssh_config, "ssh_options": ssh_options}
     check_hosts([host], remote_python, ssh_config, ssh_options)
     name = profile_name(prof.name, host)
     dest = Path(out) if out else Path(f"{name}.toml")
     when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    timed = {"timeout": timeout, "runtime": rt, "threads": threads, "runs": runs, "warmup": warmup, **ssh}
     points = []
     with tempfile.TemporaryDirectory(prefix="edgecnn-fit-") as tmp:
         for prec in precs:
             for i, spec in enumerate(suite):
                 art = build_layer_artifact(spec, rt, prec, Path(tmp) / f"{prec}-{i:02d}", prof.target)
-                if prec == "int8" and load_artifact(art, verify=False).meta["float_layers"]:
-                    log(
-                        f"  {prec} {label(spec)}: skipped, the {rt} export leaves it float"
-                    )  # e.g. a lone max-pool
-                    continue
-                (r,) = profile_hosts(
-                    art,
-                    [host],
-                    remote_python=remote_python,
-                    ssh_config=ssh_config,
-                    ssh_options=ssh_options,
-                    timeout=timeout,
-                    runtime=rt,
-                    threads=threads,
-                    runs=runs,
-                    warmup=warmup,
-                )
-                if not r.ok:
-                    raise EdgecnnError(r.error)
-                ms = max(layer_ms(r.result, spec), 1e-4)
-                log(f"  {prec} {label(spec)}: {ms:.3f} ms ({r.result['profiler']})")
-                points.append(
-                    LayerPoint(
-                        layer=tuple(spec),
-                        runtime=rt,
-                        precision=prec,
-                        seconds=ms / 1e3,
-                        measured_with=f"{r.result['profiler']} on {host} ({rt} {r.result['version']})",
-                        source=f"measured by `edgecnn devices fit --host {host}` {when}",
-                        threads=threads,
-                    )
-                )
+                point = _time_layer(art, spec, prec, host, when, timed, log)
+                if point is not None:
+                    points.append(point)
     text = f"# Calibrated on {host} ({when}): {len(points)} single layers timed by {rt}'s profiler.\n"
     text += dumps_toml(profile_toml(prof, name, host, rt, points))
     written = parse_profile(tomllib.loads(text), str(dest))  # checked before anything is written
     atomic_write_text(dest, text)
     return dest, dataclasses.replace(written, source=str(dest))
+
+
+def _time_layer(
+    art: Path, spec: tuple, prec: str, host: str, when: str, timed: dict[str, Any], log: Callable[[str], None]
+) -> LayerPoint | None:
+    """One suite layer's artifact timed on ``host`` by its runtime's profiler (``timed``: the
+    :func:`edgecnn.remote.profile_hosts` options); None where the export left an INT8 layer float."""
+    from edgecnn.artifact import load_artifact
+    from edgecnn.remote import profile_hosts
+
+    rt = timed["runtime"]
+    if prec == "int8" and load_artifact(art, verify=False).meta["float_layers"]:
+        log(f"  {prec} {label(spec)}: skipped, the {rt} export leaves it float")  # e.g. a lone max-pool
+        return None
+    (r,) = profile_hosts(art, [host], **timed)
+    if not r.ok:
+        raise EdgecnnError(r.error)
+    ms = max(layer_ms(r.result, spec), 1e-4)
+    log(f"  {prec} {label(spec)}: {ms:.3f} ms ({r.result['profiler']})")
+    return LayerPoint(
+        layer=tuple(spec),
+        runtime=rt,
+        precision=prec,
+        seconds=ms / 1e3,
+        measured_with=f"{r.result['profiler']} on {host} ({rt} {r.result['version']})",
+        source=f"measured by `edgecnn devices fit --host {host}` {when}",
+        threads=timed["threads"],
+    )
