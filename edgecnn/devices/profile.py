@@ -273,14 +273,36 @@ def figure_paths(profile: DeviceProfile) -> dict[str, Any]:
     return {k: v for k, v in _figure_paths(profile).items() if v is not None}
 
 
-def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:  # noqa: C901  # issue 14: split this stage
+def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:
     """Validate a parsed TOML table into a :class:`DeviceProfile` (errors name key and ``source``)."""
     data = dict(data)
-    raw_rt = data.get("runtimes", {})
-    if not isinstance(raw_rt, dict) or not raw_rt:
+    runtimes = _parse_runtimes(data.get("runtimes", {}), source)
+    sources = data.get("sources", {})
+    if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
+        raise EdgecnnError(f"{source} [sources] must map figure paths to strings")
+    data["runtimes"], data["sources"] = {}, {}
+    data.setdefault("source", source)
+    p = from_mapping(DeviceProfile, data, source)
+    p = dataclasses.replace(p, runtimes=runtimes, sources=dict(sources))
+    _check_runtimes(p, source)
+    _check_int8_rate(p.cpu, source)
+    _check_points(p, source)
+    figures = _figure_paths(p)
+    for key in sources:
+        if key not in figures:
+            raise EdgecnnError(
+                f"unknown key '{key}' in {source} [sources]: it names no figure of the profile."
+                f"{suggest(key, figures)}"
+            )
+    return p
+
+
+def _parse_runtimes(raw: Any, source: str) -> dict[str, RuntimeSupport]:
+    """The ``[runtimes.<name>]`` tables: known runtimes only, each a table."""
+    if not isinstance(raw, dict) or not raw:
         raise EdgecnnError(f"{source} needs a [runtimes.<name>] table (runtimes: {', '.join(RUNTIMES)})")
     runtimes = {}
-    for rt, table in raw_rt.items():
+    for rt, table in raw.items():
         if rt not in RUNTIMES:
             raise EdgecnnError(
                 f"unknown runtime '{rt}' in {source} [runtimes].{suggest(rt, RUNTIMES)} "
@@ -289,15 +311,12 @@ def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:  # noqa: 
         if not isinstance(table, dict):
             raise EdgecnnError(f"{source} [runtimes.{rt}] must be a table")
         runtimes[rt] = from_mapping(RuntimeSupport, table, f"{source} [runtimes.{rt}]")
-    sources = data.get("sources", {})
-    if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
-        raise EdgecnnError(f"{source} [sources] must map figure paths to strings")
-    data["runtimes"], data["sources"] = {}, {}
-    data.setdefault("source", source)
-    p = from_mapping(DeviceProfile, data, source)
-    p = dataclasses.replace(p, runtimes=runtimes, sources=dict(sources))
+    return runtimes
 
-    where = f"{source}"
+
+def _check_runtimes(p: DeviceProfile, where: str) -> None:
+    """The defaults name a listed runtime and precision; each runtime's unit has a peak per precision."""
+    runtimes = p.runtimes
     if p.default_runtime not in runtimes:
         raise EdgecnnError(
             f"{where}: default_runtime '{p.default_runtime}' has no [runtimes.{p.default_runtime}] table"
@@ -318,7 +337,11 @@ def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:  # noqa: 
                 raise EdgecnnError(
                     f"{where} [runtimes.{rt}] lists {prec} but [{support.unit}.peak_tops] has no {prec}"
                 )
-    _check_int8_rate(p.cpu, where)
+
+
+def _check_points(p: DeviceProfile, where: str) -> None:
+    """Calibration and layer points name a listed runtime (and, for the former, a precision with a peak)."""
+    runtimes = p.runtimes
     for i, cp in enumerate(p.calibration_points):
         if cp.runtime not in runtimes:
             raise EdgecnnError(
@@ -332,14 +355,6 @@ def parse_profile(data: dict[str, Any], source: str) -> DeviceProfile:  # noqa: 
             raise EdgecnnError(
                 f"{where} layer_points[{i}]: runtime '{lp.runtime}' has no [runtimes.{lp.runtime}]"
             )
-    figures = _figure_paths(p)
-    for key in sources:
-        if key not in figures:
-            raise EdgecnnError(
-                f"unknown key '{key}' in {where} [sources]: it names no figure of the profile."
-                f"{suggest(key, figures)}"
-            )
-    return p
 
 
 def _check_int8_rate(cpu: ComputeUnit, where: str) -> None:
