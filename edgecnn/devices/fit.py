@@ -59,6 +59,54 @@ def _onnx_single(op: str, inputs, init, output, attrs=None) -> bytes:
     return model.SerializeToString()
 
 
+def _ort_tops(out: dict[str, Any], rng, n: int, threads: int | None, seconds: float, log) -> None:
+    """FP32 and U8S8 GEMM and an FP32 3x3 conv through ONNX Runtime's MLAS kernels, into ``out``
+    (ImportError without onnx / onnxruntime)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    out["backend"] = "onnxruntime"
+    gemm_ops = 2.0 * n * n * n
+    a32 = rng.standard_normal((n, n), dtype=np.float32)
+    s = _ort_session(
+        _onnx_single(
+            "MatMul",
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+            [numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "b")],
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n]),
+        ),
+        threads,
+    )
+    out["gemm_tops"]["fp32"] = gemm_ops / median_seconds(lambda: s.run(None, {"a": a32}), seconds) / 1e12
+    log(f"  fp32 GEMM {n}^3: {out['gemm_tops']['fp32'] * 1e3:.1f} GOPS")
+    a8 = rng.integers(0, 255, (n, n), dtype=np.uint8)
+    s = _ort_session(
+        _onnx_single(
+            "MatMulInteger",
+            [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+            [numpy_helper.from_array(rng.integers(-127, 127, (n, n), dtype=np.int8), "b")],
+            helper.make_tensor_value_info("y", TensorProto.INT32, [n, n]),
+        ),
+        threads,
+    )
+    out["gemm_tops"]["int8"] = gemm_ops / median_seconds(lambda: s.run(None, {"a": a8}), seconds) / 1e12
+    log(f"  int8 (U8S8) GEMM {n}^3: {out['gemm_tops']['int8'] * 1e3:.1f} GOPS")
+    c, hw = 64, 56
+    x = rng.standard_normal((1, c, hw, hw), dtype=np.float32)
+    s = _ort_session(
+        _onnx_single(
+            "Conv",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+            [numpy_helper.from_array(rng.standard_normal((c, c, 3, 3), dtype=np.float32), "w")],
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw]),
+            {"pads": [1, 1, 1, 1]},
+        ),
+        threads,
+    )
+    conv_ops = 2.0 * c * c * 9 * hw * hw
+    out["conv_tops"]["fp32"] = conv_ops / median_seconds(lambda: s.run(None, {"x": x}), seconds) / 1e12
+    log(f"  fp32 conv 3x3 64ch 56px: {out['conv_tops']['fp32'] * 1e3:.1f} GOPS")
+
+
 def microbenchmarks(
     threads: int | None = None,
     seconds: float = 1.0,
@@ -72,48 +120,7 @@ def microbenchmarks(
     n = size
     gemm_ops = 2.0 * n * n * n
     try:
-        from onnx import TensorProto, helper, numpy_helper
-
-        out["backend"] = "onnxruntime"
-        a32 = rng.standard_normal((n, n), dtype=np.float32)
-        s = _ort_session(
-            _onnx_single(
-                "MatMul",
-                [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
-                [numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "b")],
-                helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n]),
-            ),
-            threads,
-        )
-        out["gemm_tops"]["fp32"] = gemm_ops / median_seconds(lambda: s.run(None, {"a": a32}), seconds) / 1e12
-        log(f"  fp32 GEMM {n}^3: {out['gemm_tops']['fp32'] * 1e3:.1f} GOPS")
-        a8 = rng.integers(0, 255, (n, n), dtype=np.uint8)
-        s = _ort_session(
-            _onnx_single(
-                "MatMulInteger",
-                [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
-                [numpy_helper.from_array(rng.integers(-127, 127, (n, n), dtype=np.int8), "b")],
-                helper.make_tensor_value_info("y", TensorProto.INT32, [n, n]),
-            ),
-            threads,
-        )
-        out["gemm_tops"]["int8"] = gemm_ops / median_seconds(lambda: s.run(None, {"a": a8}), seconds) / 1e12
-        log(f"  int8 (U8S8) GEMM {n}^3: {out['gemm_tops']['int8'] * 1e3:.1f} GOPS")
-        c, hw = 64, 56
-        x = rng.standard_normal((1, c, hw, hw), dtype=np.float32)
-        s = _ort_session(
-            _onnx_single(
-                "Conv",
-                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
-                [numpy_helper.from_array(rng.standard_normal((c, c, 3, 3), dtype=np.float32), "w")],
-                helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw]),
-                {"pads": [1, 1, 1, 1]},
-            ),
-            threads,
-        )
-        conv_ops = 2.0 * c * c * 9 * hw * hw
-        out["conv_tops"]["fp32"] = conv_ops / median_seconds(lambda: s.run(None, {"x": x}), seconds) / 1e12
-        log(f"  fp32 conv 3x3 64ch 56px: {out['conv_tops']['fp32'] * 1e3:.1f} GOPS")
+        _ort_tops(out, rng, n, threads, seconds, log)
     except ImportError:
         out["backend"] = "numpy"
         a = rng.standard_normal((n, n), dtype=np.float32)

@@ -668,6 +668,23 @@ def error_factor(eff: Efficiency, profile: DeviceProfile, runtime: str, precisio
     return math.exp(math.sqrt(sum(t * t for t in terms)))
 
 
+def _prediction_notes(
+    profile: DeviceProfile, rt: str, prec: str, eff: Efficiency, calibrated: bool
+) -> list[str]:
+    """Why the band is wide: the runtime's own reason, a borrowed or averaged precision."""
+    notes = []
+    if profile.runtime(rt).extra_error_reason:
+        notes.append(profile.runtime(rt).extra_error_reason)
+    if prec in eff.borrowed:
+        notes.append(
+            f"{prec} has no calibration point on {profile.name}: its efficiency is "
+            f"{eff.borrowed[prec]}'s (band widened)"
+        )
+    elif not calibrated:
+        notes.append(f"{prec} has no calibration point: its efficiency is the calibrated precisions' mean")
+    return notes
+
+
 def predict_latency(
     arch: str | Sequence[LayerCost],
     device: str | DeviceProfile,
@@ -689,10 +706,8 @@ def predict_latency(
     profile = device if isinstance(device, DeviceProfile) else load_device(device)
     rt, prec = profile.check(runtime, precision)
     if isinstance(arch, str):
-        costs, name = (
-            network_costs(arch, image_size, batch, small_input=small_input, num_classes=num_classes),
-            arch,
-        )
+        costs = network_costs(arch, image_size, batch, small_input=small_input, num_classes=num_classes)
+        name = arch
     else:
         costs, name = tuple(arch), "custom"
     eff = efficiency or efficiency_for(profile, rt)
@@ -700,16 +715,7 @@ def predict_latency(
     t = r["seconds"] * 1e3
     f = error_factor(eff, profile, rt, r["precision_calibrated"])
     lo, hi = t / f, t * f
-    notes = []
-    if profile.runtime(rt).extra_error_reason:
-        notes.append(profile.runtime(rt).extra_error_reason)
-    if prec in eff.borrowed:
-        notes.append(
-            f"{prec} has no calibration point on {profile.name}: its efficiency is "
-            f"{eff.borrowed[prec]}'s (band widened)"
-        )
-    elif not r["precision_calibrated"]:
-        notes.append(f"{prec} has no calibration point: its efficiency is the calibrated precisions' mean")
+    notes = _prediction_notes(profile, rt, prec, eff, r["precision_calibrated"])
     return {
         "arch": name,
         "device": profile.name,
