@@ -518,6 +518,24 @@ def _sidecar(
     )
 
 
+def _plan_summary(req: BuildRequest, use: str, exe: str | None, precision: str) -> dict[str, Any]:
+    """What a build will do: engine path, builder, precision, plan, timing cache, trtexec command."""
+    onnx, plan = req.onnx, req.plan
+    return {
+        "engine": str(req.engine),
+        "builder": use,
+        "precision": precision,
+        "plan": plan.to_json(),
+        "timing_cache": str(req.timing_cache or "") or None,
+        # the FP16 rewrite is written to a temporary directory at build time: named by its file here
+        "command": req.command(
+            exe or "trtexec", onnx=onnx.with_name(f"{onnx.stem}.fp16.onnx") if plan.fp16_rewrite else None
+        )
+        if use == "trtexec"
+        else None,
+    }
+
+
 def build_artifact(
     artifact: str | os.PathLike,
     *,
@@ -563,19 +581,7 @@ def build_artifact(
         workspace_mb,
         Path(timing_cache) if timing_cache else None,
     )
-    result: dict[str, Any] = {
-        "engine": str(req.engine),
-        "builder": use,
-        "precision": precision,
-        "plan": plan.to_json(),
-        "timing_cache": str(req.timing_cache or "") or None,
-        # the FP16 rewrite is written to a temporary directory at build time: named by its file here
-        "command": req.command(
-            exe or "trtexec", onnx=onnx.with_name(f"{onnx.stem}.fp16.onnx") if plan.fp16_rewrite else None
-        )
-        if use == "trtexec"
-        else None,
-    }
+    result = _plan_summary(req, use, exe, precision)
     if dry_run:
         return result
     t0 = time.perf_counter()
