@@ -37,8 +37,17 @@ from typing import Any
 
 from edgecnn import bundle, outdir
 from edgecnn.errors import EdgecnnError
+from edgecnn.results import (
+    Accuracy,
+    BundledArtifact,
+    Dataset,
+    Latency,
+    Published,
+    Quantization,
+    Report,
+)
+from edgecnn.vocab import LatencySource, Method, Precision, QuantStage, Runtime, Target
 
-SCHEMA = "edgecnn.report/1"
 DEPLOY_VERSION = 1  # bump when what a stage cache holds changes
 
 
@@ -170,7 +179,7 @@ def deploy(
     options: DeployOptions | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
-) -> tuple[Path, dict]:
+) -> tuple[Path, Report]:
     """Run every stage for ``arch`` on ``target`` and write the bundle; return (bundle dir, report).
 
     ``options.force`` re-exports, re-evaluates and re-measures (training and quantization keep
@@ -195,7 +204,7 @@ def deploy(
         "latency": lat.record,
     }
     report = assemble_report(run, art, quant, acc, lat, stages)
-    report["seconds"] = round(time.perf_counter() - t_start, 2)
+    report = dataclasses.replace(report, seconds=round(time.perf_counter() - t_start, 2))
     bundle.write_bundle(out, art.dir, report)
     log(f"{arch}: wrote {out}")
     return out, report
@@ -570,98 +579,94 @@ def _with_accuracy(bench_hosts: list[dict], device_evals: list[dict] | None) -> 
 
 def assemble_report(
     run: Run, art, quant: dict | None, acc: Measured, lat: Measured, stages: dict[str, dict | None]
-) -> dict[str, Any]:
-    """report.json (schema ``edgecnn.report/1``) from the steps' results; ``seconds`` is set by
-    :func:`deploy` once the bundle is ready to write."""
+) -> Report:
+    """report.json (:class:`edgecnn.results.Report`) from the steps' results; ``seconds`` is set
+    by :func:`deploy` once the bundle is ready to write."""
     from edgecnn import __version__
     from edgecnn.artifact import model_size_mb
-    from edgecnn.models import arch_info
 
     meta, ev, bench = art.meta, acc.result, lat.result
     notes = [f"QAT skipped: {quant['qat_skipped']}"] if quant and quant.get("qat_skipped") else []
-    published = arch_info(run.arch).published
-    return {
-        "schema": SCHEMA,
-        "arch": run.arch,
-        "target": run.target,
-        "device": bench.get("device"),
-        "runtime": run.runtime,
-        "precision": run.options.precision,
-        "image_size": int(meta["preprocess"]["image_size"]),
-        "num_classes": int(meta["num_classes"]),
-        "dataset": {
-            "name": ev["dataset"],
-            "split": ev["split"],
-            "split_id": ev["split_id"],
-            "num_images": ev["num_images"],
-        },
-        "accuracy": _accuracy_json(ev, quant, acc.where),
-        "accuracy_where": acc.where,
-        **_latency_json(bench, lat.where, model_size_mb(art)),
-        "quantization": None
+    notes += [*lat.notes, *(ev.get("notes") or []), *(bench.get("notes") or [])]
+    return Report(
+        arch=run.arch,
+        target=Target(run.target),
+        device=bench.get("device"),
+        runtime=Runtime(run.runtime),
+        precision=Precision(run.options.precision),
+        image_size=int(meta["preprocess"]["image_size"]),
+        num_classes=int(meta["num_classes"]),
+        dataset=Dataset(ev["dataset"], ev["split"], ev["split_id"], ev["num_images"]),
+        accuracy=accuracy_of(ev, quant, acc.where),
+        accuracy_where=acc.where,
+        **_latency_fields(bench, lat.where),
+        model_size_mb=model_size_mb(art),
+        quantization=None
         if quant is None
-        else {
-            "stage": quant["stage"],
-            "method": quant["method"],
-            "qat_skipped": quant.get("qat_skipped"),
-            "float_layers": meta["float_layers"],
-        },
-        "published": None
-        if published is None
-        else {"imagenet_top1": published.top1, "imagenet_top5": published.top5, "source": published.source},
-        "artifact": {
-            "path": bundle.ARTIFACT,
-            "source": str(art.dir),
-            "format": meta["format"],
-            "files": dict(meta["files"]),
-        },
-        "stages": stages,
-        "hosts": lat.hosts,
-        "bench_env": bench.get("env"),
-        "notes": notes + list(lat.notes) + list(ev.get("notes") or []) + list(bench.get("notes") or []),
-        "tools": {**meta.get("tools", {}), "edgecnn": __version__, "python": platform.python_version()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seconds": None,
-    }
+        else Quantization(
+            QuantStage(quant["stage"]),
+            Method(quant["method"]),
+            quant.get("qat_skipped"),
+            tuple(meta["float_layers"]),
+        ),
+        published=_published(run.arch),
+        artifact=BundledArtifact(bundle.ARTIFACT, str(art.dir), meta["format"], dict(meta["files"])),
+        stages=stages,
+        hosts=None if lat.hosts is None else tuple(lat.hosts),
+        bench_env=bench.get("env"),
+        notes=tuple(notes),
+        tools={**meta.get("tools", {}), "edgecnn": __version__, "python": platform.python_version()},
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        seconds=None,
+    )
 
 
-def _accuracy_json(ev: dict, quant: dict | None, where: str) -> dict[str, Any]:
-    """report.json's ``accuracy`` from the evaluation (here or a device's) and the quantization."""
+def accuracy_of(ev: dict, quant: dict | None, where: str) -> Accuracy:
+    """The report's accuracy from an evaluation (here, or a device's) and the quantization."""
     top1, fp32 = ev["top1"], ev["fp32_top1"]
     host_run = ev.get("host_run") or {}
-    return {
-        "top1": top1,
-        "top5": ev["top5"],
-        "fp32_top1": fp32,
-        "drop": None if fp32 is None else 100 * (fp32 - top1),
-        "ci95": ev["top1_ci"],
-        "agreement": ev["agreement"],
-        "runtime": ev["runtime"],
-        "fakequant_top1": None if quant is None else quant["int8_fakequant"]["top1"],
-        "mcnemar_p": None if ev["mcnemar"] is None else ev["mcnemar"]["p_value"],
-        "source": "measured",
-        "where": where,
-        "runtime_version": ev.get("runtime_version") or (ev.get("runtime_info") or {}).get("version"),
-        "machine": ev.get("machine"),
-        "host_agreement": host_run.get("agreement"),
-        "flipped": host_run.get("flipped"),
-    }
+    return Accuracy(
+        top1=top1,
+        top5=ev["top5"],
+        fp32_top1=fp32,
+        drop=None if fp32 is None else 100 * (fp32 - top1),
+        ci95=tuple(ev["top1_ci"]),
+        agreement=ev["agreement"],
+        runtime=Runtime(ev["runtime"]),
+        fakequant_top1=None if quant is None else quant["int8_fakequant"]["top1"],
+        mcnemar_p=None if ev["mcnemar"] is None else ev["mcnemar"]["p_value"],
+        source="measured",
+        where=where,
+        runtime_version=ev.get("runtime_version") or (ev.get("runtime_info") or {}).get("version"),
+        machine=ev.get("machine"),
+        host_agreement=host_run.get("agreement"),
+        flipped=None if host_run.get("flipped") is None else tuple(host_run["flipped"]),
+    )
 
 
-def _latency_json(bench: dict, where: str, size_mb: float) -> dict[str, Any]:
-    """report.json's latency, throughput, size, memory and energy keys (in the schema's order)."""
+def _latency_fields(bench: dict, where: str) -> dict[str, Any]:
+    """The report's latency, throughput, memory and energy fields from a bench (or prediction) result."""
     measured = bench["latency_source"] == "measured"
+    band = None if measured else bench.get("band_ms")
     return {
-        "latency_ms": {k: bench["latency_ms"][k] for k in ("p50", "p90", "p99", "mean", "min", "max", "n")},
-        "latency_source": bench["latency_source"],
+        "latency_ms": Latency(
+            **{k: bench["latency_ms"][k] for k in ("p50", "p90", "p99", "mean", "min", "max", "n")}
+        ),
+        "latency_source": LatencySource(bench["latency_source"]),
         "latency_error_pct": None if measured else bench.get("error_pct"),
-        "latency_band_ms": None if measured else bench.get("band_ms"),
+        "latency_band_ms": None if band is None else tuple(band),
         "latency_where": where,
         "batch": bench.get("batch") or 1,
         "throughput_ips": bench.get("throughput_ips"),
-        "model_size_mb": size_mb,
         "peak_memory_mb": bench.get("peak_memory_mb") if measured else None,
         "peak_memory_source": "measured" if measured and bench.get("peak_memory_mb") is not None else None,
         "energy_mj": bench.get("energy_mj"),
         "energy_source": bench.get("energy_source"),
     }
+
+
+def _published(arch: str) -> Published | None:
+    from edgecnn.models import arch_info
+
+    p = arch_info(arch).published
+    return None if p is None else Published(p.top1, p.top5, p.source)

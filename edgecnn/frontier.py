@@ -447,7 +447,7 @@ def run_frontier(
             log(f"  failed: {e}")
             failed.append({"arch": arch, "target": where, "precision": precision, "error": str(e)})
         else:
-            points.append(point_from_report(report, bundle))
+            points.append(point_from_report(report.to_json(), bundle))
         if points and len(points) + len(failed) < len(runnable):
             partial = result_now({"done": len(points) + len(failed), "of": len(runnable)})
             write_frontier(out, partial)

@@ -7,6 +7,10 @@ result             made by                what it names
 ``QuantizedGraph`` ``quantize.stages``    a PT2E INT8 graph (``quantized.pt2``) from
                    calibrate / qat        calibration or QAT, with its fake-quant accuracy
 ``Artifact``       ``export.export``      an artifact folder and its ``metadata.json``
+``Accuracy``       ``deploy.accuracy``    top-1/5 of an artifact in its runtime (measured)
+``Latency``        ``deploy.latency``     ms per batch-1 inference, measured or predicted
+``Report``         ``deploy.deploy``      a bundle's ``report.json`` (``Dataset``,
+                                          ``Quantization``, ``Published``, ``BundledArtifact``)
 =================  =====================  =================================================
 
 The JSON form of every result is derived from its fields in one place (:class:`Result`):
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
-from edgecnn.vocab import Method, QuantStage, Word
+from edgecnn.vocab import LatencySource, Method, Precision, QuantStage, Runtime, Target, Word
 
 # ---------------------------------------------------------------- JSON from the fields
 
@@ -265,3 +269,143 @@ class Artifact(Result):
         from edgecnn.data.preprocess import Preprocess
 
         return Preprocess.from_dict(self.meta["preprocess"])
+
+
+# ---------------------------------------------------------------- deploy's report
+
+
+@dataclass(frozen=True)
+class Dataset(Result):
+    """The data an accuracy was measured on."""
+
+    name: str
+    split: str
+    split_id: str
+    num_images: int
+
+
+@dataclass(frozen=True)
+class Accuracy(Result):
+    """Accuracy of an artifact in its runtime, always measured (report.json's ``accuracy``).
+    Fractions in [0, 1]; ``drop`` in points."""
+
+    top1: float
+    top5: float
+    fp32_top1: float | None  # the float model's, in PyTorch
+    drop: float | None  # 100 x (fp32_top1 - top1)
+    ci95: tuple[float, ...]  # bootstrap [lo, hi] of top1
+    agreement: float | None  # top-1 agreement with the fake-quant PyTorch graph (None for a float artifact)
+    runtime: Runtime  # the runtime that actually ran
+    fakequant_top1: float | None
+    mcnemar_p: float | None
+    source: str  # "measured"
+    where: str  # "device:HOST", "host" or "host-standin:RUNTIME"
+    runtime_version: str | None
+    machine: dict[str, Any] | None  # with --host: the device's {hostname, uname, machine, ...}
+    host_agreement: float | None  # with --host: agreement with this machine's run of the artifact
+    flipped: tuple[int, ...] | None  # with --host: test images whose top-1 differs from this machine's
+
+
+@dataclass(frozen=True)
+class Latency(Result):
+    """Milliseconds per batch-1 inference. Predicted: p50..mean are the prediction, min/max the
+    error band and ``n`` 0."""
+
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    min: float
+    max: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Quantization(Result):
+    """How an INT8 artifact's graph was made."""
+
+    stage: QuantStage
+    method: Method
+    qat_skipped: str | None
+    float_layers: tuple[str, ...]  # layers that do not run in INT8 on this backend
+
+
+@dataclass(frozen=True)
+class Published(Result):
+    """The publisher's ImageNet figures for the float network (published, not measured)."""
+
+    imagenet_top1: float
+    imagenet_top5: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class BundledArtifact(Result):
+    """The artifact inside a bundle: its folder there, where it was exported, its files' sha256."""
+
+    path: str
+    source: str
+    format: str
+    files: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Report(Result):
+    """``report.json`` of a deploy bundle. Its JSON is the fields below in this order, after
+    ``"schema": SCHEMA``; README "deploy and report.json" explains each key (a test checks
+    that it names exactly these)."""
+
+    SCHEMA: ClassVar[str] = "edgecnn.report/1"  # keys are only added within /1
+
+    arch: str
+    target: Target
+    device: str | None  # "host", the remote device's profile, or the predicted profile
+    runtime: Runtime  # the artifact's
+    precision: Precision
+    image_size: int
+    num_classes: int
+    dataset: Dataset
+    accuracy: Accuracy
+    accuracy_where: str
+    latency_ms: Latency
+    latency_source: LatencySource
+    latency_error_pct: float | None  # predicted only
+    latency_band_ms: tuple[float, ...] | None  # predicted only: [lo, hi]
+    latency_where: str
+    batch: int
+    throughput_ips: float | None
+    model_size_mb: float
+    peak_memory_mb: float | None
+    peak_memory_source: str | None
+    energy_mj: float | None
+    energy_source: str | None
+    quantization: Quantization | None
+    published: Published | None
+    artifact: BundledArtifact
+    stages: dict[str, Any]  # train, quantize, export, evaluate, latency: {dir, key, cached, ...} or null
+    hosts: tuple[dict[str, Any], ...] | None  # per --host {host, result, error, accuracy, accuracy_error}
+    bench_env: dict[str, Any] | None
+    notes: tuple[str, ...]
+    tools: dict[str, Any]
+    created: str
+    seconds: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": self.SCHEMA, **super().to_json()}
+
+    @classmethod
+    def from_json(cls, d: Any) -> Report:
+        """A report.json read back; ValueError when its ``schema`` is not :attr:`SCHEMA`."""
+        if not isinstance(d, dict) or d.get("schema") != cls.SCHEMA:
+            got = d.get("schema") if isinstance(d, dict) else d
+            raise ValueError(f"Report: expected schema {cls.SCHEMA}, got {got!r:.80}")
+        return super().from_json({k: v for k, v in d.items() if k != "schema"})
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        s = super().schema()
+        return {
+            **s,
+            "properties": {"schema": {"const": cls.SCHEMA}, **s["properties"]},
+            "required": ["schema", *s["required"]],
+        }

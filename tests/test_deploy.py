@@ -11,40 +11,17 @@ from click.testing import CliRunner
 from tiny_recipes import int8_recipe
 
 from edgecnn.cli import cli
-from edgecnn.deploy import SCHEMA, BenchOptions, DeployOptions, deploy
+from edgecnn.deploy import BenchOptions, DeployOptions, deploy
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import sha256_file
 from edgecnn.recipes import load_recipe
+from edgecnn.results import Report
 
 quiet = {"log": lambda s: None, "progress": False}
 
 
 def fast(**kw) -> DeployOptions:
     return DeployOptions(bench=BenchOptions(seconds=0.2, runs=5), threads=1, **kw)
-
-
-KEYS = (
-    "schema",
-    "arch",
-    "target",
-    "device",
-    "runtime",
-    "precision",
-    "image_size",
-    "dataset",
-    "accuracy",
-    "latency_ms",
-    "latency_source",
-    "throughput_ips",
-    "model_size_mb",
-    "peak_memory_mb",
-    "energy_mj",
-    "energy_source",
-    "artifact",
-    "stages",
-    "tools",
-    "created",
-)
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +43,13 @@ def cpu_run(recipe_file, tmp_path_factory):
     return path, report, time.perf_counter() - t0
 
 
-def _consistent(r: dict, bundle) -> None:
-    assert all(k in r for k in KEYS)
-    assert r["schema"] == SCHEMA and r["arch"] == "test_resnet18" and r["precision"] == "int8"
+def _consistent(report: Report, bundle) -> dict:
+    """report.json as written: every key of the schema (edgecnn.results.Report), in its order, and
+    figures that agree with each other and with the bundle's files. Returns it."""
+    r = json.loads((bundle / "report.json").read_text())
+    assert list(r) == list(Report.schema()["properties"])
+    assert r == report.to_json() and Report.from_json(r) == report
+    assert r["schema"] == "edgecnn.report/1" and r["arch"] == "test_resnet18" and r["precision"] == "int8"
     assert r["image_size"] == 32 and r["dataset"]["name"].lower().startswith("fashion")
     a = r["accuracy"]
     assert {"top1", "top5", "fp32_top1", "drop", "ci95", "agreement", "runtime"} <= set(a)
@@ -84,14 +65,14 @@ def _consistent(r: dict, bundle) -> None:
         assert sha256_file(bundle / "artifact" / name) == digest
     assert set(r["stages"]) == {"train", "quantize", "export", "evaluate", "latency"}
     assert r["tools"]["torch"] and r["tools"]["edgecnn"]
-    assert json.loads((bundle / "report.json").read_text()) == r
     assert (bundle / "artifact" / "metadata.json").is_file()
+    return r
 
 
 @pytest.mark.slow
 def test_deploy_to_cpu_is_measured_in_openvino(cpu_run):
-    path, r, _ = cpu_run
-    _consistent(r, path)
+    path, report, _ = cpu_run
+    r = _consistent(report, path)
     assert r["target"] == "cpu" and r["runtime"] == "openvino" and r["accuracy"]["runtime"] == "openvino"
     assert r["latency_source"] == "measured" and r["latency_error_pct"] is None
     assert r["latency_ms"]["n"] >= 5 and r["peak_memory_mb"] > 0 and r["peak_memory_source"] == "measured"
@@ -114,22 +95,22 @@ def test_rerun_reuses_every_stage(cpu_run, recipe_file):
     )
     took = time.perf_counter() - t0
     assert again_path == path
-    assert all(s["cached"] for s in r["stages"].values()), r["stages"]
-    assert r["accuracy"] == first["accuracy"] and r["latency_ms"] == first["latency_ms"]
+    assert all(s["cached"] for s in r.stages.values()), r.stages
+    assert r.accuracy == first.accuracy and r.latency_ms == first.latency_ms
     assert took < min(20.0, first_s / 3), (took, first_s)
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
 
 
 @pytest.mark.slow
 def test_deploy_to_rpi_predicts_latency_and_measures_tflite_accuracy(cpu_run, recipe_file, tmp_path):
-    path, r = deploy(
+    path, report = deploy(
         "test_resnet18",
         "rpi",
         recipe=load_recipe("test_resnet18", str(recipe_file)),
         options=fast(out=tmp_path / "rpi"),
         **quiet,
     )
-    _consistent(r, path)
+    r = _consistent(report, path)
     assert r["runtime"] == "tflite" and r["accuracy"]["runtime"] == "tflite"
     assert r["latency_source"] == "predicted" and r["device"] == "rpi5"
     lo, hi = r["latency_band_ms"]

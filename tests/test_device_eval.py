@@ -246,13 +246,14 @@ def test_deploy_host_records_accuracy_measured_on_the_device(sshd, tmp_path, own
         return DeployOptions(bench=BenchOptions(seconds=0.2, runs=3), threads=1, **kw)
 
     ssh = SshOptions(remote_python=PY, config=str(sshd.config))
-    path, r = deploy(
+    path, report = deploy(
         "test_resnet18",
         "rpi",
         recipe=recipe,
         options=fast(hosts=["dev1"], out=tmp_path / "rpi", ssh=ssh),
         **quiet,
     )
+    r = report.to_json()
     a = r["accuracy"]
     assert (
         r["accuracy_where"] == "device:dev1"
@@ -271,6 +272,7 @@ def test_deploy_host_records_accuracy_measured_on_the_device(sshd, tmp_path, own
     _, local = deploy(
         "test_resnet18", "rpi", recipe=recipe, options=fast(out=tmp_path / "rpi-local"), **quiet
     )
+    local = local.to_json()
     assert local["accuracy_where"] == "host-standin:tflite" and local["accuracy"]["top1"] == a["top1"]
     assert any("stand-in" in n for n in local["notes"]) and local["accuracy"]["host_agreement"] is None
     assert sshd.leftovers() == []

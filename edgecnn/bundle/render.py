@@ -1,7 +1,10 @@
-"""The bundle's two Markdown files: ``report.md`` (every figure with its source) and ``RUN.md``
-(how to install, run, time and check the bundle on the device). Each takes the report and returns text."""
+"""The bundle's two Markdown files, each rendered from the typed report: ``report.md`` (every
+figure with its source) and ``RUN.md`` (how to install, run, time and check the bundle on the
+device)."""
 
 from __future__ import annotations
+
+from edgecnn.results import Report
 
 
 def _pct(x) -> str:
@@ -12,103 +15,101 @@ def _ms(x) -> str:
     return "n/a" if x is None else f"{x:.3f} ms"
 
 
-def report_md(r: dict) -> str:
+def report_md(r: Report) -> str:
     """``report.md``: every figure with its source (measured / predicted / estimated / published)."""
-    a, lat, src = r["accuracy"], r["latency_ms"], r["latency_source"]
-    ds = r["dataset"]
-    rows = [
-        (
-            "top-1",
-            _pct(a["top1"]),
-            (
-                f"measured ({a['runtime']} on {r.get('accuracy_where') or 'host'}, "
-                f"{ds['num_images']} {ds['name']} {ds['split']} images)"
-            ),
-        ),
-        ("top-1 95% CI", f"{_pct(a['ci95'][0])} - {_pct(a['ci95'][1])}", "measured (bootstrap)"),
-        ("top-5", _pct(a["top5"]), "measured"),
-        ("FP32 top-1", _pct(a["fp32_top1"]), "measured (PyTorch)"),
-        ("drop vs FP32", "n/a" if a["drop"] is None else f"{a['drop']:+.2f} points", "measured"),
-        ("agreement with fake-quant graph", _pct(a["agreement"]), "measured"),
-    ]
-    if a.get("host_agreement") is not None:
-        rows.append(
-            (
-                "agreement with this machine's run",
-                _pct(a["host_agreement"]),
-                f"measured ({len(a['flipped'])} images flipped)",
-            )
-        )
-    if src == "predicted":
-        lo, hi = r["latency_band_ms"]
-        rows.append(
-            (
-                "latency p50",
-                _ms(lat["p50"]),
-                f"PREDICTED, band {lo:.3f}-{hi:.3f} ms (+-{r['latency_error_pct']:.0f}%), not measured",
-            )
-        )
-    else:
-        for k in ("p50", "p90", "p99", "mean", "min", "max"):
-            rows.append((f"latency {k}", _ms(lat[k]), f"measured, n={lat['n']}"))
-    rows += [
-        ("throughput", "n/a" if r["throughput_ips"] is None else f"{r['throughput_ips']:.1f} img/s", src),
-        ("model size", f"{r['model_size_mb']:.3f} MB", "measured (file sizes)"),
-        (
-            "peak memory",
-            "n/a" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f} MB",
-            r["peak_memory_source"] or "not measured (no device ran it)",
-        ),
-        (
-            "energy",
-            "n/a" if r["energy_mj"] is None else f"{r['energy_mj']:.3f} mJ/image",
-            r["energy_source"] or "n/a",
-        ),
-    ]
-    if r.get("published"):
-        p = r["published"]
-        rows.append(
-            ("ImageNet top-1 (FP32, 224 px)", f"{p['imagenet_top1']:.2f}%", f"published ({p['source']})")
-        )
     lines = [
-        f"# {r['arch']} on {r['target']} ({r['device']}): {r['runtime']} {r['precision']}",
+        f"# {r.arch} on {r.target} ({r.device}): {r.runtime} {r.precision}",
         "",
-        f"Latency {r['latency_where']}. Created {r['created']}.",
+        f"Latency {r.latency_where}. Created {r.created}.",
         "",
         "| figure | value | source |",
         "|---|---|---|",
     ]
-    lines += [f"| {a_} | {b} | {c} |" for a_, b, c in rows]
+    rows = _accuracy_rows(r) + _latency_rows(r) + _resource_rows(r)
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += ["", "## Stages", "", "| stage | cached | where |", "|---|---|---|"]
-    for name, s in r["stages"].items():
+    for name, s in r.stages.items():
         if s is not None:
             lines.append(
                 f"| {name} | {'yes' if s.get('cached') else 'no'} | {s.get('dir') or s.get('checkpoint')} |"
             )
-    if r.get("hosts"):
-        lines += ["", "## Hosts", ""]
-        for h in r["hosts"]:
-            res = h.get("result")
-            lines.append(
-                f"- {h.get('host')}: "
-                + (
-                    f"measured p50 {res['latency_ms']['p50']:.3f} ms on {res.get('device')}"
-                    if res
-                    else f"error: {h.get('error')}"
-                )
-            )
-            acc = h.get("accuracy")
-            if acc or h.get("accuracy_error"):
-                lines[-1] += (
-                    f"; top-1 {_pct(acc['top1'])} measured there in {acc['runtime']}"
-                    if acc
-                    else f"; accuracy error: {h['accuracy_error']}"
-                )
-    lines += ["", "## Artifact", "", f"`{r['artifact']['path']}/` (from {r['artifact']['source']})", ""]
-    lines += [f"- `{n}` sha256 `{d}`" for n, d in r["artifact"]["files"].items()]
-    if r["notes"]:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
+    if r.hosts:
+        lines += ["", "## Hosts", ""] + [_host_line(h) for h in r.hosts]
+    lines += ["", "## Artifact", "", f"`{r.artifact.path}/` (from {r.artifact.source})", ""]
+    lines += [f"- `{n}` sha256 `{d}`" for n, d in r.artifact.files.items()]
+    if r.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
     return "\n".join(lines) + "\n"
+
+
+def _accuracy_rows(r: Report) -> list[tuple[str, str, str]]:
+    a, ds = r.accuracy, r.dataset
+    where = f"{a.runtime} on {r.accuracy_where or 'host'}, {ds.num_images} {ds.name} {ds.split} images"
+    rows = [
+        ("top-1", _pct(a.top1), f"measured ({where})"),
+        ("top-1 95% CI", f"{_pct(a.ci95[0])} - {_pct(a.ci95[1])}", "measured (bootstrap)"),
+        ("top-5", _pct(a.top5), "measured"),
+        ("FP32 top-1", _pct(a.fp32_top1), "measured (PyTorch)"),
+        ("drop vs FP32", "n/a" if a.drop is None else f"{a.drop:+.2f} points", "measured"),
+        ("agreement with fake-quant graph", _pct(a.agreement), "measured"),
+    ]
+    if a.host_agreement is not None:
+        flipped = f"measured ({len(a.flipped or ())} images flipped)"
+        rows.append(("agreement with this machine's run", _pct(a.host_agreement), flipped))
+    return rows
+
+
+def _latency_rows(r: Report) -> list[tuple[str, str, str]]:
+    lat = r.latency_ms
+    if r.latency_source == "predicted":
+        lo, hi = r.latency_band_ms
+        band = f"PREDICTED, band {lo:.3f}-{hi:.3f} ms (+-{r.latency_error_pct:.0f}%), not measured"
+        return [("latency p50", _ms(lat.p50), band)]
+    return [
+        (f"latency {k}", _ms(getattr(lat, k)), f"measured, n={lat.n}")
+        for k in ("p50", "p90", "p99", "mean", "min", "max")
+    ]
+
+
+def _resource_rows(r: Report) -> list[tuple[str, str, str]]:
+    rows = [
+        (
+            "throughput",
+            "n/a" if r.throughput_ips is None else f"{r.throughput_ips:.1f} img/s",
+            r.latency_source,
+        ),
+        ("model size", f"{r.model_size_mb:.3f} MB", "measured (file sizes)"),
+        (
+            "peak memory",
+            "n/a" if r.peak_memory_mb is None else f"{r.peak_memory_mb:.0f} MB",
+            r.peak_memory_source or "not measured (no device ran it)",
+        ),
+        (
+            "energy",
+            "n/a" if r.energy_mj is None else f"{r.energy_mj:.3f} mJ/image",
+            r.energy_source or "n/a",
+        ),
+    ]
+    if r.published:
+        p = r.published
+        rows.append(("ImageNet top-1 (FP32, 224 px)", f"{p.imagenet_top1:.2f}%", f"published ({p.source})"))
+    return rows
+
+
+def _host_line(h: dict) -> str:
+    """One ``--host`` entry: its measured p50 or its error, and its accuracy or accuracy error."""
+    res = h.get("result")
+    line = f"- {h.get('host')}: " + (
+        f"measured p50 {res['latency_ms']['p50']:.3f} ms on {res.get('device')}"
+        if res
+        else f"error: {h.get('error')}"
+    )
+    acc = h.get("accuracy")
+    if acc:
+        line += f"; top-1 {_pct(acc['top1'])} measured there in {acc['runtime']}"
+    elif h.get("accuracy_error"):
+        line += f"; accuracy error: {h['accuracy_error']}"
+    return line
 
 
 _INSTALL = {
@@ -119,11 +120,11 @@ _INSTALL = {
 }
 
 
-def run_md(r: dict) -> str:
+def run_md(r: Report) -> str:
     """``RUN.md``: how to install the runtime on the device and run, time and check this bundle."""
-    rt = r["runtime"]
+    rt = r.runtime
     lines = [
-        f"# Running {r['arch']} ({rt} {r['precision']}) on {r['device']}",
+        f"# Running {r.arch} ({rt} {r.precision}) on {r.device}",
         "",
         "Copy this directory to the device, then install edgecnn's runtime side there (no torch):",
         "",

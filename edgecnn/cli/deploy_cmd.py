@@ -85,27 +85,7 @@ from edgecnn.cli.options import (
 @ssh_timeout_option
 @json_option
 def deploy(
-    arch,
-    target,
-    device,
-    hosts,
-    data,
-    weights,
-    checkpoint,
-    recipe,
-    precision,
-    runtime,
-    method,
-    use_qat,
-    max_drop,
-    out,
-    force,
-    threads,
-    min_seconds,
-    remote_python,
-    ssh_config,
-    ssh_timeout,
-    as_json,
+    arch, target, recipe, use_qat, min_seconds, remote_python, ssh_config, ssh_timeout, as_json, **options
 ):
     """Train, quantize, export, evaluate and time ARCH for --target: one bundle with report.json.
 
@@ -113,7 +93,8 @@ def deploy(
     are measured here for --target cpu and on the devices with --host (over SSH);
     otherwise accuracy runs here as a stand-in (accuracy_where says so) and latency is
     predicted from the device profile (labelled "predicted" with its error band). The
-    bundle holds artifact/, report.json (schema edgecnn.report/1) and report.md.
+    bundle holds artifact/, report.json (schema edgecnn.report/1), report.md, predict.py
+    and RUN.md.
 
     \b
     Example:
@@ -130,57 +111,47 @@ def deploy(
 
     arch_info(arch)
     try:
-        options = DeployOptions(
-            precision=precision,
-            runtime=runtime,
-            device=device,
-            hosts=hosts,
-            data=data,
-            weights=weights,
-            checkpoint=checkpoint,
-            method=method,
+        opts = DeployOptions(
             qat=use_qat,
-            max_drop=max_drop,
-            out=out,
-            force=force,
-            threads=threads,
             bench=BenchOptions(seconds=min_seconds),
             ssh=SshOptions(remote_python=remote_python, config=ssh_config, timeout=ssh_timeout),
+            **options,  # the other options are named as DeployOptions' fields
         )
     except EdgecnnError as e:
         raise click.UsageError(str(e)) from None
-    resolve(target, runtime, precision)
+    resolve(target, opts.runtime, opts.precision)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    path, r = run(arch, target, recipe=load_recipe(arch, recipe), options=options, log=log)
+    path, r = run(arch, target, recipe=load_recipe(arch, recipe), options=opts, log=log)
     if as_json:
-        click.echo(json.dumps({"bundle": str(path), **r}, indent=2, default=str))
+        click.echo(json.dumps({"bundle": str(path), **r.to_json()}, indent=2, default=str))
     else:
         _print_summary(path, r)
-    if any(h.get("error") or h.get("accuracy_error") for h in r.get("hosts") or []):
+    if any(h.get("error") or h.get("accuracy_error") for h in r.hosts or ()):
         sys.exit(2)
 
 
-def _print_summary(path, r: dict) -> None:
-    """The report in a few lines: accuracy, latency (PREDICTED when it is), reused stages, notes."""
-    a, lat = r["accuracy"], r["latency_ms"]
-    drop = "" if a["drop"] is None else f" (drop {a['drop']:+.2f} points vs FP32)"
+def _print_summary(path, r) -> None:
+    """The report (an edgecnn.results.Report) in a few lines: accuracy, latency (PREDICTED when
+    it is), reused stages, notes."""
+    a, lat = r.accuracy, r.latency_ms
+    drop = "" if a.drop is None else f" (drop {a.drop:+.2f} points vs FP32)"
     click.echo(
-        f"{r['arch']} on {r['target']} ({r['device']}, {r['runtime']} {r['precision']}): top-1 "
-        f"{100 * a['top1']:.2f}%{drop} in {a['runtime']} ({r['accuracy_where']})"
+        f"{r.arch} on {r.target} ({r.device}, {r.runtime} {r.precision}): top-1 "
+        f"{100 * a.top1:.2f}%{drop} in {a.runtime} ({r.accuracy_where})"
     )
-    if r["latency_source"] == "predicted":
-        lo, hi = r["latency_band_ms"]
-        click.echo(f"  latency PREDICTED p50 {lat['p50']:.3f} ms (band {lo:.3f}-{hi:.3f} ms), not measured")
+    if r.latency_source == "predicted":
+        lo, hi = r.latency_band_ms
+        click.echo(f"  latency PREDICTED p50 {lat.p50:.3f} ms (band {lo:.3f}-{hi:.3f} ms), not measured")
     else:
-        click.echo(f"  latency measured p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms (n={lat['n']})")
-    cached = [k for k, s in r["stages"].items() if s and s.get("cached")]
+        click.echo(f"  latency measured p50 {lat.p50:.3f} ms, p99 {lat.p99:.3f} ms (n={lat.n})")
+    cached = [k for k, s in r.stages.items() if s and s.get("cached")]
     click.echo(f"  stages reused: {', '.join(cached) or 'none'}")
-    for n in r["notes"]:
+    for n in r.notes:
         click.echo(f"  note: {n}")
-    if r["target"] != "cpu":
+    if r.target != "cpu":
         click.echo(
             f"  on the device: {path / 'RUN.md'} (install, "
-            + ("build the TensorRT engine, " if r["runtime"] == "tensorrt" else "")
+            + ("build the TensorRT engine, " if r.runtime == "tensorrt" else "")
             + "run, time)"
         )
     click.echo(str(path))
