@@ -233,7 +233,7 @@ def plan(arch: str, target: str, recipe, options: DeployOptions, **kw: Any) -> R
 def bundle_dir(run: Run) -> Path:
     """``options.out``, else ``runs/deploy/<arch>-<device or target>-<precision>-<key of the inputs>``."""
     from edgecnn import paths
-    from edgecnn.train import _weights_id
+    from edgecnn.train import weights_id
 
     o = run.options
     ckpt_id = None
@@ -252,7 +252,7 @@ def bundle_dir(run: Run) -> Path:
             "precision": o.precision,
             "recipe": run.recipe.to_dict(),
             "data": str(Path(o.data).resolve()) if o.data else None,
-            "weights": _weights_id(o.weights),
+            "weights": weights_id(o.weights),
             "checkpoint": ckpt_id,
             "method": o.method,
             "qat": o.qat,

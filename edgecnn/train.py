@@ -56,7 +56,8 @@ class TrainResult:
     cached: bool
 
 
-def _weights_id(weights: str | None) -> str | None:
+def weights_id(weights: str | None) -> str | None:
+    """What names ``--weights`` in a cache key: None, ``imagenet``, or ``sha256:`` of the file."""
     if weights is None or weights == "imagenet":
         return weights
     p = Path(weights)
@@ -201,7 +202,7 @@ def _key_payload(arch: str, recipe: Recipe, job: _Job, weights: str | None) -> d
         "dataset": job.bundle.train.content_hash,
         "test": job.bundle.test.content_hash,
         "train_split": job.train_split.split_id,
-        "weights": _weights_id(weights),
+        "weights": weights_id(weights),
         "reset_head": job.reset_head,
         "torch": torch.__version__,
     }

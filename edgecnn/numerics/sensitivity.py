@@ -87,7 +87,7 @@ def sensitivity(
 
     src = stages.float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
     method = method or recipe.calibrate.method
-    calib, _ = stages._calibration_images(src, calib_images or recipe.calibrate.num_images)
+    calib, _ = stages.calibration_images(src, calib_images or recipe.calibrate.num_images)
     xv, yv = take(src.bundle, src.splits["val"])
     if images:
         xv, yv = xv[:images], yv[:images]

@@ -129,7 +129,8 @@ def _versions() -> dict:
     return {"torch": torch.__version__, "torchao": torchao.__version__}
 
 
-def _calibration_images(src: FloatSource, num_images: int) -> tuple[torch.Tensor, Any]:
+def calibration_images(src: FloatSource, num_images: int) -> tuple[torch.Tensor, Any]:
+    """The preprocessed calibration images (from the calib split) and the split they came from."""
     split = calibration_set(src.splits["calib"], num_images)
     images, _ = take(src.bundle, split)
     return src.preprocess.apply_torch(images), split
@@ -256,7 +257,7 @@ def calibrate(
         return hit
     fp32 = fp32_reference(src, log)
     t0 = time.perf_counter()
-    x, split = _calibration_images(src, n)
+    x, split = calibration_images(src, n)
     log(f"{arch}: calibrating ({method}, {n} images of the calibration split)")
     quantized = ptq(src.model, x, method=method, batch_size=cfg.batch_size, weight_bits=weight_bits)
     seconds = time.perf_counter() - t0
@@ -392,7 +393,7 @@ def _qat_loop(
     """The fake-quant model prepared from calibrated scales, its optimizer, and the QAT hooks:
     observers and then BatchNorm frozen at their fractions of the steps, the loss every 20 steps."""
     cfg, started = recipe.qat, time.perf_counter()
-    x_calib, _ = _calibration_images(src, ptq_report["calibration"]["num_images"])
+    x_calib, _ = calibration_images(src, ptq_report["calibration"]["num_images"])
     images, labels = take(src.bundle, train_split)
     schedule = Schedule.plan(len(labels), cfg.batch_size, cfg.epochs, cfg.lr, section="qat")
     torch.manual_seed(recipe.train.seed)
