@@ -147,7 +147,23 @@ def predict_file(
         info, used = dict(session.info), session.runtime
     seconds = time.perf_counter() - start
     env = environment()
-    machine = {
+    return {
+        "format": FORMAT,
+        "topk": _pack(top),
+        "runtime": used,
+        "runtime_info": info,
+        "runtime_version": _runtime_version(info, env["versions"]),
+        "machine": machine_info(env),
+        "seconds": round(seconds, 3),
+    }
+
+
+def machine_info(env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where a device run happened: host name, uname and the fingerprint's machine fields."""
+    from edgecnn.bench import environment
+
+    env = env or environment()
+    return {
         "hostname": platform.node(),
         "uname": " ".join(platform.uname()[:3] + (platform.uname()[4],)),
         **{
@@ -166,15 +182,6 @@ def predict_file(
                 "hwcaps",
             )
         },
-    }
-    return {
-        "format": FORMAT,
-        "topk": _pack(top),
-        "runtime": used,
-        "runtime_info": info,
-        "runtime_version": _runtime_version(info, env["versions"]),
-        "machine": machine,
-        "seconds": round(seconds, 3),
     }
 
 

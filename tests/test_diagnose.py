@@ -13,14 +13,16 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
+from test_remote import PY, sshd  # noqa: F401 - sshd is a fixture
 from tiny_recipes import int8_recipe
 
 from edgecnn.artifact import load_artifact, write_metadata
 from edgecnn.cli import cli
 from edgecnn.errors import EdgecnnError
 from edgecnn.export import export
-from edgecnn.numerics.diagnose import diagnose
+from edgecnn.numerics.diagnose import Diagnosis, diagnose, figure
 from edgecnn.numerics.reference import graph_taps
+from edgecnn.numerics.remote import diagnose_hosts
 from edgecnn.quantize.pt2e import load_graph
 from edgecnn.train import train
 
@@ -142,6 +144,12 @@ def test_cli_table_json_and_plot(tiny, tmp_path):
         doc["diagnoses"][0]["layers"][0]
     )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # one SQNR line per runtime across the layers, and the graph's own quantization noise
+    results = [Diagnosis.from_json(d) for d in doc["diagnoses"]]
+    assert json.loads(json.dumps(results[0].to_json())) == doc["diagnoses"][0]  # the JSON is all of it
+    lines = figure(results).axes[0].lines
+    assert [ln.get_label().split()[0] for ln in lines] == ["onnxruntime", "tflite", "fake-quant"]
+    assert len(lines[0].get_xdata()) == 33 and len(lines[1].get_xdata()) == 32  # LiteRT: no flatten tensor
     table = runner.invoke(
         cli, ["diagnose", str(arts["onnxruntime"]), "--images", "4"], catch_exceptions=False
     )
@@ -201,3 +209,38 @@ def test_openvino_follows_its_residual_form_graph(tiny):
     assert d.first_departure is None and d.agreement == 1.0
     jetson = diagnose(arts["tensorrt"], images=64, runtime="openvino", layers="*add*")
     assert jetson.first_departure == "layer1.0.relu:add+relu"  # the requantized form: OpenVINO departs
+
+
+def test_diagnose_on_a_device_over_ssh_is_the_local_diagnosis(tiny, sshd):  # noqa: F811
+    """The device (this machine through a real sshd, torch unimportable there) runs LiteRT and sends
+    its layers back as integer codes; compared here, they give exactly the local diagnosis."""
+    arts, _ = tiny
+    (r,) = diagnose_hosts(
+        arts["tflite"], ["dev1"], images=8, threshold=0.02, remote_python=PY, ssh_config=sshd.config
+    )
+    assert r.ok, r.error
+    d, local = r.result, diagnose(arts["tflite"], images=8)
+    assert d.host == "dev1" and local.host is None and d.runtime == "tflite"
+    assert d.missing == local.missing and d.agreement == local.agreement
+    assert d.exposed_output_steps == local.exposed_output_steps
+    assert d.layers == local.layers  # every statistic of every layer, matched by the same names
+    assert d.runtime_info["off_grid_steps"] < 1e-3  # LiteRT's tensors are on their grid
+    assert d.runtime_info["machine"]["hostname"]
+    assert sshd.leftovers() == []
+
+
+def test_cli_host_json_plot_and_one_line_per_failed_host(tiny, sshd, tmp_path):  # noqa: F811
+    arts, _ = tiny
+    png = tmp_path / "sqnr.png"
+    args = ["diagnose", str(arts["onnxruntime"]), "--images", "4", "--host", "dev1", "--host", "badport"]
+    args += ["--remote-python", PY, "--ssh-config", str(sshd.config), "--json", "--plot", str(png)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, r.output
+    doc = json.loads(r.stdout)
+    (d,) = doc["diagnoses"]
+    assert d["host"] == "dev1" and d["runtime"] == "onnxruntime" and d["first_departure"] is None
+    assert all(lay["sqnr_db"] is None for lay in d["layers"])  # ONNX Runtime computes the graph exactly
+    assert [f["host"] for f in doc["failed"]] == ["badport"]
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "badport" in errors[0]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

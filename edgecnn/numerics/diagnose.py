@@ -22,13 +22,14 @@ import fnmatch
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.numerics.tap import Tap
 
 DEFAULT_IMAGES = 256
 DEFAULT_THRESHOLD = 0.02  # share of a layer's values off by >= 1 step (ties flip up to ~1.3% on ResNet18)
@@ -69,11 +70,19 @@ class Diagnosis:
     missing: tuple[str, ...]  # taps the runtime's model does not expose (fused away, renamed)
     exposed_output_steps: float | None  # plain session's logits vs the exposed run's, in output steps
     runtime_info: dict = field(default_factory=dict)
+    host: str | None = None  # where it ran: None here, else the --host it ran on over SSH
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["layers"] = [asdict(layer) | {"label": layer.label} for layer in self.layers]
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Diagnosis:
+        """The diagnosis :meth:`to_json` wrote (``edgecnn diagnose --json``'s ``diagnoses``)."""
+        layers = tuple(LayerDiff(**{f.name: lay[f.name] for f in fields(LayerDiff)}) for lay in d["layers"])
+        kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+        return cls(**{**kw, "layers": layers, "missing": tuple(d["missing"])})
 
 
 class _Stats:
@@ -107,17 +116,51 @@ class _Stats:
         return round(10 * math.log10(self.sq[signal] / self.sq[noise]), 3)
 
 
-def _images(art, data, n: int) -> tuple[np.ndarray, np.ndarray]:
-    from edgecnn.data import load_dataset
+@dataclass(frozen=True)
+class Setup:
+    """What a diagnosis runs, here or on a device: the artifact, its graph's taps and the images."""
 
+    art: Any
+    gm: Any  # the converted PT2E graph (torch; never sent to a device)
+    taps: tuple[Tap, ...]
+    images: np.ndarray  # the test images as stored (uint8 N x H x W x C): what --host sends
+    x: np.ndarray  # the same, preprocessed as the artifact's metadata says (float32 NCHW)
+    runtime: str
+
+
+@dataclass
+class Exposed:
+    """One runtime's side of a diagnosis: its tensors for the images ``[a, b)``, and its plain
+    session's logits for them (without any layer exposed)."""
+
+    taps: list[Tap]  # the taps the runtime exposes
+    missing: list[str]
+    info: dict
+    values: Callable[[int, int], dict[str, np.ndarray]]
+    plain: Callable[[int, int], np.ndarray]
+
+
+def prepare(artifact, *, images: int, runtime=None, data=None, graph=None, layers=None) -> Setup:
+    """Load ``artifact``, its quantized graph, its taps (``layers``: a glob on their labels; the output
+    tap is always kept, for the agreement) and the first ``images`` test images."""
+    from edgecnn.artifact import load_artifact
+    from edgecnn.data import load_dataset
+    from edgecnn.numerics.reference import graph_taps
+
+    if images < 1:
+        raise EdgecnnError("--images must be positive")
+    art = load_artifact(artifact)
+    gm = load_reference(art, graph)
+    taps = [t for t in graph_taps(gm) if not layers or t.output or fnmatch.fnmatchcase(t.label, layers)]
     bundle = load_dataset(data)
     if art.meta["num_classes"] != len(bundle.classes):
         raise EdgecnnError(
             f"the artifact has {art.meta['num_classes']} classes but "
             f"{data or 'Fashion-MNIST'} has {len(bundle.classes)}; pass the --data it was trained on"
         )
-    images, labels = bundle.test.images[:n], bundle.test.labels[:n]
-    return art.preprocess().apply_numpy(images), labels
+    raw = bundle.test.images[:images]
+    x = art.preprocess().apply_numpy(raw)
+    return Setup(art, gm, tuple(taps), raw, x, runtime or art.runtime)
 
 
 def load_reference(art, graph: str | os.PathLike | None = None):
@@ -146,12 +189,16 @@ def load_reference(art, graph: str | os.PathLike | None = None):
     return gm
 
 
-def _like(got: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
-    """``got`` in ``ref``'s shape (as is, or a flattened twin: N x C against N x C x 1 x 1); None if neither
-    fits."""
+def _like(got: np.ndarray, ref: np.ndarray, tap: Tap, runtime: str) -> np.ndarray:
+    """``got`` in ``ref``'s shape (as is, or a flattened twin: N x C against N x C x 1 x 1)."""
     if got.shape == ref.shape:
         return got
-    return got.reshape(ref.shape) if got.size == ref.size and (got.ndim < 4 or ref.ndim < 4) else None
+    if got.size == ref.size and (got.ndim < 4 or ref.ndim < 4):
+        return got.reshape(ref.shape)
+    raise EdgecnnError(
+        f"{runtime}'s tensor for {tap.label} has shape {list(got.shape)}, "
+        f"the graph's {list(ref.shape)}: the names matched the wrong tensor"
+    )
 
 
 def diagnose(
@@ -173,66 +220,61 @@ def diagnose(
     ``layers``: a glob on the layer labels (``"*add*"``) to expose only those: a runtime that fuses
     across layers (OpenVINO) fuses differently around an exposed tensor, so fewer exposed layers
     leave its graph closer to the one it runs without them (``exposed_output_steps`` says how close)."""
-    from edgecnn.artifact import load_artifact
     from edgecnn.numerics.expose import open_taps
-    from edgecnn.numerics.reference import graph_taps, tap_values
     from edgecnn.runtimes import open_session
 
-    if images < 1 or batch_size < 1:
-        raise EdgecnnError("--images and the batch size must be positive")
-    art = load_artifact(artifact)
-    rt_name = runtime or art.runtime
-    gm = load_reference(art, graph)
-    taps = graph_taps(gm)
-    if layers:
-        taps = [t for t in taps if fnmatch.fnmatchcase(t.label, layers) or t.output]  # the output: agreement
-    x, _ = _images(art, data, images)
-    opts = {"threads": threads}
-    if rt_name == "openvino" and runtime_config:
-        opts["config"] = runtime_config
-    if rt_name == "tensorrt":
-        opts = {"precision": art.meta.get("precision")}
-    log(f"{art.dir.name}: {len(taps)} quantized layers, {len(x)} images, {rt_name}")
-    runner = open_taps(art.model_file, rt_name, taps, **opts)
-    stats = {t.name: _Stats() for t in runner.taps}
-    out_tap = next((t.name for t in taps if t.output), None)
+    s = prepare(artifact, images=images, runtime=runtime, data=data, graph=graph, layers=layers)
+    log(f"{s.art.dir.name}: {len(s.taps)} quantized layers, {len(s.x)} images, {s.runtime}")
+    precision = s.art.meta.get("precision")
+    runner = open_taps(
+        s.art.model_file, s.runtime, s.taps, threads=threads, config=runtime_config, precision=precision
+    )
+    with open_session(s.art, runtime=s.runtime, threads=threads) as plain:
+        exposed = Exposed(
+            runner.taps,
+            runner.missing,
+            dict(runner.info),
+            lambda a, b: runner.run(s.x[a:b]),
+            lambda a, b: plain.run(s.x[a:b]),
+        )
+        return compare(s, exposed, threshold=threshold, batch_size=batch_size)
+
+
+def compare(
+    s: Setup, exposed: Exposed, *, threshold: float, batch_size: int = 64, host: str | None = None
+) -> Diagnosis:
+    """The runtime's tensors against the fake-quant graph's and FP32's, batch by batch, matched by name."""
+    from edgecnn.numerics.reference import tap_values
+
+    if batch_size < 1:
+        raise EdgecnnError("the batch size must be positive")
+    stats = {t.name: _Stats() for t in exposed.taps}
+    out = next((t for t in s.taps if t.output), None)
     agree, plain_steps = [], 0.0
-    with open_session(art, runtime=rt_name, threads=threads) as plain:
-        for s in range(0, len(x), batch_size):
-            xb = x[s : s + batch_size]
-            fq, fp, got = tap_values(gm, taps, xb), tap_values(gm, taps, xb, float_mode=True), runner.run(xb)
-            for t in runner.taps:
-                value = _like(got[t.name], fq[t.name])
-                if value is None:
-                    raise EdgecnnError(
-                        f"{rt_name}'s tensor for {t.label} has shape {list(got[t.name].shape)}, "
-                        f"the graph's {list(fq[t.name].shape)}: the names matched the wrong tensor"
-                    )
-                stats[t.name].add(value, fq[t.name], fp[t.name], t.scale)
-            if out_tap and out_tap in got:
-                agree.append(
-                    np.argmax(got[out_tap].reshape(len(xb), -1), 1)
-                    == np.argmax(fq[out_tap].reshape(len(xb), -1), 1)
-                )
-                scale = next(t.scale for t in taps if t.name == out_tap)
-                plain_steps = max(
-                    plain_steps,
-                    float(np.abs(plain.run(xb) - got[out_tap].reshape(len(xb), -1)).max()) / scale,
-                )
-    layers = tuple(_layer(i, t, stats[t.name]) for i, t in enumerate(taps) if t.name in stats)
-    first = next((lay.label for lay in layers if lay.share_off > threshold), None)
+    for a in range(0, len(s.x), batch_size):
+        b = min(a + batch_size, len(s.x))
+        xb, got = s.x[a:b], exposed.values(a, b)
+        fq, fp = tap_values(s.gm, s.taps, xb), tap_values(s.gm, s.taps, xb, float_mode=True)
+        for t in exposed.taps:
+            stats[t.name].add(_like(got[t.name], fq[t.name], t, s.runtime), fq[t.name], fp[t.name], t.scale)
+        if out and out.name in got:
+            logits = got[out.name].reshape(b - a, -1)
+            agree.append(np.argmax(logits, 1) == np.argmax(fq[out.name].reshape(b - a, -1), 1))
+            plain_steps = max(plain_steps, float(np.abs(exposed.plain(a, b) - logits).max()) / out.scale)
+    layers = tuple(_layer(i, t, stats[t.name]) for i, t in enumerate(s.taps) if t.name in stats)
     return Diagnosis(
-        str(art.dir),
-        art.meta["arch"],
-        rt_name,
-        len(x),
+        str(s.art.dir),
+        s.art.meta["arch"],
+        s.runtime,
+        len(s.x),
         threshold,
         float(np.concatenate(agree).mean()) if agree else float("nan"),
-        first,
+        next((lay.label for lay in layers if lay.share_off > threshold), None),
         layers,
-        tuple(runner.missing),
+        tuple(exposed.missing),
         round(plain_steps, 3) if agree else None,
-        dict(runner.info),
+        exposed.info,
+        host,
     )
 
 
@@ -256,28 +298,37 @@ def _layer(i: int, t, st: _Stats) -> LayerDiff:
 
 
 def plot(results: Sequence[Diagnosis], path: str | os.PathLike) -> Path:
-    """One SQNR-against-the-fake-quant-graph line per runtime across the layers, as PNG (or SVG/PDF).
-    Layers are placed by their label, so graphs with fewer quantized layers (OpenVINO's
-    residual form) line up with the others."""
-    from edgecnn.numerics import pyplot, save_figure
+    """:func:`figure` written to ``path`` as PNG (or SVG/PDF, by its suffix)."""
+    from edgecnn.numerics import save_figure
+
+    return save_figure(figure(results), path)
+
+
+def figure(results: Sequence[Diagnosis]):
+    """One SQNR-against-the-fake-quant-graph line per diagnosis (runtime, host) across the layers, and
+    the fake-quant graph's own SQNR against FP32 (dashed). Layers are placed by their label, so runtimes
+    that expose fewer layers (OpenVINO's residual form, a fused FC+ReLU) line up with the others."""
+    from edgecnn.numerics import pyplot
 
     plt = pyplot()
     ref = max(results, key=lambda r: len(r.layers))
-    where = {}
-    for lay in ref.layers:
-        where.setdefault(lay.label, len(where))
+    where: dict[str, int] = {}
+    for r in sorted(results, key=lambda r: -len(r.layers)):  # every label any runtime has
+        for lay in r.layers:
+            where.setdefault(lay.label, len(where))
 
     def xy(r, value):
-        pts = [(where[lay.label], value(lay)) for lay in r.layers if lay.label in where]
+        pts = [(where[lay.label], value(lay)) for lay in r.layers]
         return [x for x, _ in pts], [IDENTICAL_DB if y is None else y for _, y in pts]
 
     fig, ax = plt.subplots(figsize=(max(8.0, 0.28 * len(where)), 4.8))
     for r in results:
+        on = f" on {r.host}" if r.host else ""
         ax.plot(
             *xy(r, lambda lay: lay.sqnr_db),
             marker="o",
             ms=3,
-            label=f"{r.runtime} ({Path(r.artifact).name}, agreement {100 * r.agreement:.2f}%)",
+            label=f"{r.runtime}{on} ({Path(r.artifact).name}, agreement {100 * r.agreement:.2f}%)",
         )
     ax.plot(
         *xy(ref, lambda lay: lay.fakequant_sqnr_fp32_db),
@@ -291,4 +342,4 @@ def plot(results: Sequence[Diagnosis], path: str | os.PathLike) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.numerics.reference import Tap
+from edgecnn.numerics.tap import Tap
 from edgecnn.runtimes.base import INSTALL_HINTS, missing_backend
 from edgecnn.telemetry import import_openvino
 
@@ -48,11 +48,19 @@ class TapRunner:
         raise NotImplementedError
 
 
+def _onnx():
+    """The ``onnx`` package, which exposing an ONNX model's layers needs (on a device too)."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise EdgecnnError("diagnosing an ONNX model needs the onnx package: pip install onnx") from e
+    return onnx
+
+
 def _onnx_with_outputs(path: Path, names: Sequence[str], tmp: Path) -> Path:
     """A copy of the ONNX model at ``path`` with the tensors ``names`` as extra graph outputs."""
-    import onnx
-    from onnx import helper
-
+    onnx = _onnx()
+    helper = onnx.helper
     model = onnx.load(str(path))
     have = {o.name for o in model.graph.output}
     for name in names:
@@ -65,9 +73,8 @@ def _onnx_with_outputs(path: Path, names: Sequence[str], tmp: Path) -> Path:
 
 def _onnx_quantize_params(path: Path) -> dict[str, tuple[float, int]]:
     """QuantizeLinear output name -> (scale, zero point) of every per-tensor QuantizeLinear."""
-    import onnx
-    from onnx import numpy_helper
-
+    onnx = _onnx()
+    numpy_helper = onnx.numpy_helper
     model = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     out = {}
@@ -207,33 +214,44 @@ class TfliteTaps(TapRunner):
         self.info = dict(self._session.info)
 
     def _match(self, taps: Sequence[Tap]) -> dict[str, dict]:
+        """Each tap's tensor: the op output (not a PAD's) on the tap's scale whose name holds the tap's
+        module path. The converter's names are loose: a fused op's tensor holds the paths of every op
+        in it (FULLY_CONNECTED + ReLU: "...Linear_1;...ReLU_2", where the graph's linear output shares
+        the ReLU's scale), and some hold a neighbouring branch's path too (GoogLeNet's). So a tensor
+        one tap alone can have is that tap's and is taken from the others' candidates, the latest tap
+        in graph order first (a fused op's tensor holds its last op's output); a tap left with no
+        candidate or several is missing."""
+        produced = {
+            int(i)
+            for op in self._interp._get_ops_details()
+            if op["op_name"] not in ("PAD", "PADV2")
+            for i in op["outputs"]
+        }
         tensors = [
             d
             for d in self._interp.get_tensor_details()
-            if np.dtype(d["dtype"]) in (np.int8, np.uint8) and d["quantization"][0] and len(d["shape"]) >= 2
+            if np.dtype(d["dtype"]) in (np.int8, np.uint8)
+            and d["quantization"][0]
+            and len(d["shape"]) >= 2
+            and (d["index"] in produced or d["index"] == self._in["index"])
         ]
+        cands = {t.name: self._candidates(t, tensors) for t in taps}
         matched: dict[str, dict] = {}
-        for t in taps:
-            same_scale = [d for d in tensors if np.isclose(d["quantization"][0], t.scale, rtol=1e-6, atol=0)]
-            if t.module == "input":
-                cands = [d for d in same_scale if d["index"] == self._in["index"]]
-            else:
-                cands = [d for d in same_scale if t.module in _tflite_modules(d["name"])]
-                if not cands and t.output:
-                    cands = [self._out]  # the model's output tensor carries no module name
-            if (
-                len(cands) > 1
-            ):  # a pad in front of a conv/pool shares the scale and module: keep the op's output
-                produced = {
-                    int(i)
-                    for op in self._interp._get_ops_details()
-                    if op["op_name"] not in ("PAD", "PADV2")
-                    for i in op["outputs"]
-                }
-                cands = [d for d in cands if d["index"] in produced]
-            if len(cands) == 1:
-                matched[t.name] = cands[0]
-        return matched
+        while True:
+            taken = {d["index"] for d in matched.values()}
+            left = {n: [d for d in c if d["index"] not in taken] for n, c in cands.items()}
+            left = {n: c for n, c in left.items() if n not in matched}
+            one = next((n for n in reversed(list(left)) if len(left[n]) == 1), None)
+            if one is None:
+                return {t.name: matched[t.name] for t in taps if t.name in matched}
+            matched[one] = left[one][0]
+
+    def _candidates(self, t: Tap, tensors: list[dict]) -> list[dict]:
+        same_scale = [d for d in tensors if np.isclose(d["quantization"][0], t.scale, rtol=1e-6, atol=0)]
+        if t.module == "input":
+            return [d for d in same_scale if d["index"] == self._in["index"]]
+        cands = [d for d in same_scale if t.module in _tflite_modules(d["name"])]
+        return cands or ([self._out] if t.output else [])  # the model's output tensor carries no module name
 
     def _run(self, x):
         scale, zero = self._session._in_q
@@ -257,8 +275,7 @@ class TensorRtTaps(TapRunner):
     runtime = "tensorrt"
 
     def __init__(self, path: Path, taps: Sequence[Tap], *, precision: str | None = "int8", **_):
-        import onnx
-
+        onnx = _onnx()
         from edgecnn.tensorrt.build import build_engine, import_tensorrt
         from edgecnn.tensorrt.session import cuda_device
 
@@ -315,8 +332,20 @@ RUNNERS = {
 }
 
 
-def open_taps(path: Path, runtime: str, taps: Sequence[Tap], **options) -> TapRunner:
-    """The runner of ``runtime`` over the model file ``path`` with every tap it can find exposed."""
+def open_taps(
+    path: Path,
+    runtime: str,
+    taps: Sequence[Tap],
+    *,
+    threads: int | None = None,
+    config: dict | None = None,
+    precision: str | None = "int8",
+) -> TapRunner:
+    """The runner of ``runtime`` over the model file ``path`` with every tap it can find exposed.
+    ``threads``: the CPU runtimes'; ``config``: OpenVINO's compile options; ``precision``: TensorRT's."""
     if runtime not in RUNNERS:
         raise EdgecnnError(f"diagnose runs in {', '.join(RUNNERS)}, not {runtime}")
-    return RUNNERS[runtime](Path(path), taps, **options)
+    if runtime == "tensorrt":
+        return TensorRtTaps(Path(path), taps, precision=precision)
+    extra = {"config": config} if runtime == "openvino" and config else {}
+    return RUNNERS[runtime](Path(path), taps, threads=threads, **extra)

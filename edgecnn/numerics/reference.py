@@ -14,10 +14,10 @@ int32 accumulator grid, a change below half an accumulator step).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
+
+from edgecnn.numerics.tap import Tap
 
 _Q = "quantize_per_tensor"
 _QDQ = ("quantize_per_tensor", "quantize_per_channel", "dequantize_per_tensor", "dequantize_per_channel")
@@ -40,23 +40,6 @@ _KIND = {
     "view": "reshape",
     "reshape": "reshape",
 }
-
-
-@dataclass(frozen=True)
-class Tap:
-    """One quantized activation of the graph."""
-
-    name: str  # the quantize node (= the ONNX QuantizeLinear output)
-    op: str  # what produced it: conv, relu (after a conv or an add), add, max_pool, ...
-    module: str  # the producer's module path ("layer1.0.conv2"; "input" for the model input)
-    scale: float
-    zero_point: int
-    dequant: tuple[str, ...]  # its dequantize nodes (OpenVINO names its FakeQuantize after them)
-    output: bool = False  # its dequantized value is the model's output (the logits)
-
-    @property
-    def label(self) -> str:
-        return f"{self.module}:{self.op}"
 
 
 def _fn(node) -> str:
