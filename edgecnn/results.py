@@ -9,6 +9,8 @@ result             made by                what it names
 ``Artifact``       ``export.export``      an artifact folder and its ``metadata.json``
 ``Accuracy``       ``deploy.accuracy``    top-1/5 of an artifact in its runtime (measured)
 ``Latency``        ``deploy.latency``     ms per batch-1 inference, measured or predicted
+``Bench``          ``edgecnn.bench``      a bench's latency (``Latency``), source, throughput,
+                   (the API)              memory and energy, and the whole ``bench --json`` dict
 ``Report``         ``deploy.deploy``      a bundle's ``report.json`` (``Dataset``,
                                           ``Quantization``, ``Published``, ``BundledArtifact``)
 =================  =====================  =================================================
@@ -318,6 +320,51 @@ class Latency(Result):
     min: float
     max: float
     n: int
+
+
+@dataclass(frozen=True)
+class Bench(Result):
+    """A latency ``edgecnn bench`` measured here or predicted (:func:`edgecnn.bench.bench_artifact`,
+    :func:`~edgecnn.bench.bench_arch`): the figures typed, ``raw`` the whole ``bench --json`` dict
+    (environment, runtime info, notes, the prediction's basis)."""
+
+    arch: str | None
+    device: str
+    runtime: str | None
+    precision: str | None
+    batch: int
+    latency_ms: Latency
+    latency_source: LatencySource
+    error_pct: float | None  # predicted only
+    band_ms: tuple[float, ...] | None  # predicted only: [lo, hi]
+    throughput_ips: float | None
+    peak_memory_mb: float | None  # measured only
+    energy_mj: float | None
+    energy_source: str | None
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_bench(cls, d: dict[str, Any]) -> Bench:
+        """The result of a bench dict (what ``edgecnn bench --json`` prints)."""
+        band = d.get("band_ms")
+        return cls(
+            arch=d.get("arch"),
+            device=d["device"],
+            runtime=d.get("runtime"),
+            precision=d.get("precision"),
+            batch=int(d.get("batch") or 1),
+            latency_ms=Latency(
+                **{k: d["latency_ms"][k] for k in ("p50", "p90", "p99", "mean", "min", "max", "n")}
+            ),
+            latency_source=LatencySource(d["latency_source"]),
+            error_pct=d.get("error_pct"),
+            band_ms=None if band is None else tuple(band),
+            throughput_ips=d.get("throughput_ips"),
+            peak_memory_mb=d.get("peak_memory_mb"),
+            energy_mj=d.get("energy_mj"),
+            energy_source=d.get("energy_source"),
+            raw=dict(d),
+        )
 
 
 @dataclass(frozen=True)

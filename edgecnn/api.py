@@ -1,0 +1,335 @@
+"""The Python API: the CLI's commands as functions, each returning its typed result.
+
+>>> import edgecnn
+>>> fm = edgecnn.train("resnet18", recipe="quick")          # results.FloatModel
+>>> q = edgecnn.calibrate("resnet18", checkpoint=fm.checkpoint)   # results.QuantizedGraph
+>>> art = edgecnn.export("resnet18", "cpu", checkpoint=fm.checkpoint)  # results.Artifact
+>>> edgecnn.evaluate(art.dir).top1                          # results.Accuracy
+>>> edgecnn.bench(art.dir).latency_ms.p50                   # results.Bench
+>>> edgecnn.deploy("resnet18", "cpu").accuracy.top1         # results.Report
+
+Each function takes what its command takes (a ``recipe`` is a profile name such as ``"quick"``,
+a TOML path, or a loaded :class:`edgecnn.recipes.Recipe`), runs the same library code, and uses
+the same caches under ``$EDGECNN_HOME``: a CLI run and an API run of the same inputs share their
+stages. Errors are :class:`edgecnn.errors.EdgecnnError` with the CLI's one-line message.
+``log`` receives the progress lines the CLI prints (default: none). ``frontier`` and
+``choose`` return frontier.json's points as dicts until the frontier's results are typed.
+
+Everything heavy (torch, the runtimes) is imported inside the functions: ``import edgecnn``
+stays light, and ``edgecnn.bench`` / ``edgecnn.evaluate`` of an artifact need no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgecnn.results import Accuracy, Artifact, Bench, FloatModel, QuantizedGraph, Report
+
+Log = Callable[[str], None] | None
+
+
+def _quiet(log: Log) -> Callable[[str], None]:
+    return log or (lambda s: None)
+
+
+def _recipe(arch: str, recipe: Any):
+    """A loaded recipe: ``recipe`` as given when it is one, else ``load_recipe(arch, recipe)``."""
+    from edgecnn.models import arch_info
+    from edgecnn.recipes import Recipe, load_recipe
+
+    arch_info(arch)  # an unknown name: one line with suggestions, before any data is read
+    return recipe if isinstance(recipe, Recipe) else load_recipe(arch, str(recipe))
+
+
+def train(
+    arch: str,
+    *,
+    recipe: Any = "quick",
+    data: str | None = None,
+    weights: str | None = None,
+    reset_head: bool = False,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    log: Log = None,
+) -> FloatModel:
+    """``edgecnn train``: train or fine-tune ``arch``; the float checkpoint and its run."""
+    from edgecnn.train import train as run_train
+
+    r = run_train(
+        arch,
+        _recipe(arch, recipe),
+        data=data,
+        weights=weights,
+        reset_head=reset_head,
+        out_dir=out,
+        force=force,
+        threads=threads,
+        log=_quiet(log),
+        progress=False,
+    )
+    if isinstance(r, FloatModel):
+        return r
+    return FloatModel(
+        arch,
+        r.checkpoint,
+        r.out_dir,
+        r.report.get("key"),
+        dict(r.report.get("test") or {}),
+        r.cached,
+        r.report,
+    )
+
+
+def _graph(r: Any) -> QuantizedGraph:
+    """A calibrate / qat stage's result as a :class:`QuantizedGraph` (the stages return dicts for now)."""
+    if isinstance(r, QuantizedGraph):
+        return r
+    report = {k: v for k, v in r.items() if k not in ("cached", "dir", "qat_skipped")}
+    return QuantizedGraph.from_report(
+        report, r["dir"], cached=bool(r.get("cached")), qat_skipped=r.get("qat_skipped")
+    )
+
+
+def calibrate(
+    arch: str,
+    *,
+    recipe: Any = "quick",
+    data: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    method: str | None = None,
+    num_images: int | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    log: Log = None,
+) -> QuantizedGraph:
+    """``edgecnn calibrate``: post-training INT8 quantization (PT2E) of ``arch``'s float model."""
+    from edgecnn.quantize.stages import calibrate as run_calibrate
+
+    r = run_calibrate(
+        arch,
+        _recipe(arch, recipe),
+        data=data,
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        method=method,
+        num_images=num_images,
+        force=force,
+        threads=threads,
+        log=_quiet(log),
+        progress=False,
+    )
+    return _graph(r)
+
+
+def qat(
+    arch: str,
+    *,
+    recipe: Any = "quick",
+    data: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    method: str | None = None,
+    max_drop: float | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    log: Log = None,
+) -> QuantizedGraph:
+    """``edgecnn qat``: quantization-aware fine-tuning from the calibrated scales."""
+    from edgecnn.quantize.stages import qat as run_qat
+
+    r = run_qat(
+        arch,
+        _recipe(arch, recipe),
+        data=data,
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        method=method,
+        max_drop=max_drop,
+        force=force,
+        threads=threads,
+        log=_quiet(log),
+        progress=False,
+    )
+    return _graph(r)
+
+
+def export(
+    arch: str,
+    target: str,
+    *,
+    recipe: Any = "quick",
+    precision: str = "int8",
+    runtime: str | None = None,
+    data: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    method: str | None = None,
+    qat: bool = False,
+    max_drop: float | None = None,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    log: Log = None,
+) -> Artifact:
+    """``edgecnn export``: the artifact folder of ``arch`` for ``target`` and its metadata."""
+    from edgecnn.artifact import load_artifact
+    from edgecnn.export import export as run_export
+
+    r = run_export(
+        arch,
+        target,
+        recipe=_recipe(arch, recipe),
+        precision=precision,
+        runtime=runtime,
+        data=data,
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        method=method,
+        qat=qat,
+        max_drop=max_drop,
+        out=out,
+        force=force,
+        log=_quiet(log),
+        progress=False,
+    )
+    return r if isinstance(r, Artifact) else load_artifact(r)
+
+
+def evaluate(
+    artifact: str | os.PathLike | Artifact,
+    *,
+    data: str | None = None,
+    runtime: str | None = None,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    log: Log = None,
+) -> Accuracy:
+    """``edgecnn evaluate``: top-1/5 of the artifact in its runtime on this machine, with its 95%
+    interval and agreement with the fake-quant graph."""
+    from edgecnn.deploy import accuracy_of
+    from edgecnn.evaluate import evaluate_artifact, json_report
+
+    path = artifact.dir if isinstance(artifact, Artifact) else artifact
+    ev = evaluate_artifact(
+        path, data=data, runtime=runtime, threads=threads, batch_size=batch_size, limit=limit, log=_quiet(log)
+    )
+    return accuracy_of(json_report(ev), None, "host")
+
+
+def bench(
+    what: str | os.PathLike | Artifact,
+    *,
+    target: str | None = None,
+    runtime: str | None = None,
+    precision: str | None = None,
+    image_size: int | None = None,
+    batch: int | None = None,
+    threads: int | None = None,
+    predict: bool = False,
+    min_seconds: float = 2.0,
+    min_runs: int = 10,
+    warmup: int = 5,
+) -> Bench:
+    """``edgecnn bench``: latency of an artifact (a folder, or an :class:`Artifact`) measured here,
+    or of an architecture on ``target``: measured here through OpenVINO, or predicted."""
+    from edgecnn.bench import bench_arch, bench_artifact
+
+    timing = {"min_seconds": min_seconds, "min_runs": min_runs, "warmup": warmup}
+    if isinstance(what, Artifact) or Path(what).exists():
+        path = what.dir if isinstance(what, Artifact) else what
+        r = bench_artifact(path, runtime=runtime, threads=threads, batch=batch, **timing)
+    else:
+        r = bench_arch(
+            str(what),
+            target=target or "cpu",
+            runtime=runtime,
+            precision=precision,
+            image_size=image_size or 224,
+            batch=batch or 1,
+            threads=threads,
+            predict=predict,
+            **timing,
+        )
+    return Bench.from_bench(r)
+
+
+def deploy(
+    arch: str,
+    target: str,
+    *,
+    recipe: Any = "quick",
+    log: Log = None,
+    **options: Any,
+) -> Report:
+    """``edgecnn deploy``: every stage for ``arch`` on ``target`` into a bundle; its report.json.
+    ``options`` are :class:`edgecnn.deploy.DeployOptions`'s fields (``precision``, ``qat``,
+    ``max_drop``, ``checkpoint``, ``out``, ``hosts``, ...); the bundle is ``report`` 's
+    ``stages`` and :func:`edgecnn.deploy.bundle_dir`."""
+    from edgecnn.deploy import DeployOptions
+    from edgecnn.deploy import deploy as run_deploy
+
+    _, report = run_deploy(
+        arch,
+        target,
+        recipe=_recipe(arch, recipe),
+        options=DeployOptions(**options),
+        log=_quiet(log),
+        progress=False,
+    )
+    return report
+
+
+def frontier(
+    archs: Sequence[str],
+    targets: Sequence[str],
+    *,
+    out: str | os.PathLike,
+    precisions: Sequence[str] = ("int8", "fp32"),
+    recipe: str = "quick",
+    log: Log = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """``edgecnn frontier``: deploy every arch x target x precision (cached), flag the Pareto sets and
+    write the frontier folder ``out``; frontier.json's content (its ``points`` are dicts for now).
+    ``targets``: targets or device names (``"cpu"``, ``"rpi4"``), as ``--targets``.
+    ``options``: :func:`edgecnn.frontier.run_frontier`'s (``cost``, ``data``, ``qat``, ``max_drop``,
+    ...)."""
+    from edgecnn.frontier import parse_targets, run_frontier
+
+    _, result = run_frontier(
+        list(archs),
+        parse_targets(targets),
+        list(precisions),
+        recipe_for=lambda a: _recipe(a, recipe),
+        out=out,
+        log=_quiet(log),
+        progress=False,
+        **options,
+    )
+    return result
+
+
+def choose(
+    device: str,
+    *,
+    frontiers: Sequence[str | os.PathLike] = (),
+    max_latency_ms: float | None = None,
+    min_accuracy: float | None = None,
+    cost: str = "p50",
+    latency: str = "p90",
+    precision: str | None = None,
+) -> dict[str, Any]:
+    """``edgecnn choose``: the point to ship on ``device`` within the limits, from the ``frontiers``
+    folders (``--from``; default: every frontier run under ``$EDGECNN_HOME``):
+    ``{choice, candidates, rejected, paragraph, ok}`` (dicts for now)."""
+    from edgecnn.frontier import choose as run_choose
+    from edgecnn.frontier import load_points
+
+    return run_choose(
+        load_points(list(frontiers)),
+        device,
+        max_latency_ms=max_latency_ms,
+        min_accuracy=min_accuracy,
+        cost=cost,
+        latency=latency,
+        precision=precision,
+    )
