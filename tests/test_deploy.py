@@ -4,6 +4,7 @@ rules."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -139,6 +140,16 @@ def test_foreign_out_is_refused(recipe_file, tmp_path):
 def test_conflicting_options(recipe_file):
     with pytest.raises(EdgecnnError, match="conflict"):
         DeployOptions(qat=True, max_drop=1.0)
+    for bad, msg in (
+        ({"precision": "fp32", "qat": True}, "apply to int8, not fp32"),
+        ({"max_drop": float("nan")}, "--max-drop must be a finite number >= 0 points, got nan"),
+        ({"max_drop": -1.0}, "got -1"),
+        ({"weights": "imagenet", "checkpoint": "c.pt"}, "pass one of them"),
+        ({"hosts": ["pi@a", "-oProxyCommand=x"]}, "bad --host '-oProxyCommand=x'"),
+    ):
+        with pytest.raises(EdgecnnError, match=re.escape(msg)):
+            DeployOptions(**bad)
+    assert DeployOptions(hosts=["pi@a"]).hosts == ("pi@a",)  # frozen all the way down
     res = CliRunner().invoke(cli, ["deploy", "test_resnet18", "--target", "cpu", "--qat", "--max-drop", "1"])
     assert res.exit_code == 2 and "conflict" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(cli, ["deploy", "test_resnet18", "--target", "rpi", "--precision", "fp16"])
