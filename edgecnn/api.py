@@ -12,8 +12,8 @@ Each function takes what its command takes (a ``recipe`` is a profile name such 
 a TOML path, or a loaded :class:`edgecnn.recipes.Recipe`), runs the same library code, and uses
 the same caches under ``$EDGECNN_HOME``: a CLI run and an API run of the same inputs share their
 stages. Errors are :class:`edgecnn.errors.EdgecnnError` with the CLI's one-line message.
-``log`` receives the progress lines the CLI prints (default: none). ``frontier`` and
-``choose`` return frontier.json's points as dicts until the frontier's results are typed.
+``log`` receives the progress lines the CLI prints (default: none). ``frontier`` returns a
+:class:`edgecnn.results.Frontier` (frontier.json), ``choose`` an :class:`edgecnn.frontier.Choice`.
 
 Everything heavy (torch, the runtimes) is imported inside the functions: ``import edgecnn``
 stays light, and ``edgecnn.bench`` / ``edgecnn.evaluate`` of an artifact need no torch.
@@ -24,9 +24,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgecnn.results import Accuracy, Artifact, Bench, FloatModel, QuantizedGraph, Report
+from edgecnn.results import Accuracy, Artifact, Bench, FloatModel, Frontier, QuantizedGraph, Report
+
+if TYPE_CHECKING:
+    from edgecnn.frontier import Choice
 
 Log = Callable[[str], None] | None
 
@@ -287,24 +290,18 @@ def frontier(
     recipe: str = "quick",
     log: Log = None,
     **options: Any,
-) -> dict[str, Any]:
+) -> Frontier:
     """``edgecnn frontier``: deploy every arch x target x precision (cached), flag the Pareto sets and
-    write the frontier folder ``out``; frontier.json's content (its ``points`` are dicts for now).
+    write the frontier folder ``out``; what frontier.json holds.
     ``targets``: targets or device names (``"cpu"``, ``"rpi4"``), as ``--targets``.
-    ``options``: :func:`edgecnn.frontier.run_frontier`'s (``cost``, ``data``, ``qat``, ``max_drop``,
-    ...)."""
-    from edgecnn.frontier import parse_targets, run_frontier
+    ``options``: :class:`edgecnn.frontier.FrontierOptions`' (``cost``, ``data``, ``qat``,
+    ``max_drop``, ...)."""
+    from edgecnn.frontier import FrontierOptions, parse_targets, run_frontier
 
-    _, result = run_frontier(
-        list(archs),
-        parse_targets(targets),
-        list(precisions),
-        recipe_for=lambda a: _recipe(a, recipe),
-        out=out,
-        log=_quiet(log),
-        progress=False,
-        **options,
+    opts = FrontierOptions(
+        recipe_for=lambda a: _recipe(a, recipe), out=out, log=_quiet(log), progress=False, **options
     )
+    _, result = run_frontier(list(archs), parse_targets(targets), list(precisions), opts)
     return result
 
 
@@ -317,10 +314,10 @@ def choose(
     cost: str = "p50",
     latency: str = "p90",
     precision: str | None = None,
-) -> dict[str, Any]:
+) -> Choice:
     """``edgecnn choose``: the point to ship on ``device`` within the limits, from the ``frontiers``
-    folders (``--from``; default: every frontier run under ``$EDGECNN_HOME``):
-    ``{choice, candidates, rejected, paragraph, ok}`` (dicts for now)."""
+    folders (``--from``; default: every frontier run under ``$EDGECNN_HOME``): the choice (a
+    :class:`edgecnn.results.FrontierPoint` or None), candidates, rejected, paragraph, ok."""
     from edgecnn.frontier import choose as run_choose
     from edgecnn.frontier import load_points
 

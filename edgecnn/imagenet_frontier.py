@@ -22,7 +22,8 @@ then
 
 Artifacts are cached under ``$EDGECNN_HOME/runs/imagenet/`` by the hash of what makes them;
 the networks are built in ``jobs`` processes (largest first). Results are typed
-(:class:`Point`, :class:`ImagenetFrontier`); frontier.json is written by
+(:class:`ImagenetRun`, each made a :class:`edgecnn.results.FrontierPoint`, and a
+:class:`edgecnn.results.Frontier` of kind "imagenet"); frontier.json is written by
 :func:`edgecnn.frontier.write_frontier` with the keys added in this mode.
 """
 
@@ -39,6 +40,7 @@ from typing import Any
 
 from edgecnn import outdir
 from edgecnn.errors import EdgecnnError
+from edgecnn.results import FailedRun, Frontier, FrontierPoint, SkippedRun
 
 IMAGENET_CLASSES = 1000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation
@@ -80,7 +82,7 @@ class Accuracy:
 
 
 @dataclass(frozen=True)
-class Point:
+class ImagenetRun:
     """One (network, device, precision) of the frontier: its artifact, latency and accuracy."""
 
     arch: str
@@ -103,102 +105,55 @@ class Point:
         basis = "measured" if self.accuracy.basis == "measured" else "published"
         return f"{self.arch}-{self.device}-{self.runtime}-{self.precision}-{self.image_size}px-{basis}"
 
-    def to_json(self) -> dict:
-        """The flat row :mod:`edgecnn.frontier` renders and ``choose`` reads."""
+    def to_point(self) -> FrontierPoint:
+        """The frontier's point of this run (an artifact point: ``artifact`` and ``accuracy_reference``)."""
         a, b, lat = self.accuracy, self.latency, self.latency["latency_ms"]
         band = b.get("band_ms") or [None, None]
         ci = a.ci95 or (None, None)
         measured = b["latency_source"] == "measured"
         drop = None if a.top1 is None or self.fp32_top1 is None else 100 * (self.fp32_top1 - a.top1)
-        return {
-            "id": self.id,
-            "arch": self.arch,
-            "target": self.target,
-            "device": self.device,
-            "runtime": self.runtime,
-            "precision": self.precision,
-            "image_size": self.image_size,
-            "dataset": a.dataset or "ImageNet (published)",
-            "test_images": a.test_images,
-            "top1": a.top1,
-            "top5": a.top5,
-            "ci95_low": ci[0],
-            "ci95_high": ci[1],
-            "fp32_top1": self.fp32_top1,
-            "drop_points": drop,
-            "agreement": None,
-            "accuracy_runtime": a.runtime,
-            "accuracy_source": a.basis,
-            "accuracy_reference": a.source,
-            "p50_ms": lat["p50"],
-            "p90_ms": lat["p90"],
-            "p99_ms": lat["p99"],
-            "latency_n": lat["n"],
-            "latency_source": b["latency_source"],
-            "latency_band_low_ms": None if measured else band[0],
-            "latency_band_high_ms": None if measured else band[1],
-            "latency_where": self.latency_where,
-            "throughput_ips": b.get("throughput_ips"),
-            "energy_mj": b.get("energy_mj"),
-            "energy_source": b.get("energy_source"),
-            "size_mb": self.size_mb,
-            "size_source": "measured",
-            "memory_mb": b.get("peak_memory_mb") if measured else None,
-            "memory_source": "measured" if measured and b.get("peak_memory_mb") is not None else None,
-            "published_imagenet_top1": self.published_fp32 and self.published_fp32[0],
-            "published_source": self.published_fp32 and self.published_fp32[1],
-            "bundle": None,
-            "artifact": self.artifact,
-            "seconds": None,
-            "reused": ["artifact"] if self.reused else [],
-        }
-
-
-@dataclass(frozen=True)
-class ImagenetFrontier:
-    """What ``frontier --imagenet`` found: frontier.json's content is :meth:`to_json`."""
-
-    archs: tuple[str, ...]
-    targets: tuple[str, ...]
-    precisions: tuple[str, ...]
-    image_size: int
-    cost: str
-    accuracy_basis: str  # "published" | "measured"
-    weights: str
-    calibration: Calibration
-    points: tuple[dict, ...]  # Point.to_json rows with the Pareto flags
-    skipped: tuple[dict, ...]
-    failed: tuple[dict, ...]
-    timings: Mapping[str, Any]
-    command: str | None
-    created: str
-    seconds: float
-
-    def to_json(self) -> dict:
-        from edgecnn.frontier import COSTS, SCHEMA
-
-        return {
-            "schema": SCHEMA,
-            "kind": "imagenet",
-            "accuracy_basis": self.accuracy_basis,
-            "cost": self.cost,
-            "cost_unit": COSTS[self.cost][1],
-            "cost_what": COSTS[self.cost][2],
-            "archs": list(self.archs),
-            "targets": list(self.targets),
-            "precisions": list(self.precisions),
-            "image_size": self.image_size,
-            "weights": self.weights,
-            "calibration": self.calibration.to_json(),
-            "int8": f"ptq ({self.calibration.method}, {self.calibration.num_images} images)",
-            "points": list(self.points),
-            "skipped": list(self.skipped),
-            "failed": list(self.failed),
-            "timings": dict(self.timings),
-            "command": self.command,
-            "created": self.created,
-            "seconds": self.seconds,
-        }
+        return FrontierPoint(
+            id=self.id,
+            arch=self.arch,
+            target=self.target,
+            device=self.device,
+            runtime=self.runtime,
+            precision=self.precision,
+            image_size=self.image_size,
+            dataset=a.dataset or "ImageNet (published)",
+            test_images=a.test_images,
+            top1=a.top1,
+            top5=a.top5,
+            ci95_low=ci[0],
+            ci95_high=ci[1],
+            fp32_top1=self.fp32_top1,
+            drop_points=drop,
+            agreement=None,
+            accuracy_runtime=a.runtime,
+            accuracy_source=a.basis,
+            accuracy_reference=a.source,
+            p50_ms=lat["p50"],
+            p90_ms=lat["p90"],
+            p99_ms=lat["p99"],
+            latency_n=lat["n"],
+            latency_source=b["latency_source"],
+            latency_band_low_ms=None if measured else band[0],
+            latency_band_high_ms=None if measured else band[1],
+            latency_where=self.latency_where,
+            throughput_ips=b.get("throughput_ips"),
+            energy_mj=b.get("energy_mj"),
+            energy_source=b.get("energy_source"),
+            size_mb=self.size_mb,
+            size_source="measured",
+            memory_mb=b.get("peak_memory_mb") if measured else None,
+            memory_source="measured" if measured and b.get("peak_memory_mb") is not None else None,
+            published_imagenet_top1=self.published_fp32 and self.published_fp32[0],
+            published_source=self.published_fp32 and self.published_fp32[1],
+            bundle=None,
+            artifact=self.artifact,
+            seconds=None,
+            reused=("artifact",) if self.reused else (),
+        )
 
 
 # ---------------------------------------------------------------- options
@@ -589,62 +544,51 @@ def latency(
     """(bench result, where): measured here for cpu, over SSH on ``hosts`` (``ssh``: bench_hosts'
     ``remote_python`` and ``ssh_config``), else predicted."""
     from edgecnn.artifact import load_artifact
-    from edgecnn.deploy import _cache, _key
-    from edgecnn.latency import measure_here, predicted
+    from edgecnn.deploy import _key
+    from edgecnn.latency import predicted
 
     meta = load_artifact(art_dir, verify=False).meta
-    files = _key({"files": meta["files"]})
+    if not hosts and target != "cpu":
+        r = predicted(arch, device or target, meta, threads=threads)  # model_options: small_input False
+        return r, f"predicted for {r['device']} from its device profile (no device measured it)"
+    timing = {"v": BUILD_VERSION, "mode": RUNS, "files": _key({"files": meta["files"]})}
     if hosts:
-        from edgecnn.remote import bench_hosts
+        key = {**timing, "hosts": list(hosts), "threads": threads, "s": seconds, "n": runs}
+        return _measured_over_ssh(art_dir, hosts, key, ssh or {}, force)
+    key = {**timing, "local": platform.node(), "threads": threads, "s": seconds, "n": runs}
+    return _measured_here(art_dir, key, force), "measured on this machine"
 
-        def remote() -> dict:
-            rs = bench_hosts(
-                art_dir, hosts, threads=threads, min_seconds=seconds, min_runs=runs, **(ssh or {})
-            )
-            return {"hosts": [{"host": r.host, "result": r.result, "error": r.error} for r in rs]}
 
-        lat, _, path = _cache(
-            "latency",
-            _key(
-                {
-                    "v": BUILD_VERSION,
-                    "mode": RUNS,
-                    "files": files,
-                    "hosts": list(hosts),
-                    "threads": threads,
-                    "s": seconds,
-                    "n": runs,
-                }
-            ),
-            force,
-            remote,
+def _measured_over_ssh(
+    art_dir: Path, hosts: Sequence[str], key: dict, ssh: Mapping[str, Any], force: bool
+) -> tuple[dict, str]:
+    """The first host's bench result (cached under ``key``: ``threads``, seconds ``s``, runs ``n``)."""
+    from edgecnn.deploy import _cache, _key
+    from edgecnn.remote import bench_hosts
+
+    def remote() -> dict:
+        rs = bench_hosts(
+            art_dir, hosts, threads=key["threads"], min_seconds=key["s"], min_runs=key["n"], **ssh
         )
-        good = [h for h in lat["hosts"] if h.get("result")]
-        if not good:
-            path.unlink(missing_ok=True)  # nothing measured: do not cache the failure
-            raise EdgecnnError("; ".join(h.get("error") or f"{h.get('host')}: failed" for h in lat["hosts"]))
-        return good[0]["result"], f"measured on {good[0]['host']} over SSH"
-    if target == "cpu":
-        key = _key(
-            {
-                "v": BUILD_VERSION,
-                "mode": RUNS,
-                "files": files,
-                "local": platform.node(),
-                "threads": threads,
-                "s": seconds,
-                "n": runs,
-            }
-        )
-        bench, _, _ = _cache(
-            "latency",
-            key,
-            force,
-            lambda: measure_here(art_dir, threads=threads, min_seconds=seconds, min_runs=runs),
-        )
-        return bench, "measured on this machine"
-    r = predicted(arch, device or target, meta, threads=threads)  # model_options: small_input False
-    return r, f"predicted for {r['device']} from its device profile (no device measured it)"
+        return {"hosts": [{"host": r.host, "result": r.result, "error": r.error} for r in rs]}
+
+    lat, _, path = _cache("latency", _key(key), force, remote)
+    good = [h for h in lat["hosts"] if h.get("result")]
+    if not good:
+        path.unlink(missing_ok=True)  # nothing measured: do not cache the failure
+        raise EdgecnnError("; ".join(h.get("error") or f"{h.get('host')}: failed" for h in lat["hosts"]))
+    return good[0]["result"], f"measured on {good[0]['host']} over SSH"
+
+
+def _measured_here(art_dir: Path, key: dict, force: bool) -> dict:
+    """A fresh ``edgecnn bench`` process on this machine (cached under ``key``)."""
+    from edgecnn.deploy import _cache, _key
+    from edgecnn.latency import measure_here
+
+    def bench() -> dict:
+        return measure_here(art_dir, threads=key["threads"], min_seconds=key["s"], min_runs=key["n"])
+
+    return _cache("latency", _key(key), force, bench)[0]
 
 
 def published(
@@ -706,7 +650,8 @@ def _jobs(
     archs, targets, precisions, *, image_size, calibration, registry, data, force, threads, bundle=None
 ):
     """One :class:`Job` per network, and the (network, target, precision) combinations no runtime runs."""
-    from edgecnn.export import DEFAULT_RUNTIME, SUPPORT
+    from edgecnn.export import DEFAULT_RUNTIME
+    from edgecnn.frontier.run import Combo, skip_reason
 
     jobs, skipped = [], []
     for arch in archs:
@@ -714,15 +659,9 @@ def _jobs(
         for target, device in targets:
             runtime = DEFAULT_RUNTIME[target]
             for p in precisions:
-                if p not in SUPPORT[target][runtime]:
-                    skipped.append(
-                        {
-                            "arch": arch,
-                            "target": device or target,
-                            "precision": p,
-                            "why": f"{runtime} on {target} runs {', '.join(SUPPORT[target][runtime])}",
-                        }
-                    )
+                why = skip_reason(Combo(arch, target, device, p))
+                if why is not None:
+                    skipped.append(SkippedRun(arch, device or target, p, why))
                 elif (target, runtime, p) not in combos:
                     combos.append((target, runtime, p))
         if combos:
@@ -750,10 +689,9 @@ def _point(
     runtime: str,
     precision: str,
     art: list,
-    *,
-    hosts: Mapping[str, Sequence[str]],
-    opts: dict,
-) -> Point:
+    opts: ImagenetOptions,
+) -> ImagenetRun:
+    """The run of one built artifact (``art``: its folder and whether it was cached): latency, accuracy."""
     from edgecnn.artifact import load_artifact, model_size_mb
 
     d = Path(art[0])
@@ -763,19 +701,19 @@ def _point(
         job.arch,
         target,
         device,
-        hosts=hosts.get(device or target, ()),
-        ssh=opts["ssh"],
-        threads=opts["threads"],
-        seconds=opts["seconds"],
-        runs=opts["runs"],
-        force=opts["force"],
+        hosts=opts.hosts.get(device or target, ()),
+        ssh=opts.ssh,
+        threads=opts.threads,
+        seconds=opts.bench_seconds,
+        runs=opts.bench_runs,
+        force=opts.force,
     )
     acc = (
-        measured(d, job.data, threads=opts["threads"], force=opts["force"])
+        measured(d, job.data, threads=opts.threads, force=opts.force)
         if job.data
-        else published(job.arch, precision, job.image_size, opts["registry"], opts["drops"])
+        else published(job.arch, precision, job.image_size, opts.registry, opts.int8_drops)
     )
-    return Point(
+    return ImagenetRun(
         job.arch,
         target,
         bench.get("device") or device or target,
@@ -788,11 +726,11 @@ def _point(
         model_size_mb(loaded),
         str(d),
         reused=bool(art[1]),
-        published_fp32=(ref.top1, ref.source) if (ref := opts["registry"].get(job.arch)) else None,
+        published_fp32=(ref.top1, ref.source) if (ref := opts.registry.get(job.arch)) else None,
     )
 
 
-def _with_fp32(points: list[Point]) -> list[Point]:
+def _with_fp32(points: list[ImagenetRun]) -> list[ImagenetRun]:
     """Measured points carry their network's FP32 top-1 on the same device (for the drop column)."""
     fp32 = {
         (p.arch, p.device): p.accuracy.top1
@@ -805,51 +743,116 @@ def _with_fp32(points: list[Point]) -> list[Point]:
     ]
 
 
+@dataclass(frozen=True)
+class ImagenetOptions:
+    """How :func:`run_imagenet_frontier` runs.
+
+    ``hosts``: {target or device as in ``targets``: [[user@]host, ...]}
+    (:func:`edgecnn.frontier.parse_hosts`). ``registry`` replaces torchvision's published weights
+    and FP32 figures, ``int8_drops`` the published INT8 drops (:mod:`edgecnn.published`): tests give
+    tiny variants labelled figures. ``workers``: build processes (default: up to 2)."""
+
+    out: str | os.PathLike
+    image_size: int = 224
+    cost: str = "p50"
+    data: str | None = None
+    weights: str | None = None
+    hosts: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    remote_python: str | None = None
+    ssh_config: str | None = None
+    ssh_timeout: float | None = None
+    calib_images: int = 8
+    seed: int = 0
+    workers: int | None = None
+    force: bool = False
+    threads: int | None = None
+    bench_seconds: float = 2.0
+    bench_runs: int = 10
+    registry: Mapping | None = None
+    int8_drops: Mapping | None = None
+    log: Callable[[str], None] = print
+    command: str | None = None
+
+    @property
+    def ssh(self) -> dict[str, Any]:
+        return {
+            "remote_python": self.remote_python,
+            "ssh_config": self.ssh_config,
+            "timeout": self.ssh_timeout,
+        }
+
+
 @outdir.holding_locks
 def run_imagenet_frontier(
     archs: Sequence[str],
     targets: Sequence[tuple[str, str | None]],
     precisions: Sequence[str],
-    *,
-    out: str | os.PathLike,
-    image_size: int = 224,
-    cost: str = "p50",
-    data: str | None = None,
-    weights: str | None = None,
-    hosts: Mapping[str, Sequence[str]] | None = None,
-    remote_python: str | None = None,
-    ssh_config: str | None = None,
-    ssh_timeout: float | None = None,
-    calib_images: int = 8,
-    seed: int = 0,
-    workers: int | None = None,
-    force: bool = False,
-    threads: int | None = None,
-    bench_seconds: float = 2.0,
-    bench_runs: int = 10,
-    registry: Mapping | None = None,
-    int8_drops: Mapping | None = None,
-    log: Callable[[str], None] = print,
-    command: str | None = None,
-) -> tuple[Path, ImagenetFrontier]:
-    """Build, time and label every combination; write the frontier directory; return (out, result).
-
-    ``hosts``: {target or device as in ``targets``: [[user@]host, ...]}
-    (:func:`edgecnn.frontier.parse_hosts`).
-
-    ``registry`` replaces torchvision's published weights and FP32 figures, ``int8_drops`` the
-    published INT8 drops (:mod:`edgecnn.published`): tests give tiny variants labelled figures."""
+    opts: ImagenetOptions,
+) -> tuple[Path, Frontier]:
+    """Build, time and label every combination; write the frontier directory; return (out, result)."""
     from edgecnn import frontier as fr
     from edgecnn.models.weights import PUBLISHED
 
-    fr.check_cost(cost)
+    o = opts
+    fr.check_cost(o.cost)
     fr.check_plot()
-    out = Path(out)
-    check_options(data=data, weights=weights, image_size=image_size, archs=archs)
-    bundle = imagenet_data(data) if data else None
+    out = Path(o.out)
+    check_options(data=o.data, weights=o.weights, image_size=o.image_size, archs=archs)
+    bundle = imagenet_data(o.data) if o.data else None
     outdir.hold(out, "frontier", f"the frontier {out}", fr.FILES)
-    registry = PUBLISHED if registry is None else registry
-    calib = Calibration(
+    o = replace(o, registry=PUBLISHED if o.registry is None else o.registry)
+    calib = _calibration(o.calib_images, o.data, o.image_size, o.seed)
+    workers = o.workers or max(1, min(2, os.cpu_count() or 1))
+    jobs, skipped = _jobs(
+        archs,
+        targets,
+        precisions,
+        image_size=o.image_size,
+        calibration=calib,
+        registry=o.registry if o.weights else None,
+        data=o.data,
+        force=o.force,
+        threads=o.threads or max(1, (os.cpu_count() or 1) // workers),
+        bundle=bundle,
+    )
+    t0 = time.perf_counter()
+    built = {b["arch"]: b for b in build_all(jobs, min(workers, len(jobs)), o.log)}
+    t_built = time.perf_counter()
+    runs, failed = _measure(jobs, targets, built, o)
+    if not runs:
+        raise EdgecnnError(
+            "no combination ran: "
+            + "; ".join(f"{f.arch} {f.target} {f.precision}: {f.error}" for f in failed)[:2000]
+        )
+    result = Frontier(
+        kind="imagenet",
+        accuracy_basis="measured" if o.data else "published",
+        **fr.cost_fields(o.cost),
+        archs=tuple(archs),
+        targets=tuple(d or t for t, d in targets),
+        precisions=tuple(precisions),
+        image_size=o.image_size,
+        weights="imagenet (torchvision, sha256-checked)"
+        if o.weights
+        else f"seeded random init (seed {o.seed}): latency only",
+        calibration=calib.to_json(),
+        int8=f"ptq ({calib.method}, {calib.num_images} images)",
+        points=tuple(fr.flag_pareto([r.to_point() for r in _with_fp32(runs)], o.cost)),
+        skipped=tuple(skipped),
+        failed=tuple(failed),
+        timings=_timings(t0, t_built, min(workers, len(jobs)), built),
+        command=o.command,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        seconds=round(time.perf_counter() - t0, 2),
+    )
+    fr.write_frontier(out, result)
+    fr.remember(result, out)
+    o.log(f"wrote {out}")
+    return out, result
+
+
+def _calibration(calib_images: int, data: str | None, image_size: int, seed: int) -> Calibration:
+    return Calibration(
         calib_images,
         f"{calib_images} images of the calib split of {data}"
         if data
@@ -857,70 +860,18 @@ def run_imagenet_frontier(
         f"normalisation)",
         seed=seed,
     )
-    workers = workers or max(1, min(2, os.cpu_count() or 1))
-    per = threads or max(1, (os.cpu_count() or 1) // workers)
-    jobs, skipped = _jobs(
-        archs,
-        targets,
-        precisions,
-        image_size=image_size,
-        calibration=calib,
-        registry=registry if weights else None,
-        data=data,
-        force=force,
-        threads=per,
-        bundle=bundle,
-    )
-    t0 = time.perf_counter()
-    built = {b["arch"]: b for b in build_all(jobs, min(workers, len(jobs)), log)}
-    t_built = time.perf_counter()
-    opts = {
-        "threads": threads,
-        "seconds": bench_seconds,
-        "runs": bench_runs,
-        "force": force,
-        "registry": registry,
-        "drops": int8_drops,
-        "ssh": {"remote_python": remote_python, "ssh_config": ssh_config, "timeout": ssh_timeout},
-    }
-    points, failed = _measure(jobs, targets, built, hosts or {}, opts, log)
-    if not points:
-        raise EdgecnnError(
-            "no combination ran: "
-            + "; ".join(f"{f['arch']} {f['target']} {f['precision']}: {f['error']}" for f in failed)[:2000]
-        )
-    timings = {
+
+
+def _timings(t0: float, t_built: float, workers: int, built: dict) -> dict:
+    return {
         "build_s": round(t_built - t0, 2),
         "latency_and_accuracy_s": round(time.perf_counter() - t_built, 2),
-        "workers": min(workers, len(jobs)),
+        "workers": workers,
         "per_network": {a: b["timings"] for a, b in built.items()},
     }
-    result = ImagenetFrontier(
-        tuple(archs),
-        tuple(d or t for t, d in targets),
-        tuple(precisions),
-        image_size,
-        cost,
-        "measured" if data else "published",
-        "imagenet (torchvision, sha256-checked)"
-        if weights
-        else f"seeded random init (seed {seed}): latency only",
-        calib,
-        tuple(fr.flag_pareto([p.to_json() for p in _with_fp32(points)], cost)),
-        tuple(skipped),
-        tuple(failed),
-        timings,
-        command,
-        time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        round(time.perf_counter() - t0, 2),
-    )
-    fr.write_frontier(out, result.to_json())
-    fr._remember(result.to_json(), out)
-    log(f"wrote {out}")
-    return out, result
 
 
-def _measure(jobs, targets, built, hosts, opts, log) -> tuple[list[Point], list[dict]]:
+def _measure(jobs, targets, built, opts: ImagenetOptions) -> tuple[list[ImagenetRun], list[FailedRun]]:
     """Latency (measured one artifact at a time, after every build finished) and accuracy per combination."""
     points, failed = [], []
     for job in jobs:
@@ -929,18 +880,14 @@ def _measure(jobs, targets, built, hosts, opts, log) -> tuple[list[Point], list[
                 if t != target:
                     continue
                 where = device or target
-                log(f"{job.arch} on {where}, {precision}: latency and accuracy")
+                opts.log(f"{job.arch} on {where}, {precision}: latency and accuracy")
                 try:
                     b = built[job.arch]
                     if b.get("error"):
                         raise EdgecnnError(f"building {job.arch} failed: {b['error']}")
                     art = b["artifacts"][f"{target}/{precision}"]
-                    points.append(
-                        _point(job, target, device, runtime, precision, art, hosts=hosts, opts=opts)
-                    )
+                    points.append(_point(job, target, device, runtime, precision, art, opts))
                 except EdgecnnError as e:
-                    log(f"  failed: {e}")
-                    failed.append(
-                        {"arch": job.arch, "target": where, "precision": precision, "error": str(e)}
-                    )
+                    opts.log(f"  failed: {e}")
+                    failed.append(FailedRun(job.arch, where, precision, str(e)))
     return points, failed

@@ -13,6 +13,8 @@ result             made by                what it names
                    (the API)              memory and energy, and the whole ``bench --json`` dict
 ``Report``         ``deploy.deploy``      a bundle's ``report.json`` (``Dataset``,
                                           ``Quantization``, ``Published``, ``BundledArtifact``)
+``Frontier``       ``frontier.run``,      ``frontier.json``: its ``FrontierPoint`` s, ``SkippedRun`` s,
+                   ``imagenet_frontier``  ``FailedRun`` s and, while running, ``FrontierProgress``
 =================  =====================  =================================================
 
 The JSON form of every result is derived from its fields in one place (:class:`Result`):
@@ -446,6 +448,190 @@ class Report(Result):
         if not isinstance(d, dict) or d.get("schema") != cls.SCHEMA:
             got = d.get("schema") if isinstance(d, dict) else d
             raise ValueError(f"Report: expected schema {cls.SCHEMA}, got {got!r:.80}")
+        return super().from_json({k: v for k, v in d.items() if k != "schema"})
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        s = super().schema()
+        return {
+            **s,
+            "properties": {"schema": {"const": cls.SCHEMA}, **s["properties"]},
+            "required": ["schema", *s["required"]],
+        }
+
+
+# ---------------------------------------------------------------- the frontier
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrontierPoint(Result):
+    """One (network, device, runtime, precision) run of a frontier: a point of frontier.json.
+
+    The fields are frontier.json's keys in its order. One with no default must be present in a
+    point ``choose`` reads. A point of a deploy bundle (``artifact`` None) carries
+    ``accuracy_where``; a point of a bare artifact (``frontier --imagenet``) ``accuracy_reference``
+    and ``artifact`` instead: :meth:`to_json` writes the keys of its kind. ``cost``, ``pareto``,
+    ``dominated_by`` and ``excluded`` are set by :func:`edgecnn.frontier.flag_pareto`.
+    """
+
+    id: str
+    arch: str
+    target: Target
+    device: str
+    runtime: Runtime
+    precision: str  # int8, fp16, fp32 (an artifact's precision) or "mixed" (issue 16)
+    image_size: int
+    dataset: str
+    # top1, test_images, accuracy_runtime: null on a point whose accuracy is quoted or not published
+    test_images: int | None
+    top1: float | None
+    top5: float | None = None
+    ci95_low: float | None
+    ci95_high: float | None
+    fp32_top1: float | None = None
+    drop_points: float | None = None
+    agreement: float | None = None  # top-1 agreement with the fake-quant graph (INT8)
+    accuracy_runtime: str | None
+    accuracy_source: str = "measured"  # "measured", "published" or "not published"
+    accuracy_reference: str | None = None  # artifact points: the citation, or where it was measured
+    accuracy_where: str | None = None  # bundle points: device:HOST, host or host-standin:RUNTIME
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    latency_n: int | None = None
+    latency_source: LatencySource
+    latency_band_low_ms: float | None = None
+    latency_band_high_ms: float | None
+    latency_where: str | None = None
+    throughput_ips: float | None = None
+    energy_mj: float | None
+    energy_source: str | None = None
+    size_mb: float | None
+    size_source: str | None = None
+    memory_mb: float | None
+    memory_source: str | None = None
+    published_imagenet_top1: float | None = None
+    published_source: str | None = None
+    bundle: str | None
+    artifact: str | None = None
+    seconds: float | None = None  # the deploy's wall time (a re-run's ETA comes from it)
+    reused: tuple[str, ...] = ()  # the stages read from cache
+    float_layers: int | None = None  # mixed precision: how many layers stay in float (omitted when None)
+    cost: float | None = None
+    pareto: bool | None = None  # None: no figure for the cost
+    dominated_by: tuple[str, ...] = ()  # ids
+    excluded: str | None = None  # why the point is on no Pareto set (omitted when None)
+
+    OMIT_NONE: ClassVar[tuple[str, ...]] = ("float_layers", "excluded")
+
+    def get(self, name: str) -> Any:
+        """The figure a cost or statistic names (``p90_ms``, ``energy_source``, ...)."""
+        return getattr(self, name)
+
+    def emulated(self) -> bool:
+        return self.latency_source == LatencySource.EMULATED
+
+    def to_json(self) -> dict[str, Any]:
+        drop = {"accuracy_where"} if self.artifact is not None else {"accuracy_reference", "artifact"}
+        return {
+            k: v
+            for k, v in super().to_json().items()
+            if k not in drop and not (v is None and k in self.OMIT_NONE)
+        }
+
+
+@dataclass(frozen=True)
+class SkippedRun(Result):
+    """A frontier combination whose target's runtime cannot run the precision."""
+
+    arch: str
+    target: str  # the target or device as in --targets
+    precision: str
+    why: str
+
+
+@dataclass(frozen=True)
+class FailedRun(Result):
+    """A frontier combination that failed, with its one-line error."""
+
+    arch: str
+    target: str
+    precision: str
+    error: str
+
+
+@dataclass(frozen=True)
+class FrontierProgress(Result):
+    """A frontier still running: ``done`` of ``of`` runs finished, ``eta_s`` the seconds the rest
+    took last time (None: not known)."""
+
+    done: int
+    of: int
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Frontier(Result):
+    """frontier.json: what ``edgecnn frontier`` found, in its key order after ``schema``
+    (:attr:`SCHEMA`, which :meth:`to_json` writes first and :meth:`from_json` checks).
+
+    ``kind`` "imagenet" (``frontier --imagenet``) adds ``accuracy_basis``, ``image_size``,
+    ``weights``, ``calibration`` and ``timings``; a trained frontier has none of these keys.
+    ``in_progress`` is on the files written while the run goes on; ``out`` only on the copy
+    kept under ``$EDGECNN_HOME/runs/frontier`` for ``choose``.
+    """
+
+    kind: str | None = None
+    accuracy_basis: str | None = None  # "published" | "measured"; None: measured
+    cost: str  # a key of edgecnn.frontier.COSTS
+    cost_unit: str
+    cost_what: str
+    archs: tuple[str, ...]
+    targets: tuple[str, ...]
+    precisions: tuple[str, ...]
+    image_size: int | None = None
+    weights: str | None = None
+    calibration: dict[str, Any] | None = None
+    int8: str  # how INT8 was made
+    points: tuple[FrontierPoint, ...]
+    skipped: tuple[SkippedRun, ...] = ()
+    failed: tuple[FailedRun, ...] = ()
+    timings: dict[str, Any] | None = None
+    command: str | None = None
+    created: str
+    seconds: float
+    in_progress: FrontierProgress | None = None
+    out: str | None = None
+
+    SCHEMA: ClassVar[str] = "edgecnn.frontier/1"
+    IMAGENET_ONLY: ClassVar[tuple[str, ...]] = (
+        "kind",
+        "accuracy_basis",
+        "image_size",
+        "weights",
+        "calibration",
+        "timings",
+    )
+
+    @property
+    def basis(self) -> str:
+        """``published`` or ``measured``: what the accuracy axis rests on."""
+        return self.accuracy_basis or "measured"
+
+    def devices(self) -> list[str]:
+        return list(dict.fromkeys(p.device for p in self.points))
+
+    def to_json(self) -> dict[str, Any]:
+        omit = {"in_progress", "out"} | (set(self.IMAGENET_ONLY) if self.kind is None else set())
+        body = {k: v for k, v in super().to_json().items() if not (k in omit and v is None)}
+        return {"schema": self.SCHEMA, **body}
+
+    @classmethod
+    def from_json(cls, d: Any) -> Frontier:
+        """frontier.json read back; ValueError when its ``schema`` is not :attr:`SCHEMA`."""
+        if not isinstance(d, dict) or d.get("schema") != cls.SCHEMA:
+            got = d.get("schema") if isinstance(d, dict) else d
+            raise ValueError(f"Frontier: expected schema {cls.SCHEMA}, got {got!r:.80}")
         return super().from_json({k: v for k, v in d.items() if k != "schema"})
 
     @classmethod

@@ -324,13 +324,10 @@ def test_frontier_point_measured_on_a_device_says_so(sshd, tmp_path, own_home): 
     pytest.importorskip("ai_edge_litert")
     from tiny_recipes import int8_recipe
 
-    from edgecnn.frontier import run_frontier
+    from edgecnn.frontier import FrontierOptions, run_frontier
 
     recipe = int8_recipe(tmp_path)[1]
-    out, res = run_frontier(
-        ["test_resnet18"],
-        [("rpi", None)],
-        ["int8"],
+    opts = FrontierOptions(
         recipe_for=lambda a: recipe,
         out=tmp_path / "f",
         hosts={"rpi": ["dev1"]},
@@ -343,8 +340,9 @@ def test_frontier_point_measured_on_a_device_says_so(sshd, tmp_path, own_home): 
         log=lambda s: None,
         progress=False,
     )
-    (p,) = res["points"]
-    assert p["target"] == "rpi" and p["accuracy_where"] == "device:dev1" and p["latency_source"] == "measured"
+    out, res = run_frontier(["test_resnet18"], [("rpi", None)], ["int8"], opts)
+    (p,) = res.points
+    assert p.target == "rpi" and p.accuracy_where == "device:dev1" and p.latency_source == "measured"
     assert json.loads((out / "frontier.json").read_text())["points"][0]["accuracy_where"] == "device:dev1"
     assert (
         "on device:dev1" in (out / "report.md").read_text()

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import time
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +17,8 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.frontier import (
     FILES,
     SCHEMA,
+    FrontierOptions,
+    FrontierPoint,
     choose,
     flag_pareto,
     load_points,
@@ -28,7 +31,6 @@ from edgecnn.frontier import (
 from edgecnn.outdir import MARKER
 from edgecnn.recipes import load_recipe
 
-quiet = {"log": lambda s: None, "progress": False}
 fast = {"bench_seconds": 0.2, "bench_runs": 5, "threads": 1}
 TARGETS = [("cpu", None), ("jetson", None), ("rpi", "rpi4")]
 
@@ -47,7 +49,7 @@ def _snapshot(out, result):
     """The report files as a reader opening them mid-run sees them."""
     FIRST_RUN["updates"].append(
         {
-            "result": result,
+            "result": result.to_json(),
             "files": sorted(p.name for p in out.iterdir()),
             "json": json.loads((out / "frontier.json").read_text()),
             "html": (out / "report.html").read_text(),
@@ -61,10 +63,7 @@ def run(recipe_dir, tmp_path_factory):
     recipe = load_recipe("test_resnet18", str(recipe_dir / "test_resnet18.toml"))
     out = tmp_path_factory.mktemp("frontier") / "f"
     t0 = time.perf_counter()
-    path, res = run_frontier(
-        ["test_resnet18"],
-        TARGETS,
-        ["int8", "fp16", "fp32"],
+    opts = FrontierOptions(
         recipe_for=lambda a: recipe,
         out=out,
         **fast,
@@ -72,7 +71,8 @@ def run(recipe_dir, tmp_path_factory):
         progress=False,
         on_update=_snapshot,
     )
-    return path, res, time.perf_counter() - t0, recipe
+    path, res = run_frontier(["test_resnet18"], TARGETS, ["int8", "fp16", "fp32"], opts)
+    return path, res.to_json(), time.perf_counter() - t0, recipe
 
 
 @pytest.mark.slow
@@ -84,13 +84,14 @@ def test_the_report_is_written_after_every_point_and_reloads_until_the_end(run):
     assert first["files"] == sorted([*FILES, MARKER])
     assert (
         first["json"]["in_progress"]
-        == {"done": 1, "of": len(res["points"])}
+        == {"done": 1, "of": len(res["points"]), "eta_s": None}  # a new folder: no recorded times
         == first["result"]["in_progress"]
     )
     [pt] = first["json"]["points"]
     assert pt["id"] == res["points"][0]["id"] and pt["top1"] == res["points"][0]["top1"]
     assert '<meta http-equiv="refresh"' in first["html"] and pt["device"] in first["html"]
-    assert f"In progress: 1 of {len(res['points'])} runs done" in first["md"]
+    assert f"In progress: 1 of {len(res['points'])} runs done, ETA unknown" in first["md"]
+    assert f"In progress: 1 of {len(res['points'])} runs done, ETA unknown" in first["html"]
     assert [len(u["json"]["points"]) for u in ups] == list(range(1, len(res["points"])))
     html = (path / "report.html").read_text()
     assert "refresh" not in html and "In progress" not in html and "in_progress" not in res
@@ -177,11 +178,9 @@ def test_pareto_flags_are_consistent_per_device(run):
     for dev in {p["device"] for p in pts}:
         assert any(p["pareto"] for p in pts if p["device"] == dev)
     # by size, int8 is never dominated: it is the smallest artifact on each device
-    for p in flag_pareto(
-        [{k: v for k, v in q.items() if k not in ("cost", "pareto", "dominated_by")} for q in pts], "size"
-    ):
-        if p["precision"] == "int8":
-            assert p["pareto"] is True
+    for p in flag_pareto([FrontierPoint.from_json(q) for q in pts], "size"):
+        if p.precision == "int8":
+            assert p.pareto is True
 
 
 @pytest.mark.slow
@@ -212,21 +211,28 @@ def test_same_command_again_reuses_every_stage(run, recipe_dir):
     (path / "notes.md").write_text("my reading of it")  # a file of the user's survives the re-run
     t0 = time.perf_counter()
     logged: list[str] = []
-    _, again = run_frontier(
-        ["test_resnet18"],
-        TARGETS,
-        ["int8", "fp16", "fp32"],
+    updates: list[dict] = []
+    opts = FrontierOptions(
         recipe_for=lambda a: recipe,
         out=path,
         **fast,
         log=logged.append,
         progress=False,
+        on_update=lambda out, r: updates.append(
+            {"eta_s": r.in_progress.eta_s, "html": (out / "report.html").read_text()}
+        ),
     )
+    _, again = run_frontier(["test_resnet18"], TARGETS, ["int8", "fp16", "fp32"], opts)
+    again = again.to_json()
     took = time.perf_counter() - t0
     # the ETA now comes from the first run's recorded times (the sum of the runs still to do)
     eta = sum(p["seconds"] for p in res["points"])
     first_line = next(s for s in logged if s.startswith("[1/"))
     assert "ETA unknown" not in first_line and f"ETA {int(eta // 3600)}:" in first_line
+    # and so does the report a reader has open: after the first run, the rest's recorded times
+    rest = sum(p["seconds"] for p in res["points"][1:])
+    assert updates[0]["eta_s"] == pytest.approx(rest) and "ETA 0:" in updates[0]["html"]
+    assert '<meta http-equiv="refresh"' in updates[0]["html"]
     assert (path / "notes.md").read_text() == "my reading of it"
     for p, q in zip(res["points"], again["points"], strict=True):
         assert p["id"] == q["id"] and p["top1"] == q["top1"] and p["p50_ms"] == q["p50_ms"]
@@ -296,31 +302,33 @@ def test_parse_targets_maps_devices_to_their_export_target():
 
 
 def _pt(arch, top1, p90, *, device="rpi5", prec="int8", ci=0.005, src="measured", band=None, size=10.0):
-    return {
-        "id": f"{arch}-{device}-tflite-{prec}",
-        "arch": arch,
-        "target": "rpi",
-        "device": device,
-        "runtime": "tflite",
-        "precision": prec,
-        "image_size": 32,
-        "dataset": "FashionMNIST",
-        "test_images": 10000,
-        "top1": top1,
-        "ci95_low": top1 - ci,
-        "ci95_high": top1 + ci,
-        "accuracy_runtime": "tflite",
-        "p50_ms": p90 * 0.9,
-        "p90_ms": p90,
-        "p99_ms": p90 * 1.1,
-        "latency_source": src,
-        "latency_band_low_ms": None if band is None else band[0],
-        "latency_band_high_ms": None if band is None else band[1],
-        "size_mb": size,
-        "energy_mj": None,
-        "memory_mb": None,
-        "bundle": f"/b/{arch}",
-    }
+    return FrontierPoint.from_json(
+        {
+            "id": f"{arch}-{device}-tflite-{prec}",
+            "arch": arch,
+            "target": "rpi",
+            "device": device,
+            "runtime": "tflite",
+            "precision": prec,
+            "image_size": 32,
+            "dataset": "FashionMNIST",
+            "test_images": 10000,
+            "top1": top1,
+            "ci95_low": top1 - ci,
+            "ci95_high": top1 + ci,
+            "accuracy_runtime": "tflite",
+            "p50_ms": p90 * 0.9,
+            "p90_ms": p90,
+            "p99_ms": p90 * 1.1,
+            "latency_source": src,
+            "latency_band_low_ms": None if band is None else band[0],
+            "latency_band_high_ms": None if band is None else band[1],
+            "size_mb": size,
+            "energy_mj": None,
+            "memory_mb": None,
+            "bundle": f"/b/{arch}",
+        }
+    )
 
 
 POINTS = [
@@ -335,32 +343,32 @@ POINTS = [
 def test_choose_prefers_the_cheaper_of_two_equally_accurate_runs():
     r = choose(POINTS, "rpi5", max_latency_ms=50, min_accuracy=0.9)
     # googlenet is 0.3 points better, inside its own 95% interval: resnet18 is as accurate and 2x faster
-    assert r["ok"] and r["choice"]["arch"] == "resnet18" and r["choice"]["precision"] == "int8"
-    assert "googlenet" in r["paragraph"] and "does not resolve" in r["paragraph"]
-    assert set(r["rejected"]) == {
+    assert r.ok and r.choice.arch == "resnet18" and r.choice.precision == "int8"
+    assert "googlenet" in r.paragraph and "does not resolve" in r.paragraph
+    assert set(r.rejected) == {
         "vgg16-rpi5-tflite-int8",
         "alexnet-rpi5-tflite-int8",
         "resnet18-rpi5-tflite-fp32",
     }
-    assert "300 ms > 50 ms" in r["rejected"]["vgg16-rpi5-tflite-int8"]
-    assert "88.00% < 90.00%" in r["rejected"]["alexnet-rpi5-tflite-int8"]
+    assert "300 ms > 50 ms" in r.rejected["vgg16-rpi5-tflite-int8"]
+    assert "88.00% < 90.00%" in r.rejected["alexnet-rpi5-tflite-int8"]
     # with a tight interval googlenet's lead is real: it wins
-    tight = [dict(p, ci95_low=p["top1"] - 0.001, ci95_high=p["top1"] + 0.001) for p in POINTS]
-    assert choose(tight, "rpi", max_latency_ms=50, min_accuracy=0.9)["choice"]["arch"] == "googlenet"
+    tight = [replace(p, ci95_low=p.top1 - 0.001, ci95_high=p.top1 + 0.001) for p in POINTS]
+    assert choose(tight, "rpi", max_latency_ms=50, min_accuracy=0.9).choice.arch == "googlenet"
     # with no latency limit the most accurate of all wins
-    assert choose(POINTS, "rpi5")["choice"]["arch"] == "vgg16"
+    assert choose(POINTS, "rpi5").choice.arch == "vgg16"
 
 
 def test_choose_warns_when_a_predicted_band_crosses_the_limit():
     pts = [_pt("resnet18", 0.91, 40, src="predicted", band=(25, 60))]
     r = choose(pts, "rpi5", max_latency_ms=50)
-    assert r["ok"] and "PREDICTED" in r["paragraph"] and "crosses your 50 ms limit" in r["paragraph"]
-    assert "edgecnn bench /b/resnet18/artifact --host" in r["paragraph"]
+    assert r.ok and "PREDICTED" in r.paragraph and "crosses your 50 ms limit" in r.paragraph
+    assert "edgecnn bench /b/resnet18/artifact --host" in r.paragraph
 
 
 def test_choose_says_what_to_relax_or_which_runs_to_make():
     r = choose(POINTS, "rpi5", max_latency_ms=2)
-    assert not r["ok"] and r["choice"] is None and "at least 5 ms" in r["paragraph"]
+    assert not r.ok and r.choice is None and "at least 5 ms" in r.paragraph
     with pytest.raises(EdgecnnError, match="run `edgecnn frontier --targets jetson-agx-orin"):
         choose(POINTS, "jetson-agx-orin")
     with pytest.raises(EdgecnnError, match="unknown cost"):
@@ -370,19 +378,19 @@ def test_choose_says_what_to_relax_or_which_runs_to_make():
 def test_an_emulated_latency_is_never_chosen_nor_on_the_frontier():
     # the fastest and most accurate run was timed on an emulated Pi (QEMU): it must not win on that time
     emu = _pt("resnet18", 0.95, 900, src="emulated")
-    emu["id"] = "resnet18-rpi5-tflite-int8-emulated"
+    emu = replace(emu, id="resnet18-rpi5-tflite-int8-emulated")
     r = choose([*POINTS, emu], "rpi5", max_latency_ms=50)
-    assert r["choice"]["arch"] == "resnet18" and r["choice"]["latency_source"] == "measured"
-    assert "emulated" in r["rejected"][emu["id"]]
-    emu_fast = dict(emu, p50_ms=0.1, p90_ms=0.1)
-    assert choose([*POINTS, emu_fast], "rpi5")["choice"]["latency_source"] == "measured"
+    assert r.choice.arch == "resnet18" and r.choice.latency_source == "measured"
+    assert "emulated" in r.rejected[emu.id]
+    emu_fast = replace(emu, p50_ms=0.1, p90_ms=0.1)
+    assert choose([*POINTS, emu_fast], "rpi5").choice.latency_source == "measured"
     with pytest.raises(EdgecnnError, match="emulated latency.*--host"):
         choose([emu_fast], "rpi5")
-    flagged = {p["id"]: p for p in flag_pareto([*POINTS, emu_fast], "p50")}
-    assert flagged[emu["id"]]["pareto"] is None and "emulated" in flagged[emu["id"]]["excluded"]
-    assert flagged["alexnet-rpi5-tflite-int8"]["pareto"] is True  # would be dominated by the emulated point
+    flagged = {p.id: p for p in flag_pareto([*POINTS, emu_fast], "p50")}
+    assert flagged[emu.id].pareto is None and "emulated" in flagged[emu.id].excluded
+    assert flagged["alexnet-rpi5-tflite-int8"].pareto is True  # would be dominated by the emulated point
     # a cost that is no latency (the artifact's size) keeps the point
-    assert flag_pareto([*POINTS, emu_fast], "size")[-1]["pareto"] is not None
+    assert flag_pareto([*POINTS, emu_fast], "size")[-1].pareto is not None
 
 
 def test_parse_limits():
@@ -413,7 +421,7 @@ def test_choose_cli_reads_the_frontier_it_names(run, tmp_path):
     r = CliRunner().invoke(cli, ["choose", "--target", "rpi4", "--from", str(tmp_path)])
     assert r.exit_code == 2 and "no frontier results" in r.output
     # without --from: every frontier recorded under $EDGECNN_HOME (the run above recorded this one)
-    assert {p["id"] for p in res["points"]} <= {p["id"] for p in load_points()}
+    assert {p["id"] for p in res["points"]} <= {p.id for p in load_points()}
 
 
 @pytest.mark.slow
@@ -481,3 +489,56 @@ def test_killed_frontier_resumes_to_the_same_figures(run, recipe_dir, tmp_path):
         strict=True,
     ):
         assert p["size_mb"] == pytest.approx(q["size_mb"], rel=2e-3)
+
+
+def _frontier(**kw):
+    from edgecnn.frontier import Frontier, cost_fields
+
+    return Frontier(
+        **cost_fields("p50"),
+        archs=("resnet18", "googlenet", "vgg16", "alexnet"),
+        targets=("rpi5",),
+        precisions=("int8", "fp32"),
+        int8="ptq",
+        points=tuple(flag_pareto(POINTS, "p50")),
+        created="2026-12-02T12:00:00+0000",
+        seconds=61.0,
+        **kw,
+    )
+
+
+def test_a_running_frontier_reloads_and_says_how_far_it_is():
+    from edgecnn.frontier import render_html, render_markdown
+    from edgecnn.results import FrontierProgress
+
+    running = _frontier(in_progress=FrontierProgress(2, 5, 125.0))
+    html, md = render_html(running, b"png"), render_markdown(running)
+    line = "In progress: 2 of 5 runs done, ETA 0:02:05 (the last run"
+    assert line in html and line in md and '<meta http-equiv="refresh" content="15">' in html
+    assert "ETA unknown" in render_markdown(_frontier(in_progress=FrontierProgress(2, 5)))
+    done = _frontier()
+    assert "In progress" not in render_html(done, b"png") + render_markdown(done)
+    assert "refresh" not in render_html(done, b"png") and "in_progress" not in done.to_json()
+
+
+def test_frontier_json_round_trips_through_its_types(tmp_path):
+    from edgecnn.frontier import Frontier, read_frontier
+
+    res = _frontier().to_json()
+    assert res["schema"] == SCHEMA and list(res)[:4] == ["schema", "cost", "cost_unit", "cost_what"]
+    assert "kind" not in res and "timings" not in res  # keys of --imagenet only
+    assert Frontier.from_json(res) == _frontier() and Frontier.from_json(res).to_json() == res
+    p = res["points"][0]
+    assert "accuracy_where" in p and "artifact" not in p and "float_layers" not in p  # a bundle's point
+    mixed = replace(POINTS[0], precision="mixed", float_layers=2)
+    assert FrontierPoint.from_json(mixed.to_json()) == mixed and mixed.to_json()["float_layers"] == 2
+    f = tmp_path / "frontier.json"
+    f.write_text(json.dumps(res))
+    assert read_frontier(f) == _frontier()
+    bad = {**res, "points": [{**p, "p90_ms": "fast"}]}
+    f.write_text(json.dumps(bad))
+    with pytest.raises(EdgecnnError, match=r"points\[0\] 'p90_ms' must be a finite number, not \"fast\""):
+        load_points([f])
+    f.write_text(json.dumps({**res, "points": [{k: v for k, v in p.items() if k != "top1"}]}))
+    with pytest.raises(EdgecnnError, match="'top1' must be a finite number or null, missing"):
+        load_points([f])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,8 +16,8 @@ from test_remote import PY, sshd  # noqa: F401 - sshd (the real sshd on 127.0.0.
 
 from edgecnn.cli import cli
 from edgecnn.errors import EdgecnnError
-from edgecnn.frontier import choose, load_points
-from edgecnn.imagenet_frontier import run_imagenet_frontier
+from edgecnn.frontier import FrontierPoint, choose, load_points
+from edgecnn.imagenet_frontier import ImagenetOptions, run_imagenet_frontier
 from edgecnn.models import PublishedWeights, create
 from edgecnn.published import Int8Drop, published_accuracy
 
@@ -50,10 +51,12 @@ def published_run(tmp_path_factory):
         ["test_resnet18", "test_googlenet"],
         [("cpu", None)],
         ["int8", "fp32"],
-        out=out,
-        **FAST,
-        registry=_registry(),
-        int8_drops=DROPS,
+        ImagenetOptions(
+            out=out,
+            **FAST,
+            registry=_registry(),
+            int8_drops=DROPS,
+        ),
     )
     return out, res.to_json()
 
@@ -92,31 +95,33 @@ def test_same_command_again_reuses_the_artifacts(published_run, tmp_path):
         ["test_resnet18"],
         [("cpu", None)],
         ["int8"],
-        out=tmp_path / "f2",
-        **FAST,
-        registry=_registry(),
-        int8_drops=DROPS,
+        ImagenetOptions(
+            out=tmp_path / "f2",
+            **FAST,
+            registry=_registry(),
+            int8_drops=DROPS,
+        ),
     )
     p = again.points[0]
-    assert p["reused"] == ["artifact"]
-    assert p["artifact"] == next(q["artifact"] for q in first["points"] if q["id"] == p["id"])
+    assert p.reused == ("artifact",)
+    assert p.artifact == next(q["artifact"] for q in first["points"] if q["id"] == p.id)
 
 
 @pytest.mark.slow
 def test_choose_says_its_answer_rests_on_published_figures(published_run):
     out, _ = published_run
     res = choose(load_points([out]), "cpu")
-    assert res["ok"] and res["choice"]["arch"] == "test_resnet18"
-    assert res["accuracy_basis"] == "published ImageNet top-1"
-    assert "not measured" in res["paragraph"] and FIXTURE in res["paragraph"]
-    assert all("accuracy not published" in why for pid, why in res["rejected"].items() if "googlenet" in pid)
+    assert res.ok and res.choice.arch == "test_resnet18"
+    assert res.accuracy_basis == "published ImageNet top-1"
+    assert "not measured" in res.paragraph and FIXTURE in res.paragraph
+    assert all("accuracy not published" in why for pid, why in res.rejected.items() if "googlenet" in pid)
 
 
 @pytest.mark.slow
 def test_choose_refuses_to_compare_published_with_measured(published_run):
     out, res = published_run
-    trained = dict(
-        res["points"][0],
+    trained = replace(
+        FrontierPoint.from_json(res["points"][0]),
         id="x-host-openvino-int8",
         accuracy_source="measured",
         dataset="fashion-mnist",
@@ -211,12 +216,14 @@ def test_with_data_and_weights_accuracy_is_measured_in_each_runtime(http_server,
         ["test_resnet18"],
         [("cpu", None)],
         ["fp32", "int8"],
-        out=tmp_path / "f",
-        image_size=64,
-        data=str(root),
-        weights="imagenet",
-        **FAST,
-        registry=_registry(url, hashlib.sha256(body).hexdigest()),
+        ImagenetOptions(
+            out=tmp_path / "f",
+            image_size=64,
+            data=str(root),
+            weights="imagenet",
+            **FAST,
+            registry=_registry(url, hashlib.sha256(body).hexdigest()),
+        ),
     )
     out = res.to_json()
     assert out["accuracy_basis"] == "measured" and http_server.requests == ["/models/tiny-imagenet.pth"]
@@ -228,10 +235,8 @@ def test_with_data_and_weights_accuracy_is_measured_in_each_runtime(http_server,
     assert 0 <= int8["top1"] <= 1 and int8["drop_points"] == pytest.approx(
         100 * (fp32["top1"] - int8["top1"])
     )
-    res2 = choose(out["points"], "cpu")
-    assert "measured in openvino on 1000" in res2["paragraph"] and res2["accuracy_basis"].startswith(
-        "measured"
-    )
+    res2 = choose(res.points, "cpu")
+    assert "measured in openvino on 1000" in res2.paragraph and res2.accuracy_basis.startswith("measured")
 
 
 def test_host_measures_its_targets_artifacts_over_ssh(sshd, tmp_path):  # noqa: F811
@@ -239,13 +244,15 @@ def test_host_measures_its_targets_artifacts_over_ssh(sshd, tmp_path):  # noqa: 
         ["test_resnet18"],
         [("rpi", None)],
         ["int8"],
-        out=tmp_path / "f",
-        threads=1,
-        **FAST,
-        hosts={"rpi": ["dev1"]},
-        remote_python=PY,
-        ssh_config=str(sshd.config),
+        ImagenetOptions(
+            out=tmp_path / "f",
+            threads=1,
+            **FAST,
+            hosts={"rpi": ["dev1"]},
+            remote_python=PY,
+            ssh_config=str(sshd.config),
+        ),
     )
     (p,) = res.points
-    assert p["latency_source"] == "measured" and p["latency_where"] == "measured on dev1 over SSH"
-    assert p["runtime"] == "tflite" and p["p50_ms"] > 0 and p["accuracy_source"] == "not published"
+    assert p.latency_source == "measured" and p.latency_where == "measured on dev1 over SSH"
+    assert p.runtime == "tflite" and p.p50_ms > 0 and p.accuracy_source == "not published"

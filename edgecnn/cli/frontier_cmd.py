@@ -135,29 +135,7 @@ def _recipes(spec: str, archs: list[str]):
     help="--imagenet: INT8 calibration images.",
 )
 @json_option
-def frontier(
-    targets,
-    archs,
-    precisions,
-    cost,
-    recipe,
-    data,
-    use_qat,
-    max_drop,
-    out,
-    force,
-    threads,
-    min_seconds,
-    hosts,
-    remote_python,
-    ssh_config,
-    ssh_timeout,
-    imagenet,
-    image_size,
-    weights,
-    calib_images,
-    as_json,
-):
+def frontier(**o):
     """Deploy every network x target x precision and draw the accuracy / cost frontier.
 
     Each combination is an `edgecnn deploy` run: cached, so the same command again only
@@ -175,81 +153,68 @@ def frontier(
       edgecnn frontier --targets cpu,rpi4,jetson-agx-orin --archs resnet18,googlenet --cost size --out f2/
       edgecnn frontier --host rpi=pi@10.0.0.7 --host jetson=nvidia@orin --out frontier-devices/
     """
-    from edgecnn.frontier import parse_hosts, parse_list, parse_targets, run_frontier
+    from edgecnn.frontier import parse_hosts, parse_list, parse_targets
     from edgecnn.models import list_archs
 
-    arch_list = parse_list(archs, list_archs(include_test=True), "archs")
-    prec = parse_list(precisions, ("int8", "fp16", "fp32"), "precisions")
-    tg = parse_targets(targets)
-    host_map = parse_hosts(hosts, tg)
-    log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    command = (
-        "edgecnn frontier " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
-    )
+    archs = parse_list(o["archs"], list_archs(include_test=True), "archs")
+    precisions = parse_list(o["precisions"], ("int8", "fp16", "fp32"), "precisions")
+    targets = parse_targets(o["targets"])
+    hosts = parse_hosts(o["hosts"], targets)
     _check_mode(
-        imagenet, image_size=image_size, weights=weights, recipe=recipe, qat=use_qat, max_drop=max_drop
+        o["imagenet"],
+        image_size=o["image_size"],
+        weights=o["weights"],
+        recipe=o["recipe"],
+        qat=o["use_qat"],
+        max_drop=o["max_drop"],
     )
-    if imagenet:
-        from edgecnn.imagenet_frontier import run_imagenet_frontier
+    run = _run_imagenet if o["imagenet"] else _run_trained
+    path, result = run(archs, targets, precisions, hosts, o)
+    _print_result(path, result, o["cost"], o["as_json"])
 
-        path, result = run_imagenet_frontier(
-            arch_list,
-            tg,
-            prec,
-            out=out,
-            image_size=image_size or 224,
-            cost=cost,
-            data=data,
-            weights=weights,
-            hosts=host_map,
-            remote_python=remote_python,
-            ssh_config=ssh_config,
-            ssh_timeout=ssh_timeout,
-            calib_images=calib_images,
-            force=force,
-            threads=threads,
-            bench_seconds=min_seconds,
-            log=log,
-            command=command,
-        )
-        _print_result(path, result.to_json(), cost, as_json)
-        return
-    recipes = _recipes(recipe, arch_list)
-    path, res = run_frontier(
-        arch_list,
-        tg,
-        prec,
-        recipe_for=recipes.__getitem__,
-        out=out,
-        cost=cost,
-        data=data,
-        force=force,
-        threads=threads,
-        bench_seconds=min_seconds,
-        qat=use_qat,
-        max_drop=max_drop,
-        hosts=host_map,
-        remote_python=remote_python,
-        ssh_config=ssh_config,
-        ssh_timeout=ssh_timeout,
-        log=log,
-        command=command,
+
+def _common(o: dict, hosts: dict) -> dict:
+    """The options both kinds of frontier take, from the command's."""
+    return {
+        "out": o["out"],
+        "cost": o["cost"],
+        "data": o["data"],
+        "force": o["force"],
+        "threads": o["threads"],
+        "bench_seconds": o["min_seconds"],
+        "hosts": hosts,
+        "remote_python": o["remote_python"],
+        "ssh_config": o["ssh_config"],
+        "ssh_timeout": o["ssh_timeout"],
+        "log": (lambda s: click.echo(s, err=True)) if o["as_json"] else click.echo,
+        "command": (
+            "edgecnn frontier " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+            if len(sys.argv) > 1
+            else None
+        ),
+    }
+
+
+def _run_imagenet(archs, targets, precisions, hosts, o):
+    from edgecnn.imagenet_frontier import ImagenetOptions, run_imagenet_frontier
+
+    opts = ImagenetOptions(
+        image_size=o["image_size"] or 224,
+        weights=o["weights"],
+        calib_images=o["calib_images"],
+        **_common(o, hosts),
     )
-    if as_json:
-        click.echo(json.dumps({"out": str(path), **res}, indent=2, default=str))
-    else:
-        for p in res["points"]:
-            if p["pareto"]:
-                click.echo(
-                    f"  Pareto on {p['device']}: {p['arch']} {p['precision']} top-1 {100 * p['top1']:.2f}%, "
-                    f"{cost} {p['cost']:.3g} {res['cost_unit']} ({p[_src(cost)] or 'n/a'})"
-                )
-        click.echo(
-            f"{len(res['points'])} runs, {len(res['failed'])} failed, {res['seconds']:.0f} s: "
-            f"{Path(path) / 'report.html'}"
-        )
-    if res["failed"]:
-        sys.exit(1)
+    return run_imagenet_frontier(archs, targets, precisions, opts)
+
+
+def _run_trained(archs, targets, precisions, hosts, o):
+    from edgecnn.frontier import FrontierOptions, run_frontier
+
+    recipes = _recipes(o["recipe"], archs)
+    opts = FrontierOptions(
+        recipe_for=recipes.__getitem__, qat=o["use_qat"], max_drop=o["max_drop"], **_common(o, hosts)
+    )
+    return run_frontier(archs, targets, precisions, opts)
 
 
 def _check_mode(imagenet: bool, **opts) -> None:
@@ -271,29 +236,33 @@ def _check_mode(imagenet: bool, **opts) -> None:
             )
 
 
-def _print_result(path, res: dict, cost: str, as_json: bool) -> None:
+def _print_result(path, result, cost: str, as_json: bool) -> None:
+    """The Pareto points, those with no published accuracy (--imagenet), and where the report is."""
     if as_json:
-        click.echo(json.dumps({"out": str(path), **res}, indent=2, default=str))
-        return
-    from edgecnn.frontier import accuracy_cell
+        click.echo(json.dumps({"out": str(path), **result.to_json()}, indent=2, default=str))
+    else:
+        from edgecnn.frontier import accuracy_cell
 
-    for p in res["points"]:
-        if p["pareto"]:
-            click.echo(
-                f"  Pareto on {p['device']}: {p['arch']} {p['precision']} top-1 {accuracy_cell(p)}, "
-                f"{cost} {p['cost']:.3g} {res['cost_unit']} ({p[_src(cost)] or 'n/a'})"
-            )
-    for p in res["points"]:
-        if p["top1"] is None:
-            click.echo(
-                f"  {p['arch']} {p['precision']} on {p['device']}: {cost} {_fmt(p['cost'])} "
-                f"{res['cost_unit']}, accuracy: not published"
-            )
-    click.echo(
-        f"{len(res['points'])} runs, {len(res['failed'])} failed, {res['seconds']:.0f} s "
-        f"(accuracy: {res.get('accuracy_basis', 'measured')}): {Path(path) / 'report.html'}"
-    )
-    if res["failed"]:
+        imagenet = result.kind is not None
+        for p in result.points:
+            if p.pareto:
+                acc = accuracy_cell(p) if imagenet else f"{100 * p.top1:.2f}%"
+                click.echo(
+                    f"  Pareto on {p.device}: {p.arch} {p.precision} top-1 {acc}, "
+                    f"{cost} {p.cost:.3g} {result.cost_unit} ({p.get(_src(cost)) or 'n/a'})"
+                )
+        for p in result.points:
+            if p.top1 is None:
+                click.echo(
+                    f"  {p.arch} {p.precision} on {p.device}: {cost} {_fmt(p.cost)} "
+                    f"{result.cost_unit}, accuracy: not published"
+                )
+        basis = f" (accuracy: {result.basis})" if imagenet else ""
+        click.echo(
+            f"{len(result.points)} runs, {len(result.failed)} failed, {result.seconds:.0f} s{basis}: "
+            f"{Path(path) / 'report.html'}"
+        )
+    if result.failed:
         sys.exit(1)
 
 
@@ -373,10 +342,10 @@ def choose(device, max_latency, min_accuracy, cost, stat, precision, sources, as
         precision=precision,
     )
     if as_json:
-        click.echo(json.dumps(res, indent=2, default=str))
+        click.echo(json.dumps(res.to_json(), indent=2, default=str))
     else:
-        click.echo(res["paragraph"])
-        if res["choice"] and res["choice"].get("bundle"):
-            click.echo(f"bundle: {res['choice']['bundle']}")
-    if not res["ok"]:
+        click.echo(res.paragraph)
+        if res.choice and res.choice.bundle:
+            click.echo(f"bundle: {res.choice.bundle}")
+    if not res.ok:
         sys.exit(1)

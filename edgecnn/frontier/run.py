@@ -1,0 +1,265 @@
+"""``edgecnn frontier``: deploy every (network, target, precision), flag the Pareto sets, write the files.
+
+:func:`run_frontier` deploys each combination with :func:`edgecnn.deploy.deploy` (each stage cached,
+so a re-run only reads caches), turns each ``report.json`` into a point, flags the Pareto set per
+device and writes ``frontier.json``, ``frontier.csv``, ``frontier.png``, ``report.html`` and
+``report.md`` into one directory (:mod:`edgecnn.outdir`: a re-run replaces those files and keeps
+yours), after every finished run as well as at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from edgecnn import outdir
+from edgecnn.errors import EdgecnnError
+from edgecnn.frontier.eta import duration, eta, eta_seconds, recorded_seconds
+from edgecnn.frontier.pareto import flag_pareto
+from edgecnn.frontier.plot import check_plot, render_png
+from edgecnn.frontier.points import cost_fields, point_from_report
+from edgecnn.frontier.render import render_csv, render_html, render_markdown
+from edgecnn.results import FailedRun, Frontier, FrontierPoint, FrontierProgress, SkippedRun
+
+FILES = ("frontier.json", "frontier.csv", "frontier.png", "report.html", "report.md")
+# Cheapest network family first: the quick recipes' training on 2 cores took ResNet18 ~9 min, GoogLeNet ~15,
+# AlexNet ~33, VGG16 ~40 (issue 17), so a complete cheap network lands in the report first.
+CHEAP_FIRST = ("resnet", "googlenet", "alexnet", "vgg")
+
+
+@dataclass(frozen=True)
+class FrontierOptions:
+    """How :func:`run_frontier` runs: where it writes, what it minimises, and the options each
+    :func:`edgecnn.deploy.deploy` gets.
+
+    INT8 is PTQ, or QAT with ``qat``, or QAT only where PTQ loses more than ``max_drop`` points.
+    ``hosts`` (:func:`edgecnn.frontier.parse_hosts`): the devices that measure a target's accuracy
+    and latency over SSH. ``on_update(out, result)`` is called after each partial write.
+    """
+
+    recipe_for: Callable[[str], Any]
+    out: str | os.PathLike
+    cost: str = "p50"
+    data: str | None = None
+    force: bool = False
+    threads: int | None = None
+    bench_seconds: float = 2.0
+    bench_runs: int = 10
+    qat: bool = False
+    max_drop: float | None = None
+    hosts: dict[str, list[str]] = field(default_factory=dict)
+    remote_python: str | None = None
+    ssh_config: str | None = None
+    ssh_timeout: float | None = None
+    log: Callable[[str], None] = print
+    progress: bool = True
+    command: str | None = None
+    on_update: Callable[[Path, Frontier], None] | None = None
+
+    @property
+    def int8(self) -> str:
+        """How INT8 is made, as frontier.json says it."""
+        if self.qat:
+            return "qat"
+        return "ptq" if self.max_drop is None else f"ptq, qat where the drop > {self.max_drop:g} points"
+
+
+class Combo(NamedTuple):
+    arch: str
+    target: str
+    device: str | None
+    precision: str
+
+    @property
+    def where(self) -> str:
+        return self.device or self.target
+
+
+def work_order(archs: Sequence[str], family: Callable[[str], str]) -> list[str]:
+    """``archs`` cheapest family first (:data:`CHEAP_FIRST`); other families last, in the order given."""
+    rank = {f: i for i, f in enumerate(CHEAP_FIRST)}
+    return sorted(archs, key=lambda a: rank.get(family(a), len(rank)))
+
+
+def combinations(
+    archs: Sequence[str], targets: Sequence[tuple[str, str | None]], precisions: Sequence[str]
+) -> list[Combo]:
+    """Every (network, target, device, precision), the cheapest network first (:func:`work_order`)."""
+    from edgecnn.models import arch_info
+
+    return [
+        Combo(a, t, d, p)
+        for a in work_order(archs, lambda a: arch_info(a).family)
+        for t, d in targets
+        for p in precisions
+    ]
+
+
+def skip_reason(c: Combo) -> str | None:
+    """Why ``c``'s target cannot run its precision; None when it can."""
+    from edgecnn.export import DEFAULT_RUNTIME, SUPPORT
+
+    runtime = DEFAULT_RUNTIME[c.target]
+    can = SUPPORT[c.target][runtime]
+    return None if c.precision in can else f"{runtime} on {c.target} runs {', '.join(can)}"
+
+
+class _Run:
+    """The points, skipped and failed runs so far, and the frontier they make."""
+
+    def __init__(self, archs, targets, precisions, opts: FrontierOptions):
+        self.opts, self.t0 = opts, time.perf_counter()
+        self.head = {
+            **cost_fields(opts.cost),
+            "archs": tuple(archs),
+            "targets": tuple(d or t for t, d in targets),
+            "precisions": tuple(precisions),
+            "int8": opts.int8,
+            "command": opts.command,
+        }
+        self.points: list[FrontierPoint] = []
+        self.skipped: list[SkippedRun] = []
+        self.failed: list[FailedRun] = []
+
+    @property
+    def done(self) -> int:
+        return len(self.points) + len(self.failed)
+
+    def result(self, in_progress: FrontierProgress | None = None) -> Frontier:
+        return Frontier(
+            **self.head,
+            points=tuple(flag_pareto(self.points, self.opts.cost)),
+            skipped=tuple(self.skipped),
+            failed=tuple(self.failed),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            seconds=round(time.perf_counter() - self.t0, 2),
+            in_progress=in_progress,
+        )
+
+    def elapsed(self) -> str:
+        return duration(time.perf_counter() - self.t0)
+
+
+def deploy_point(c: Combo, opts: FrontierOptions) -> FrontierPoint:
+    """Deploy one combination (every stage cached) and return its point."""
+    from edgecnn.deploy import BenchOptions, DeployOptions, SshOptions, deploy
+
+    int8 = c.precision == "int8"
+    bundle, report = deploy(
+        c.arch,
+        c.target,
+        recipe=opts.recipe_for(c.arch),
+        options=DeployOptions(
+            device=c.device,
+            data=opts.data,
+            precision=c.precision,
+            qat=opts.qat and int8,
+            max_drop=opts.max_drop if int8 else None,
+            force=opts.force,
+            threads=opts.threads,
+            bench=BenchOptions(seconds=opts.bench_seconds, runs=opts.bench_runs),
+            hosts=opts.hosts.get(c.where, ()),
+            ssh=SshOptions(
+                remote_python=opts.remote_python, config=opts.ssh_config, timeout=opts.ssh_timeout
+            ),
+        ),
+        log=opts.log,
+        progress=opts.progress,
+    )
+    return point_from_report(report.to_json(), bundle)
+
+
+@outdir.holding_locks
+def run_frontier(
+    archs: Sequence[str],
+    targets: Sequence[tuple[str, str | None]],
+    precisions: Sequence[str],
+    opts: FrontierOptions,
+) -> tuple[Path, Frontier]:
+    """Deploy every combination (cached), flag the Pareto sets, write the frontier directory.
+
+    A combination whose target cannot run the precision is listed under ``skipped``; one that
+    fails (an :class:`EdgecnnError`) under ``failed`` with its one-line error, and the others go
+    on. The cheapest network runs first (:func:`work_order`), and the five files are rewritten
+    after every finished combination with ``in_progress`` (runs done, of how many, ETA) set:
+    report.html then reloads itself. The final files have no ``in_progress``. Returns (out, result).
+    """
+    from edgecnn.deploy import DeployOptions
+
+    cost_fields(opts.cost)
+    check_plot()
+    DeployOptions(qat=opts.qat, max_drop=opts.max_drop)  # conflicting options, before any work
+    out = Path(opts.out)
+    outdir.hold(out, "frontier", f"the frontier {out}", FILES)
+    recorded = recorded_seconds(out)
+    run = _Run(archs, targets, precisions, opts)
+    combos = combinations(archs, targets, precisions)
+    runnable = [c for c in combos if skip_reason(c) is None]
+    for i, c in enumerate(combos, 1):
+        why = skip_reason(c)
+        if why is not None:
+            run.skipped.append(SkippedRun(c.arch, c.where, c.precision, why))
+            continue
+        opts.log(
+            f"[{i}/{len(combos)}] {c.arch} on {c.where}, {c.precision} | {run.done} of {len(runnable)} done, "
+            f"{run.elapsed()} elapsed, {eta(runnable[run.done :], recorded)}"
+        )
+        try:
+            run.points.append(deploy_point(c, opts))
+        except EdgecnnError as e:
+            opts.log(f"  failed: {e}")
+            run.failed.append(FailedRun(c.arch, c.where, c.precision, str(e)))
+        if run.points and run.done < len(runnable):
+            _write_partial(
+                out,
+                run,
+                FrontierProgress(run.done, len(runnable), eta_seconds(runnable[run.done :], recorded)),
+            )
+    if not run.points:
+        raise EdgecnnError(
+            "no combination ran: "
+            + "; ".join(f"{f.arch} {f.target} {f.precision}: {f.error}" for f in run.failed)[:2000]
+        )
+    result = run.result()
+    write_frontier(out, result)
+    remember(result, out)
+    opts.log(f"wrote {out}")
+    return out, result
+
+
+def _write_partial(out: Path, run: _Run, progress: FrontierProgress) -> None:
+    partial = run.result(progress)
+    write_frontier(out, partial)
+    if run.opts.on_update:
+        run.opts.on_update(out, partial)
+
+
+def remember(result: Frontier, out: Path) -> None:
+    """Keep a copy under $EDGECNN_HOME/runs/frontier so ``choose`` finds it without --from."""
+    import dataclasses
+    import hashlib
+
+    from edgecnn import paths
+    from edgecnn.fileio import atomic_write_json
+
+    name = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12] + ".json"
+    kept = dataclasses.replace(result, out=str(out.resolve()))
+    atomic_write_json(paths.runs_dir() / "frontier" / name, kept.to_json())
+
+
+def write_frontier(out: Path, result: Frontier) -> None:
+    """All five files into a temporary folder beside ``out``, then one rename
+    (:func:`edgecnn.outdir.replace`)."""
+    from edgecnn.fileio import atomic_write_json, atomic_write_text
+
+    with outdir.replace(out, "frontier") as tmp:
+        atomic_write_json(tmp / "frontier.json", result.to_json())
+        atomic_write_text(tmp / "frontier.csv", render_csv(result))
+        png = render_png(result)
+        (tmp / "frontier.png").write_bytes(png)
+        atomic_write_text(tmp / "report.md", render_markdown(result))
+        atomic_write_text(tmp / "report.html", render_html(result, png))
