@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn import bundle, outdir
+from edgecnn.distributed import torch_threads
 from edgecnn.errors import EdgecnnError
 from edgecnn.results import (
     Accuracy,
@@ -191,11 +192,12 @@ def deploy(
     out = bundle_dir(run)
     outdir.hold(out, "deploy", f"the bundle {out.name}", bundle.FILES)
     t_start = time.perf_counter()
-    checkpoint, train_record = float_model(run)
-    quant, quant_record = quantize(run, checkpoint)
-    art, export_record = export_artifact(run, checkpoint)
-    acc = accuracy(run, art)
-    lat = latency(run, art, acc.hosts)
+    with torch_threads(run.options.threads):  # every torch step here, restored after
+        checkpoint, train_record = float_model(run)
+        quant, quant_record = quantize(run, checkpoint)
+        art, export_record = export_artifact(run, checkpoint)
+        acc = accuracy(run, art)
+        lat = latency(run, art, acc.hosts)
     stages = {
         "train": train_record,
         "quantize": quant_record,

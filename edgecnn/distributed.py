@@ -154,6 +154,22 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) // max(1, info().local_world_size if active() else 1))
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to ``threads`` for the block and restored after it (a stage
+    called from another, as train from calibrate, leaves the caller's count as it found it).
+    ``None`` leaves the count as it is."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def per_rank_batch(batch_size: int, what: str = "train.batch_size") -> int:
     """The global ``batch_size`` divided over the ranks; it must divide evenly."""
     world = info().world_size if active() else 1

@@ -132,45 +132,52 @@ def train(
     ``data``: None (Fashion-MNIST) or an ImageFolder path. ``weights``: None (from
     scratch), ``"imagenet"`` or a checkpoint path. ``force`` retrains from scratch even
     when a finished or interrupted run with the same key exists. Under torchrun every
-    process calls it (see :mod:`edgecnn.distributed`); ``threads`` is per process.
+    process calls it (see :mod:`edgecnn.distributed`); ``threads`` is per process, torch's count while
+    it runs (the caller's count is restored after, so a stage that trains first keeps its own).
     """
     t_start = time.perf_counter()
     dist = distributed.setup()
     if not dist.is_main:
         log, progress = (lambda s: None), False
-    torch.set_num_threads(threads or distributed.default_threads())
-    job = _job(data, recipe, weights, reset_head)
-    key = run_key(_key_payload(arch, recipe, job, weights))
-    out = Path(out_dir) if out_dir else paths.runs_dir() / "train" / f"{arch}-{recipe.profile}-{key}"
-    ckpt_path = out / "model.pt"
-    if dist.is_main:  # a folder of yours is refused; a second identical run waits for the first
-        outdir.hold(out, "train", f"the {arch} training run {out.name}", FILES)
-    if (finished := _reuse(out, key, force)) is not None:
-        log(
-            f"{arch}: reusing finished run {out} (test top-1 {finished['test']['top1']:.4f}); "
-            "--force retrains"
-        )
-        return TrainResult(out, ckpt_path, finished, cached=True)
+    with distributed.torch_threads(threads or distributed.default_threads()):  # restored after
+        job = _job(data, recipe, weights, reset_head)
+        key = run_key(_key_payload(arch, recipe, job, weights))
+        out = Path(out_dir) if out_dir else paths.runs_dir() / "train" / f"{arch}-{recipe.profile}-{key}"
+        ckpt_path = out / "model.pt"
+        if dist.is_main:  # a folder of yours is refused; a second identical run waits for the first
+            outdir.hold(out, "train", f"the {arch} training run {out.name}", FILES)
+        if (finished := _reuse(out, key, force)) is not None:
+            log(
+                f"{arch}: reusing finished run {out} (test top-1 {finished['test']['top1']:.4f}); "
+                "--force retrains"
+            )
+            return TrainResult(out, ckpt_path, finished, cached=True)
 
-    run = Run(arch, "training", "train", key, out / "state.pt", STATE_FORMAT, recipe.train.checkpoint_seconds)
-    model, options = _model(arch, recipe.train, job, weights)
-    loop = _loop(arch, recipe, job, model, options, run, log, t_start)
-    loop.resume(force, log)
-    if dist.is_main:
-        outdir.claim(out, "train", FILES)
-    loop.run(progress)
-    test = evaluate_model(
-        model, job.bundle.test.images, job.bundle.test.labels, job.preprocess, recipe.train.eval_batch_size
-    )
-    report = _report(arch, recipe, job, weights, key, loop, test)
-    if dist.is_main:
-        _write(out, arch, recipe, job, model, report)
-    distributed.barrier()  # the other ranks return once model.pt exists
-    log(
-        f"{arch}: test top-1 {test['top1']:.4f} top-5 {test['top5']:.4f} in {report['wall_seconds']:.0f} s "
-        f"-> {ckpt_path}"
-    )
-    return TrainResult(out, ckpt_path, report, cached=False)
+        run = Run(
+            arch, "training", "train", key, out / "state.pt", STATE_FORMAT, recipe.train.checkpoint_seconds
+        )
+        model, options = _model(arch, recipe.train, job, weights)
+        loop = _loop(arch, recipe, job, model, options, run, log, t_start)
+        loop.resume(force, log)
+        if dist.is_main:
+            outdir.claim(out, "train", FILES)
+        loop.run(progress)
+        test = evaluate_model(
+            model,
+            job.bundle.test.images,
+            job.bundle.test.labels,
+            job.preprocess,
+            recipe.train.eval_batch_size,
+        )
+        report = _report(arch, recipe, job, weights, key, loop, test)
+        if dist.is_main:
+            _write(out, arch, recipe, job, model, report)
+        distributed.barrier()  # the other ranks return once model.pt exists
+        log(
+            f"{arch}: test top-1 {test['top1']:.4f} top-5 {test['top5']:.4f} "
+            f"in {report['wall_seconds']:.0f} s -> {ckpt_path}"
+        )
+        return TrainResult(out, ckpt_path, report, cached=False)
 
 
 def _job(data: str | None, recipe: Recipe, weights: str | None, reset_head: bool) -> _Job:

@@ -78,6 +78,29 @@ def test_calibrate_reports_the_drop_and_is_cached(float_run, calibrated):
     assert again["cached"] and again["key"] == r["key"]
 
 
+def test_calibrate_that_trains_first_runs_ptq_on_its_threads(float_run, monkeypatch):
+    """Training the float model first (here its cached run) must not reset calibrate's --threads,
+    and calibrate leaves the caller's thread count as it found it."""
+    from edgecnn.quantize import pt2e
+
+    _, recipe, _ = float_run
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def ptq(*args, **kw):
+        seen.append(torch.get_num_threads())
+        raise Stop  # before the fake-quant evaluation: only the count matters
+
+    monkeypatch.setattr(pt2e, "ptq", ptq)
+    before = torch.get_num_threads()
+    with pytest.raises(Stop):  # num_images=32: not the calibrated fixture's cached run
+        stages.calibrate("test_resnet18", recipe, num_images=32, threads=before + 2, **quiet)
+    assert seen == [before + 2]
+    assert torch.get_num_threads() == before
+
+
 def test_calibration_set_too_small_for_the_method(float_run):
     _, recipe, ckpt = float_run
     with pytest.raises(EdgecnnError, match="at least 32 images"):

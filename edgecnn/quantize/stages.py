@@ -217,15 +217,22 @@ def calibrate(
 ) -> dict:
     """PTQ: calibrate activation ranges with ``method`` on the calibration set; report the drop.
 
-    ``weight_bits=7``: weights in [-63, 63], for x86 CPUs without VNNI (see pt2e.make_quantizer)."""
+    ``weight_bits=7``: weights in [-63, 63], for x86 CPUs without VNNI (see pt2e.make_quantizer).
+    ``threads``: torch's CPU threads while it runs; the caller's count is restored after."""
+    dist = distributed.setup()
+    cfg = recipe.calibrate
+    with distributed.torch_threads(threads or (distributed.default_threads() if dist.enabled else None)):
+        return _calibrate(
+            arch, recipe, data, checkpoint, method or cfg.method, num_images or cfg.num_images,
+            weight_bits, force, dist, log, progress,
+        )  # fmt: skip
+
+
+def _calibrate(arch, recipe, data, checkpoint, method, n, weight_bits, force, dist, log, progress) -> dict:
+    """:func:`calibrate` with its thread count set (``method`` and ``n`` resolved)."""
     from edgecnn.quantize.pt2e import SCHEME, ptq
 
-    dist = distributed.setup()
-    if threads or dist.enabled:
-        torch.set_num_threads(threads or distributed.default_threads())
     cfg = recipe.calibrate
-    method = method or cfg.method
-    n = num_images or cfg.num_images
     src = float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=progress)
     calib_split = calibration_set(src.splits["calib"], n)
     key = _key(
@@ -301,46 +308,46 @@ def qat(
 
     With ``max_drop`` PTQ runs first and QAT only where the PTQ drop exceeds ``max_drop``
     top-1 points; otherwise the PTQ result is returned (``"qat_skipped"`` says why).
-    Under torchrun every process calls it; qat.batch_size is the global batch.
+    Under torchrun every process calls it; qat.batch_size is the global batch. ``threads``: torch's
+    CPU threads while it runs; the caller's count is restored after.
     """
     dist = distributed.setup()
     if not dist.is_main:
         log, progress = (lambda s: None), False
-    ptq_report = calibrate(
-        arch,
-        recipe,
-        data=data,
-        checkpoint=checkpoint,
-        method=method,
-        weight_bits=weight_bits,
-        threads=threads,
-        log=log,
-        progress=progress,
-    )
-    if (skipped := _ptq_is_enough(ptq_report, max_drop, log)) is not None:
-        return skipped
-    if threads or dist.enabled:
-        torch.set_num_threads(threads or distributed.default_threads())
-    src = float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
-    train_split = _qat_split(src, recipe)
-    key = _qat_key(arch, recipe, ptq_report, train_split)
-    out = paths.runs_dir() / "qat" / f"{arch}-{key}"
-    if dist.is_main:
-        outdir.hold(out, "qat", f"the {arch} QAT run {out.name}", _files("qat"))
-    hit = _cached(out, "qat", key, log) if not force and dist.is_main else None
-    if hit := distributed.broadcast_object(hit):  # rank 0's look decides for all
-        return hit
-    with distributed.main_first():
-        fp32 = fp32_reference(src, log)
-    run = Run(arch, "QAT", "qat", key, out / "state.pt", STATE_FORMAT, recipe.train.checkpoint_seconds)
-    loop = _qat_loop(src, recipe, ptq_report, train_split, run, weight_bits, log, progress)
-    _fine_tune(loop, recipe, force, log)
-    report = _qat_report(recipe, ptq_report, train_split, loop, weight_bits)
-    if dist.is_main:
-        report = _finish("qat", out, src, pt2e.convert(loop.model), fp32, report, log)
-        outdir.seal(out, "qat")
-    report = distributed.broadcast_object(report)  # the others wait for rank 0's evaluation
-    return {**report, "cached": False, "dir": str(out)}
+    with distributed.torch_threads(threads or (distributed.default_threads() if dist.enabled else None)):
+        ptq_report = calibrate(
+            arch,
+            recipe,
+            data=data,
+            checkpoint=checkpoint,
+            method=method,
+            weight_bits=weight_bits,
+            threads=threads,
+            log=log,
+            progress=progress,
+        )
+        if (skipped := _ptq_is_enough(ptq_report, max_drop, log)) is not None:
+            return skipped
+        src = float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
+        train_split = _qat_split(src, recipe)
+        key = _qat_key(arch, recipe, ptq_report, train_split)
+        out = paths.runs_dir() / "qat" / f"{arch}-{key}"
+        if dist.is_main:
+            outdir.hold(out, "qat", f"the {arch} QAT run {out.name}", _files("qat"))
+        hit = _cached(out, "qat", key, log) if not force and dist.is_main else None
+        if hit := distributed.broadcast_object(hit):  # rank 0's look decides for all
+            return hit
+        with distributed.main_first():
+            fp32 = fp32_reference(src, log)
+        run = Run(arch, "QAT", "qat", key, out / "state.pt", STATE_FORMAT, recipe.train.checkpoint_seconds)
+        loop = _qat_loop(src, recipe, ptq_report, train_split, run, weight_bits, log, progress)
+        _fine_tune(loop, recipe, force, log)
+        report = _qat_report(recipe, ptq_report, train_split, loop, weight_bits)
+        if dist.is_main:
+            report = _finish("qat", out, src, pt2e.convert(loop.model), fp32, report, log)
+            outdir.seal(out, "qat")
+        report = distributed.broadcast_object(report)  # the others wait for rank 0's evaluation
+        return {**report, "cached": False, "dir": str(out)}
 
 
 def _ptq_is_enough(ptq_report: dict, max_drop: float | None, log) -> dict | None:
