@@ -15,7 +15,7 @@ import importlib
 import sys
 import types
 
-__version__ = "0.1.0"
+from edgecnn.version import __version__
 
 _SUBMODULE_API = frozenset({"train", "export", "evaluate", "bench", "deploy", "frontier"})
 _FUNCTION_API = frozenset({"calibrate", "qat", "choose"})

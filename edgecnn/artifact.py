@@ -43,11 +43,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgecnn import __version__
 from edgecnn.config import check_json_types
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_write_json, sha256_file
 from edgecnn.results import Artifact
+from edgecnn.version import __version__
 from edgecnn.vocab import Precision, Runtime, Target
 
 FORMAT = "edgecnn.artifact/1"

@@ -584,8 +584,8 @@ def assemble_report(
 ) -> Report:
     """report.json (:class:`edgecnn.results.Report`) from the steps' results; ``seconds`` is set
     by :func:`deploy` once the bundle is ready to write."""
-    from edgecnn import __version__
     from edgecnn.artifact import model_size_mb
+    from edgecnn.version import __version__
 
     meta, ev, bench = art.meta, acc.result, lat.result
     notes = [f"QAT skipped: {quant['qat_skipped']}"] if quant and quant.get("qat_skipped") else []

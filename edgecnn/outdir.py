@@ -70,7 +70,7 @@ class Marker:
     legacy: bool = False  # a folder under $EDGECNN_HOME from before markers
 
     def to_json(self) -> dict[str, Any]:
-        from edgecnn import __version__
+        from edgecnn.version import __version__
 
         return {
             "schema": SCHEMA,

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from edgecnn import __version__, distributed, outdir, paths
+from edgecnn import distributed, outdir, paths
 from edgecnn.checkpoint import save_checkpoint
 from edgecnn.data import Preprocess, SplitSpec, iterate_batches, load_dataset, make_splits, subset
 from edgecnn.errors import EdgecnnError
@@ -43,6 +43,7 @@ from edgecnn.metrics import TopK
 from edgecnn.models import create
 from edgecnn.recipes import Recipe
 from edgecnn.trainloop import Batches, EpochStats, Hooks, Loop, Run, Schedule, StepOptions
+from edgecnn.version import __version__
 
 STATE_FORMAT = "edgecnn.train-state/1"
 FILES = ("state.pt", "model.pt", "train.json")  # what a run writes into its folder

@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from edgecnn import __version__, outdir
+from edgecnn import outdir
 from edgecnn.cli.terminal import capture_noise, one_line_errors
+from edgecnn.version import __version__
 
 
 class _Group(click.Group):

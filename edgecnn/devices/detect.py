@@ -298,7 +298,7 @@ def _versions() -> dict[str, str]:
 
 def environment(root: str | Path = "/") -> dict[str, Any]:
     """What the timing depends on: CPU, clocks governor, load, runtime versions, device state."""
-    from edgecnn import __version__
+    from edgecnn.version import __version__
 
     info = cpuinfo(root)
     env: dict[str, Any] = {
