@@ -143,5 +143,6 @@ def test_sensitivity_ranks_every_conv_and_linear(made, arch):
     assert sorted(x.layer for x in r.layers) == sorted([first, last])
     assert [x.index for x in sorted(r.layers, key=lambda x: x.index)] == [0, len(layers) - 1]
     for x in r.layers:
-        # one quantized layer adds less noise than all of them
-        assert x.only_sqnr_db is None or x.only_sqnr_db > r.int8_sqnr_db, x
+        # one quantized layer adds no more noise than all of them (the last linear's own output is the
+        # int8 logits, whose rounding can be all the noise there is: VGG16's and GoogLeNet's were equal)
+        assert x.only_sqnr_db is None or x.only_sqnr_db >= r.int8_sqnr_db, x
