@@ -50,3 +50,20 @@ def test_openvino_conversion_sends_no_telemetry(tmp_path):
     assert (tmp_path / "m.xml").is_file() and (tmp_path / "m.bin").is_file()  # the conversion ran
     assert r.stdout.split() == ["0", "None"]  # no sender process; openvino_telemetry never loaded
     assert list(home.iterdir()) == []  # no ~/intel/openvino_ga_cid, no consent file, no stats
+
+
+def test_openvino_and_nncf_are_imported_only_through_edgecnn_telemetry():
+    """A plain ``import openvino`` anywhere in edgecnn would turn the telemetry back on for the process."""
+    import ast
+
+    found = []
+    for path in sorted((REPO / "edgecnn").rglob("*.py")):
+        if path.name == "telemetry.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [
+                f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in ("openvino", "nncf")
+            ]
+    assert found == []
