@@ -48,6 +48,18 @@ def test_errors_are_the_clis_one_liners():
         edgecnn.choose("rpi5", frontiers=["/nonexistent"])
 
 
+def test_choose_reads_the_frontier_folders_it_is_given(tmp_path):
+    from test_frontier import _frontier
+
+    (tmp_path / "frontier.json").write_text(json.dumps(_frontier().to_json()))
+    c = edgecnn.choose("rpi5", frontiers=[tmp_path], max_latency_ms=50, min_accuracy=0.9)
+    assert c.ok and c.choice.arch == "resnet18"  # as test_frontier's chooser test, read from the folder
+    assert c.choice.id == "resnet18-rpi5-tflite-int8" and c.choice.pareto is not None
+    args = ["choose", "--target", "rpi5", "--max-latency", "50ms", "--min-accuracy", "0.9", "--json"]
+    cli_json = json.loads(CliRunner().invoke(cli, [*args, "--from", str(tmp_path)]).stdout)
+    assert cli_json["choice"]["id"] == c.choice.id and cli_json["paragraph"] == c.paragraph
+
+
 def test_bench_predicts_an_absent_device():
     b = edgecnn.bench("resnet18", target="rpi4", precision="int8")
     assert isinstance(b, Bench) and b.latency_source is LatencySource.PREDICTED
@@ -113,3 +125,22 @@ def test_the_readme_example_runs(edgecnn_home, tmp_path, capsys):
     exec(f"ARCH, RECIPE = 'test_resnet18', {str(recipe_path)!r}\n{rest}", {})
     out = capsys.readouterr().out
     assert "fake-quant top-1" in out and "ms p50 (measured)" in out and "ms predicted" in out
+
+
+@pytest.mark.slow
+def test_frontier_returns_the_frontier_it_wrote(edgecnn_home, tmp_path):
+    from edgecnn.results import Frontier
+
+    recipe_path, _ = int8_recipe(tmp_path)
+    out = tmp_path / "front"
+    f = edgecnn.frontier(
+        ["test_resnet18"],
+        ["cpu"],
+        out=out,
+        precisions=["fp32"],
+        recipe=recipe_path,
+        threads=1,
+        bench_seconds=0.05,
+    )
+    assert isinstance(f, Frontier) and [p.arch for p in f.points] == ["test_resnet18"]
+    assert Frontier.from_json(json.loads((out / "frontier.json").read_text())) == f
