@@ -25,8 +25,10 @@ An artifact is a directory::
     preprocess    Preprocess.to_dict(): what the input must be made from uint8 images
     quantization  null for fp32/fp16, else {"scheme", "weights", "activations",
                    "calibration": {"method", "set_hash", "num_images", "seed"},
-                   "qat": null | {"epochs", ...}}
-    float_layers  layers that do not run in INT8 on this backend (list of str)
+                   "qat": null | {"epochs", ...},
+                   "float_layers": [module paths the quantizer left in float (--max-drop)]}
+    float_layers  layers that do not run in INT8 on this backend (list of str); float_layers.json
+                  beside it: {"kept_float" (the quantizer's choice), "graph", "backend"}
     source        {"checkpoint": path, "sha256": ...}
     tools         {"torch": "2.13.0", "openvino": ...}
     created       ISO time

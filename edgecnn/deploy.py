@@ -6,7 +6,9 @@ takes seconds):
 1. :func:`float_model`: training / fine-tuning with the recipe (:func:`edgecnn.train.train`);
    skipped with ``checkpoint``; ``weights`` fine-tunes from ImageNet or a file;
 2. :func:`quantize` (INT8 only): PTQ calibration, or QAT (``qat``), or
-   :func:`quantize_within_drop` where ``max_drop`` is given (:mod:`edgecnn.quantize.stages`);
+   :func:`quantize_within_drop` where ``max_drop`` is given: PTQ, then PTQ with the most
+   sensitive layers left in float, then QAT (:mod:`edgecnn.mixed`; :func:`priced` times each
+   candidate tried for the report);
 3. :func:`export_artifact`: export for the target (:func:`edgecnn.export.export`);
 4. :func:`accuracy`: the artifact evaluated in the target's runtime over the whole test split,
    on the ``hosts`` over SSH or here (a TensorRT artifact runs in ONNX Runtime where
@@ -108,7 +110,7 @@ class DeployOptions:
     checkpoint: str | None = None  # a finished float checkpoint (no training)
     method: str | None = None  # PTQ calibration method (default: the recipe's)
     qat: bool = False
-    max_drop: float | None = None  # points: QAT only where PTQ loses more
+    max_drop: float | None = None  # points: layers in float, then QAT, only where PTQ loses more
     out: str | os.PathLike | None = None  # bundle folder
     force: bool = False  # re-export, re-evaluate, re-measure (training and quantization stay cached)
     threads: int | None = None
@@ -195,7 +197,8 @@ def deploy(
     with torch_threads(run.options.threads):  # every torch step here, restored after
         checkpoint, train_record = float_model(run)
         quant, quant_record = quantize(run, checkpoint)
-        art, export_record = export_artifact(run, checkpoint)
+        art, export_record = export_artifact(run, checkpoint, quant)
+        quant = priced(run, checkpoint, quant, art.meta)
         acc = accuracy(run, art)
         lat = latency(run, art, acc.hosts)
     stages = {
@@ -296,14 +299,14 @@ def quantize(run: Run, checkpoint: str) -> tuple[dict | None, dict | None]:
     o = run.options
     if o.precision != "int8":
         return None, None
-    from edgecnn.host import has_vnni
+    from edgecnn.export import weight_bits
     from edgecnn.quantize import stages
 
     kw = {
         "data": o.data,
         "checkpoint": checkpoint,
         "method": o.method,
-        "weight_bits": 7 if run.runtime == "openvino" and not has_vnni() else 8,
+        "weight_bits": weight_bits(run.runtime),
         "threads": o.threads,
         **run.quiet_kw(),
     }
@@ -320,6 +323,7 @@ def quantize(run: Run, checkpoint: str) -> tuple[dict | None, dict | None]:
         "cached": bool(quant.get("cached")),
         "method": quant["method"],
         "qat_skipped": quant.get("qat_skipped"),
+        "float_layers": list(quant.get("float_layers") or []),
         "fakequant_top1": quant["int8_fakequant"]["top1"],
         "fakequant_drop": quant["drop_points"],
     }
@@ -327,16 +331,73 @@ def quantize(run: Run, checkpoint: str) -> tuple[dict | None, dict | None]:
 
 
 def quantize_within_drop(run: Run, max_drop: float, kw: dict[str, Any]) -> dict:
-    """``--max-drop``: PTQ, and QAT only where the PTQ drop exceeds ``max_drop`` top-1 points
-    (the stage report's ``qat_skipped`` says why when it did not run)."""
-    from edgecnn.quantize import stages
+    """``--max-drop``: PTQ, then PTQ with the most sensitive layers in float, then QAT, stopping at
+    the first within ``max_drop`` top-1 points (:func:`edgecnn.mixed.within_budget`). The chosen
+    stage's report, with ``budget`` (the search) and ``qat_skipped`` (why QAT did not run)."""
+    from edgecnn.mixed import within_budget
 
-    return stages.qat(run.arch, run.recipe, max_drop=max_drop, **kw)
+    b = within_budget(run.arch, run.recipe, max_drop, **kw)
+    skipped = None if b.chosen.kind == "qat" else b.describe()
+    return {**b.stage_report, "budget": b, "qat_skipped": skipped}
 
 
-def export_artifact(run: Run, checkpoint: str) -> tuple[Any, dict]:
-    """The artifact for the target (cached; ``force`` re-exports): (the loaded
-    :class:`edgecnn.artifact.Artifact`, report.json's ``stages.export``)."""
+def priced(run: Run, checkpoint: str, quant: dict | None, meta: dict) -> dict | None:
+    """``--max-drop``: ``quant`` with ``budget`` as JSON, each candidate tried priced
+    (:func:`edgecnn.mixed.price`, cached); where PTQ alone met the budget nothing is priced."""
+    if not quant or "budget" not in quant:
+        return quant
+    from edgecnn.export import export
+    from edgecnn.mixed import price
+
+    b, o = quant["budget"], run.options
+    doc = b.to_json()
+    if len(b.candidates) == 1:
+        return {**quant, "budget": {**doc, "prices": None}}
+
+    def export_candidate(c) -> Path:
+        kw = {"data": o.data, "checkpoint": checkpoint, "method": o.method, "log": run.log, "progress": False}
+        qat = c.kind == "qat"
+        return export(
+            run.arch,
+            run.target,
+            recipe=run.recipe,
+            runtime=run.runtime,
+            qat=qat,
+            float_layers=c.float_layers,
+            **kw,
+        )
+
+    def measure() -> dict:
+        rows = price(
+            b,
+            export_candidate,
+            arch=run.arch,
+            target=run.target,
+            runtime=run.runtime,
+            device=run.device,
+            image_size=int(meta["preprocess"]["image_size"]),
+            small_input=bool(meta["model_options"].get("small_input")),
+            num_classes=int(meta["num_classes"]),
+            threads=o.threads,
+        )
+        return {"rows": rows}
+
+    key = _key(
+        {
+            "candidates": [c.key for c in b.candidates],
+            "where": run.device or run.target,
+            "runtime": run.runtime,
+            "local": platform.node(),
+            "threads": o.threads,
+        }
+    )
+    prices, _, _ = _cache("budget", key, o.force, measure)
+    return {**quant, "budget": {**doc, "prices": prices["rows"]}}
+
+
+def export_artifact(run: Run, checkpoint: str, quant: dict | None) -> tuple[Any, dict]:
+    """The artifact for the target from the graph :func:`quantize` chose (cached; ``force``
+    re-exports): (the loaded :class:`edgecnn.artifact.Artifact`, report.json's ``stages.export``)."""
     from edgecnn.artifact import load_artifact
     from edgecnn.export import export
 
@@ -357,8 +418,8 @@ def export_artifact(run: Run, checkpoint: str) -> tuple[Any, dict]:
         data=o.data,
         checkpoint=checkpoint,
         method=o.method,
-        qat=o.qat,
-        max_drop=o.max_drop,
+        qat=quant is not None and quant["stage"] == "qat",
+        float_layers=tuple(quant.get("float_layers") or ()) if quant else (),
         force=o.force,
         log=export_log,
         progress=run.progress,
@@ -610,6 +671,8 @@ def assemble_report(
             Method(quant["method"]),
             quant.get("qat_skipped"),
             tuple(meta["float_layers"]),
+            tuple(quant.get("float_layers") or ()),
+            quant.get("budget"),
         ),
         published=_published(run.arch),
         artifact=BundledArtifact(bundle.ARTIFACT, str(art.dir), meta["format"], dict(meta["files"])),

@@ -222,6 +222,8 @@ class QuantizedGraph(Result):
     cached: bool = False
     qat_skipped: str | None = None  # why QAT was not run (``max_drop`` met by PTQ): this is PTQ's graph
     report: dict[str, Any] = dataclasses.field(default_factory=dict)  # <stage>.json as written
+    # the convolution / linear modules the quantizer left in float (mixed precision, edgecnn.mixed)
+    float_layers: tuple[str, ...] = ()
 
     @property
     def graph(self) -> Path:
@@ -244,6 +246,7 @@ class QuantizedGraph(Result):
             cached,
             qat_skipped,
             dict(report),
+            tuple(report.get("float_layers") or ()),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -377,6 +380,9 @@ class Quantization(Result):
     method: Method
     qat_skipped: str | None
     float_layers: tuple[str, ...]  # layers that do not run in INT8 on this backend
+    kept_float: tuple[str, ...] = ()  # the layers the quantizer left in float (--max-drop)
+    # --max-drop: the candidates tried and their latency (edgecnn.mixed.BudgetResult.to_json + prices)
+    budget: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

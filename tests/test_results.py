@@ -101,7 +101,14 @@ def test_the_schema_is_the_one_held_here():
 
 def test_every_to_json_fits_the_schema():
     """A small check of to_json against its schema (types of each property, no extra keys)."""
-    kinds = {"string": str, "boolean": bool, "integer": int, "number": (int, float), "object": dict}
+    kinds = {
+        "string": str,
+        "boolean": bool,
+        "integer": int,
+        "number": (int, float),
+        "object": dict,
+        "array": list,
+    }
     for r in _examples():
         s = type(r).schema()
         d = r.to_json()

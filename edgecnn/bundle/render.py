@@ -33,6 +33,10 @@ def report_md(r: Report) -> str:
             lines.append(
                 f"| {name} | {'yes' if s.get('cached') else 'no'} | {s.get('dir') or s.get('checkpoint')} |"
             )
+    if r.quantization and r.quantization.budget:
+        from edgecnn.mixed import render_budget
+
+        lines += ["", *render_budget(r.quantization.budget)]
     if r.hosts:
         lines += ["", "## Hosts", ""] + [_host_line(h) for h in r.hosts]
     lines += ["", "## Artifact", "", f"`{r.artifact.path}/` (from {r.artifact.source})", ""]

@@ -29,6 +29,8 @@ def _log(as_json: bool):
 
 def _summary(r: dict) -> str:
     what = "QAT" if r.get("stage") == "qat" else f"PTQ ({r['method']})"
+    if r.get("float_layers"):
+        what += f" with {len(r['float_layers'])} layer(s) in float ({', '.join(r['float_layers'])})"
     return (
         f"{r['arch']}: {what}: FP32 top-1 {100 * r['fp32']['top1']:.2f}%, INT8 fake-quant top-1 "
         f"{100 * r['int8_fakequant']['top1']:.2f}% (drop {r['drop_points']:+.2f} points) -> {r['dir']}"
@@ -47,10 +49,25 @@ def _summary(r: dict) -> str:
     default=None,
     help="Calibration images from the calibration split (default: the recipe's).",
 )
+@click.option(
+    "--float-layers",
+    metavar="LAYER[,LAYER...]",
+    default=None,
+    help="Leave these convolution / linear modules in float (conv1,fc; `edgecnn sensitivity` lists them).",
+)
+@click.option(
+    "--max-drop",
+    type=DROP_POINTS,
+    default=None,
+    metavar="POINTS",
+    help="Where PTQ loses more than POINTS of top-1, leave the most sensitive layers in float (no QAT).",
+)
 @click.option("--force", is_flag=True, help="Recalibrate even if this calibration is cached.")
 @threads_option
 @json_option
-def calibrate(arch, data, checkpoint, recipe, method, num_images, force, threads, as_json):
+def calibrate(
+    arch, data, checkpoint, recipe, method, num_images, float_layers, max_drop, force, threads, as_json
+):
     """Post-training INT8 calibration of ARCH; reports the fake-quant accuracy drop.
 
     The calibration set comes from the calibration split, disjoint from the test split.
@@ -59,23 +76,28 @@ def calibrate(arch, data, checkpoint, recipe, method, num_images, force, threads
     Example:
       edgecnn calibrate resnet18 --method entropy
       edgecnn calibrate vgg16 --checkpoint runs/vgg16/model.pt --num-images 256
+      edgecnn calibrate resnet18 --max-drop 0.3
+      edgecnn calibrate resnet18 --float-layers conv1,fc
     """
     from edgecnn.models import arch_info
     from edgecnn.quantize.stages import calibrate as run
     from edgecnn.recipes import load_recipe
 
     arch_info(arch)
-    r = run(
-        arch,
-        load_recipe(arch, recipe),
-        data=data,
-        checkpoint=checkpoint,
-        method=method,
-        num_images=num_images,
-        force=force,
-        threads=threads,
-        log=_log(as_json),
-    )
+    if float_layers is not None and max_drop is not None:
+        raise click.UsageError("--float-layers and --max-drop conflict: --max-drop chooses the float layers")
+    kw = {"data": data, "checkpoint": checkpoint, "method": method, "threads": threads, "log": _log(as_json)}
+    if max_drop is not None:
+        from edgecnn.mixed import within_budget
+
+        b = within_budget(
+            arch, load_recipe(arch, recipe), max_drop, num_images=num_images, allow_qat=False, **kw
+        )
+        r = {**b.stage_report, "budget": b.to_json()}
+        click.echo(json.dumps(r, indent=2) if as_json else f"{_summary(r)}\n{b.describe()}")
+        return
+    names = [x.strip() for x in (float_layers or "").split(",") if x.strip()]
+    r = run(arch, load_recipe(arch, recipe), num_images=num_images, float_layers=names, force=force, **kw)
     click.echo(json.dumps(r, indent=2) if as_json else _summary(r))
 
 
@@ -90,7 +112,8 @@ def calibrate(arch, data, checkpoint, recipe, method, num_images, force, threads
     type=DROP_POINTS,
     default=None,
     metavar="POINTS",
-    help="Run PTQ first; fine-tune only if its top-1 drop exceeds POINTS.",
+    help="PTQ first, then PTQ with the most sensitive layers in float; fine-tune only if both "
+    "lose more than POINTS of top-1.",
 )
 @click.option("--force", is_flag=True, help="Redo QAT even if this run is cached.")
 @threads_option
@@ -108,25 +131,21 @@ def qat(arch, data, checkpoint, recipe, method, max_drop, force, threads, as_jso
     from edgecnn.recipes import load_recipe
 
     arch_info(arch)
-    r = run(
-        arch,
-        load_recipe(arch, recipe),
-        data=data,
-        checkpoint=checkpoint,
-        method=method,
-        max_drop=max_drop,
-        force=force,
-        threads=threads,
-        log=_log(as_json),
-    )
+    kw = {"data": data, "checkpoint": checkpoint, "method": method, "threads": threads, "log": _log(as_json)}
+    if max_drop is not None:
+        from edgecnn.mixed import within_budget
+
+        b = within_budget(arch, load_recipe(arch, recipe), max_drop, **kw)
+        r = {**b.stage_report, "budget": b.to_json()}
+        click.echo(json.dumps(r, indent=2) if as_json else f"{_summary(r)}\n{b.describe()}")
+        return
+    r = run(arch, load_recipe(arch, recipe), force=force, **kw)
     click.echo(json.dumps(r, indent=2) if as_json else _summary(r))
 
 
 @click.command()
 @click.argument("arch")
-@click.option(
-    "--target", type=click.Choice(Target.values()), required=True, help="Where it will run."
-)
+@click.option("--target", type=click.Choice(Target.values()), required=True, help="Where it will run.")
 @click.option("--precision", type=click.Choice(Precision.values()), default="int8", show_default=True)
 @click.option(
     "--runtime",
@@ -173,17 +192,36 @@ def export(
     resolve(target, runtime, precision)  # backend missing or unsupported: fail before any work
     if use_qat and max_drop is not None:
         raise click.UsageError("--qat and --max-drop conflict: --max-drop decides whether to run QAT")
+    rec, float_layers = load_recipe(arch, recipe), ()
+    if max_drop is not None:
+        from edgecnn.deploy import check_options
+        from edgecnn.export import weight_bits
+        from edgecnn.mixed import within_budget
+
+        check_options(target, precision=precision, max_drop=max_drop)
+        bits = weight_bits(resolve(target, runtime, precision))
+        b = within_budget(
+            arch,
+            rec,
+            max_drop,
+            data=data,
+            checkpoint=checkpoint,
+            method=method,
+            weight_bits=bits,
+            log=_log(as_json),
+        )
+        use_qat, float_layers = b.chosen.kind == "qat", b.chosen.float_layers
     path = run(
         arch,
         target,
-        recipe=load_recipe(arch, recipe),
+        recipe=rec,
         precision=precision,
         runtime=runtime,
         data=data,
         checkpoint=checkpoint,
         method=method,
         qat=use_qat,
-        max_drop=max_drop,
+        float_layers=float_layers,
         out=out,
         force=force,
         log=_log(as_json),

@@ -22,7 +22,7 @@ import importlib.util
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgecnn import outdir
@@ -33,7 +33,7 @@ SUPPORT = {
     "jetson": {"tensorrt": ("int8", "fp16", "fp32")},
     "rpi": {"tflite": ("int8", "fp32")},
 }
-EXPORT_VERSION = 7  # bump when the exporter changes what it writes: cached artifacts are then remade
+EXPORT_VERSION = 8  # bump when the exporter changes what it writes: cached artifacts are then remade
 DEFAULT_RUNTIME = {"cpu": "openvino", "jetson": "tensorrt", "rpi": "tflite"}
 # What each runtime's exporter needs installed here, and the extra that brings it.
 _NEEDS = {
@@ -91,6 +91,15 @@ def tool_versions(runtime: str) -> dict:
     return out
 
 
+def weight_bits(runtime: str) -> int:
+    """The weight range the quantized graph for ``runtime`` needs on this machine: OpenVINO's int8
+    kernels saturate with 8-bit weights on x86 without VNNI (measured on ResNet18: 96.7% top-1
+    agreement with the fake-quant graph), so weights are quantized to 7 bits there."""
+    from edgecnn.host import has_vnni
+
+    return 7 if runtime == "openvino" and not has_vnni() else 8
+
+
 # How each runtime's file encodes the one symmetric int8 grid (the TensorRT and TFLite files as is).
 INT8_FORM = {
     "onnxruntime": "uint8 activations (zero point 128), int8 weights",
@@ -111,13 +120,17 @@ def export(
     checkpoint: str | None = None,
     method: str | None = None,
     qat: bool = False,
-    max_drop: float | None = None,
+    float_layers: Sequence[str] = (),
     out: str | os.PathLike | None = None,
     force: bool = False,
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> Path:
-    """Make the artifact directory for ``arch`` on ``target``; return its path."""
+    """Make the artifact directory for ``arch`` on ``target``; return its path.
+
+    INT8 from PTQ (the calibrate stage), or from QAT with ``qat``; ``float_layers`` (PTQ only):
+    the convolution / linear modules the quantizer leaves in float, as :mod:`edgecnn.mixed`
+    chooses them for ``--max-drop``."""
     import numpy as np
 
     from edgecnn import paths
@@ -138,19 +151,16 @@ def export(
         outdir.check(Path(out), "export")  # a folder of yours is refused before any work
     stage = None
     if precision == "int8":
-        from edgecnn.host import has_vnni
-
-        # OpenVINO's int8 kernels saturate with 8-bit weights on x86 without VNNI (measured on
-        # ResNet18: 96.7% top-1 agreement with the fake-quant graph); quantize weights to 7 bits there.
-        bits = 7 if runtime == "openvino" and not has_vnni() else 8
-        if qat or max_drop is not None:
+        bits = weight_bits(runtime)
+        if qat and float_layers:
+            raise EdgecnnError("QAT keeps every layer in INT8: pass float layers or QAT, not both")
+        if qat:
             stage = stages.qat(
                 arch,
                 recipe,
                 data=data,
                 checkpoint=checkpoint,
                 method=method,
-                max_drop=max_drop,
                 weight_bits=bits,
                 log=log,
                 progress=progress,
@@ -163,6 +173,7 @@ def export(
                 checkpoint=checkpoint,
                 method=method,
                 weight_bits=bits,
+                float_layers=float_layers,
                 log=log,
                 progress=progress,
             )
@@ -234,6 +245,8 @@ def export(
                 if "qat" not in stage
                 else {k: v for k, v in stage["qat"].items() if k != "history"},
                 "fakequant_top1": (reference[1] if reference else stage["int8_fakequant"])["top1"],
+                # the layers the quantizer left in float (mixed precision, --max-drop)
+                "float_layers": list(stage.get("float_layers") or []),
                 **({"residual_form": residual} if residual else {}),
             },
             "float_layers": float_layers,
@@ -267,7 +280,10 @@ def export(
         from edgecnn.fileio import atomic_write_json
 
         write_metadata(tmp, meta)
-        atomic_write_json(tmp / "float_layers.json", {"graph": graph_float, "backend": backend_float})
+        kept = list(stage.get("float_layers") or []) if stage else []
+        atomic_write_json(
+            tmp / "float_layers.json", {"kept_float": kept, "graph": graph_float, "backend": backend_float}
+        )
     log(f"{arch}: wrote {out}")
     return out
 
@@ -346,7 +362,16 @@ def write_runtime_files(
     # tflite: fixed batch 1, full-integer for int8
     from edgecnn.export.tflite import export_tflite, tflite_float_ops
 
-    quantizer = make_quantizer(stage["method"]) if stage else None
+    # the quantizer the stage's graph was made with: the same observers, weight range and float layers
+    quantizer = (
+        make_quantizer(
+            stage["method"],
+            weight_bits=stage.get("weight_bits", 8),
+            float_layers=stage.get("float_layers") or (),
+        )
+        if stage
+        else None
+    )
     path = export_tflite(module, sample[:1], tmp / "model.tflite", quantizer=quantizer)
     from ai_edge_litert.interpreter import Interpreter
 

@@ -351,7 +351,8 @@ def to_fp16(src: str | os.PathLike, dest: str | os.PathLike) -> None:
 
 
 def onnx_float_ops(path: str | os.PathLike) -> list[str]:
-    """Compute nodes of a QDQ model whose data input does not come from a DequantizeLinear."""
+    """Compute nodes of a QDQ model whose data input (or, for a convolution or matrix product, weight)
+    does not come from a DequantizeLinear."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -373,6 +374,8 @@ def onnx_float_ops(path: str | os.PathLike) -> list[str]:
         if n.op_type not in compute:
             continue
         data = list(n.input) if n.op_type in ("Add", "Concat") else list(n.input[:1])
+        if n.op_type in ("Conv", "Gemm", "MatMul"):  # a layer the quantizer left float has a float weight
+            data.append(n.input[1])
         if any(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in data):
             out.append(f"{n.op_type} ({n.name})")
     return out

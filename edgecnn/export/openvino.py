@@ -62,10 +62,14 @@ def nncf_ptq_ir(float_onnx: str | os.PathLike, calib_batches: list, xml_path: st
 
 
 def runtime_precisions(xml_path: str | os.PathLike, threads: int = 1) -> dict[str, str]:
-    """Layer name -> the precision OpenVINO's CPU plugin really runs it in (after compilation)."""
+    """Layer name -> the precision OpenVINO's CPU plugin really runs it in (after compilation), compiled
+    as :class:`edgecnn.runtimes.openvino.OpenVinoSession` compiles an INT8 artifact: with
+    ``INFERENCE_PRECISION_HINT=f32`` (without it a float layer runs in bf16 on CPUs with AVX-512 BF16,
+    and would not be reported as float)."""
     ov = _ov()
     core = ov.Core()
-    compiled = core.compile_model(str(xml_path), "CPU", {"INFERENCE_NUM_THREADS": threads})
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    compiled = core.compile_model(str(xml_path), "CPU", config)
     out = {}
     for op in compiled.get_runtime_model().get_ops():
         info = op.get_rt_info()

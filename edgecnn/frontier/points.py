@@ -46,9 +46,13 @@ def point_from_report(r: dict[str, Any], bundle: str | os.PathLike | None = None
     band = r.get("latency_band_ms") or [None, None]
     ci = a.get("ci95") or [None, None]
     pub = r.get("published") or {}
+    kept = len((r.get("quantization") or {}).get("kept_float") or ())  # --max-drop left layers in float
+    precision = "mixed" if kept else r["precision"]
     return FrontierPoint(
-        id=f"{r['arch']}-{r['device']}-{r['runtime']}-{r['precision']}",
-        **{k: r[k] for k in ("arch", "target", "device", "runtime", "precision", "image_size")},
+        id=f"{r['arch']}-{r['device']}-{r['runtime']}-{precision}",
+        **{k: r[k] for k in ("arch", "target", "device", "runtime", "image_size")},
+        precision=precision,
+        float_layers=kept or None,
         dataset=r["dataset"]["name"],
         test_images=r["dataset"]["num_images"],
         top1=a["top1"],

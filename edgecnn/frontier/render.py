@@ -113,7 +113,7 @@ def _row(result: Frontier, p: Point) -> list[str]:
         lat += f" (band {p.latency_band_low_ms:.3g}-{p.latency_band_high_ms:.3g})"
     return [
         p.arch,
-        p.precision,
+        p.precision if p.float_layers is None else f"{p.precision} ({p.float_layers} layers float)",
         p.runtime,
         accuracy_cell(p),
         "n/a" if p.drop_points is None else f"{p.drop_points:+.2f}",

@@ -36,7 +36,8 @@ class FrontierOptions:
     """How :func:`run_frontier` runs: where it writes, what it minimises, and the options each
     :func:`edgecnn.deploy.deploy` gets.
 
-    INT8 is PTQ, or QAT with ``qat``, or QAT only where PTQ loses more than ``max_drop`` points.
+    INT8 is PTQ, or QAT with ``qat``, or (``max_drop``, :mod:`edgecnn.mixed`) PTQ with the most
+    sensitive layers left in float, then QAT, only where PTQ loses more than ``max_drop`` points.
     ``hosts`` (:func:`edgecnn.frontier.parse_hosts`): the devices that measure a target's accuracy
     and latency over SSH. ``on_update(out, result)`` is called after each partial write.
     """
@@ -65,7 +66,9 @@ class FrontierOptions:
         """How INT8 is made, as frontier.json says it."""
         if self.qat:
             return "qat"
-        return "ptq" if self.max_drop is None else f"ptq, qat where the drop > {self.max_drop:g} points"
+        if self.max_drop is None:
+            return "ptq"
+        return f"ptq; where the drop > {self.max_drop:g} points, layers in float, then qat"
 
 
 class Combo(NamedTuple):

@@ -24,11 +24,11 @@ import numpy as np
 class LayerSensitivity:
     index: int  # position among the quantizable layers, in graph order
     layer: str  # module path: "layer1.0.conv2"
-    only_top1: float  # top-1 with only this layer quantized
-    only_sqnr_db: float | None  # its logits against FP32 (None: identical)
+    only_top1: float | None  # top-1 with only this layer quantized (None: not measured, alone=False)
+    only_sqnr_db: float | None  # its logits against FP32 (None: identical, or not measured)
     without_top1: float  # top-1 with every layer but this one quantized
     without_sqnr_db: float | None
-    cost_points: float  # FP32 top-1 minus only_top1: what quantizing it alone costs
+    cost_points: float | None  # FP32 top-1 minus only_top1: what quantizing it alone costs
     recovered_points: float  # without_top1 minus the all-INT8 top-1: what leaving it float gives back
 
 
@@ -75,15 +75,19 @@ def sensitivity(
     images: int | None = None,
     calib_images: int | None = None,
     layers: list[str] | None = None,
+    alone: bool = True,
     log: Callable[[str], None] = lambda s: None,
 ) -> Sensitivity:
-    """Quantize each layer alone and leave each alone in float; top-1 on the validation split."""
+    """Quantize each layer alone and leave each alone in float; top-1 on the validation split.
+
+    ``alone=False`` skips quantizing each layer alone (half the work): the ranking, by what leaving
+    each layer in float recovers, is the same (``--max-drop`` uses it so, :mod:`edgecnn.mixed`)."""
     import torch
 
     from edgecnn.data.splits import take
     from edgecnn.errors import EdgecnnError
     from edgecnn.quantize import stages
-    from edgecnn.quantize.pt2e import ptq
+    from edgecnn.quantize.pt2e import capture, layer_of, prepare_float, ptq
 
     src = stages.float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
     method = method or recipe.calibrate.method
@@ -96,7 +100,9 @@ def sensitivity(
             f"the validation split of {src.bundle.name} is empty; raise data.val in the recipe"
         )
     xv = src.preprocess.apply_torch(xv)
-    every = quantizable_layers(src.model, calib[:2])
+    bs = recipe.calibrate.batch_size
+    captured = capture(prepare_float(src.model), calib[: min(bs, len(calib))])  # once for all the PTQs
+    every = [layer for n in captured.graph.nodes if (layer := layer_of(n))]
     names = layers or every
     unknown = sorted(set(names) - set(every))
     if unknown:
@@ -107,7 +113,7 @@ def sensitivity(
         return torch.cat([module(b) for b in xv.split(250)]).numpy()
 
     def score(**which) -> tuple[float, float | None]:
-        out = logits(ptq(src.model, calib, method=method, batch_size=recipe.calibrate.batch_size, **which))
+        out = logits(ptq(src.model, calib, method=method, batch_size=bs, captured=captured, **which))
         return float((out.argmax(1) == yv).mean()), _sqnr(ref, out)
 
     ref = logits(src.model)
@@ -117,7 +123,7 @@ def sensitivity(
     rows = []
     for i, layer in enumerate(names):
         log(f"{arch}: [{i + 1}/{len(names)}] {layer}")
-        only, only_db = score(only_layers=[layer])
+        only, only_db = score(only_layers=[layer]) if alone else (None, None)
         without, without_db = score(float_layers=[layer])
         rows.append(
             LayerSensitivity(
@@ -127,7 +133,7 @@ def sensitivity(
                 only_db,
                 without,
                 without_db,
-                round(100 * (fp32 - only), 3),
+                None if only is None else round(100 * (fp32 - only), 3),
                 round(100 * (without - int8), 3),
             )
         )

@@ -204,10 +204,14 @@ def ptq(
     weight_bits: int = 8,
     float_layers: Iterable[str] = (),
     only_layers: Iterable[str] | None = None,
+    captured: torch.fx.GraphModule | None = None,
     **observer_kw: Any,
 ) -> torch.fx.GraphModule:
     """Post-training quantization: observe ``calib`` (preprocessed N x C x H x W) in batches,
-    return the converted graph (quantize/dequantize ops around int8 weights and activations)."""
+    return the converted graph (quantize/dequantize ops around int8 weights and activations).
+
+    ``captured``: ``model`` already captured (:func:`capture` of :func:`prepare_float`), copied
+    instead of captured again; several quantizations of one model then pay torch.export once."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from edgecnn.quantize.observers import min_calibration_images
@@ -218,7 +222,16 @@ def ptq(
             f"calibration method '{method}' needs at least {need} images, got {len(calib)}; "
             f"raise the calibration set size or use --method minmax"
         )
-    gm = capture(prepare_float(model), calib[: min(batch_size, len(calib))])
+    if captured is not None:
+        gm = copy.deepcopy(captured)
+    else:
+        gm = capture(prepare_float(model), calib[: min(batch_size, len(calib))])
+    unknown = sorted(set(float_layers) - {layer_of(n) for n in gm.graph.nodes})
+    if unknown:
+        raise EdgecnnError(
+            f"{type(model).__name__} has no convolution or linear layer {', '.join(unknown)}; "
+            f"`edgecnn sensitivity ARCH` lists its quantizable layers"
+        )
     quantizer = make_quantizer(
         method, weight_bits=weight_bits, float_layers=float_layers, only_layers=only_layers, **observer_kw
     )

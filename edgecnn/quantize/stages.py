@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,6 +210,7 @@ def calibrate(
     method: str | None = None,
     num_images: int | None = None,
     weight_bits: int = 8,
+    float_layers: Sequence[str] = (),
     force: bool = False,
     threads: int | None = None,
     log: Callable[[str], None] = print,
@@ -218,18 +219,22 @@ def calibrate(
     """PTQ: calibrate activation ranges with ``method`` on the calibration set; report the drop.
 
     ``weight_bits=7``: weights in [-63, 63], for x86 CPUs without VNNI (see pt2e.make_quantizer).
+    ``float_layers``: convolution / linear modules the quantizer leaves in float (mixed precision,
+    :mod:`edgecnn.mixed`); they are part of the cache key and of the report.
     ``threads``: torch's CPU threads while it runs; the caller's count is restored after."""
     dist = distributed.setup()
     cfg = recipe.calibrate
     with distributed.torch_threads(threads or (distributed.default_threads() if dist.enabled else None)):
         return _calibrate(
             arch, recipe, data, checkpoint, method or cfg.method, num_images or cfg.num_images,
-            weight_bits, force, dist, log, progress,
+            weight_bits, sorted(set(float_layers)), force, dist, log, progress,
         )  # fmt: skip
 
 
-def _calibrate(arch, recipe, data, checkpoint, method, n, weight_bits, force, dist, log, progress) -> dict:
-    """:func:`calibrate` with its thread count set (``method`` and ``n`` resolved)."""
+def _calibrate(
+    arch, recipe, data, checkpoint, method, n, weight_bits, float_layers, force, dist, log, progress
+) -> dict:
+    """:func:`calibrate` with its thread count set (``method``, ``n`` and ``float_layers`` resolved)."""
     from edgecnn.quantize.pt2e import SCHEME, ptq
 
     cfg = recipe.calibrate
@@ -246,10 +251,12 @@ def _calibrate(arch, recipe, data, checkpoint, method, n, weight_bits, force, di
             "test": src.bundle.test.content_hash,
             "scheme": SCHEME,
             **({"weight_bits": weight_bits} if weight_bits != 8 else {}),
+            **({"float_layers": float_layers} if float_layers else {}),
             **_versions(),
         }
     )
-    out = paths.runs_dir() / "calibrate" / f"{arch}-{method}{'-w7' if weight_bits == 7 else ''}-{key}"
+    tags = ("-w7" if weight_bits == 7 else "") + (f"-f{len(float_layers)}" if float_layers else "")
+    out = paths.runs_dir() / "calibrate" / f"{arch}-{method}{tags}-{key}"
     if not dist.is_main:  # under torchrun rank 0 calibrates (below); the others read its result
         distributed.barrier()
         if hit := _cached(out, "calibrate", key, lambda s: None):
@@ -265,8 +272,16 @@ def _calibrate(arch, recipe, data, checkpoint, method, n, weight_bits, force, di
     fp32 = fp32_reference(src, log)
     t0 = time.perf_counter()
     x, split = calibration_images(src, n)
-    log(f"{arch}: calibrating ({method}, {n} images of the calibration split)")
-    quantized = ptq(src.model, x, method=method, batch_size=cfg.batch_size, weight_bits=weight_bits)
+    kept = f", {len(float_layers)} layer(s) left in float" if float_layers else ""
+    log(f"{arch}: calibrating ({method}, {n} images of the calibration split{kept})")
+    quantized = ptq(
+        src.model,
+        x,
+        method=method,
+        batch_size=cfg.batch_size,
+        weight_bits=weight_bits,
+        float_layers=float_layers,
+    )
     seconds = time.perf_counter() - t0
     outdir.claim(out, "calibrate", _files("calibrate"))
     report = {
@@ -274,6 +289,7 @@ def _calibrate(arch, recipe, data, checkpoint, method, n, weight_bits, force, di
         "method": method,
         "scheme": SCHEME,
         "weight_bits": weight_bits,
+        "float_layers": float_layers,
         "calibration": {
             "split": split.name,
             "split_id": split.split_id,
@@ -297,17 +313,16 @@ def qat(
     data: str | None = None,
     checkpoint: str | None = None,
     method: str | None = None,
-    max_drop: float | None = None,
     weight_bits: int = 8,
     force: bool = False,
     threads: int | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> dict:
-    """Quantization-aware fine-tuning from calibrated scales.
+    """Quantization-aware fine-tuning from calibrated scales (all layers INT8).
 
-    With ``max_drop`` PTQ runs first and QAT only where the PTQ drop exceeds ``max_drop``
-    top-1 points; otherwise the PTQ result is returned (``"qat_skipped"`` says why).
+    ``--max-drop`` (PTQ, then PTQ with layers left in float, then this) is
+    :func:`edgecnn.mixed.within_budget`.
     Under torchrun every process calls it; qat.batch_size is the global batch. ``threads``: torch's
     CPU threads while it runs; the caller's count is restored after.
     """
@@ -326,8 +341,6 @@ def qat(
             log=log,
             progress=progress,
         )
-        if (skipped := _ptq_is_enough(ptq_report, max_drop, log)) is not None:
-            return skipped
         src = float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
         train_split = _qat_split(src, recipe)
         key = _qat_key(arch, recipe, ptq_report, train_split)
@@ -348,15 +361,6 @@ def qat(
             outdir.seal(out, "qat")
         report = distributed.broadcast_object(report)  # the others wait for rank 0's evaluation
         return {**report, "cached": False, "dir": str(out)}
-
-
-def _ptq_is_enough(ptq_report: dict, max_drop: float | None, log) -> dict | None:
-    """The PTQ report marked ``qat_skipped`` when its drop is within ``max_drop``, else None."""
-    drop = ptq_report["drop_points"]
-    if max_drop is None or drop > max_drop:
-        return None
-    log(f"{ptq_report['arch']}: PTQ drop {drop:.2f} <= --max-drop {max_drop}: no QAT needed")
-    return {**ptq_report, "qat_skipped": f"PTQ drop {drop} <= max_drop {max_drop}"}
 
 
 def _qat_split(src: FloatSource, recipe: Recipe):
