@@ -105,26 +105,41 @@ def calibrate(
     checkpoint: str | os.PathLike | None = None,
     method: str | None = None,
     num_images: int | None = None,
+    float_layers: Sequence[str] = (),
+    max_drop: float | None = None,
     force: bool = False,
     threads: int | None = None,
     log: Log = None,
 ) -> QuantizedGraph:
-    """``edgecnn calibrate``: post-training INT8 quantization (PT2E) of ``arch``'s float model."""
+    """``edgecnn calibrate``: post-training INT8 quantization (PT2E) of ``arch``'s float model;
+    ``float_layers`` stay float; ``max_drop``: the fewest most sensitive layers in float that keep
+    the drop within it (:func:`edgecnn.mixed.within_budget`, no QAT)."""
     from edgecnn.quantize.stages import calibrate as run_calibrate
 
-    r = run_calibrate(
-        arch,
-        _recipe(arch, recipe),
-        data=data,
-        checkpoint=None if checkpoint is None else str(checkpoint),
-        method=method,
-        num_images=num_images,
-        force=force,
-        threads=threads,
-        log=_quiet(log),
-        progress=False,
-    )
-    return _graph(r)
+    kw = {
+        "data": data,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "method": method,
+        "num_images": num_images,
+        "threads": threads,
+        "log": _quiet(log),
+        "progress": False,
+    }
+    if max_drop is not None:
+        if float_layers:
+            from edgecnn.errors import EdgecnnError
+
+            raise EdgecnnError("float_layers and max_drop conflict: max_drop chooses the float layers")
+        return _within_budget(arch, recipe, max_drop, allow_qat=False, **kw)
+    return _graph(run_calibrate(arch, _recipe(arch, recipe), float_layers=float_layers, force=force, **kw))
+
+
+def _within_budget(arch: str, recipe: Any, max_drop: float, **kw: Any) -> QuantizedGraph:
+    """``--max-drop``: the graph :func:`edgecnn.mixed.within_budget` chose."""
+    from edgecnn.mixed import within_budget
+
+    b = within_budget(arch, _recipe(arch, recipe), max_drop, **kw)
+    return _graph({**b.stage_report, "qat_skipped": None if b.chosen.kind == "qat" else b.describe()})
 
 
 def qat(
@@ -139,22 +154,21 @@ def qat(
     threads: int | None = None,
     log: Log = None,
 ) -> QuantizedGraph:
-    """``edgecnn qat``: quantization-aware fine-tuning from the calibrated scales."""
+    """``edgecnn qat``: quantization-aware fine-tuning from the calibrated scales; ``max_drop``: PTQ,
+    then PTQ with layers in float, and QAT only where both lose more (:mod:`edgecnn.mixed`)."""
     from edgecnn.quantize.stages import qat as run_qat
 
-    r = run_qat(
-        arch,
-        _recipe(arch, recipe),
-        data=data,
-        checkpoint=None if checkpoint is None else str(checkpoint),
-        method=method,
-        max_drop=max_drop,
-        force=force,
-        threads=threads,
-        log=_quiet(log),
-        progress=False,
-    )
-    return _graph(r)
+    kw = {
+        "data": data,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "method": method,
+        "threads": threads,
+        "log": _quiet(log),
+        "progress": False,
+    }
+    if max_drop is not None:
+        return _within_budget(arch, recipe, max_drop, **kw)
+    return _graph(run_qat(arch, _recipe(arch, recipe), force=force, **kw))
 
 
 def export(
@@ -173,10 +187,29 @@ def export(
     force: bool = False,
     log: Log = None,
 ) -> Artifact:
-    """``edgecnn export``: the artifact folder of ``arch`` for ``target`` and its metadata."""
+    """``edgecnn export``: the artifact folder of ``arch`` for ``target`` and its metadata;
+    ``max_drop``: of the graph :func:`edgecnn.mixed.within_budget` chose."""
     from edgecnn.artifact import load_artifact
     from edgecnn.export import export as run_export
 
+    float_layers: Sequence[str] = ()
+    if max_drop is not None:
+        from edgecnn.deploy import DeployOptions
+        from edgecnn.export import resolve, weight_bits
+
+        DeployOptions(precision=precision, qat=qat, max_drop=max_drop)  # deploy's checks of these
+        g = _within_budget(
+            arch,
+            recipe,
+            max_drop,
+            data=data,
+            checkpoint=None if checkpoint is None else str(checkpoint),
+            method=method,
+            weight_bits=weight_bits(resolve(target, runtime, precision)),
+            log=_quiet(log),
+            progress=False,
+        )
+        qat, float_layers = g.stage == "qat", g.float_layers
     r = run_export(
         arch,
         target,
@@ -187,7 +220,7 @@ def export(
         checkpoint=None if checkpoint is None else str(checkpoint),
         method=method,
         qat=qat,
-        max_drop=max_drop,
+        float_layers=float_layers,
         out=out,
         force=force,
         log=_quiet(log),

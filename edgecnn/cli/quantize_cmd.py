@@ -182,50 +182,31 @@ def export(
       edgecnn export googlenet --target rpi --qat
       edgecnn export vgg16 --target jetson --precision fp16
     """
+    from edgecnn import api
     from edgecnn.artifact import load_artifact
-    from edgecnn.export import export as run
     from edgecnn.export import resolve
     from edgecnn.models import arch_info
-    from edgecnn.recipes import load_recipe
 
     arch_info(arch)
     resolve(target, runtime, precision)  # backend missing or unsupported: fail before any work
     if use_qat and max_drop is not None:
         raise click.UsageError("--qat and --max-drop conflict: --max-drop decides whether to run QAT")
-    rec, float_layers = load_recipe(arch, recipe), ()
-    if max_drop is not None:
-        from edgecnn.deploy import check_options
-        from edgecnn.export import weight_bits
-        from edgecnn.mixed import within_budget
-
-        check_options(target, precision=precision, max_drop=max_drop)
-        bits = weight_bits(resolve(target, runtime, precision))
-        b = within_budget(
-            arch,
-            rec,
-            max_drop,
-            data=data,
-            checkpoint=checkpoint,
-            method=method,
-            weight_bits=bits,
-            log=_log(as_json),
-        )
-        use_qat, float_layers = b.chosen.kind == "qat", b.chosen.float_layers
-    path = run(
+    art = api.export(
         arch,
         target,
-        recipe=rec,
+        recipe=recipe,
         precision=precision,
         runtime=runtime,
         data=data,
         checkpoint=checkpoint,
         method=method,
         qat=use_qat,
-        float_layers=float_layers,
+        max_drop=max_drop,
         out=out,
         force=force,
         log=_log(as_json),
     )
+    path = art.dir
     meta = load_artifact(path).meta
     if as_json:
         click.echo(json.dumps({"artifact": str(path), **meta}, indent=2))
