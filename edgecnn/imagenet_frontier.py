@@ -646,10 +646,12 @@ def measured(art_dir: Path, data: str, *, threads: int | None = None, force: boo
 # ---------------------------------------------------------------- the whole run
 
 
-def _jobs(
-    archs, targets, precisions, *, image_size, calibration, registry, data, force, threads, bundle=None
-):
-    """One :class:`Job` per network, and the (network, target, precision) combinations no runtime runs."""
+def _jobs(archs, targets, precisions, o: ImagenetOptions, calibration: Calibration, bundle, workers: int):
+    """One :class:`Job` per network, and the (network, target, precision) combinations no runtime runs.
+    ``bundle``: the ImageFolder of ``o.data`` (None: no data); ``workers``: build processes."""
+    image_size, data, force = o.image_size, o.data, o.force
+    registry = o.registry if o.weights else None
+    threads = o.threads or max(1, (os.cpu_count() or 1) // workers)
     from edgecnn.export import DEFAULT_RUNTIME
     from edgecnn.frontier.run import Combo, skip_reason
 
@@ -793,28 +795,16 @@ def run_imagenet_frontier(
     from edgecnn import frontier as fr
     from edgecnn.models.weights import PUBLISHED
 
-    o = opts
-    fr.check_cost(o.cost)
+    fr.check_cost(opts.cost)
     fr.check_plot()
-    out = Path(o.out)
-    check_options(data=o.data, weights=o.weights, image_size=o.image_size, archs=archs)
-    bundle = imagenet_data(o.data) if o.data else None
+    out = Path(opts.out)
+    check_options(data=opts.data, weights=opts.weights, image_size=opts.image_size, archs=archs)
+    bundle = imagenet_data(opts.data) if opts.data else None
     outdir.hold(out, "frontier", f"the frontier {out}", fr.FILES)
-    o = replace(o, registry=PUBLISHED if o.registry is None else o.registry)
+    o = replace(opts, registry=PUBLISHED if opts.registry is None else opts.registry)
     calib = _calibration(o.calib_images, o.data, o.image_size, o.seed)
     workers = o.workers or max(1, min(2, os.cpu_count() or 1))
-    jobs, skipped = _jobs(
-        archs,
-        targets,
-        precisions,
-        image_size=o.image_size,
-        calibration=calib,
-        registry=o.registry if o.weights else None,
-        data=o.data,
-        force=o.force,
-        threads=o.threads or max(1, (os.cpu_count() or 1) // workers),
-        bundle=bundle,
-    )
+    jobs, skipped = _jobs(archs, targets, precisions, o, calib, bundle, workers)
     t0 = time.perf_counter()
     built = {b["arch"]: b for b in build_all(jobs, min(workers, len(jobs)), o.log)}
     t_built = time.perf_counter()
