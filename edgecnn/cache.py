@@ -41,6 +41,7 @@ RUN_KINDS = {
     "qat": False,
     "fp32": False,
     "artifacts": False,
+    "onnx": False,
     "evaluate": False,
     "latency": False,
 }
@@ -181,6 +182,8 @@ def _made_by(kind: str, path: Path) -> tuple[str, str]:
         return f"edgecnn deploy ({kind} stage)", when
     if kind == "fp32":
         return "edgecnn calibrate, qat or export (FP32 reference of a float model)", when
+    if kind == "onnx":
+        return "edgecnn export (one graph's ONNX, shared by the runtimes made from it)", when
     if kind in RUN_KINDS:
         return f"edgecnn {OWN_COMMAND.get(kind, kind)} (before markers)", when
     return f"edgecnn ({kind})", when
@@ -195,8 +198,11 @@ def _refs(kind: str, path: Path) -> list[Path]:
     elif kind == "frontier":
         out += [p.get("bundle") for p in (_json(path) or {}).get("points") or [] if isinstance(p, dict)]
     elif kind == "artifacts":
-        src = (_json(path / "metadata.json") or {}).get("source") or {}
+        meta = _json(path / "metadata.json") or {}
+        src = meta.get("source") or {}
         out += [str(Path(q).parent) for q in (src.get("quantized_graph"), src.get("checkpoint")) if q]
+        if meta.get("stage_key"):  # the shared ONNX export it was made from (export.shared_onnx)
+            out += [str(p) for p in path.parent.parent.glob(f"onnx/{meta['stage_key']}-*.onnx")]
     elif kind == "qat":
         out.append(((_json(path / "qat.json") or {}).get("ptq") or {}).get("dir"))
     if kind in ("calibrate", "qat", "artifacts"):  # the FP32 reference of its float model

@@ -327,7 +327,13 @@ def test_bundle_is_replaced_whole_and_foreign_dirs_refused(float_run, tmp_path):
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
-def test_fp32_and_fp16_exports(float_run, tmp_path, test_batch):
+def test_fp32_and_fp16_exports(float_run, tmp_path, test_batch, monkeypatch):
+    """And the float model is exported to ONNX once for both: the artifacts share runs/onnx's file."""
+    from edgecnn.export import onnx as onnx_export
+
+    exported = []
+    real = onnx_export.export_onnx
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **k: exported.append(a[2]) or real(*a, **k))
     _, recipe, ckpt = float_run
     model, _ = __import__("edgecnn.models", fromlist=["from_checkpoint"]).from_checkpoint(ckpt)
     ref = model.eval()(torch.from_numpy(test_batch)).detach().numpy()
@@ -347,6 +353,7 @@ def test_fp32_and_fp16_exports(float_run, tmp_path, test_batch):
     )
     out = open_session(fp16, runtime="onnxruntime", threads=1).run(test_batch)
     assert np.abs(out - ref).max() < 0.05 * (ref.max() - ref.min())
+    assert len(exported) <= 1  # none where an earlier test exported this checkpoint already
 
 
 def test_unsupported_combinations_fail_before_work(monkeypatch):

@@ -216,8 +216,13 @@ def export(
     t0 = time.perf_counter()
     with outdir.replace(out, "export") as tmp:
         log(f"{arch}: exporting {precision} for {target} ({runtime})")
+        onnx_file = (
+            None
+            if runtime == "tflite"
+            else shared_onnx(module, sample, stage, tag, bool(residual), force, log)
+        )
         backend_float, io = write_runtime_files(
-            runtime, precision, module, sample, tmp, stage, make_quantizer
+            runtime, precision, module, sample, tmp, stage, make_quantizer, onnx_file
         )
         float_layers = sorted(set(graph_float) | set(backend_float))
         files = list(RUNTIME_FILES[runtime])
@@ -286,6 +291,42 @@ def export(
         )
     log(f"{arch}: wrote {out}")
     return out
+
+
+def shared_onnx(
+    module, sample, stage, tag: str, residual: bool, force: bool, log: Callable[[str], None]
+) -> Path:
+    """``module`` exported to ONNX (finalized, for a quantized graph) once per graph and cached in
+    ``runs/onnx``: the artifacts made from one graph (TensorRT fp32 and fp16 and OpenVINO fp32 from
+    a float model; TensorRT and ONNX Runtime int8 from a quantized graph) link or copy it instead of
+    exporting it again. ``tag``: the quantization stage's key or the checkpoint's sha256 prefix;
+    ``residual``: OpenVINO's residual form of the graph (a different graph); ``force`` exports again."""
+    import hashlib
+    import json
+
+    from edgecnn import paths
+    from edgecnn.export import onnx as onnx_export
+    from edgecnn.fileio import atomic_path
+
+    key = {
+        "graph": tag,
+        "int8": stage is not None,
+        "residual": residual,
+        "shape": list(sample.shape[1:]),
+        "export_version": EXPORT_VERSION,
+        "tools": tool_versions("tensorrt"),  # torch, torchao, onnx, onnxscript
+    }
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = paths.runs_dir() / "onnx" / f"{tag}-{name}.onnx"  # artifacts' stage_key names theirs (cache.py)
+    with outdir.lock(path, f"the ONNX export {name}"):  # a second identical export waits, then links it
+        if path.is_file() and not force:
+            log(f"reusing the ONNX export {path}")
+            return path
+        with atomic_path(path) as tmp:  # a killed export, or one not yet finalized, leaves no file
+            onnx_export.export_onnx(module, sample, tmp)
+            if stage:
+                onnx_export.finalize_qdq(tmp)
+    return path
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:

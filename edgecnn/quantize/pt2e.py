@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import io
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -403,20 +404,30 @@ def retrace(module: torch.fx.GraphModule, sample: torch.Tensor) -> torch.fx.Grap
     return gm
 
 
+_LOADED: dict[tuple, torch.fx.GraphModule] = {}  # the last graph loaded, by (path, size, mtime)
+
+
 def load_graph(path) -> torch.fx.GraphModule:
+    """The graph saved at ``path``, in inference mode; a copy of its own (callers edit it in place).
+
+    The last file loaded is kept: a deploy's exports for several targets load one graph, and a copy
+    costs a fraction of loading (0.25 s against 3.5 s for test_resnet18)."""
     import torchao.quantization.pt2e  # noqa: F401 - registers the quantized_decomposed ops the file uses
 
     try:
-        module = torch.export.load(str(path)).module()
-    except Exception as e:  # a cut-short or foreign file
+        st = Path(path).stat()
+        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _LOADED:
+            module = torch.export.load(str(path)).module()
+            for m in module.modules():  # inference only: BatchNorm is folded and Dropout gone
+                m.training = False
+            _LOADED.clear()
+            _LOADED[key] = module
+    except Exception as e:  # a missing, cut-short or foreign file
         raise EdgecnnError(
             f"cannot read quantized graph {path}: {str(e).splitlines()[0][:160]}; re-run `edgecnn calibrate`"
         ) from e
-    for (
-        m
-    ) in module.modules():  # inference only: BatchNorm is folded and Dropout gone, so nothing else changes
-        m.training = False
-    return module
+    return copy.deepcopy(_LOADED[key])
 
 
 def residual_form(converted: torch.fx.GraphModule) -> list[str]:
