@@ -102,7 +102,7 @@ def main() -> None:
         sys.exit(f"error: {why}")
 
     from edgecnn import paths
-    from edgecnn.export import export
+    from edgecnn.export import export, model_for
     from edgecnn.recipes import load_recipe
     from edgecnn.runtimes import open_session
 
@@ -119,15 +119,9 @@ def main() -> None:
     rows = []
     for arch, ckpt, weights in jobs:
         tag = "trained" if weights.startswith("trained") else "random"
-        art = export(
-            arch,
-            "rpi",
-            recipe=load_recipe(arch, "quick"),
-            checkpoint=str(ckpt),
-            out=work / f"{arch}-{tag}-rpi-int8",
-            log=lambda s: None,
-            progress=False,
-        )
+        recipe = load_recipe(arch, "quick")
+        model = model_for(arch, recipe, "tflite", checkpoint=str(ckpt), log=lambda s: None, progress=False)
+        art = export(model, "rpi", recipe=recipe, out=work / f"{arch}-{tag}-rpi-int8", log=lambda s: None).dir
         x, labels = test_images(art, args.n)
         with open_session(art, threads=args.threads) as s:
             host = s.run(x)

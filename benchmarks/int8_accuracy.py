@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgecnn.evaluate import evaluate_artifact
-    from edgecnn.export import export
+    from edgecnn.export import export, model_for
     from edgecnn.quantize import stages
     from edgecnn.recipes import load_recipe
 
@@ -40,7 +40,8 @@ def main() -> None:
         best = None
         for method in args.methods.split(","):
             t = time.perf_counter()
-            r = stages.calibrate(arch, recipe, method=method, threads=args.threads, log=log, progress=False)
+            q = stages.calibrate(arch, recipe, method=method, threads=args.threads, log=log, progress=False)
+            r = q.as_dict()
             row = {
                 "arch": arch,
                 "method": method,
@@ -57,16 +58,17 @@ def main() -> None:
         method = best["method"]
         for runtime in args.runtimes.split(","):
             target = TARGET[runtime]
-            path = export(
+            model = model_for(
                 arch,
-                target,
-                recipe=recipe,
-                runtime=runtime,
+                recipe,
+                runtime,
                 method=method,
-                qat=args.qat,
+                use_qat=args.qat,
+                threads=args.threads,
                 log=log,
                 progress=False,
             )
+            path = export(model, target, recipe=recipe, runtime=runtime, log=log).dir
             ev_runtime = "onnxruntime" if runtime == "tensorrt" else None  # no TensorRT here: QDQ file in ORT
             res = evaluate_artifact(path, runtime=ev_runtime, threads=args.threads)
             row = {

@@ -42,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgecnn.evaluate import evaluate_artifact
-    from edgecnn.export import export
+    from edgecnn.export import export, model_for
     from edgecnn.numerics.diagnose import diagnose, plot
     from edgecnn.recipes import load_recipe
 
@@ -51,14 +51,13 @@ def main() -> None:
     quiet = {"log": lambda s: None, "progress": False}
     arts = {
         rt: export(
-            args.arch,
+            model_for(args.arch, recipe, rt, checkpoint=args.checkpoint, **quiet),
             target,
             recipe=recipe,
             runtime=runtime,
-            checkpoint=args.checkpoint,
             out=out / rt,
-            **quiet,
-        )
+            log=quiet["log"],
+        ).dir
         for rt, (target, runtime) in {
             "openvino": ("cpu", "openvino"),
             "onnxruntime": ("cpu", "onnxruntime"),

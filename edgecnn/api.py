@@ -62,7 +62,7 @@ def train(
     """``edgecnn train``: train or fine-tune ``arch``; the float checkpoint and its run."""
     from edgecnn.train import train as run_train
 
-    r = run_train(
+    return run_train(
         arch,
         _recipe(arch, recipe),
         data=data,
@@ -73,27 +73,6 @@ def train(
         threads=threads,
         log=_quiet(log),
         progress=False,
-    )
-    if isinstance(r, FloatModel):
-        return r
-    return FloatModel(
-        arch,
-        r.checkpoint,
-        r.out_dir,
-        r.report.get("key"),
-        dict(r.report.get("test") or {}),
-        r.cached,
-        r.report,
-    )
-
-
-def _graph(r: Any) -> QuantizedGraph:
-    """A calibrate / qat stage's result as a :class:`QuantizedGraph` (the stages return dicts for now)."""
-    if isinstance(r, QuantizedGraph):
-        return r
-    report = {k: v for k, v in r.items() if k not in ("cached", "dir", "qat_skipped")}
-    return QuantizedGraph.from_report(
-        report, r["dir"], cached=bool(r.get("cached")), qat_skipped=r.get("qat_skipped")
     )
 
 
@@ -131,7 +110,7 @@ def calibrate(
 
             raise EdgecnnError("float_layers and max_drop conflict: max_drop chooses the float layers")
         return _within_budget(arch, recipe, max_drop, allow_qat=False, **kw)
-    return _graph(run_calibrate(arch, _recipe(arch, recipe), float_layers=float_layers, force=force, **kw))
+    return run_calibrate(arch, _recipe(arch, recipe), float_layers=float_layers, force=force, **kw)
 
 
 def _within_budget(arch: str, recipe: Any, max_drop: float, **kw: Any) -> QuantizedGraph:
@@ -139,7 +118,8 @@ def _within_budget(arch: str, recipe: Any, max_drop: float, **kw: Any) -> Quanti
     from edgecnn.mixed import within_budget
 
     b = within_budget(arch, _recipe(arch, recipe), max_drop, **kw)
-    return _graph({**b.stage_report, "qat_skipped": None if b.chosen.kind == "qat" else b.describe()})
+    skipped = None if b.chosen.kind == "qat" else b.describe()
+    return QuantizedGraph.from_dict({**b.stage_report, "qat_skipped": skipped}, kw.get("checkpoint"))
 
 
 def qat(
@@ -168,15 +148,15 @@ def qat(
     }
     if max_drop is not None:
         return _within_budget(arch, recipe, max_drop, **kw)
-    return _graph(run_qat(arch, _recipe(arch, recipe), force=force, **kw))
+    return run_qat(arch, _recipe(arch, recipe), force=force, **kw)
 
 
 def export(
-    arch: str,
+    model: str | QuantizedGraph | FloatModel,
     target: str,
     *,
     recipe: Any = "quick",
-    precision: str = "int8",
+    precision: str | None = None,
     runtime: str | None = None,
     data: str | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -187,46 +167,47 @@ def export(
     force: bool = False,
     log: Log = None,
 ) -> Artifact:
-    """``edgecnn export``: the artifact folder of ``arch`` for ``target`` and its metadata;
-    ``max_drop``: of the graph :func:`edgecnn.mixed.within_budget` chose."""
-    from edgecnn.artifact import load_artifact
+    """``edgecnn export``: the artifact folder of ``model`` for ``target`` and its metadata.
+
+    ``model``: an architecture name (its stages run as ``edgecnn export`` runs them: ``checkpoint``,
+    ``method``, ``qat``, or ``max_drop``: the graph :func:`edgecnn.mixed.within_budget` chose;
+    ``precision`` default int8), or a stage's result, exported as it is: a :class:`QuantizedGraph`
+    (int8) or a :class:`FloatModel` (``precision`` default fp32)."""
     from edgecnn.export import export as run_export
+    from edgecnn.export import model_for, resolve, weight_bits
 
-    float_layers: Sequence[str] = ()
-    if max_drop is not None:
-        from edgecnn.deploy import DeployOptions
-        from edgecnn.export import resolve, weight_bits
+    arch = model if isinstance(model, str) else model.arch
+    r = _recipe(arch, recipe)
+    if out is not None:
+        from edgecnn import outdir
 
-        DeployOptions(precision=precision, qat=qat, max_drop=max_drop)  # deploy's checks of these
-        g = _within_budget(
-            arch,
-            recipe,
-            max_drop,
-            data=data,
-            checkpoint=None if checkpoint is None else str(checkpoint),
-            method=method,
-            weight_bits=weight_bits(resolve(target, runtime, precision)),
-            log=_quiet(log),
-            progress=False,
-        )
-        qat, float_layers = g.stage == "qat", g.float_layers
-    r = run_export(
-        arch,
+        outdir.check(Path(out), "export")  # a folder of yours is refused before any work
+    if isinstance(model, str):
+        precision = precision or "int8"
+        rt = resolve(target, runtime, precision)
+        ckpt = None if checkpoint is None else str(checkpoint)
+        if max_drop is not None:
+            from edgecnn.deploy import DeployOptions
+
+            DeployOptions(precision=precision, qat=qat, max_drop=max_drop)  # deploy's checks of these
+            budget = {"data": data, "checkpoint": ckpt, "method": method, "weight_bits": weight_bits(rt)}
+            model = _within_budget(arch, r, max_drop, log=_quiet(log), progress=False, **budget)
+        else:
+            model = model_for(
+                arch, r, rt, precision=precision, data=data, checkpoint=ckpt, method=method, use_qat=qat,
+                log=_quiet(log), progress=False,
+            )  # fmt: skip
+    return run_export(
+        model,
         target,
-        recipe=_recipe(arch, recipe),
+        recipe=r,
         precision=precision,
         runtime=runtime,
         data=data,
-        checkpoint=None if checkpoint is None else str(checkpoint),
-        method=method,
-        qat=qat,
-        float_layers=float_layers,
         out=out,
         force=force,
         log=_quiet(log),
-        progress=False,
     )
-    return r if isinstance(r, Artifact) else load_artifact(r)
 
 
 def evaluate(

@@ -27,7 +27,6 @@ assembled by :func:`assemble_report`; the bundle (``artifact/``, ``report.json``
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -42,20 +41,20 @@ from edgecnn.distributed import torch_threads
 from edgecnn.errors import EdgecnnError
 from edgecnn.results import (
     Accuracy,
+    Artifact,
     BundledArtifact,
     Dataset,
+    FloatModel,
     Latency,
     Published,
     Quantization,
+    QuantizedGraph,
     Report,
 )
+from edgecnn.stage import stage_key as _key  # the one cache-key function
 from edgecnn.vocab import LatencySource, Method, Precision, QuantStage, Runtime, Target
 
 DEPLOY_VERSION = 1  # bump when what a stage cache holds changes
-
-
-def _key(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _cache(kind: str, key: str, force: bool, make: Callable[[], dict]) -> tuple[dict, bool, Path]:
@@ -285,8 +284,8 @@ def float_model(run: Run) -> tuple[str, dict]:
     tr = train(run.arch, run.recipe, data=o.data, weights=o.weights, threads=o.threads, **run.quiet_kw())
     checkpoint = str(tr.checkpoint)
     record = {
-        "dir": str(tr.out_dir),
-        "key": tr.report.get("key"),
+        "dir": str(tr.dir),
+        "key": tr.key,
         "cached": tr.cached,
         "checkpoint": checkpoint,
     }
@@ -313,9 +312,9 @@ def quantize(run: Run, checkpoint: str) -> tuple[dict | None, dict | None]:
     if o.max_drop is not None:
         quant = quantize_within_drop(run, o.max_drop, kw)
     elif o.qat:
-        quant = stages.qat(run.arch, run.recipe, **kw)
+        quant = stages.qat(run.arch, run.recipe, **kw).as_dict()
     else:
-        quant = stages.calibrate(run.arch, run.recipe, **kw)
+        quant = stages.calibrate(run.arch, run.recipe, **kw).as_dict()
     record = {
         "stage": quant["stage"],
         "dir": quant["dir"],
@@ -395,37 +394,24 @@ def priced(run: Run, checkpoint: str, quant: dict | None, meta: dict) -> dict | 
     return {**quant, "budget": {**doc, "prices": prices["rows"]}}
 
 
-def export_artifact(run: Run, checkpoint: str, quant: dict | None) -> tuple[Any, dict]:
-    """The artifact for the target from the graph :func:`quantize` chose (cached; ``force``
-    re-exports): (the loaded :class:`edgecnn.artifact.Artifact`, report.json's ``stages.export``)."""
-    from edgecnn.artifact import load_artifact
+def export_artifact(run: Run, checkpoint: str, quant: dict | None) -> tuple[Artifact, dict]:
+    """The artifact for the target of the graph :func:`quantize` chose (or of the float model for
+    FP32/FP16; cached, ``force`` re-exports): (the artifact, report.json's ``stages.export``)."""
     from edgecnn.export import export
 
     o = run.options
-    reused: list[bool] = []
-
-    def export_log(s: str) -> None:
-        if "reusing artifact" in s:
-            reused.append(True)
-        run.log(s)
-
-    art_dir = export(
-        run.arch,
+    model = QuantizedGraph.from_dict(quant, checkpoint) if quant else FloatModel.given(run.arch, checkpoint)
+    art = export(
+        model,
         run.target,
         recipe=run.recipe,
         precision=o.precision,
         runtime=run.runtime,
         data=o.data,
-        checkpoint=checkpoint,
-        method=o.method,
-        qat=quant is not None and quant["stage"] == "qat",
-        float_layers=tuple(quant.get("float_layers") or ()) if quant else (),
         force=o.force,
-        log=export_log,
-        progress=run.progress,
+        log=run.log,
     )
-    art = load_artifact(art_dir)
-    return art, {"dir": str(art_dir), "key": art.meta.get("stage_key"), "cached": bool(reused)}
+    return art, {"dir": str(art.dir), "key": art.meta.get("stage_key"), "cached": art.cached}
 
 
 def _files_id(art) -> str:

@@ -40,6 +40,7 @@ from typing import Any
 
 from edgecnn import outdir
 from edgecnn.errors import EdgecnnError
+from edgecnn.export import weight_bits
 from edgecnn.results import FailedRun, Frontier, FrontierPoint, SkippedRun
 
 IMAGENET_CLASSES = 1000
@@ -226,20 +227,13 @@ class Job:
     class_names: tuple[str, ...] | None = None  # ``data``'s (None: "imagenet class i")
 
 
-def weight_bits(runtime: str, precision: str) -> int:
-    """As export does it: 7-bit weights for OpenVINO on x86 without VNNI."""
-    from edgecnn.host import has_vnni
-
-    return 7 if precision == "int8" and runtime == "openvino" and not has_vnni() else 8
-
-
 def _artifact_dir(job: Job, target: str, runtime: str, precision: str) -> tuple[Path, str]:
     from edgecnn import paths
-    from edgecnn.deploy import _key
     from edgecnn.export import EXPORT_VERSION, tool_versions
+    from edgecnn.stage import stage_key
 
     w = job.weights
-    key = _key(
+    key = stage_key(
         {
             "v": BUILD_VERSION,
             "export": EXPORT_VERSION,
@@ -544,14 +538,14 @@ def latency(
     """(bench result, where): measured here for cpu, over SSH on ``hosts`` (``ssh``: bench_hosts'
     ``remote_python`` and ``ssh_config``), else predicted."""
     from edgecnn.artifact import load_artifact
-    from edgecnn.deploy import _key
     from edgecnn.latency import predicted
+    from edgecnn.stage import stage_key
 
     meta = load_artifact(art_dir, verify=False).meta
     if not hosts and target != "cpu":
         r = predicted(arch, device or target, meta, threads=threads)  # model_options: small_input False
         return r, f"predicted for {r['device']} from its device profile (no device measured it)"
-    timing = {"v": BUILD_VERSION, "mode": RUNS, "files": _key({"files": meta["files"]})}
+    timing = {"v": BUILD_VERSION, "mode": RUNS, "files": stage_key({"files": meta["files"]})}
     if hosts:
         key = {**timing, "hosts": list(hosts), "threads": threads, "s": seconds, "n": runs}
         return _measured_over_ssh(art_dir, hosts, key, ssh or {}, force)
@@ -563,8 +557,9 @@ def _measured_over_ssh(
     art_dir: Path, hosts: Sequence[str], key: dict, ssh: Mapping[str, Any], force: bool
 ) -> tuple[dict, str]:
     """The first host's bench result (cached under ``key``: ``threads``, seconds ``s``, runs ``n``)."""
-    from edgecnn.deploy import _cache, _key
+    from edgecnn.deploy import _cache
     from edgecnn.remote import bench_hosts
+    from edgecnn.stage import stage_key
 
     def remote() -> dict:
         rs = bench_hosts(
@@ -572,7 +567,7 @@ def _measured_over_ssh(
         )
         return {"hosts": [{"host": r.host, "result": r.result, "error": r.error} for r in rs]}
 
-    lat, _, path = _cache("latency", _key(key), force, remote)
+    lat, _, path = _cache("latency", stage_key(key), force, remote)
     good = [h for h in lat["hosts"] if h.get("result")]
     if not good:
         path.unlink(missing_ok=True)  # nothing measured: do not cache the failure
@@ -582,13 +577,14 @@ def _measured_over_ssh(
 
 def _measured_here(art_dir: Path, key: dict, force: bool) -> dict:
     """A fresh ``edgecnn bench`` process on this machine (cached under ``key``)."""
-    from edgecnn.deploy import _cache, _key
+    from edgecnn.deploy import _cache
     from edgecnn.latency import measure_here
+    from edgecnn.stage import stage_key
 
     def bench() -> dict:
         return measure_here(art_dir, threads=key["threads"], min_seconds=key["s"], min_runs=key["n"])
 
-    return _cache("latency", _key(key), force, bench)[0]
+    return _cache("latency", stage_key(key), force, bench)[0]
 
 
 def published(
@@ -609,14 +605,15 @@ def measured(art_dir: Path, data: str, *, threads: int | None = None, force: boo
     import importlib.util
 
     from edgecnn.artifact import load_artifact
-    from edgecnn.deploy import _cache, _key
+    from edgecnn.deploy import _cache
     from edgecnn.evaluate import evaluate_artifact, json_report
+    from edgecnn.stage import stage_key
 
     meta = load_artifact(art_dir, verify=False).meta
     rt = meta["runtime"]
     if rt == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
         rt = "onnxruntime"
-    key = _key(
+    key = stage_key(
         {
             "v": BUILD_VERSION,
             "mode": RUNS,

@@ -126,10 +126,11 @@ def sensitivity_ranking(
     from edgecnn import paths
     from edgecnn.fileio import atomic_write_json
     from edgecnn.numerics.sensitivity import sensitivity
-    from edgecnn.quantize.stages import _key, _versions
+    from edgecnn.quantize.stages import _versions
+    from edgecnn.stage import stage_key
 
     calib = ptq_report["calibration"]
-    key = _key(
+    key = stage_key(
         {
             "stage": "sensitivity",
             "arch": arch,
@@ -185,7 +186,7 @@ def within_budget(
     common = {"data": data, "checkpoint": checkpoint, "method": method, "threads": threads, "log": log}
     report = stages.calibrate(
         arch, recipe, num_images=num_images, weight_bits=weight_bits, progress=progress, **common
-    )
+    ).as_dict()
     tried = [_candidate(report, "ptq", max_drop)]
     ranking = path = limit = None
     if not tried[-1].meets:
@@ -203,14 +204,14 @@ def within_budget(
                 float_layers=ranking[:k],
                 progress=progress,
                 **common,
-            )
+            ).as_dict()
             tried.append(_candidate(report, "mixed", max_drop))
             log(f"{arch}: {k} layer(s) in float: drop {report['drop_points']:.2f}")
             if tried[-1].meets:
                 break
     if not tried[-1].meets and allow_qat:
         log(f"{arch}: no mixed candidate within {limit} float layers met --max-drop {max_drop:g}: QAT")
-        report = stages.qat(arch, recipe, weight_bits=weight_bits, progress=progress, **common)
+        report = stages.qat(arch, recipe, weight_bits=weight_bits, progress=progress, **common).as_dict()
         tried.append(_candidate(report, "qat", max_drop))
     result = BudgetResult(
         max_drop,

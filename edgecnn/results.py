@@ -213,6 +213,7 @@ class QuantizedGraph(Result):
 
     stage: QuantStage
     arch: str
+    checkpoint: Path  # the float checkpoint it was quantized from (as passed to the stage)
     dir: Path
     key: str
     method: Method
@@ -231,12 +232,20 @@ class QuantizedGraph(Result):
 
     @classmethod
     def from_report(
-        cls, report: dict[str, Any], dir: str | Path, *, cached: bool, qat_skipped: str | None = None
+        cls,
+        report: dict[str, Any],
+        dir: str | Path,
+        *,
+        cached: bool,
+        checkpoint: str | Path | None = None,
+        qat_skipped: str | None = None,
     ) -> QuantizedGraph:
-        """The result of a stage whose ``<stage>.json`` is ``report``."""
+        """The result of a stage whose ``<stage>.json`` is ``report`` (``checkpoint``: the float
+        checkpoint as passed now; by default the path the report recorded)."""
         return cls(
             QuantStage(report["stage"]),
             report["arch"],
+            Path(checkpoint if checkpoint is not None else report["source"]["checkpoint"]),
             Path(dir),
             report["key"],
             Method(report["method"]),
@@ -254,6 +263,18 @@ class QuantizedGraph(Result):
         ``cached``, ``dir`` (and ``qat_skipped``)."""
         d = {**self.report, "cached": self.cached, "dir": str(self.dir)}
         return {**d, "qat_skipped": self.qat_skipped} if self.qat_skipped is not None else d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], checkpoint: str | Path | None = None) -> QuantizedGraph:
+        """The inverse of :meth:`as_dict` (keys a caller added, such as ``budget``, left out)."""
+        report = {k: v for k, v in d.items() if k not in ("cached", "dir", "qat_skipped", "budget")}
+        return cls.from_report(
+            report,
+            d["dir"],
+            cached=bool(d.get("cached")),
+            checkpoint=checkpoint,
+            qat_skipped=d.get("qat_skipped"),
+        )
 
 
 @dataclass(frozen=True)

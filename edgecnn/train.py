@@ -20,7 +20,6 @@ and rank 0 alone writes the files above; the run key is the same as a single pro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -42,19 +41,13 @@ from edgecnn.host import cpu_model, has_fast_bf16
 from edgecnn.metrics import TopK
 from edgecnn.models import create
 from edgecnn.recipes import Recipe
+from edgecnn.results import FloatModel
+from edgecnn.stage import stage_key
 from edgecnn.trainloop import Batches, EpochStats, Hooks, Loop, Run, Schedule, StepOptions
 from edgecnn.version import __version__
 
 STATE_FORMAT = "edgecnn.train-state/1"
 FILES = ("state.pt", "model.pt", "train.json")  # what a run writes into its folder
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    out_dir: Path
-    checkpoint: Path
-    report: dict[str, Any]
-    cached: bool
 
 
 def weights_id(weights: str | None) -> str | None:
@@ -65,10 +58,6 @@ def weights_id(weights: str | None) -> str | None:
     if not p.is_file():
         raise EdgecnnError(f"weights file not found: {weights}; pass an existing checkpoint or 'imagenet'")
     return "sha256:" + sha256_file(p)
-
-
-def run_key(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @torch.no_grad()
@@ -127,7 +116,7 @@ def train(
     threads: int | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
-) -> TrainResult:
+) -> FloatModel:
     """Train or fine-tune ``arch`` with ``recipe`` and return the run's report.
 
     ``data``: None (Fashion-MNIST) or an ImageFolder path. ``weights``: None (from
@@ -142,7 +131,7 @@ def train(
         log, progress = (lambda s: None), False
     with distributed.torch_threads(threads or distributed.default_threads()):  # restored after
         job = _job(data, recipe, weights, reset_head)
-        key = run_key(_key_payload(arch, recipe, job, weights))
+        key = stage_key(_key_payload(arch, recipe, job, weights))
         out = Path(out_dir) if out_dir else paths.runs_dir() / "train" / f"{arch}-{recipe.profile}-{key}"
         ckpt_path = out / "model.pt"
         if dist.is_main:  # a folder of yours is refused; a second identical run waits for the first
@@ -152,7 +141,7 @@ def train(
                 f"{arch}: reusing finished run {out} (test top-1 {finished['test']['top1']:.4f}); "
                 "--force retrains"
             )
-            return TrainResult(out, ckpt_path, finished, cached=True)
+            return FloatModel(arch, ckpt_path, out, key, finished["test"], True, finished)
 
         run = Run(
             arch, "training", "train", key, out / "state.pt", STATE_FORMAT, recipe.train.checkpoint_seconds
@@ -178,7 +167,7 @@ def train(
             f"{arch}: test top-1 {test['top1']:.4f} top-5 {test['top5']:.4f} "
             f"in {report['wall_seconds']:.0f} s -> {ckpt_path}"
         )
-        return TrainResult(out, ckpt_path, report, cached=False)
+        return FloatModel(arch, ckpt_path, out, key, test, False, report)
 
 
 def _job(data: str | None, recipe: Recipe, weights: str | None, reset_head: bool) -> _Job:

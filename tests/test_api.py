@@ -96,6 +96,9 @@ def test_calibrate_export_evaluate_bench_agree_with_the_cli(edgecnn_home, tmp_pa
     assert again.cached and again.key == q.key and again.fakequant_top1 == q.fakequant_top1
     art = edgecnn.export("test_resnet18", "cpu", recipe=recipe_path, checkpoint=ckpt, runtime="onnxruntime")
     assert isinstance(art, Artifact) and art.runtime == "onnxruntime" and art.model_file.is_file()
+    assert art.meta["source"]["quantized_graph"] == str(q.graph)  # the same graph, not a second one
+    same = edgecnn.export(q, "cpu", recipe=recipe_path, runtime="onnxruntime")  # a stage result, as it is
+    assert same.cached and same.dir == art.dir and same.meta["files"] == art.meta["files"]
     acc = edgecnn.evaluate(art)
     assert isinstance(acc, Accuracy) and acc.ci95[0] <= acc.top1 <= acc.ci95[1]
     cli_acc = json.loads(CliRunner().invoke(cli, ["evaluate", str(art.dir), "--json"]).stdout)

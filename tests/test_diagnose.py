@@ -19,7 +19,7 @@ from tiny_recipes import int8_recipe
 from edgecnn.artifact import load_artifact, write_metadata
 from edgecnn.cli import cli
 from edgecnn.errors import EdgecnnError
-from edgecnn.export import export
+from edgecnn.export import export, model_for, resolve
 from edgecnn.numerics.diagnose import Diagnosis, diagnose, figure
 from edgecnn.numerics.reference import graph_taps
 from edgecnn.numerics.remote import diagnose_hosts
@@ -40,16 +40,16 @@ def tiny(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("diagnose")
     _, recipe = int8_recipe(tmp)
     ckpt = str(train("test_resnet18", recipe, threads=1, **quiet).checkpoint)
-    arts = {
-        rt: export(
-            "test_resnet18", target, recipe=recipe, runtime=runtime, checkpoint=ckpt, out=tmp / rt, **quiet
-        )
-        for rt, (target, runtime) in TARGETS.items()
-    }
-    fp32 = export(
-        "test_resnet18", "cpu", recipe=recipe, precision="fp32", checkpoint=ckpt, out=tmp / "fp32", **quiet
-    )
-    return arts, fp32
+
+    def artifact(target, runtime, precision, out):
+        rt = resolve(target, runtime, precision)
+        model = model_for("test_resnet18", recipe, rt, precision=precision, checkpoint=ckpt, **quiet)
+        return export(
+            model, target, recipe=recipe, precision=precision, runtime=rt, out=out, log=quiet["log"]
+        ).dir
+
+    arts = {rt: artifact(target, runtime, "int8", tmp / rt) for rt, (target, runtime) in TARGETS.items()}
+    return arts, artifact("cpu", None, "fp32", tmp / "fp32")
 
 
 def test_taps_are_named_as_the_onnx_quantize_outputs(tiny):

@@ -3,6 +3,7 @@ in its own runtime and compare it with the fake-quant PyTorch graph it was made 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 
@@ -13,18 +14,28 @@ import torch
 from onnx import numpy_helper
 from tiny_recipes import int8_recipe
 
-from edgecnn.artifact import load_artifact
+from edgecnn.artifact import Artifact, load_artifact
 from edgecnn.data import Preprocess, load_dataset
 from edgecnn.errors import EdgecnnError
-from edgecnn.export import export, resolve
+from edgecnn.export import export, model_for, resolve, weight_bits
 from edgecnn.export.onnx import to_u8s8
 from edgecnn.host import has_vnni
 from edgecnn.numerics.diagnose import load_reference
 from edgecnn.quantize import stages
+from edgecnn.results import FloatModel, QuantizedGraph
 from edgecnn.runtimes import open_session
 from edgecnn.train import train
 
 quiet = {"log": lambda s: None, "progress": False}
+
+
+def _export(float_run, target, runtime=None, precision="int8", **kw):
+    """The artifact folder of the tiny net: its stages composed as ``edgecnn export`` does."""
+    _, recipe, ckpt = float_run
+    rt = resolve(target, runtime, precision)
+    model = model_for("test_resnet18", recipe, rt, precision=precision, checkpoint=ckpt, **quiet)
+    art = export(model, target, recipe=recipe, runtime=runtime, precision=precision, log=quiet["log"], **kw)
+    return art.dir
 
 
 def _recipe(tmp, qat_lr=0.001, name="r.toml"):
@@ -54,19 +65,18 @@ def test_batch(float_run):
 
 @pytest.fixture(scope="module")
 def artifacts(float_run, calibrated, tmp_path_factory):
-    _, recipe, ckpt = float_run
     out = {}
     for target, runtime in (("cpu", "openvino"), ("cpu", "onnxruntime"), ("jetson", None), ("rpi", None)):
         path = tmp_path_factory.mktemp(f"{target}-{runtime}") / "bundle"
-        out[(target, runtime)] = export(
-            "test_resnet18", target, recipe=recipe, runtime=runtime, checkpoint=ckpt, out=path, **quiet
-        )
+        out[(target, runtime)] = _export(float_run, target, runtime, out=path)
     return out
 
 
 def test_calibrate_reports_the_drop_and_is_cached(float_run, calibrated):
     _, recipe, ckpt = float_run
-    r = calibrated
+    assert isinstance(calibrated, QuantizedGraph) and calibrated.method == "minmax"
+    assert calibrated.graph.is_file() and not calibrated.cached
+    r = calibrated.report
     assert r["method"] == "minmax" and r["calibration"]["num_images"] == 64
     assert r["calibration"]["split"].startswith("calib")
     assert r["drop_points"] == pytest.approx(
@@ -75,7 +85,8 @@ def test_calibrate_reports_the_drop_and_is_cached(float_run, calibrated):
     assert r["fp32"]["top1"] > 0.3  # the tiny net learnt something, so agreement figures mean something
     assert r["float_ops"] == []  # every conv, linear, add and pool of ResNet18 is quantized
     again = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, **quiet)
-    assert again["cached"] and again["key"] == r["key"]
+    assert again.cached and again.key == calibrated.key == r["key"]
+    assert again.fakequant_top1 == r["int8_fakequant"]["top1"] and again.drop_points == r["drop_points"]
 
 
 def test_calibrate_that_trains_first_runs_ptq_on_its_threads(float_run, monkeypatch):
@@ -113,7 +124,7 @@ def test_metadata_describes_the_artifact(artifacts, calibrated):
         meta = load_artifact(path).meta  # verifies every file's sha256
         assert meta["target"] == target and meta["precision"] == "int8"
         q = meta["quantization"]
-        assert q["calibration"]["split_id"] == calibrated["calibration"]["split_id"]
+        assert q["calibration"]["split_id"] == calibrated.report["calibration"]["split_id"]
         seven = target == "cpu" and meta["runtime"] == "openvino" and not has_vnni()
         assert q["weights_range"].startswith("int8 limited to [-63, 63]" if seven else "[-127, 127]")
         assert q["calibration"]["method"] == "minmax"
@@ -125,7 +136,7 @@ def test_metadata_describes_the_artifact(artifacts, calibrated):
             "graph": [],
             "backend": [],
         }
-        assert meta["source"]["sha256"] == calibrated["source"]["sha256"]
+        assert meta["source"]["sha256"] == calibrated.report["source"]["sha256"]
 
 
 def _qdq(path):
@@ -306,10 +317,7 @@ def test_artifacts_are_reproducible_and_carry_no_build_paths(artifacts, float_ru
         for name in meta["files"]:
             data = (path / name).read_bytes()
             assert not any(d in data for d in build_dirs), f"{path.name}/{name} names a build directory"
-    _, recipe, ckpt = float_run
-    again = export(
-        "test_resnet18", "jetson", recipe=recipe, checkpoint=ckpt, out=tmp_path / "again", force=True, **quiet
-    )
+    again = _export(float_run, "jetson", out=tmp_path / "again", force=True)
     digest = [
         hashlib.sha256((p / "model.onnx").read_bytes()).hexdigest()
         for p in (artifacts[("jetson", None)], again)
@@ -318,12 +326,11 @@ def test_artifacts_are_reproducible_and_carry_no_build_paths(artifacts, float_ru
 
 
 def test_bundle_is_replaced_whole_and_foreign_dirs_refused(float_run, tmp_path):
-    _, recipe, ckpt = float_run
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(EdgecnnError, match="did not write"):
-        export("test_resnet18", "jetson", recipe=recipe, checkpoint=ckpt, out=foreign, **quiet)
+        _export(float_run, "jetson", out=foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
@@ -334,26 +341,46 @@ def test_fp32_and_fp16_exports(float_run, tmp_path, test_batch, monkeypatch):
     exported = []
     real = onnx_export.export_onnx
     monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **k: exported.append(a[2]) or real(*a, **k))
-    _, recipe, ckpt = float_run
+    _, _, ckpt = float_run
     model, _ = __import__("edgecnn.models", fromlist=["from_checkpoint"]).from_checkpoint(ckpt)
     ref = model.eval()(torch.from_numpy(test_batch)).detach().numpy()
-    fp32 = export(
-        "test_resnet18", "cpu", recipe=recipe, precision="fp32", checkpoint=ckpt, out=tmp_path / "a", **quiet
-    )
+    fp32 = _export(float_run, "cpu", precision="fp32", out=tmp_path / "a")
     np.testing.assert_allclose(open_session(fp32, threads=1).run(test_batch), ref, atol=1e-3)
     assert load_artifact(fp32).meta["quantization"] is None
-    fp16 = export(
-        "test_resnet18",
-        "jetson",
-        recipe=recipe,
-        precision="fp16",
-        checkpoint=ckpt,
-        out=tmp_path / "b",
-        **quiet,
-    )
+    fp16 = _export(float_run, "jetson", precision="fp16", out=tmp_path / "b")
     out = open_session(fp16, runtime="onnxruntime", threads=1).run(test_batch)
     assert np.abs(out - ref).max() < 0.05 * (ref.max() - ref.min())
     assert len(exported) <= 1  # none where an earlier test exported this checkpoint already
+
+
+def test_export_takes_a_stage_result_and_runs_no_stage_before_it(
+    float_run, calibrated, tmp_path, monkeypatch
+):
+    _, recipe, ckpt = float_run
+
+    def upstream(*a, **k):
+        raise AssertionError("export ran a stage before it")
+
+    for name in ("calibrate", "qat"):
+        monkeypatch.setattr(stages, name, upstream)
+    monkeypatch.setattr("edgecnn.train.train", upstream)
+    log = quiet["log"]
+    art = export(calibrated, "jetson", recipe=recipe, out=tmp_path / "j", log=log)
+    assert isinstance(art, Artifact) and not art.cached and art.dir == tmp_path / "j"
+    assert art.meta["precision"] == "int8" and art.meta["runtime"] == "tensorrt"
+    assert art.meta["source"]["quantized_graph"] == str(calibrated.graph)
+    assert art.meta["quantization"]["fakequant_top1"] == calibrated.fakequant_top1
+    again = export(calibrated, "jetson", recipe=recipe, out=tmp_path / "j", log=log)
+    assert again.cached and again.meta == art.meta
+    with pytest.raises(EdgecnnError, match="int8 is exported from a quantized graph: run calibrate or qat"):
+        export(FloatModel.given("test_resnet18", ckpt), "jetson", recipe=recipe, precision="int8", log=log)
+    with pytest.raises(
+        EdgecnnError, match="fp16 is exported from the float model, not from a quantized graph"
+    ):
+        export(calibrated, "jetson", recipe=recipe, precision="fp16", log=log)
+    other = 7 if weight_bits("tensorrt") == 8 else 8
+    with pytest.raises(EdgecnnError, match=f"{other}-bit weights; tensorrt here needs 8-bit"):
+        export(dataclasses.replace(calibrated, weight_bits=other), "jetson", recipe=recipe, log=log)
 
 
 def test_unsupported_combinations_fail_before_work(monkeypatch):
@@ -369,10 +396,11 @@ def test_unsupported_combinations_fail_before_work(monkeypatch):
 
 def test_qat_fine_tunes_from_calibrated_scales(float_run, calibrated):
     _, recipe, ckpt = float_run
-    r = stages.qat("test_resnet18", recipe, checkpoint=ckpt, **quiet)
-    assert r["stage"] == "qat" and r["ptq"]["top1"] == calibrated["int8_fakequant"]["top1"]
+    q = stages.qat("test_resnet18", recipe, checkpoint=ckpt, **quiet)
+    r = q.report
+    assert q.stage == "qat" and r["ptq"]["top1"] == calibrated.fakequant_top1
     assert r["qat"]["steps"] == 2  # 0.25 epoch of 512 images at batch 64
-    assert 0 <= r["int8_fakequant"]["top1"] <= 1 and r["float_ops"] == []
+    assert 0 <= q.fakequant_top1 == r["int8_fakequant"]["top1"] <= 1 and r["float_ops"] == []
 
 
 def test_qat_nan_stops_and_says_so(float_run, tmp_path):

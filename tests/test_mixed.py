@@ -12,8 +12,9 @@ from tiny_recipes import int8_recipe, random_checkpoint
 
 from edgecnn import mixed
 from edgecnn.errors import EdgecnnError
-from edgecnn.export import export
+from edgecnn.export import export, model_for
 from edgecnn.quantize import stages
+from edgecnn.results import QuantizedGraph
 
 quiet = {"log": lambda s: None, "progress": False}
 KEPT = ["layer2.0.conv2", "fc"]
@@ -33,17 +34,19 @@ class _Stages:
         self.drops, self.qat_drop, self.calls = drops, qat_drop, []
 
     def _report(self, stage, float_layers, drop):
-        return {
+        report = {
             "stage": stage,
+            "arch": "resnet18",
             "float_layers": list(float_layers),
             "int8_fakequant": {"top1": 0.9 - drop / 100},
             "drop_points": drop,
-            "dir": f"/runs/{stage}/{len(float_layers)}",
             "key": f"{stage}{len(float_layers)}",
             "method": "minmax",
-            "source": {"sha256": "0" * 64},
+            "weight_bits": 8,
+            "source": {"checkpoint": "/runs/train/x/model.pt", "sha256": "0" * 64},
             "calibration": {"split_id": "s", "batch_size": 32, "num_images": 64},
         }
+        return QuantizedGraph.from_report(report, f"/runs/{stage}/{len(float_layers)}", cached=False)
 
     def calibrate(self, arch, recipe, *, float_layers=(), **kw):
         self.calls.append(("calibrate", tuple(float_layers)))
@@ -123,8 +126,10 @@ def random_model(tmp_path_factory):
 
 def test_float_layers_are_in_the_calibrate_key_and_report(random_model):
     recipe, ckpt = random_model
-    plain = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, **quiet)
-    kept = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, float_layers=KEPT, **quiet)
+    plain = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, **quiet).as_dict()
+    kept_graph = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, float_layers=KEPT, **quiet)
+    assert kept_graph.float_layers == tuple(sorted(KEPT))
+    kept = kept_graph.as_dict()
     assert plain["float_layers"] == [] and kept["float_layers"] == sorted(KEPT)
     assert plain["key"] != kept["key"] and kept["dir"].split("/")[-1].startswith("test_resnet18-minmax-f2-")
     assert sorted(f.split()[0] for f in kept["float_ops"]) == ["conv", "linear"]
@@ -185,9 +190,8 @@ def _check_tflite(path):
 )
 def test_each_runtime_keeps_the_float_layers_in_float(random_model, target, runtime, check):
     recipe, ckpt = random_model
-    path = export(
-        "test_resnet18", target, recipe=recipe, runtime=runtime, checkpoint=ckpt, float_layers=KEPT, **quiet
-    )
+    graph = model_for("test_resnet18", recipe, runtime, checkpoint=ckpt, float_layers=KEPT, **quiet)
+    path = export(graph, target, recipe=recipe, runtime=runtime, log=quiet["log"]).dir
     meta = json.loads((path / "metadata.json").read_text())
     assert meta["quantization"]["float_layers"] == sorted(KEPT)
     assert json.loads((path / "float_layers.json").read_text())["kept_float"] == sorted(KEPT)
@@ -203,8 +207,8 @@ def test_deploy_prices_the_candidates_and_the_frontier_marks_mixed(random_model,
     from edgecnn.frontier.points import point_from_report
 
     recipe, ckpt = random_model
-    ptq_r = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, **quiet)
-    kept_r = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, float_layers=KEPT, **quiet)
+    ptq_r = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, **quiet).as_dict()
+    kept_r = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, float_layers=KEPT, **quiet).as_dict()
     found = mixed.BudgetResult(
         0.5,
         (mixed._candidate(ptq_r, "ptq", -1.0), mixed._candidate(kept_r, "mixed", 100.0)),

@@ -22,6 +22,7 @@ CALIBRATE_JSON = {  # a calibrate.json as quantize.stages writes it (fields trim
     "weight_bits": 7,
     "int8_fakequant": {"top1": 0.8125, "top5": 1.0, "n": 16},
     "drop_points": 1.5,
+    "source": {"checkpoint": "/h/runs/train/x/model.pt", "sha256": "ab" * 32},
 }
 
 
@@ -55,6 +56,9 @@ def test_quantized_graph_reads_its_stage_report():
     assert q.stage is QuantStage.CALIBRATE and q.method is Method.PERCENTILE
     assert (q.weight_bits, q.fakequant_top1, q.drop_points) == (7, 0.8125, 1.5)
     assert q.graph == Path("/h/runs/calibrate/y/quantized.pt2")
+    assert q.checkpoint == Path("/h/runs/train/x/model.pt")  # the recorded one, unless told
+    moved = QuantizedGraph.from_report(CALIBRATE_JSON, "/h/c", cached=True, checkpoint="/new/model.pt")
+    assert moved.checkpoint == Path("/new/model.pt")
     # what `edgecnn calibrate --json` printed before results were typed: the report, cached, dir
     assert q.as_dict() == {**CALIBRATE_JSON, "cached": True, "dir": "/h/runs/calibrate/y"}
     assert list(q.as_dict())[-2:] == ["cached", "dir"]

@@ -70,7 +70,7 @@ def test_tiny_run_learns_and_writes_a_loadable_checkpoint(finished):
     assert rep["test"]["n"] == 10000
     assert rep["test"]["top1"] > 0.4  # chance is 0.1
     assert len(rep["history"]) == 2 and rep["wall_seconds"] > 0 and rep["peak_memory_mb"] > 0
-    assert not (result.out_dir / "state.pt").exists()  # removed once the run finished
+    assert not (result.dir / "state.pt").exists()  # removed once the run finished
     model, ckpt = from_checkpoint(result.checkpoint)
     assert ckpt["arch"] == "test_resnet18" and ckpt["classes"][0] == "T-shirt/top"
     assert ckpt["preprocess"]["image_size"] == 32

@@ -97,7 +97,9 @@ def calibrate(
         click.echo(json.dumps(r, indent=2) if as_json else f"{_summary(r)}\n{b.describe()}")
         return
     names = [x.strip() for x in (float_layers or "").split(",") if x.strip()]
-    r = run(arch, load_recipe(arch, recipe), num_images=num_images, float_layers=names, force=force, **kw)
+    r = run(
+        arch, load_recipe(arch, recipe), num_images=num_images, float_layers=names, force=force, **kw
+    ).as_dict()
     click.echo(json.dumps(r, indent=2) if as_json else _summary(r))
 
 
@@ -139,7 +141,7 @@ def qat(arch, data, checkpoint, recipe, method, max_drop, force, threads, as_jso
         r = {**b.stage_report, "budget": b.to_json()}
         click.echo(json.dumps(r, indent=2) if as_json else f"{_summary(r)}\n{b.describe()}")
         return
-    r = run(arch, load_recipe(arch, recipe), force=force, **kw)
+    r = run(arch, load_recipe(arch, recipe), force=force, **kw).as_dict()
     click.echo(json.dumps(r, indent=2) if as_json else _summary(r))
 
 

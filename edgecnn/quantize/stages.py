@@ -18,7 +18,7 @@ alone calibrates, evaluates and writes, and the other ranks read its results.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +37,8 @@ from edgecnn.fileio import atomic_path, atomic_write_json, sha256_file
 from edgecnn.metrics import TopK
 from edgecnn.quantize import pt2e
 from edgecnn.recipes import Recipe
+from edgecnn.results import QuantizedGraph
+from edgecnn.stage import folder, stage, stage_key
 from edgecnn.trainloop import Batches, Hooks, Loop, Run, Schedule, StepOptions
 
 STATE_FORMAT = "edgecnn.qat-state/1"
@@ -119,10 +121,6 @@ def predict(
     return np.concatenate(preds), acc.as_dict()
 
 
-def _key(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def _versions() -> dict:
     import torchao
 
@@ -186,8 +184,8 @@ def _finish(stage: str, out: Path, src: FloatSource, quantized, fp32: dict, repo
     return report
 
 
-def _cached(out: Path, stage: str, key: str, log) -> dict | None:
-    """The finished report of this stage run, if there is one (``--force`` skips this)."""
+def _cached(out: Path, stage: str, key: str, log, checkpoint: Path | None = None) -> QuantizedGraph | None:
+    """The finished result of this stage run, if there is one (``--force`` skips this)."""
     path = out / f"{stage}.json"
     if path.exists() and (out / "quantized.pt2").exists():
         report = json.loads(path.read_text())
@@ -196,11 +194,10 @@ def _cached(out: Path, stage: str, key: str, log) -> dict | None:
                 f"{report['arch']}: reusing {stage} run {out} "
                 f"(fake-quant top-1 {report['int8_fakequant']['top1']:.4f}); --force redoes it"
             )
-            return {**report, "cached": True, "dir": str(out)}
+            return QuantizedGraph.from_report(report, out, cached=True, checkpoint=checkpoint)
     return None
 
 
-@outdir.holding_locks
 def calibrate(
     arch: str,
     recipe: Recipe,
@@ -215,7 +212,7 @@ def calibrate(
     threads: int | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
-) -> dict:
+) -> QuantizedGraph:
     """PTQ: calibrate activation ranges with ``method`` on the calibration set; report the drop.
 
     ``weight_bits=7``: weights in [-63, 63], for x86 CPUs without VNNI (see pt2e.make_quantizer).
@@ -233,76 +230,91 @@ def calibrate(
 
 def _calibrate(
     arch, recipe, data, checkpoint, method, n, weight_bits, float_layers, force, dist, log, progress
-) -> dict:
+) -> QuantizedGraph:
     """:func:`calibrate` with its thread count set (``method``, ``n`` and ``float_layers`` resolved)."""
-    from edgecnn.quantize.pt2e import SCHEME, ptq
-
     cfg = recipe.calibrate
     src = float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=progress)
-    calib_split = calibration_set(src.splits["calib"], n)
-    key = _key(
-        {
-            "stage": "calibrate",
-            "arch": arch,
-            "method": method,
-            "calib": calib_split.split_id,
-            "batch": cfg.batch_size,
-            "source": src.checkpoint_sha256,
-            "test": src.bundle.test.content_hash,
-            "scheme": SCHEME,
-            **({"weight_bits": weight_bits} if weight_bits != 8 else {}),
-            **({"float_layers": float_layers} if float_layers else {}),
-            **_versions(),
-        }
-    )
+    inputs = {
+        "stage": "calibrate",
+        "arch": arch,
+        "method": method,
+        "calib": calibration_set(src.splits["calib"], n).split_id,
+        "batch": cfg.batch_size,
+        "source": src.checkpoint_sha256,
+        "test": src.bundle.test.content_hash,
+        "scheme": pt2e.SCHEME,
+        **({"weight_bits": weight_bits} if weight_bits != 8 else {}),
+        **({"float_layers": float_layers} if float_layers else {}),
+        **_versions(),
+    }
     tags = ("-w7" if weight_bits == 7 else "") + (f"-f{len(float_layers)}" if float_layers else "")
-    out = paths.runs_dir() / "calibrate" / f"{arch}-{method}{tags}-{key}"
+    key, name = stage_key(inputs), f"{arch}-{method}{tags}"
     if not dist.is_main:  # under torchrun rank 0 calibrates (below); the others read its result
-        distributed.barrier()
-        if hit := _cached(out, "calibrate", key, lambda s: None):
-            return hit
-        raise EdgecnnError(
-            f"rank {dist.rank} finds no calibration result in {out}: the processes of a "
-            f"torchrun job must share EDGECNN_HOME"
-        )
-    outdir.hold(out, "calibrate", f"the {arch} calibration {out.name}", _files("calibrate"))
-    if not force and (hit := _cached(out, "calibrate", key, log)):
-        distributed.barrier()
+        return _rank0_result(folder("calibrate", name, key), key, src, dist.rank)
+
+    def make(tmp: Path) -> None:
+        _write_ptq(src, cfg.batch_size, method, n, (weight_bits, float_layers), key, tmp, log)
+
+    made = stage(
+        "calibrate",
+        inputs,
+        make,
+        name=name,
+        done=lambda d: _cached(d, "calibrate", key, lambda s: None) is not None,
+        force=force,
+        what=f"the {arch} calibration {name}-{key}",
+    )
+    distributed.barrier()
+    hit = _cached(made.path, "calibrate", key, log if made.cached else (lambda s: None), src.checkpoint)
+    return dataclasses.replace(hit, cached=made.cached)
+
+
+def _rank0_result(out: Path, key: str, src: FloatSource, rank: int) -> QuantizedGraph:
+    """What rank 0 of a torchrun job calibrated into ``out`` (read by the other ranks)."""
+    distributed.barrier()
+    if hit := _cached(out, "calibrate", key, lambda s: None, src.checkpoint):
         return hit
+    raise EdgecnnError(
+        f"rank {rank} finds no calibration result in {out}: the processes of a "
+        f"torchrun job must share EDGECNN_HOME"
+    )
+
+
+def _write_ptq(
+    src: FloatSource, batch_size: int, method: str, n: int, scheme: tuple, key: str, out: Path, log
+) -> None:
+    """Calibrate ``src``'s model and write the stage's files into ``out`` (``scheme``: weight bits,
+    float layers)."""
+    weight_bits, float_layers = scheme
     fp32 = fp32_reference(src, log)
     t0 = time.perf_counter()
     x, split = calibration_images(src, n)
     kept = f", {len(float_layers)} layer(s) left in float" if float_layers else ""
-    log(f"{arch}: calibrating ({method}, {n} images of the calibration split{kept})")
-    quantized = ptq(
+    log(f"{src.arch}: calibrating ({method}, {n} images of the calibration split{kept})")
+    quantized = pt2e.ptq(
         src.model,
         x,
         method=method,
-        batch_size=cfg.batch_size,
+        batch_size=batch_size,
         weight_bits=weight_bits,
         float_layers=float_layers,
     )
-    seconds = time.perf_counter() - t0
-    outdir.claim(out, "calibrate", _files("calibrate"))
     report = {
         "key": key,
         "method": method,
-        "scheme": SCHEME,
+        "scheme": pt2e.SCHEME,
         "weight_bits": weight_bits,
         "float_layers": float_layers,
         "calibration": {
             "split": split.name,
             "split_id": split.split_id,
             "num_images": n,
-            "batch_size": cfg.batch_size,
+            "batch_size": batch_size,
             "method": method,
         },
-        "calibrate_seconds": round(seconds, 1),
+        "calibrate_seconds": round(time.perf_counter() - t0, 1),
     }
-    report = _finish("calibrate", out, src, quantized, fp32, report, log)
-    outdir.seal(out, "calibrate")
-    distributed.barrier()
-    return {**report, "cached": False, "dir": str(out)}
+    _finish("calibrate", out, src, quantized, fp32, report, log)
 
 
 @outdir.holding_locks
@@ -318,7 +330,7 @@ def qat(
     threads: int | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
-) -> dict:
+) -> QuantizedGraph:
     """Quantization-aware fine-tuning from calibrated scales (all layers INT8).
 
     ``--max-drop`` (PTQ, then PTQ with layers left in float, then this) is
@@ -330,7 +342,7 @@ def qat(
     if not dist.is_main:
         log, progress = (lambda s: None), False
     with distributed.torch_threads(threads or (distributed.default_threads() if dist.enabled else None)):
-        ptq_report = calibrate(
+        ptq = calibrate(
             arch,
             recipe,
             data=data,
@@ -341,13 +353,14 @@ def qat(
             log=log,
             progress=progress,
         )
+        ptq_report = ptq.as_dict()
         src = float_source(arch, recipe, data=data, checkpoint=checkpoint, log=log, progress=False)
         train_split = _qat_split(src, recipe)
         key = _qat_key(arch, recipe, ptq_report, train_split)
         out = paths.runs_dir() / "qat" / f"{arch}-{key}"
         if dist.is_main:
             outdir.hold(out, "qat", f"the {arch} QAT run {out.name}", _files("qat"))
-        hit = _cached(out, "qat", key, log) if not force and dist.is_main else None
+        hit = _cached(out, "qat", key, log, src.checkpoint) if not force and dist.is_main else None
         if hit := distributed.broadcast_object(hit):  # rank 0's look decides for all
             return hit
         with distributed.main_first():
@@ -360,7 +373,7 @@ def qat(
             report = _finish("qat", out, src, pt2e.convert(loop.model), fp32, report, log)
             outdir.seal(out, "qat")
         report = distributed.broadcast_object(report)  # the others wait for rank 0's evaluation
-        return {**report, "cached": False, "dir": str(out)}
+        return QuantizedGraph.from_report(report, out, cached=False, checkpoint=src.checkpoint)
 
 
 def _qat_split(src: FloatSource, recipe: Recipe):
@@ -385,7 +398,7 @@ def _fine_tune(loop: Loop, recipe: Recipe, force: bool, log) -> None:
 
 
 def _qat_key(arch: str, recipe: Recipe, ptq_report: dict, train_split) -> str:
-    return _key(
+    return stage_key(
         {
             "stage": "qat",
             "arch": arch,

@@ -30,6 +30,7 @@ from typing import Any
 from edgecnn import paths
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path, atomic_write_json, sha256_file
+from edgecnn.stage import stage_key
 
 FORMAT = "edgecnn.trt-engine/1"
 # Bump when the builder's settings change, so engines built the old way are not reused.
@@ -100,7 +101,10 @@ def engine_key(
     variant: str | None = None,
 ) -> str:
     """The cache key of the engine built from ``onnx_sha256`` at ``precision`` on ``device``
-    (``variant``: a build of another form of that ONNX, such as its FP16 rewrite)."""
+    (``variant``: a build of another form of that ONNX, such as its FP16 rewrite).
+
+    :func:`edgecnn.stage.stage_key` of these inputs, 20 digits: an engine is keyed on facts only
+    the device knows (TensorRT, GPU), and lives under ``engines/`` with its sidecar, not ``runs/``."""
     payload = {
         "format": FORMAT,
         "builder": BUILDER_VERSION,
@@ -113,7 +117,7 @@ def engine_key(
     }
     if variant:
         payload["variant"] = variant
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+    return stage_key(payload, length=20)
 
 
 def sidecar_path(engine: str | os.PathLike) -> Path:
