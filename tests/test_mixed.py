@@ -185,7 +185,18 @@ def _check_tflite(path):
         ("cpu", "onnxruntime", lambda p: _check_onnx(p / "model.onnx")),
         pytest.param("jetson", "tensorrt", lambda p: _check_onnx(p / "model.onnx"), marks=pytest.mark.slow),
         pytest.param("cpu", "openvino", _check_openvino, marks=pytest.mark.slow),
-        pytest.param("rpi", "tflite", _check_tflite, marks=pytest.mark.slow),
+        pytest.param(
+            "rpi",
+            "tflite",
+            _check_tflite,
+            marks=[
+                pytest.mark.slow,
+                # Not yet: litert-torch's converter quantizes a float convolution that sits between
+                # quantized activations (DQ -> conv -> Q) with its weight; only the final linear, whose
+                # output is the graph's, stays float. float_layers.json's "backend" says so.
+                pytest.mark.xfail(strict=True, reason="TFLite converter re-quantizes an inner float conv"),
+            ],
+        ),
     ],
 )
 def test_each_runtime_keeps_the_float_layers_in_float(random_model, target, runtime, check):
