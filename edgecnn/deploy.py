@@ -354,17 +354,21 @@ def priced(run: Run, checkpoint: str, quant: dict | None, meta: dict) -> dict | 
         return {**quant, "budget": {**doc, "prices": None}}
 
     def export_candidate(c) -> Path:
-        kw = {"data": o.data, "checkpoint": checkpoint, "method": o.method, "log": run.log, "progress": False}
-        qat = c.kind == "qat"
-        return export(
+        from edgecnn.export import model_for
+
+        graph = model_for(
             run.arch,
-            run.target,
-            recipe=run.recipe,
-            runtime=run.runtime,
-            qat=qat,
+            run.recipe,
+            run.runtime,
+            data=o.data,
+            checkpoint=checkpoint,
+            method=o.method,
+            use_qat=c.kind == "qat",
             float_layers=c.float_layers,
-            **kw,
-        )
+            log=run.log,
+            progress=False,
+        )  # each candidate's stage is cached: this reads it
+        return export(graph, run.target, recipe=run.recipe, runtime=run.runtime, data=o.data, log=run.log).dir
 
     def measure() -> dict:
         rows = price(
