@@ -16,7 +16,7 @@ from tiny_recipes import INT8_RECIPE
 from torch import nn
 
 from edgecnn.artifact import load_artifact
-from edgecnn.export import export
+from edgecnn.export import export, model_for, resolve
 from edgecnn.models import create
 from edgecnn.numerics.diagnose import diagnose, figure, load_reference
 from edgecnn.numerics.reference import graph_taps
@@ -60,9 +60,11 @@ def made(tmp_path_factory):
             target, rt = TARGETS[runtime]
             recipe, ckpt = cache[arch]
             out = root / f"{arch}-{runtime}"
+            runtime_name = resolve(target, rt, "int8")
+            graph = model_for(arch, recipe, runtime_name, checkpoint=ckpt, **quiet)
             cache[arch, runtime] = export(
-                arch, target, recipe=recipe, runtime=rt, checkpoint=ckpt, out=out, **quiet
-            )
+                graph, target, recipe=recipe, runtime=rt, out=out, log=quiet["log"]
+            ).dir
         return cache[arch, runtime]
 
     return get
