@@ -75,7 +75,7 @@ def artifacts(float_run, calibrated, tmp_path_factory):
 def test_calibrate_reports_the_drop_and_is_cached(float_run, calibrated):
     _, recipe, ckpt = float_run
     assert isinstance(calibrated, QuantizedGraph) and calibrated.method == "minmax"
-    assert calibrated.graph.is_file() and not calibrated.cached
+    assert calibrated.graph.is_file()  # made here or by an earlier test of the same model (cached)
     r = calibrated.report
     assert r["method"] == "minmax" and r["calibration"]["num_images"] == 64
     assert r["calibration"]["split"].startswith("calib")
