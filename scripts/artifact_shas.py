@@ -5,7 +5,10 @@ A random-weight test_resnet18 checkpoint (fixed seed) goes through calibrate -> 
 -> bench for each (target, runtime, precision) below, in a fresh $EDGECNN_HOME under a temp folder.
 With --qat the INT8 rows go through QAT; with --train the model is trained from scratch by the tiny
 recipe (seeded) instead of starting from the random checkpoint, so the training loop is covered too.
-Usage: python scripts/artifact_shas.py [--qat] [--train] > shas.txt
+With --rows TARGET/RUNTIME/PRECISION[,...] only those rows run (each in this one process: OpenVINO
+numbers the Const nodes of an IR by a process-wide counter, so an FP32 IR written after INT8 work in
+the same process can differ from one written alone in auto-numbered names only).
+Usage: python scripts/artifact_shas.py [--qat] [--train] [--rows cpu/openvino/fp32] > shas.txt
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ ROWS = [
 def main() -> int:
     qat = "--qat" in sys.argv[1:]
     trained = "--train" in sys.argv[1:]
+    argv = sys.argv[1:]
+    only = set(argv[argv.index("--rows") + 1].split(",")) if "--rows" in argv else None
     tmp = Path(tempfile.mkdtemp(prefix="edgecnn-shas-"))
     os.environ["EDGECNN_HOME"] = str(tmp / "home")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -41,6 +46,8 @@ def main() -> int:
     recipe_path, recipe = int8_recipe(tmp)
     ckpt = random_checkpoint(tmp, recipe)
     for target, runtime, precision in ROWS:
+        if only is not None and f"{target}/{runtime}/{precision}" not in only:
+            continue
         out = tmp / f"{target}-{runtime}-{precision}"
         args = ["deploy", "test_resnet18", "--target", target, "--runtime", runtime, "--precision", precision]
         args += ["--recipe", str(recipe_path), "--out", str(out)]
