@@ -27,7 +27,6 @@ assembled by :func:`assemble_report`; the bundle (``artifact/``, ``report.json``
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -51,28 +50,11 @@ from edgecnn.results import (
     QuantizedGraph,
     Report,
 )
+from edgecnn.stage import json_result
 from edgecnn.stage import stage_key as _key  # the one cache-key function
 from edgecnn.vocab import LatencySource, Method, Precision, QuantStage, Runtime, Target
 
 DEPLOY_VERSION = 1  # bump when what a stage cache holds changes
-
-
-def _cache(kind: str, key: str, force: bool, make: Callable[[], dict]) -> tuple[dict, bool, Path]:
-    """A JSON stage result under runs/<kind>/<key>.json: reused unless ``force``."""
-    from edgecnn import paths
-    from edgecnn.fileio import atomic_write_json
-
-    path = paths.runs_dir() / kind / f"{key}.json"
-    with outdir.lock(path, f"the {kind} result {key}"):  # a second identical run waits, then reads it
-        outdir.clean(path)
-        if not force and path.is_file():
-            try:
-                return json.loads(path.read_text()), True, path
-            except (OSError, ValueError):
-                pass
-        value = make()
-        atomic_write_json(path, value)
-    return value, False, path
 
 
 # ---------------------------------------------------------------- options
@@ -394,7 +376,7 @@ def priced(run: Run, checkpoint: str, quant: dict | None, meta: dict) -> dict | 
             "threads": o.threads,
         }
     )
-    prices, _, _ = _cache("budget", key, o.force, measure)
+    prices, _, _ = json_result("budget", key, o.force, measure)
     return {**quant, "budget": {**doc, "prices": prices["rows"]}}
 
 
@@ -457,7 +439,7 @@ def _accuracy_here(run: Run, art) -> tuple[dict, bool, Path, str, None]:
         return r
 
     key = _key({"v": DEPLOY_VERSION, "files": _files_id(art), "rt": eval_runtime, "data": str(o.data)})
-    ev, cached, path = _cache("evaluate", key, o.force, run_eval)
+    ev, cached, path = json_result("evaluate", key, o.force, run_eval)
     return ev, cached, path, "host" if target == "cpu" else f"host-standin:{eval_runtime}", None
 
 
@@ -494,7 +476,7 @@ def _accuracy_on_hosts(run: Run, art) -> tuple[dict, bool, Path, str, list[dict]
             "on": "device",
         }
     )
-    res, cached, path = _cache("evaluate", key, o.force, run_hosts)
+    res, cached, path = json_result("evaluate", key, o.force, run_hosts)
     good = [h["result"] for h in res["hosts"] if h["result"]]
     if not good:
         path.unlink(missing_ok=True)
@@ -529,7 +511,7 @@ def _latency_here(run: Run, art) -> Measured:
             "n": o.bench.runs,
         }
     )
-    bench, cached, path = _cache(
+    bench, cached, path = json_result(
         "latency",
         key,
         o.force,
@@ -554,7 +536,7 @@ def _latency_predicted(run: Run, meta: dict) -> Measured:
             "threads": o.threads,
         }
     )
-    bench, cached, path = _cache(
+    bench, cached, path = json_result(
         "latency",
         key,
         o.force,
@@ -593,7 +575,7 @@ def _latency_on_hosts(run: Run, art, device_evals: list[dict] | None) -> Measure
             timeout=o.ssh.timeout,
         )
 
-    lat, cached, path = _cache("latency", key, o.force, run_remote)
+    lat, cached, path = json_result("latency", key, o.force, run_remote)
     hosts = _with_accuracy(lat["hosts"], device_evals)
     good = [h for h in hosts if h.get("result")]
     if not good:

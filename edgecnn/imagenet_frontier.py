@@ -557,9 +557,8 @@ def _measured_over_ssh(
     art_dir: Path, hosts: Sequence[str], key: dict, ssh: Mapping[str, Any], force: bool
 ) -> tuple[dict, str]:
     """The first host's bench result (cached under ``key``: ``threads``, seconds ``s``, runs ``n``)."""
-    from edgecnn.deploy import _cache
     from edgecnn.remote import bench_hosts
-    from edgecnn.stage import stage_key
+    from edgecnn.stage import json_result, stage_key
 
     def remote() -> dict:
         rs = bench_hosts(
@@ -567,7 +566,7 @@ def _measured_over_ssh(
         )
         return {"hosts": [{"host": r.host, "result": r.result, "error": r.error} for r in rs]}
 
-    lat, _, path = _cache("latency", stage_key(key), force, remote)
+    lat, _, path = json_result("latency", stage_key(key), force, remote)
     good = [h for h in lat["hosts"] if h.get("result")]
     if not good:
         path.unlink(missing_ok=True)  # nothing measured: do not cache the failure
@@ -577,14 +576,13 @@ def _measured_over_ssh(
 
 def _measured_here(art_dir: Path, key: dict, force: bool) -> dict:
     """A fresh ``edgecnn bench`` process on this machine (cached under ``key``)."""
-    from edgecnn.deploy import _cache
     from edgecnn.latency import measure_here
-    from edgecnn.stage import stage_key
+    from edgecnn.stage import json_result, stage_key
 
     def bench() -> dict:
         return measure_here(art_dir, threads=key["threads"], min_seconds=key["s"], min_runs=key["n"])
 
-    return _cache("latency", stage_key(key), force, bench)[0]
+    return json_result("latency", stage_key(key), force, bench)[0]
 
 
 def published(
@@ -605,9 +603,8 @@ def measured(art_dir: Path, data: str, *, threads: int | None = None, force: boo
     import importlib.util
 
     from edgecnn.artifact import load_artifact
-    from edgecnn.deploy import _cache
     from edgecnn.evaluate import evaluate_artifact, json_report
-    from edgecnn.stage import stage_key
+    from edgecnn.stage import json_result, stage_key
 
     meta = load_artifact(art_dir, verify=False).meta
     rt = meta["runtime"]
@@ -622,7 +619,7 @@ def measured(art_dir: Path, data: str, *, threads: int | None = None, force: boo
             "data": str(Path(data).resolve()),
         }
     )
-    ev, _, _ = _cache(
+    ev, _, _ = json_result(
         "evaluate",
         key,
         force,

@@ -13,6 +13,10 @@ at most once:
   into the folder itself, each atomically, and resumes from them (:func:`edgecnn.outdir.claim`
   and :func:`~edgecnn.outdir.seal`).
 
+A stage whose result is one JSON value (deploy's evaluate, latency and mixed-precision pricing,
+the 224-px frontier's) uses :func:`json_result`: ``runs/<kind>/<key>.json``, the same lock and
+atomic write.
+
 Train and QAT resume inside their folders (``writes=``); calibrate and export write atomically.
 TensorRT engines are keyed by :func:`stage_key` too (``tensorrt.engine_cache.engine_key``), but
 live under ``$EDGECNN_HOME/engines`` with sidecars, since only the device knows their inputs.
@@ -95,3 +99,22 @@ def stage(
             make(out)
             outdir.seal(out, kind)
     return Made(out, key, False)
+
+
+def json_result(kind: str, key: str, force: bool, make: Callable[[], Any]) -> tuple[Any, bool, Path]:
+    """(value, cached, path) of a JSON stage result ``runs/<kind>/<key>.json``: read back unless
+    ``force`` or unreadable, else ``make()`` written atomically, under the file's lock (a second
+    identical run waits, then reads it)."""
+    from edgecnn.fileio import atomic_write_json
+
+    path = paths.runs_dir() / kind / f"{key}.json"
+    with outdir.lock(path, f"the {kind} result {key}"):
+        outdir.clean(path)
+        if not force and path.is_file():
+            try:
+                return json.loads(path.read_text()), True, path
+            except (OSError, ValueError):
+                pass  # a damaged result is made again
+        value = make()
+        atomic_write_json(path, value)
+    return value, False, path

@@ -15,7 +15,7 @@ import pytest
 
 from edgecnn import outdir
 from edgecnn.errors import EdgecnnError
-from edgecnn.stage import folder, stage, stage_key
+from edgecnn.stage import folder, json_result, stage, stage_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,6 +124,30 @@ def make(d):
 
 print(stage("calibrate", {"x": 1}, make, name="net").cached)
 """
+
+
+def test_json_result_is_made_once_reused_remade_on_force_and_never_half_written(home):
+    calls = []
+
+    def make():
+        calls.append(1)
+        return {"top1": 0.9, "n": len(calls)}
+
+    value, cached, path = json_result("evaluate", "k1", False, make)
+    assert (value, cached) == ({"top1": 0.9, "n": 1}, False)
+    assert path == home / "runs" / "evaluate" / "k1.json" and json.loads(path.read_text()) == value
+    assert json_result("evaluate", "k1", False, make)[:2] == ({"top1": 0.9, "n": 1}, True)
+    assert json_result("evaluate", "k1", True, make)[:2] == ({"top1": 0.9, "n": 2}, False)  # --force
+    path.write_text('{"top1": 0.')  # a damaged result (not JSON) is made again, not trusted
+    assert json_result("evaluate", "k1", False, make)[:2] == ({"top1": 0.9, "n": 3}, False)
+
+    def fails():
+        raise RuntimeError("killed mid-make")
+
+    with pytest.raises(RuntimeError):
+        json_result("evaluate", "k2", False, fails)
+    assert not (home / "runs" / "evaluate" / "k2.json").exists()
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.startswith(".")) == ["k1.json"]
 
 
 def test_a_second_identical_run_waits_for_the_first_and_uses_its_result(tmp_path, home, capfd):
