@@ -180,9 +180,35 @@ class Result:
         }
 
 
+class Stamped(Result):
+    """A result that is a whole file (report.json, frontier.json): its JSON starts with
+    ``"schema": SCHEMA``, which :meth:`from_json` checks (ValueError naming both versions)."""
+
+    SCHEMA: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": self.SCHEMA, **super().to_json()}
+
+    @classmethod
+    def from_json(cls, d: Any):
+        if not isinstance(d, dict) or d.get("schema") != cls.SCHEMA:
+            got = d.get("schema") if isinstance(d, dict) else d
+            raise ValueError(f"{cls.__name__}: expected schema {cls.SCHEMA}, got {got!r:.80}")
+        return super().from_json({k: v for k, v in d.items() if k != "schema"})
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        s = super().schema()
+        return {
+            **s,
+            "properties": {"schema": {"const": cls.SCHEMA}, **s["properties"]},
+            "required": ["schema", *s["required"]],
+        }
+
+
 def schema() -> dict[str, Any]:
     """The JSON Schema of every result, by class name (what ``tests/test_results.py`` holds)."""
-    return {name: cls.schema() for name, cls in sorted(Result.RESULTS.items())}
+    return {n: cls.schema() for n, cls in sorted(Result.RESULTS.items()) if dataclasses.is_dataclass(cls)}
 
 
 # ---------------------------------------------------------------- the stage results
@@ -426,7 +452,7 @@ class BundledArtifact(Result):
 
 
 @dataclass(frozen=True)
-class Report(Result):
+class Report(Stamped):
     """``report.json`` of a deploy bundle. Its JSON is the fields below in this order, after
     ``"schema": SCHEMA``; README "deploy and report.json" explains each key (a test checks
     that it names exactly these)."""
@@ -465,26 +491,6 @@ class Report(Result):
     tools: dict[str, Any]
     created: str
     seconds: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": self.SCHEMA, **super().to_json()}
-
-    @classmethod
-    def from_json(cls, d: Any) -> Report:
-        """A report.json read back; ValueError when its ``schema`` is not :attr:`SCHEMA`."""
-        if not isinstance(d, dict) or d.get("schema") != cls.SCHEMA:
-            got = d.get("schema") if isinstance(d, dict) else d
-            raise ValueError(f"Report: expected schema {cls.SCHEMA}, got {got!r:.80}")
-        return super().from_json({k: v for k, v in d.items() if k != "schema"})
-
-    @classmethod
-    def schema(cls) -> dict[str, Any]:
-        s = super().schema()
-        return {
-            **s,
-            "properties": {"schema": {"const": cls.SCHEMA}, **s["properties"]},
-            "required": ["schema", *s["required"]],
-        }
 
 
 # ---------------------------------------------------------------- the frontier
@@ -598,7 +604,7 @@ class FrontierProgress(Result):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Frontier(Result):
+class Frontier(Stamped):
     """frontier.json: what ``edgecnn frontier`` found, in its key order after ``schema``
     (:attr:`SCHEMA`, which :meth:`to_json` writes first and :meth:`from_json` checks).
 
@@ -650,22 +656,4 @@ class Frontier(Result):
 
     def to_json(self) -> dict[str, Any]:
         omit = {"in_progress", "out"} | (set(self.IMAGENET_ONLY) if self.kind is None else set())
-        body = {k: v for k, v in super().to_json().items() if not (k in omit and v is None)}
-        return {"schema": self.SCHEMA, **body}
-
-    @classmethod
-    def from_json(cls, d: Any) -> Frontier:
-        """frontier.json read back; ValueError when its ``schema`` is not :attr:`SCHEMA`."""
-        if not isinstance(d, dict) or d.get("schema") != cls.SCHEMA:
-            got = d.get("schema") if isinstance(d, dict) else d
-            raise ValueError(f"Frontier: expected schema {cls.SCHEMA}, got {got!r:.80}")
-        return super().from_json({k: v for k, v in d.items() if k != "schema"})
-
-    @classmethod
-    def schema(cls) -> dict[str, Any]:
-        s = super().schema()
-        return {
-            **s,
-            "properties": {"schema": {"const": cls.SCHEMA}, **s["properties"]},
-            "required": ["schema", *s["required"]],
-        }
+        return {k: v for k, v in super().to_json().items() if not (k in omit and v is None)}
