@@ -112,6 +112,20 @@ def test_calibrate_that_trains_first_runs_ptq_on_its_threads(float_run, monkeypa
     assert torch.get_num_threads() == before
 
 
+def test_one_calibration_image_gives_a_graph_for_any_batch(float_run):
+    """--num-images 1 used to trace a batch-1 graph that then refused the evaluation's batches
+    (a traceback: "Guard failed: x.size()[0] == 1"); the graph must keep its dynamic batch."""
+    from edgecnn.quantize.pt2e import load_graph
+
+    _, recipe, ckpt = float_run
+    r = stages.calibrate("test_resnet18", recipe, checkpoint=ckpt, num_images=1, **quiet)
+    assert r.report["calibration"]["num_images"] == 1 and 0.0 <= r.fakequant_top1 <= 100.0
+    graph = load_graph(r.graph)
+    size = recipe.data.image_size
+    for n in (1, 3):
+        assert graph(torch.zeros(n, recipe.data.channels, size, size)).shape[0] == n
+
+
 def test_calibration_set_too_small_for_the_method(float_run):
     _, recipe, ckpt = float_run
     with pytest.raises(EdgecnnError, match="at least 32 images"):

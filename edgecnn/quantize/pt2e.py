@@ -175,9 +175,7 @@ def prepare_float(model: nn.Module) -> nn.Module:
 
 def capture(model: nn.Module, sample: torch.Tensor, *, dynamic_batch: bool = True) -> torch.fx.GraphModule:
     """``torch.export`` (strict: non-strict leaves residual adds unquantized) to an ATen graph."""
-    from torch.export import Dim
-
-    dyn = ({0: Dim("batch", min=1, max=4096)},) if dynamic_batch and sample.shape[0] > 1 else None
+    sample, dyn = _batch_dim(sample, dynamic_batch)
     try:
         ep = torch.export.export(model, (sample,), strict=True, dynamic_shapes=dyn)
     except Exception as e:
@@ -387,10 +385,22 @@ def save_graph(module: torch.fx.GraphModule, sample: torch.Tensor, path) -> None
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _export_program(module: torch.fx.GraphModule, sample: torch.Tensor):
+def _batch_dim(sample: torch.Tensor, dynamic: bool) -> tuple[torch.Tensor, tuple | None]:
+    """The sample to trace and ``dynamic_shapes`` for a batch dimension that stays dynamic.
+
+    torch.export specializes a dimension of size 1, so a one-image sample (``--num-images 1``)
+    would give a graph that refuses every other batch size: trace that image twice instead."""
     from torch.export import Dim
 
-    dyn = ({0: Dim("batch", min=1, max=4096)},) if sample.shape[0] > 1 else None
+    if not dynamic:
+        return sample, None
+    if sample.shape[0] == 1:
+        sample = torch.cat([sample, sample])
+    return sample, ({0: Dim("batch", min=1, max=4096)},)
+
+
+def _export_program(module: torch.fx.GraphModule, sample: torch.Tensor):
+    sample, dyn = _batch_dim(sample, True)
     return torch.export.export(module, (sample,), strict=False, dynamic_shapes=dyn)
 
 
