@@ -29,7 +29,7 @@ class ModelSection:
 
     small_input: bool = False
     dropout: float | None = None
-    init: str | None = None  # vgg16: "torchvision" (default) or "kaiming" (for training from scratch)
+    init: str | None = None  # "torchvision" (default) or "kaiming" (alexnet, vgg16, googlenet: from scratch)
 
 
 @dataclass(frozen=True)

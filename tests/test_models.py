@@ -210,6 +210,25 @@ def test_googlenet_aux_logits():
     assert isinstance(plain(torch.randn(2, 3, 32, 32)), torch.Tensor)
 
 
+@pytest.mark.parametrize("name", ["test_googlenet", "test_vgg16", "test_alexnet"])
+def test_kaiming_init_scales_each_layer_by_its_fan_in(name):
+    torch.manual_seed(0)
+    model = create(name, num_classes=10, small_input=True, init="kaiming")
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            fan_in = m.weight[0].numel()
+            assert m.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.25), m
+            assert m.bias is None or not m.bias.any()
+    torch.manual_seed(0)
+    default = create(name, num_classes=10, small_input=True)
+    assert not torch.equal(
+        default.state_dict()[next(iter(default.state_dict()))],
+        model.state_dict()[next(iter(model.state_dict()))],
+    )
+    with pytest.raises(EdgecnnError, match="init must be 'torchvision' or 'kaiming', not 'he'"):
+        create(name, num_classes=10, init="he")
+
+
 def test_profile_layers():
     rows = profile_layers(meta("resnet18"))
     conv1 = rows[0]

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from edgecnn.models._registry import register_arch
+from edgecnn.models.init import check_init, kaiming_
 from edgecnn.models.weights import PUBLISHED
 
 PAPER = "Krizhevsky 2014, One weird trick for parallelizing CNNs (arXiv:1404.5997)"
@@ -20,7 +21,10 @@ SMALL_INPUT_NOTE = (
 class AlexNet(nn.Module):
     """torchvision's AlexNet; ``width_div`` and ``hidden`` shrink it for the test variant.
 
-    Weights init is PyTorch's default, as in torchvision.
+    ``init="torchvision"``: PyTorch's default init, as torchvision (kaiming_uniform with
+    a=sqrt(5): weights about 0.4x He's scale, so without BatchNorm the signal shrinks layer by
+    layer and training from scratch starts slowly). ``init="kaiming"``: every conv and linear
+    kaiming_normal_(fan_in, relu) with zero bias (:func:`edgecnn.models.init.kaiming_`).
     """
 
     head_modules: ClassVar[tuple[str, ...]] = ("classifier.6",)
@@ -35,8 +39,10 @@ class AlexNet(nn.Module):
         dropout: float = 0.5,
         width_div: int = 1,
         hidden: int | None = None,
+        init: str = "torchvision",
     ) -> None:
         super().__init__()
+        check_init("alexnet", init)
         c1, c2, c3, c4, c5 = (c // width_div for c in (64, 192, 384, 256, 256))
         hidden = hidden or (512 if small_input else 4096)
         pool = 1 if small_input else 6
@@ -69,6 +75,9 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
+        if init == "kaiming":
+            for m in self.modules():
+                kaiming_(m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 3 x 224 x 224 (small_input: N x 3 x 32 x 32)
@@ -88,7 +97,12 @@ class AlexNet(nn.Module):
     small_input_note=SMALL_INPUT_NOTE,
 )
 def alexnet(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    small_input: bool = False,
+    dropout: float = 0.5,
+    init: str = "torchvision",
 ) -> AlexNet:
     """AlexNet exactly as torchvision 0.28 builds it (61,100,840 parameters at defaults).
 
@@ -98,17 +112,29 @@ def alexnet(
     and the classifier keeps its structure (Dropout, Linear(256, 512), ReLU, Dropout,
     Linear(512, 512), ReLU, Linear(512, num_classes)) at width 512 instead of 4096. All 5
     convs and 3 max-pools are unchanged. The full variant needs inputs of at least 63 px.
+    ``init`` picks the initialisation (see :class:`AlexNet`).
     """
-    return AlexNet(num_classes, in_channels=in_channels, small_input=small_input, dropout=dropout)
+    return AlexNet(num_classes, in_channels=in_channels, small_input=small_input, dropout=dropout, init=init)
 
 
 @register_arch(
     "test_alexnet", family="alexnet", paper=PAPER, small_input_note=SMALL_INPUT_NOTE, test_variant=True
 )
 def tiny_alexnet(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, dropout: float = 0.5
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    small_input: bool = False,
+    dropout: float = 0.5,
+    init: str = "torchvision",
 ) -> AlexNet:
     """AlexNet's topology with 1/8 of the channels and a 64-wide classifier, for tests."""
     return AlexNet(
-        num_classes, in_channels=in_channels, small_input=small_input, dropout=dropout, width_div=8, hidden=64
+        num_classes,
+        in_channels=in_channels,
+        small_input=small_input,
+        dropout=dropout,
+        width_div=8,
+        hidden=64,
+        init=init,
     )

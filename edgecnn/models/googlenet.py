@@ -11,6 +11,7 @@ from torch import nn
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.models._registry import register_arch
+from edgecnn.models.init import check_init, kaiming_
 from edgecnn.models.weights import PUBLISHED
 
 PAPER = "Szegedy et al. 2014, Going Deeper with Convolutions (arXiv:1409.4842)"
@@ -103,7 +104,9 @@ class GoogLeNet(nn.Module):
     ``forward`` returns ``GoogLeNetOutputs(logits, aux_logits2, aux_logits1)``; in eval
     mode it always returns the logits. ``transform_input`` maps ImageNet-normalised input
     to the (x - 0.5) / 0.5 scaling the ported weights expect, as torchvision does.
-    Init as torchvision: conv and linear weights trunc_normal(std=0.01, a=-2, b=2).
+    ``init="torchvision"``: conv and linear weights trunc_normal(std=0.01, a=-2, b=2), as
+    torchvision. ``init="kaiming"``: every conv and linear kaiming_normal_(fan_in, relu)
+    (:func:`edgecnn.models.init.kaiming_`), for training from scratch.
     """
 
     head_modules: ClassVar[tuple[str, ...]] = ("fc", "aux1.fc2", "aux2.fc2")
@@ -120,8 +123,10 @@ class GoogLeNet(nn.Module):
         dropout: float = 0.2,
         dropout_aux: float = 0.7,
         width_div: int = 1,
+        init: str = "torchvision",
     ) -> None:
         super().__init__()
+        check_init("googlenet", init)
         if transform_input and in_channels != 3:
             raise EdgecnnError(f"googlenet: transform_input needs in_channels=3 (got {in_channels})")
         self.aux_logits = aux_logits
@@ -161,6 +166,8 @@ class GoogLeNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
 
         for m in self.modules():
+            if init == "kaiming" and kaiming_(m):
+                continue
             if isinstance(m, nn.Conv2d | nn.Linear):
                 nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
             elif isinstance(m, nn.BatchNorm2d):
@@ -237,6 +244,7 @@ def googlenet(
     aux_logits: bool = False,
     transform_input: bool = False,
     dropout_aux: float = 0.7,
+    init: str = "torchvision",
 ) -> GoogLeNet:
     """GoogLeNet exactly as torchvision 0.28 builds it (6,624,904 parameters at defaults).
 
@@ -247,7 +255,8 @@ def googlenet(
     ``aux_logits=True`` adds the two auxiliary classifiers (training only; never part of
     a deployed graph). ``transform_input`` is torchvision's option: it rescales
     ImageNet-normalised input for the ported weights; :func:`edgecnn.models.create` turns
-    it on with ``weights="imagenet"`` unless given, like torchvision.
+    it on with ``weights="imagenet"`` unless given, like torchvision. ``init`` picks the
+    initialisation (see :class:`GoogLeNet`).
     """
     return GoogLeNet(
         num_classes,
@@ -257,6 +266,7 @@ def googlenet(
         transform_input=transform_input,
         dropout=dropout,
         dropout_aux=dropout_aux,
+        init=init,
     )
 
 
@@ -272,6 +282,7 @@ def tiny_googlenet(
     aux_logits: bool = False,
     transform_input: bool = False,
     dropout_aux: float = 0.7,
+    init: str = "torchvision",
 ) -> GoogLeNet:
     """GoogLeNet's topology (all nine inception blocks, four branches each) with 1/8 of the channels."""
     return GoogLeNet(
@@ -283,4 +294,5 @@ def tiny_googlenet(
         dropout=dropout,
         dropout_aux=dropout_aux,
         width_div=8,
+        init=init,
     )

@@ -7,8 +7,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from edgecnn.errors import EdgecnnError
 from edgecnn.models._registry import register_arch
+from edgecnn.models.init import check_init, kaiming_
 from edgecnn.models.weights import PUBLISHED
 
 PAPER = "Simonyan & Zisserman 2014, Very Deep Convolutional Networks (arXiv:1409.1556)"
@@ -76,8 +76,7 @@ class VGG(nn.Module):
         init: str = "torchvision",
     ) -> None:
         super().__init__()
-        if init not in ("torchvision", "kaiming"):
-            raise EdgecnnError(f"vgg: init must be 'torchvision' or 'kaiming', not {init!r}")
+        check_init("vgg", init)
         self.features = make_layers(cfg, in_channels, width_div)
         last = 512 // width_div
         hidden = hidden or (512 if small_input else 4096)
@@ -93,10 +92,9 @@ class VGG(nn.Module):
             nn.Linear(hidden, num_classes),
         )
         for m in self.modules():
-            if init == "kaiming" and isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Conv2d):
+            if init == "kaiming" and kaiming_(m):
+                continue
+            if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.constant_(m.bias, 0)
             elif isinstance(m, nn.Linear):
