@@ -10,6 +10,9 @@ torch version). Its directory holds:
                  class names, metrics);
 - ``train.json`` the report: accuracy on the test split, wall time, peak memory.
 
+Its predictions on the test split are kept as the float model's reference
+(:func:`fp32_reference_dir`), which the INT8 stages compare with instead of predicting again.
+
 Calling it again with the same inputs returns the cached report at once; a run that was
 interrupted resumes from ``state.pt`` where it stopped.
 
@@ -30,13 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from edgecnn import distributed, outdir, paths
 from edgecnn.checkpoint import save_checkpoint
 from edgecnn.data import Preprocess, SplitSpec, iterate_batches, load_dataset, make_splits, subset
 from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import atomic_write_json, sha256_file
+from edgecnn.fileio import atomic_path, atomic_write_json, sha256_file
 from edgecnn.host import cpu_model, has_fast_bf16
 from edgecnn.metrics import TopK
 from edgecnn.models import create
@@ -84,6 +88,38 @@ def evaluate_model(
             int(v) for v in distributed.all_reduce_sum([acc.n, acc.correct1, acc.correct5])
         )
     return acc.as_dict()
+
+
+@torch.no_grad()
+def predict_model(
+    module: Any, images, labels, preprocess: Preprocess, batch_size: int = 250
+) -> tuple[np.ndarray, dict]:
+    """(top-1 prediction per image, {top1, top5, n}) of a torch module (a float model or a
+    converted graph) on uint8 images; the batches go to the module's device, if it has parameters."""
+    params = next(iter(module.parameters()), None) if hasattr(module, "parameters") else None
+    device = params.device if params is not None else torch.device("cpu")
+    acc, preds = TopK(), []
+    for x, y in iterate_batches(images, labels, preprocess, batch_size, shuffle=False):
+        logits = module(x.to(device)).cpu()
+        acc.update(logits, y)
+        preds.append(logits.argmax(1).numpy())
+    return np.concatenate(preds), acc.as_dict()
+
+
+def fp32_reference_dir(arch: str, checkpoint_sha256: str, test_hash: str) -> Path:
+    """Where a float checkpoint's accuracy on a test split is kept: ``fp32.json`` ({top1, top5, n,
+    correct}) and ``fp32_correct.npy`` (per image), one folder per checkpoint and test set."""
+    return paths.runs_dir() / "fp32" / f"{arch}-{checkpoint_sha256[:12]}-{test_hash[:12]}"
+
+
+def save_fp32_reference(folder: Path, correct: np.ndarray, acc: dict) -> dict:
+    """Write ``folder``'s fp32_correct.npy, then fp32.json (each atomically); return fp32.json's dict."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "fp32_correct.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, correct)
+    report = {**acc, "correct": str(folder / "fp32_correct.npy")}
+    atomic_write_json(folder / "fp32.json", report)
+    return report
 
 
 def peak_rss_mb() -> float:
@@ -152,22 +188,30 @@ def train(
         if dist.is_main:
             outdir.claim(out, "train", FILES)
         loop.run(progress)
-        test = evaluate_model(
-            model,
-            job.bundle.test.images,
-            job.bundle.test.labels,
-            job.preprocess,
-            recipe.train.eval_batch_size,
-        )
+        test, correct = _test(model, job, recipe.train.eval_batch_size)
         report = _report(arch, recipe, job, weights, key, loop, test)
         if dist.is_main:
             _write(out, arch, recipe, job, model, report)
+            if correct is not None:  # the INT8 stages' float reference, not computed again
+                reference = fp32_reference_dir(arch, sha256_file(ckpt_path), job.bundle.test.content_hash)
+                save_fp32_reference(reference, correct, test)
         distributed.barrier()  # the other ranks return once model.pt exists
         log(
             f"{arch}: test top-1 {test['top1']:.4f} top-5 {test['top5']:.4f} "
             f"in {report['wall_seconds']:.0f} s -> {ckpt_path}"
         )
         return FloatModel(arch, ckpt_path, out, key, test, False, report)
+
+
+def _test(model: torch.nn.Module, job: _Job, batch_size: int) -> tuple[dict, np.ndarray | None]:
+    """The trained model's top-1/top-5 on the test split, and whether it got each image right
+    (None under torchrun, where each rank scores a share)."""
+    bundle = job.bundle
+    if distributed.active():
+        return evaluate_model(model, bundle.test.images, bundle.test.labels, job.preprocess, batch_size), None
+    model.eval()
+    preds, test = predict_model(model, bundle.test.images, bundle.test.labels, job.preprocess, batch_size)
+    return test, preds == bundle.test.labels
 
 
 def _job(data: str | None, recipe: Recipe, weights: str | None, reset_head: bool) -> _Job:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,6 +85,22 @@ def test_second_run_reuses_the_result(finished):
     again = train("test_resnet18", recipe, out_dir=tmp / "run", threads=1, progress=False, log=lambda s: None)
     assert again.cached and again.report == first.report
     assert time.perf_counter() - t < 10
+
+
+def test_the_int8_stages_take_the_float_reference_from_the_training_run(finished, monkeypatch):
+    from edgecnn.quantize import stages
+    from edgecnn.train import predict_model
+
+    _, recipe, result = finished
+    src = stages.float_source("test_resnet18", recipe, checkpoint=str(result.checkpoint), log=lambda s: None)
+    monkeypatch.setattr(stages, "predict_model", lambda *a, **k: pytest.fail("the float model predicted again"))
+    ref = stages.fp32_reference(src, log=lambda s: None)
+    assert ref["top1"] == result.report["test"]["top1"] and ref["n"] == 10000
+    kept = np.load(ref["correct"])
+    # the same answers as the checkpoint loaded back and run on the test split again
+    preds, acc = predict_model(src.model, src.bundle.test.images, src.bundle.test.labels, src.preprocess)
+    assert (kept == (preds == src.bundle.test.labels)).mean() > 0.999
+    assert acc["top1"] == pytest.approx(ref["top1"], abs=1e-3)
 
 
 @pytest.mark.slow

@@ -260,8 +260,8 @@ def _module(job: _Job, sample, log):
 
     ``reference``: (top-1 per test image, accuracy) of the exported graph where it is not the
     quantized graph's own (OpenVINO's residual form), else None."""
-    from edgecnn.quantize import stages
     from edgecnn.quantize.pt2e import float_ops, load_graph, prepare_float, residual_form, retrace
+    from edgecnn.train import predict_model
 
     src, arch = job.src, job.src.arch
     if job.graph is None:
@@ -276,7 +276,7 @@ def _module(job: _Job, sample, log):
         return module, graph_float, residual, None
     log(f"{arch}: {len(residual)} residual adds in OpenVINO's form; fake-quant accuracy of that graph")
     test = src.bundle.test
-    return module, graph_float, residual, stages.predict(module, test.images, test.labels, src.preprocess)
+    return module, graph_float, residual, predict_model(module, test.images, test.labels, src.preprocess)
 
 
 def _make(tmp: Path, job: _Job, log) -> None:

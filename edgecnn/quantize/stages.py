@@ -30,15 +30,15 @@ import numpy as np
 import torch
 
 from edgecnn import distributed, outdir, paths
-from edgecnn.data import Preprocess, SplitSpec, iterate_batches, load_dataset, make_splits, subset
+from edgecnn.data import Preprocess, SplitSpec, load_dataset, make_splits, subset
 from edgecnn.data.splits import calibration_set, take
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path, atomic_write_json, sha256_file
-from edgecnn.metrics import TopK
 from edgecnn.quantize import pt2e
 from edgecnn.recipes import Recipe
 from edgecnn.results import QuantizedGraph
 from edgecnn.stage import folder, stage, stage_key
+from edgecnn.train import fp32_reference_dir, predict_model, save_fp32_reference
 from edgecnn.trainloop import Batches, Hooks, Loop, Run, Schedule, StepOptions
 
 STATE_FORMAT = "edgecnn.qat-state/1"
@@ -108,19 +108,6 @@ def float_source(
     )
 
 
-@torch.no_grad()
-def predict(
-    module: Any, images: np.ndarray, labels: np.ndarray, preprocess: Preprocess, batch_size: int = 250
-) -> tuple[np.ndarray, dict]:
-    """(top-1 predictions, {top1, top5}) of a torch module (float or converted graph)."""
-    acc, preds = TopK(), []
-    for x, y in iterate_batches(images, labels, preprocess, batch_size, shuffle=False):
-        logits = module(x)
-        acc.update(logits, y)
-        preds.append(logits.argmax(1).numpy())
-    return np.concatenate(preds), acc.as_dict()
-
-
 def _versions() -> dict:
     import torchao
 
@@ -135,24 +122,15 @@ def calibration_images(src: FloatSource, num_images: int) -> tuple[torch.Tensor,
 
 
 def fp32_reference(src: FloatSource, log) -> dict:
-    """FP32 predictions on the test split, computed once per float checkpoint and cached."""
-    cache = (
-        paths.runs_dir()
-        / "fp32"
-        / f"{src.arch}-{src.checkpoint_sha256[:12]}-{src.bundle.test.content_hash[:12]}"
-    )
-    report_path = cache / "fp32.json"
-    if report_path.exists():
-        return json.loads(report_path.read_text())
+    """The float model's predictions on the test split: kept by its training run, else computed
+    here once per float checkpoint (:func:`edgecnn.train.fp32_reference_dir`)."""
+    folder = fp32_reference_dir(src.arch, src.checkpoint_sha256, src.bundle.test.content_hash)
+    if (folder / "fp32.json").exists():
+        return json.loads((folder / "fp32.json").read_text())
     log(f"{src.arch}: FP32 accuracy on the test split")
     images, labels = src.bundle.test.images, src.bundle.test.labels
-    preds, acc = predict(src.model, images, labels, src.preprocess)
-    cache.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache / "fp32_correct.npy") as tmp, open(tmp, "wb") as f:
-        np.save(f, preds == labels)
-    report = {**acc, "correct": str(cache / "fp32_correct.npy")}
-    atomic_write_json(report_path, report)
-    return report
+    preds, acc = predict_model(src.model, images, labels, src.preprocess)
+    return save_fp32_reference(folder, preds == labels, acc)
 
 
 def _finish(stage: str, out: Path, src: FloatSource, quantized, fp32: dict, report: dict, log) -> dict:
@@ -160,7 +138,7 @@ def _finish(stage: str, out: Path, src: FloatSource, quantized, fp32: dict, repo
 
     images, labels = src.bundle.test.images, src.bundle.test.labels
     log(f"{src.arch}: fake-quant INT8 accuracy on the test split")
-    preds, acc = predict(quantized, images, labels, src.preprocess)
+    preds, acc = predict_model(quantized, images, labels, src.preprocess)
     sample = src.preprocess.apply_torch(images[:2])
     save_graph(quantized, sample, out / "quantized.pt2")
     with atomic_path(out / "predictions.npy") as tmp, open(tmp, "wb") as f:
