@@ -3,12 +3,16 @@
 Usage:
   python benchmarks/frontier_time.py [--archs alexnet,vgg16,resnet18,googlenet] [--targets cpu,jetson,rpi]
                                      [--precisions int8,fp32] [--recipe quick] [--home DIR]
+                                     [--log FILE]
 
 Each run is a fresh `edgecnn frontier` process with EDGECNN_HOME set to --home (default: a
 new empty temporary directory, so every stage, training included, runs). Peak memory is
 the largest resident set of any process of the run (ru_maxrss over the waited-for
-children: the frontier process and its `edgecnn bench` subprocesses). Prints one JSON
-object and a Markdown row for docs/BENCHMARKS.md.
+children: the frontier process and its `edgecnn bench` subprocesses). The time to the first
+point is when the run's frontier.json first appears (the frontier writes it after every finished
+point). From an empty cache it also lists each float training (wall time, epochs, amp, test
+top-1, from the runs' train.json). Prints one JSON object and a Markdown row for
+docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -21,17 +25,67 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 
-def run_once(cmd: list[str], env: dict) -> tuple[float, dict]:
+def run_once(cmd: list[str], env: dict, out: Path, log: Path | None) -> tuple[float, float | None, dict]:
+    """(wall seconds, seconds until out/frontier.json first appeared or None, the --json result).
+    With ``log``, the run's stderr goes there, each line prefixed with the seconds since the start."""
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    took = time.perf_counter() - t0
+    first_point = None
+    lines: list[str] = []
+
+    def read(stream) -> None:
+        for line in stream:
+            lines.append(f"{time.perf_counter() - t0:8.1f}  {line}")
+
+    with tempfile.TemporaryFile("w+") as so:
+        p = subprocess.Popen(cmd, env=env, stdout=so, stderr=subprocess.PIPE, text=True)
+        reader = threading.Thread(target=read, args=(p.stderr,), daemon=True)
+        reader.start()
+        while p.poll() is None:
+            if first_point is None and (out / "frontier.json").exists():
+                first_point = time.perf_counter() - t0
+            time.sleep(0.5)
+        took = time.perf_counter() - t0
+        reader.join()
+        so.seek(0)
+        stdout = so.read()
+    if log:
+        log.write_text("".join(lines))
     if p.returncode not in (0, 1):  # 1: some combination failed; the others are in the result
-        sys.exit(f"frontier failed ({p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
-    return took, json.loads(p.stdout)
+        sys.exit(f"frontier failed ({p.returncode}): {lines[-1:]}")
+    return took, first_point, json.loads(stdout)
+
+
+def trainings(home: Path) -> list[dict]:
+    """Each float training under ``home``: network, epochs, amp, wall minutes, test top-1."""
+    rows = []
+    for path in sorted((home / "runs" / "train").glob("*/train.json")):
+        r = json.loads(path.read_text())
+        rows.append(
+            {
+                "arch": r["arch"],
+                "epochs": r["recipe"]["train"]["epochs"],
+                "amp": r["amp"],
+                "threads": r["threads"],
+                "minutes": round(r["wall_seconds"] / 60, 2),
+                "top1": r["test"]["top1"],
+            }
+        )
+    return rows
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -41,6 +95,7 @@ def main() -> None:
     ap.add_argument("--precisions", default="int8,fp32")
     ap.add_argument("--recipe", default="quick")
     ap.add_argument("--home", default=None, help="EDGECNN_HOME (default: a new empty directory)")
+    ap.add_argument("--log", default=None, help="write the first run's log here, each line timed")
     args = ap.parse_args()
     home = Path(args.home or tempfile.mkdtemp(prefix="edgecnn-frontier-home-"))
     out = home / "frontier-out"
@@ -61,10 +116,12 @@ def main() -> None:
         str(out),
         "--json",
     ]
+    home.mkdir(parents=True, exist_ok=True)
+    load_at_start = os.getloadavg()[0]
     empty = not any(home.iterdir())
-    first, res = run_once(cmd, env)
+    first, first_point, res = run_once(cmd, env, out, Path(args.log) if args.log else None)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    again, res2 = run_once(cmd, env)
+    again, _, res2 = run_once(cmd, env, out, None)
     same = [(p["id"], p["top1"], p["p50_ms"]) for p in res["points"]] == [
         (p["id"], p["top1"], p["p50_ms"]) for p in res2["points"]
     ]
@@ -77,25 +134,37 @@ def main() -> None:
         "points": len(res["points"]),
         "failed": len(res["failed"]),
         "first_s": round(first, 1),
+        "first_point_s": None if first_point is None else round(first_point, 1),
+        "trainings": trainings(home) if empty else None,
         "peak_rss_mb": round(peak_mb),
         "again_s": round(again, 1),
         "again_same_points": same,
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_name(),
+        "load_at_start": load_at_start,
         "cpus": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d"),
         "out": str(out),
     }
     print(json.dumps(row), flush=True)
+    to_first = "-" if first_point is None else f"{first_point / 60:.1f} min"
     print(
-        "\n| networks | targets | precisions | runs | first run | cache at start | peak RSS | same command "
-        "again |"
+        "\n| networks | targets | precisions | runs | first run | first point | cache at start | peak RSS "
+        "| same command again |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {args.archs} | {args.targets} | {args.precisions} | {row['points']} ({row['failed']} failed) | "
-        f"{first / 60:.1f} min | {'empty' if empty else 'not empty'} | {peak_mb / 1024:.2f} GiB | "
-        f"{again:.1f} s |"
+        f"{first / 60:.1f} min | {to_first} | {'empty' if empty else 'not empty'} | "
+        f"{peak_mb / 1024:.2f} GiB | {again:.1f} s |"
     )
+    if row["trainings"]:
+        print("\n| network | epochs | amp | threads | training wall time | test top-1 |")
+        print("|---|---|---|---|---|---|")
+        for t in row["trainings"]:
+            print(
+                f"| {t['arch']} | {t['epochs']} | {t['amp']} | {t['threads']} | {t['minutes']:.1f} min | "
+                f"{100 * t['top1']:.2f}% |"
+            )
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ def test_the_int8_stages_take_the_float_reference_from_the_training_run(finished
 
     _, recipe, result = finished
     src = stages.float_source("test_resnet18", recipe, checkpoint=str(result.checkpoint), log=lambda s: None)
-    monkeypatch.setattr(stages, "predict_model", lambda *a, **k: pytest.fail("the float model predicted again"))
+    again = lambda *a, **k: pytest.fail("the float model predicted again")  # noqa: E731
+    monkeypatch.setattr(stages, "predict_model", again)
     ref = stages.fp32_reference(src, log=lambda s: None)
     assert ref["top1"] == result.report["test"]["top1"] and ref["n"] == 10000
     kept = np.load(ref["correct"])
