@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -216,6 +217,7 @@ def test_evaluate_matches_direct_computation(artifact, folder):
     # Another runtime on the same file gives the same predictions.
     ov = evaluate_artifact(artifact, data=folder, runtime="openvino")
     assert ov["runtime"] == "openvino" and agreement(ov["predictions"], pred) == 1.0
+    assert ov["threads"] == os.cpu_count()  # no threads given: every core (TFLite's own default is one)
 
 
 def test_evaluate_with_reference_arrays(artifact, folder):
