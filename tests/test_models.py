@@ -103,6 +103,7 @@ def test_arch_options_record_what_was_built():
         "aux_logits": False,
         "transform_input": False,
         "dropout_aux": 0.7,
+        "init": "torchvision",
     }
 
 
