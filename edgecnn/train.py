@@ -74,15 +74,12 @@ def evaluate_model(
     its share of the images and the counts are summed.
     """
     model.eval()
-    device = next(model.parameters()).device
-    acc = TopK()
     if distributed.active():
         distributed.sync_buffers(model)
         d = distributed.info()
         lo, hi = distributed.shard(len(labels), d.rank, d.world_size)
         images, labels = images[lo:hi], labels[lo:hi]
-    for x, y in iterate_batches(images, labels, preprocess, batch_size, shuffle=False):
-        acc.update(model(x.to(device)).cpu(), y)
+    _, acc = _score(model, images, labels, preprocess, batch_size)
     if distributed.active():
         acc.n, acc.correct1, acc.correct5 = (
             int(v) for v in distributed.all_reduce_sum([acc.n, acc.correct1, acc.correct5])
@@ -96,14 +93,20 @@ def predict_model(
 ) -> tuple[np.ndarray, dict]:
     """(top-1 prediction per image, {top1, top5, n}) of a torch module (a float model or a
     converted graph) on uint8 images; the batches go to the module's device, if it has parameters."""
+    preds, acc = _score(module, images, labels, preprocess, batch_size)
+    return preds, acc.as_dict()
+
+
+def _score(module: Any, images, labels, preprocess: Preprocess, batch_size: int) -> tuple[np.ndarray, TopK]:
+    """The one evaluation loop: top-1 per image and the running top-1/top-5 counts of ``module``."""
     params = next(iter(module.parameters()), None) if hasattr(module, "parameters") else None
     device = params.device if params is not None else torch.device("cpu")
-    acc, preds = TopK(), []
+    acc, preds = TopK(), [np.empty(0, dtype=np.int64)]
     for x, y in iterate_batches(images, labels, preprocess, batch_size, shuffle=False):
         logits = module(x.to(device)).cpu()
         acc.update(logits, y)
         preds.append(logits.argmax(1).numpy())
-    return np.concatenate(preds), acc.as_dict()
+    return np.concatenate(preds), acc
 
 
 def fp32_reference_dir(arch: str, checkpoint_sha256: str, test_hash: str) -> Path:
