@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from edgecnn.host import cpu_model
 
 
 def run_once(cmd: list[str], env: dict, out: Path, log: Path | None) -> tuple[float, float | None, dict]:
@@ -76,16 +77,6 @@ def trainings(home: Path) -> list[dict]:
             }
         )
     return rows
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -139,7 +130,7 @@ def main() -> None:
         "peak_rss_mb": round(peak_mb),
         "again_s": round(again, 1),
         "again_same_points": same,
-        "machine": cpu_name(),
+        "machine": cpu_model(),
         "load_at_start": load_at_start,
         "cpus": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d"),
