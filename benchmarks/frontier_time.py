@@ -137,6 +137,12 @@ def main() -> None:
         "out": str(out),
     }
     print(json.dumps(row), flush=True)
+    print_tables(row)
+
+
+def print_tables(row: dict) -> None:
+    """The run's Markdown row, and each training's, for docs/BENCHMARKS.md."""
+    first_point = row["first_point_s"]
     to_first = "-" if first_point is None else f"{first_point / 60:.1f} min"
     print(
         "\n| networks | targets | precisions | runs | first run | first point | cache at start | peak RSS "
@@ -144,9 +150,10 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     print(
-        f"| {args.archs} | {args.targets} | {args.precisions} | {row['points']} ({row['failed']} failed) | "
-        f"{first / 60:.1f} min | {to_first} | {'empty' if empty else 'not empty'} | "
-        f"{peak_mb / 1024:.2f} GiB | {again:.1f} s |"
+        f"| {row['archs']} | {row['targets']} | {row['precisions']} | "
+        f"{row['points']} ({row['failed']} failed) | "
+        f"{row['first_s'] / 60:.1f} min | {to_first} | {'empty' if row['empty_cache'] else 'not empty'} | "
+        f"{row['peak_rss_mb'] / 1024:.2f} GiB | {row['again_s']:.1f} s |"
     )
     if row["trainings"]:
         print("\n| network | epochs | amp | threads | training wall time | test top-1 |")
