@@ -66,11 +66,9 @@ def conv_rate(dtype, repeats: int = 7) -> float:
 
 def step_variant(recipe) -> str:
     """The train_speed variant that is ``edgecnn train``'s step for this recipe on this CPU."""
-    from edgecnn.host import has_fast_bf16
+    from edgecnn.train import uses_bf16
 
-    amp = recipe.train.amp
-    bf16 = amp == "bf16" or (amp == "auto" and has_fast_bf16())
-    parts = (["bf16"] if bf16 else []) + (["cl"] if recipe.train.channels_last else [])
+    parts = (["bf16"] if uses_bf16(recipe.train.amp) else []) + (["cl"] if recipe.train.channels_last else [])
     return "+".join(parts) or "eager"
 
 
@@ -93,18 +91,19 @@ def bench_arch(arch: str, steps: int, ceilings: dict[str, float]) -> dict:
             times.append(time.perf_counter() - t)
     step_s = statistics.median(times)
     rate = 3 * macs * bs / step_s
+    train_macs = 3 * macs * images
     ceiling = ceilings["bf16" if "bf16" in variant else "fp32"]
     return {
         "arch": arch,
         "variant": variant,
         "epochs": recipe.train.epochs,
         "macs_per_image": macs,
-        "train_macs": 3 * macs * images,
+        "train_macs": train_macs,
         "step_ms": 1000 * step_s,
         "gmacs_per_s": rate / 1e9,
         "of_ceiling": rate / ceiling,
         "recipe_min": images / bs * step_s / 60,
-        "floor_min": 3 * macs * images / ceiling / 60,
+        "floor_min": train_macs / ceiling / 60,
     }
 
 
@@ -151,7 +150,7 @@ def print_table(out: dict) -> None:
         cells += (f"{r['recipe_min']:.1f} min", f"{r['floor_min']:.1f} min")
         print("| " + " | ".join(str(c) for c in cells) + " |")
     total = sum(r["recipe_min"] for r in out["rows"]), sum(r["floor_min"] for r in out["rows"])
-    print(f"| all four | | | | | | | {total[0]:.1f} min | {total[1]:.1f} min |")
+    print(f"| total | | | | | | | {total[0]:.1f} min | {total[1]:.1f} min |")
 
 
 if __name__ == "__main__":

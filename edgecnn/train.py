@@ -260,6 +260,12 @@ def _reuse(out: Path, key: str, force: bool) -> dict | None:
     return distributed.broadcast_object(finished)
 
 
+def uses_bf16(amp: str, device_type: str = "cpu") -> bool:
+    """Whether a recipe's ``amp`` trains in bf16 autocast on this device: ``auto`` means on a GPU
+    or on a CPU with fast bf16 (AVX-512 BF16 or AMX)."""
+    return amp == "bf16" or (amp == "auto" and (device_type == "cuda" or has_fast_bf16()))
+
+
 def _model(arch: str, cfg, job: _Job, weights: str | None) -> tuple[torch.nn.Module, StepOptions]:
     """The model (seeded initialisation) on this rank's device, and how a step runs on it."""
     torch.manual_seed(cfg.seed)  # deterministic initialisation; a resumed run restores its RNG
@@ -268,11 +274,10 @@ def _model(arch: str, cfg, job: _Job, weights: str | None) -> tuple[torch.nn.Mod
     device = distributed.device()
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
-    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and (device.type == "cuda" or has_fast_bf16()))
     options = StepOptions(
         device=device,
         memory_format=memory_format,
-        autocast=torch.bfloat16 if use_bf16 else None,
+        autocast=torch.bfloat16 if uses_bf16(cfg.amp, device.type) else None,
         grad_clip=cfg.grad_clip,
         label_smoothing=cfg.label_smoothing,
     )
