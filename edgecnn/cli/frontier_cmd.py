@@ -148,7 +148,7 @@ def frontier(**o):
     \b
     Example:
       edgecnn frontier --imagenet --out frontier-224/     # minutes: published accuracy, real latency
-      edgecnn frontier --out frontier/                    # trains, quantizes, evaluates: 40 min to 2 h
+      edgecnn frontier --out frontier/                    # trains, quantizes, evaluates: 35 min to 2 h
       edgecnn frontier --max-drop 0.3 --out frontier-qat/
       edgecnn frontier --targets cpu,rpi4,jetson-agx-orin --archs resnet18,googlenet --cost size --out f2/
       edgecnn frontier --host rpi=pi@10.0.0.7 --host jetson=nvidia@orin --out frontier-devices/

@@ -26,9 +26,10 @@ from edgecnn.frontier.render import render_csv, render_html, render_markdown
 from edgecnn.results import FailedRun, Frontier, FrontierPoint, FrontierProgress, SkippedRun
 
 FILES = ("frontier.json", "frontier.csv", "frontier.png", "report.html", "report.md")
-# Cheapest network family first: the quick recipes' training on a quiet 2-core Zen 5 took ResNet18 3.4 min,
-# GoogLeNet 8.7, AlexNet 9.1 and VGG16 9.5 in bf16 (docs/BENCHMARKS.md; ResNet18 ~9 min and VGG16 ~40 on an
-# older 2-core EPYC), so a complete cheap network lands in the report first.
+# Cheapest network family first: from an empty cache on a quiet 2-core Zen 5 the quick recipes' training took
+# ResNet18 3.4 min, GoogLeNet 8.2, AlexNet 7.7 and VGG16 8.8 (the last three in bf16), with 1.4, 1.1, 1.7 and
+# 3.0 min of work after each (docs/BENCHMARKS.md; ResNet18 ~9 min and VGG16 ~40 on an older 2-core EPYC
+# without bf16), so a complete cheap network lands in the report first.
 CHEAP_FIRST = ("resnet", "googlenet", "alexnet", "vgg")
 
 
