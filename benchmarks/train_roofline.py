@@ -2,7 +2,7 @@
 
 Usage:
   python benchmarks/train_roofline.py [--archs resnet18,googlenet,alexnet,vgg16] [--threads 2]
-      [--steps 12] [--json out.json]
+      [--steps 12] [--json out.json] [--profile 15]
 
 The question it answers (issue 17): is the cold frontier's training time a throughput problem
 (the step runs far below what the CPU can do) or a work problem (the recipes ask for more
@@ -20,6 +20,9 @@ arithmetic than fits in the time at any throughput)?
 - **Step.** The recipe's training step as ``edgecnn train`` runs it on this CPU (its ``amp``
   resolved as train resolves it, channels_last as the recipe says), ``--steps`` timed steps after
   two warm-up steps, wall time (the median), on ``--threads`` threads: run it on a quiet machine.
+
+With ``--profile N``, each network's timed steps run under ``torch.profiler`` too and the N operators
+with the most self CPU time are printed (the profiler adds a little to the step times).
 
 For each network it prints the achieved rate, its fraction of the ceiling in the step's precision,
 the recipe's training time at that step rate, and the floor: the recipe's work at the ceiling.
@@ -72,7 +75,7 @@ def step_variant(recipe) -> str:
     return "+".join(parts) or "eager"
 
 
-def bench_arch(arch: str, steps: int, ceilings: dict[str, float]) -> dict:
+def bench_arch(arch: str, steps: int, ceilings: dict[str, float], profile: int = 0) -> dict:
     from train_speed import build, make_step
 
     from edgecnn.models import count_macs
@@ -83,12 +86,17 @@ def bench_arch(arch: str, steps: int, ceilings: dict[str, float]) -> dict:
     images = recipe.train.epochs * (len(labels) // bs) * bs
     variant = step_variant(recipe)
     step = make_step(model, recipe, variant)
-    times = []
-    for i, (x, y) in enumerate(batches):
-        t = time.perf_counter()
+    for x, y in batches[:2]:
         step(x, y)
-        if i >= 2:
+    times = []
+    with profiler(profile) as prof:
+        for x, y in batches[2:]:
+            t = time.perf_counter()
+            step(x, y)
             times.append(time.perf_counter() - t)
+    if profile:
+        print(f"{arch} ({variant}), {len(times)} steps:", file=sys.stderr)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=profile), file=sys.stderr)
     step_s = statistics.median(times)
     rate = 3 * macs * bs / step_s
     train_macs = 3 * macs * images
@@ -107,12 +115,22 @@ def bench_arch(arch: str, steps: int, ceilings: dict[str, float]) -> dict:
     }
 
 
+def profiler(on: int):
+    """torch.profiler over the CPU when ``on``, else a context that does nothing."""
+    import contextlib
+
+    from torch.profiler import ProfilerActivity, profile
+
+    return profile(activities=[ProfilerActivity.CPU]) if on else contextlib.nullcontext()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", default="resnet18,googlenet,alexnet,vgg16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest operators")
     args = ap.parse_args()
 
     import torch
@@ -121,16 +139,21 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     ceilings = {"fp32": conv_rate(torch.float32), "bf16": conv_rate(torch.bfloat16)}
-    rows = [bench_arch(a, args.steps, ceilings) for a in args.archs.split(",")]
+    rows = [bench_arch(a, args.steps, ceilings, args.profile) for a in args.archs.split(",")]
     out = {
         "cpu": cpu_model(),
         "threads": args.threads,
         "ceiling_gmacs_per_s": {k: v / 1e9 for k, v in ceilings.items()},
         "rows": rows,
     }
+    emit(out, args.json, print_table)
+
+
+def emit(out: dict, path: str | None, print_table) -> None:
+    """Print ``out`` as JSON, also write it to ``path`` when given, then print its Markdown table."""
     print(json.dumps(out, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
+    if path:
+        with open(path, "w") as f:
             json.dump(out, f, indent=2)
     print_table(out)
 

@@ -2,7 +2,7 @@
 
 Usage:
   python benchmarks/train_speed.py [--archs resnet18,googlenet,alexnet,vgg16]
-      [--variants eager,cl,bf16,bf16+cl,fused] [--rounds 9] [--threads 1]
+      [--variants eager,cl,bf16,bf16+cl,fused] [--rounds 9] [--threads 1] [--batch-size N]
 
 For each network at its quick recipe's settings (model options, batch size, 32 px, 3 channels,
 SGD with Nesterov momentum and weight decay as edgecnn.train builds it, label smoothing, grad clip)
@@ -54,9 +54,10 @@ def options(variant: str) -> set[str]:
     return opts
 
 
-def build(arch: str, n_batches: int = 8):
+def build(arch: str, n_batches: int = 8, batch_size: int | None = None):
     """(model, recipe, (images, labels, preprocess), batches): the quick recipe's model at seed 0
-    and the first ``n_batches`` batches of the train split (epoch 0, seed 0, flipped)."""
+    and the first ``n_batches`` batches of the train split (epoch 0, seed 0, flipped), of the
+    recipe's batch size or ``batch_size``."""
     import torch
 
     from edgecnn.data import Preprocess, SplitSpec, iterate_batches, load_dataset, make_splits
@@ -74,7 +75,7 @@ def build(arch: str, n_batches: int = 8):
                 images,
                 labels,
                 pre,
-                recipe.train.batch_size,
+                batch_size or recipe.train.batch_size,
                 shuffle=True,
                 seed=0,
                 augment="flip",
@@ -136,8 +137,8 @@ def in_fp32(forward):
     return run
 
 
-def pipelines(data, recipe):
-    """name -> a function making batch ``b`` of epoch 0, for the two input pipelines."""
+def pipelines(data, bs: int):
+    """name -> a function making batch ``b`` (of ``bs`` images) of epoch 0, for the two input pipelines."""
     import dataclasses
 
     import numpy as np
@@ -146,7 +147,6 @@ def pipelines(data, recipe):
     from edgecnn.data import iterate_batches
 
     images, labels, pre = data
-    bs = recipe.train.batch_size
     # The split preprocessed once, as one grey channel (the quick recipes copy grey to 3).
     grey = dataclasses.replace(pre, channels=1, mean=pre.mean[:1], std=pre.std[:1])
     held = torch.cat([grey.apply_torch(images[i : i + 4096]) for i in range(0, len(images), 4096)])
@@ -165,9 +165,9 @@ def pipelines(data, recipe):
     return {"loader": loader, "cached": preprocessed_once}, held
 
 
-def bench_arch(arch: str, variants: list[str], rounds: int, threads: int) -> dict:
-    model, recipe, data, batches = build(arch)
-    bs = recipe.train.batch_size
+def bench_arch(arch: str, variants: list[str], rounds: int, threads: int, batch_size: int | None) -> dict:
+    model, recipe, data, batches = build(arch, batch_size=batch_size)
+    bs = batch_size or recipe.train.batch_size
     t0 = time.perf_counter()
     fns = {v: make_step(model, recipe, v) for v in variants}
     first: dict[str, float] = {}
@@ -177,7 +177,7 @@ def bench_arch(arch: str, variants: list[str], rounds: int, threads: int) -> dic
         first[v] = time.perf_counter() - t
         fn(*batches[1])
     t = time.perf_counter()
-    pipes, cached = pipelines(data, recipe)
+    pipes, cached = pipelines(data, bs)
     cache_seconds = time.perf_counter() - t
     times: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[float]] = {v: [] for v in variants}
@@ -224,6 +224,7 @@ def main() -> None:
     ap.add_argument("--variants", default=DEFAULT_VARIANTS)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, help="instead of each recipe's batch size")
     args = ap.parse_args()
     variants = args.variants.split(",")
     for v in variants:
@@ -235,16 +236,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = []
     for arch in args.archs.split(","):
-        row = bench_arch(arch, variants, args.rounds, args.threads)
+        row = bench_arch(arch, variants, args.rounds, args.threads, args.batch_size)
         print(json.dumps(row), flush=True)
         rows.append(row)
     print(f"\nload average at the end: {os.getloadavg()}")
-    print("\n| network | " + " | ".join(variants) + " | data ms/batch: loader / cached |")
-    print("|---|" + "---|" * (len(variants) + 1))
+    print("\n| network | batch | " + " | ".join(variants) + " | data ms/batch: loader / cached |")
+    print("|---|---|" + "---|" * (len(variants) + 1))
     for r in rows:
-        cells = [f"{r['images_per_s'][v]:.0f} img/s ({r['ratio_to_eager'][v]:.2f}x)" for v in variants]
+        ratio = r["ratio_to_eager"]  # empty without the eager variant
+        cells = [
+            f"{r['images_per_s'][v]:.0f} img/s" + (f" ({ratio[v]:.2f}x)" if ratio else "") for v in variants
+        ]
         d = r["data_ms_per_batch"]
-        print(f"| {r['arch']} | " + " | ".join(cells) + f" | {d['loader']} / {d['cached']} |")
+        cells.append(f"{d['loader']} / {d['cached']}")
+        print(f"| {r['arch']} | {r['batch_size']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
