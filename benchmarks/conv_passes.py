@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,21 +28,11 @@ STAGES = ((64, 32), (128, 16), (256, 8), (512, 4), (512, 2))  # (channels in = o
 DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
 
 
-def best_seconds(fn, repeats: int) -> float:
-    fn()
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def stage_rates(batch: int, channels: int, side: int, dtype, channels_last: bool, repeats: int) -> dict:
     """GMAC/s of the forward, data-gradient and weight-gradient passes and of the equivalent GEMM."""
     import torch
     import torch.nn.functional as F
+    from train_roofline import best_seconds
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch, channels, side, side).to(dtype).to(memory_format=fmt)
@@ -109,8 +98,8 @@ def print_table(out: dict) -> None:
     passes = ("forward", "data gradient", "weight gradient", "GEMM of the weight gradient's size")
     print("| dtype | layout | layer | " + " | ".join(passes) + " |")
     print("|---|---|---|---|---|---|---|")
+    keys = ("forward", "data_grad", "weight_grad", "gemm")
     for r in out["rows"]:
-        keys = ("forward", "data_grad", "weight_grad", "gemm")
         cells = [f"{r['gmacs_per_s'][k]:.0f} ({r['ms'][k]:.2f})" for k in keys]
         layer = f"{r['channels']}->{r['channels']} @ {r['side']}x{r['side']}"
         print(f"| {r['dtype']} | {r['layout']} | {layer} | " + " | ".join(cells) + " |")

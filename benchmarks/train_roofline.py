@@ -56,15 +56,21 @@ def conv_rate(dtype, repeats: int = 7) -> float:
     for n, c, side in CEILING_SHAPES:
         x = torch.randn(n, c, side, side).to(dtype).to(memory_format=torch.channels_last)
         w = torch.randn(c, c, 3, 3).to(dtype).to(memory_format=torch.channels_last)
-        for _ in range(2):
-            F.conv2d(x, w, padding=1)
-        best = float("inf")
-        for _ in range(repeats):
-            t = time.perf_counter()
-            F.conv2d(x, w, padding=1)
-            best = min(best, time.perf_counter() - t)
+        best = best_seconds(lambda x=x, w=w: F.conv2d(x, w, padding=1), repeats)
         best_rate = max(best_rate, n * c * c * 9 * side * side / best)
     return best_rate
+
+
+def best_seconds(fn, repeats: int) -> float:
+    """The least wall time of ``repeats`` calls of ``fn``, after two warm-up calls."""
+    fn()
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def step_variant(recipe) -> str:

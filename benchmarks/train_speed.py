@@ -167,7 +167,7 @@ def pipelines(data, bs: int):
 
 def bench_arch(arch: str, variants: list[str], rounds: int, threads: int, batch_size: int | None) -> dict:
     model, recipe, data, batches = build(arch, batch_size=batch_size)
-    bs = batch_size or recipe.train.batch_size
+    bs = len(batches[0][1])
     t0 = time.perf_counter()
     fns = {v: make_step(model, recipe, v) for v in variants}
     first: dict[str, float] = {}
