@@ -21,6 +21,7 @@ A variant is ``eager`` (the baseline: FP32, NCHW, eager, SGD's per-parameter loo
   bn32     with bf16: every BatchNorm computed in FP32 (conv and linear stay bf16)
   fused    torch.optim.SGD(fused=True)
   compile  torch.compile (inductor) of the model; backward through AOTAutograd
+  gemm     convolutions on maps of at most 16 output pixels as one GEMM each (edgecnn.gemmconv)
 e.g. ``cl``, ``bf16+cl``, ``compile+bf16+cl+fused``.
 
 The input pipeline is timed separately (ms per batch, also interleaved): ``loader`` is
@@ -42,7 +43,7 @@ import statistics
 import tempfile
 import time
 
-OPTIONS = ("cl", "bf16", "bn32", "fused", "compile")
+OPTIONS = ("cl", "bf16", "bn32", "fused", "compile", "gemm")
 DEFAULT_VARIANTS = "eager,cl,bf16,bf16+cl,fused"  # compile: minutes per network, ask for it
 
 
@@ -95,6 +96,8 @@ def make_step(model, recipe, variant: str):
     import torch
     import torch.nn.functional as F
 
+    from edgecnn.gemmconv import small_maps_as_gemm
+
     cfg, opts = recipe.train, options(variant)
     bf16 = "bf16" in opts
     fmt = torch.channels_last if "cl" in opts else torch.contiguous_format
@@ -109,10 +112,11 @@ def make_step(model, recipe, variant: str):
     extra = {"fused": True} if "fused" in opts else {}
     opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **extra)
     net = torch.compile(model) if "compile" in opts else model
+    gemm = 16 if "gemm" in opts else 0
 
     def step(x, y):
         x = x.to(memory_format=fmt)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), small_maps_as_gemm(model, gemm):
             logits = net(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)

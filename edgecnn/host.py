@@ -79,6 +79,11 @@ def has_fast_bf16() -> bool:
     return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
+def has_amx() -> bool:
+    """True on a CPU with AMX tiles for bf16 (Intel Sapphire Rapids and later)."""
+    return "amx_bf16" in cpu_flags()
+
+
 def has_vnni() -> bool:
     """x86 with VNNI (AVX512-VNNI or AVX-VNNI): int8 dot products without int16 saturation.
     True on non-x86 machines, where the saturation question does not arise."""

@@ -70,6 +70,11 @@ class TrainSection:
     # 1.9-2.25x for AlexNet/VGG16, 1.26x ResNet18, none for GoogLeNet. It cost ResNet18 accuracy.
     amp: Literal["auto", "bf16", "off"] = "auto"
     channels_last: bool = True
+    # Convolutions whose output map has at most this many pixels run as one GEMM each in a bf16
+    # training step on a CPU with AMX (edgecnn.gemmconv; the only place it was measured faster:
+    # 1.4-1.6x per VGG16/GoogLeNet step at 32 px, docs/BENCHMARKS.md); 0 = never. The network
+    # and its weights' layout are unchanged: only the kernel, and so the rounding, differ.
+    gemm_conv_pixels: int = 0
     seed: int = 0
 
     def __post_init__(self):
@@ -77,6 +82,8 @@ class TrainSection:
             raise ValueError("epochs and batch_size must be positive")
         if self.lr <= 0:
             raise ValueError("lr must be positive")
+        if self.gemm_conv_pixels < 0:
+            raise ValueError("gemm_conv_pixels must be 0 (off) or a positive number of pixels")
 
 
 @dataclass(frozen=True)

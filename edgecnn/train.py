@@ -41,7 +41,7 @@ from edgecnn.checkpoint import save_checkpoint
 from edgecnn.data import Preprocess, SplitSpec, iterate_batches, load_dataset, make_splits, subset
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path, atomic_write_json, sha256_file
-from edgecnn.host import cpu_model, has_fast_bf16
+from edgecnn.host import cpu_model, has_amx, has_fast_bf16
 from edgecnn.metrics import TopK
 from edgecnn.models import create
 from edgecnn.recipes import Recipe
@@ -249,6 +249,7 @@ def _key_payload(arch: str, recipe: Recipe, job: _Job, weights: str | None) -> d
         "weights": weights_id(weights),
         "reset_head": job.reset_head,
         "torch": torch.__version__,
+        "kernels": kernels(recipe.train, distributed.device().type),
     }
 
 
@@ -266,6 +267,15 @@ def uses_bf16(amp: str, device_type: str = "cpu") -> bool:
     return amp == "bf16" or (amp == "auto" and (device_type == "cuda" or has_fast_bf16()))
 
 
+def kernels(cfg, device_type: str) -> dict:
+    """What the recipe's kernel settings resolve to on this device (they change the trained weights,
+    so they are in the run's key): ``amp`` "bf16" or "off", and ``gemm_conv_pixels``, the recipe's
+    where a bf16 step runs on a CPU with AMX (the one kind where it was measured faster), else 0."""
+    bf16 = uses_bf16(cfg.amp, device_type)
+    gemm = cfg.gemm_conv_pixels if bf16 and device_type == "cpu" and has_amx() else 0
+    return {"amp": "bf16" if bf16 else "off", "gemm_conv_pixels": gemm}
+
+
 def _model(arch: str, cfg, job: _Job, weights: str | None) -> tuple[torch.nn.Module, StepOptions]:
     """The model (seeded initialisation) on this rank's device, and how a step runs on it."""
     torch.manual_seed(cfg.seed)  # deterministic initialisation; a resumed run restores its RNG
@@ -274,12 +284,14 @@ def _model(arch: str, cfg, job: _Job, weights: str | None) -> tuple[torch.nn.Mod
     device = distributed.device()
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
+    resolved = kernels(cfg, device.type)
     options = StepOptions(
         device=device,
         memory_format=memory_format,
-        autocast=torch.bfloat16 if uses_bf16(cfg.amp, device.type) else None,
+        autocast=torch.bfloat16 if resolved["amp"] == "bf16" else None,
         grad_clip=cfg.grad_clip,
         label_smoothing=cfg.label_smoothing,
+        gemm_conv_pixels=resolved["gemm_conv_pixels"],
     )
     return model, options
 
@@ -362,6 +374,7 @@ def _report(
         "world_size": distributed.info().world_size,
         "device": str(loop.options.device),
         "amp": "bf16" if loop.options.autocast == torch.bfloat16 else "off",
+        "gemm_conv_pixels": loop.options.gemm_conv_pixels,
         "environment": {
             "edgecnn": __version__,
             "torch": torch.__version__,

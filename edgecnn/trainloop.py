@@ -9,7 +9,8 @@ non-finite weights), the divergence check (a non-finite loss on any rank stops e
 with one ``error:`` naming the last good state) and the progress bar.
 
 What differs is passed in: the model and optimizer, the step options (:class:`StepOptions`:
-device, memory format, autocast, gradient clipping; where throughput options plug in) and
+device, memory format, autocast, gradient clipping, small-map convolutions as GEMMs; where
+throughput options plug in) and
 the :class:`Hooks` (float training evaluates on the validation split at the end of each
 epoch; QAT freezes observers and BatchNorm at given steps and logs its loss every 20 steps).
 
@@ -35,6 +36,7 @@ from edgecnn import distributed
 from edgecnn.data import Preprocess, iterate_batches
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path
+from edgecnn.gemmconv import small_maps_as_gemm
 from edgecnn.metrics import TopK
 
 
@@ -132,6 +134,7 @@ class StepOptions:
     grad_clip: float = 0.0
     label_smoothing: float = 0.0
     check_weights: bool = False  # stop at the first step that leaves a non-finite weight
+    gemm_conv_pixels: int = 0  # convolutions on maps this small as one GEMM each (edgecnn.gemmconv)
 
 
 @dataclass
@@ -288,7 +291,7 @@ class Loop:
         if o.device is not None:
             x, y = x.to(o.device, memory_format=o.memory_format, non_blocking=True), y.to(o.device)
         autocast = torch.autocast(x.device.type, dtype=o.autocast) if o.autocast else contextlib.nullcontext()
-        with autocast:
+        with autocast, small_maps_as_gemm(self.model, o.gemm_conv_pixels):
             logits = self.net(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=o.label_smoothing)
         seen = distributed.mean_over_ranks(loss)  # the loss itself for one process
