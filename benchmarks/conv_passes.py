@@ -12,7 +12,10 @@ images, it times the three passes a training step runs, each through PyTorch's C
 (oneDNN): forward, data gradient and weight gradient (``aten.convolution_backward`` with one
 output asked for). Beside them, ``torch.mm`` of the weight gradient's matrix product, (C_out x
 N*H*W) @ (N*H*W x C_in*9), in the same dtype: the same multiply-accumulates as one GEMM, without
-the convolution's layout and padding. Best of ``--repeats`` after two warm-up calls, wall time, on
+the convolution's layout and padding. Then a whole training pass of the layer (forward, then both
+gradients through autograd) two ways: PyTorch's convolution, and ``edgecnn.gemmconv.conv2d_gemm``
+(im2col + one GEMM: what the quick recipes' ``gemm_conv_pixels`` routes small maps through); their
+rates count the three passes' MACs. Best of ``--repeats`` after two warm-up calls, wall time, on
 ``--threads`` threads; run it on a quiet machine. Prints one JSON object and a Markdown table.
 """
 
@@ -34,6 +37,8 @@ def stage_rates(batch: int, channels: int, side: int, dtype, channels_last: bool
     import torch.nn.functional as F
     from train_roofline import best_seconds
 
+    from edgecnn.gemmconv import conv2d_gemm
+
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch, channels, side, side).to(dtype).to(memory_format=fmt)
     w = (torch.randn(channels, channels, 3, 3) / (3 * channels**0.5)).to(dtype).to(memory_format=fmt)
@@ -44,6 +49,12 @@ def stage_rates(batch: int, channels: int, side: int, dtype, channels_last: bool
         mask = [i == which for i in range(3)]
         return lambda: torch.ops.aten.convolution_backward(g, x, w, *conv_args, mask)
 
+    def training_pass(conv):
+        def run():
+            conv(x.detach().requires_grad_(), w.detach().requires_grad_()).backward(g)
+
+        return run
+
     rows = batch * side * side
     a = torch.randn(channels, rows).to(dtype)
     b = torch.randn(rows, channels * 9).to(dtype)
@@ -53,6 +64,10 @@ def stage_rates(batch: int, channels: int, side: int, dtype, channels_last: bool
         "data_grad": best_seconds(grad(0), repeats),
         "weight_grad": best_seconds(grad(1), repeats),
         "gemm": best_seconds(lambda: a @ b, repeats),
+        "conv_pass": best_seconds(training_pass(lambda x, w: F.conv2d(x, w, padding=1)), repeats),
+        "gemmconv_pass": best_seconds(
+            training_pass(lambda x, w: conv2d_gemm(x, w, None, (1, 1), (1, 1))), repeats
+        ),
     }
     return {
         "channels": channels,
@@ -60,7 +75,7 @@ def stage_rates(batch: int, channels: int, side: int, dtype, channels_last: bool
         "layout": "cl" if channels_last else "nchw",
         "gmacs": macs / 1e9,
         "ms": {k: 1000 * s for k, s in seconds.items()},
-        "gmacs_per_s": {k: macs / s / 1e9 for k, s in seconds.items()},
+        "gmacs_per_s": {k: macs * (3 if k.endswith("_pass") else 1) / s / 1e9 for k, s in seconds.items()},
     }
 
 
@@ -95,10 +110,17 @@ def main() -> None:
 
 def print_table(out: dict) -> None:
     print(f"\n{out['cpu']}, {out['threads']} threads, batch {out['batch']}; GMAC/s (ms)\n")
-    passes = ("forward", "data gradient", "weight gradient", "GEMM of the weight gradient's size")
+    passes = (
+        "forward",
+        "data gradient",
+        "weight gradient",
+        "GEMM of the weight gradient's size",
+        "all three: convolution",
+        "all three: as GEMM (gemmconv)",
+    )
     print("| dtype | layout | layer | " + " | ".join(passes) + " |")
-    print("|---|---|---|---|---|---|---|")
-    keys = ("forward", "data_grad", "weight_grad", "gemm")
+    print("|---|---|---|---|---|---|---|---|---|")
+    keys = ("forward", "data_grad", "weight_grad", "gemm", "conv_pass", "gemmconv_pass")
     for r in out["rows"]:
         cells = [f"{r['gmacs_per_s'][k]:.0f} ({r['ms'][k]:.2f})" for k in keys]
         layer = f"{r['channels']}->{r['channels']} @ {r['side']}x{r['side']}"

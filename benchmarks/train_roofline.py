@@ -75,9 +75,14 @@ def best_seconds(fn, repeats: int) -> float:
 
 def step_variant(recipe) -> str:
     """The train_speed variant that is ``edgecnn train``'s step for this recipe on this CPU."""
-    from edgecnn.train import uses_bf16
+    from edgecnn.train import kernels
 
-    parts = (["bf16"] if uses_bf16(recipe.train.amp) else []) + (["cl"] if recipe.train.channels_last else [])
+    resolved = kernels(recipe.train, "cpu")
+    parts = (
+        (["bf16"] if resolved["amp"] == "bf16" else [])
+        + (["cl"] if recipe.train.channels_last else [])
+        + (["gemm"] if resolved["gemm_conv_pixels"] else [])
+    )
     return "+".join(parts) or "eager"
 
 

@@ -21,7 +21,8 @@ A variant is ``eager`` (the baseline: FP32, NCHW, eager, SGD's per-parameter loo
   bn32     with bf16: every BatchNorm computed in FP32 (conv and linear stay bf16)
   fused    torch.optim.SGD(fused=True)
   compile  torch.compile (inductor) of the model; backward through AOTAutograd
-  gemm     convolutions on maps of at most 16 output pixels as one GEMM each (edgecnn.gemmconv)
+  gemm     convolutions on small maps as one GEMM each (edgecnn.gemmconv): at most the recipe's
+           gemm_conv_pixels output pixels, 16 where it has none
 e.g. ``cl``, ``bf16+cl``, ``compile+bf16+cl+fused``.
 
 The input pipeline is timed separately (ms per batch, also interleaved): ``loader`` is
@@ -112,7 +113,7 @@ def make_step(model, recipe, variant: str):
     extra = {"fused": True} if "fused" in opts else {}
     opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **extra)
     net = torch.compile(model) if "compile" in opts else model
-    gemm = 16 if "gemm" in opts else 0
+    gemm = (cfg.gemm_conv_pixels or 16) if "gemm" in opts else 0
 
     def step(x, y):
         x = x.to(memory_format=fmt)

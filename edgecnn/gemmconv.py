@@ -2,9 +2,10 @@
 
 At the quick recipes' 32 px the deep layers of VGG16 and GoogLeNet see 4x4, 2x2 and 1x1 maps, where
 oneDNN's convolution (its weight gradient above all) runs far below the rate of a plain GEMM of the
-same size: with bf16 on an AMX Xeon, a 512-channel 3x3 layer on 2x2 maps trains 4.8x faster, forward
-and backward, as ``im2col`` + ``torch.addmm`` than as ``F.conv2d`` (``benchmarks/conv_passes.py
---gemm``). :func:`conv2d_gemm` is that lowering: the same convolution (cross-correlation, zero
+same size. With bf16 on an AMX Xeon, a 512-channel 3x3 layer's forward pass and both gradients take
+6.3x less time on 2x2 maps and 2.4x less on 4x4 as ``im2col`` + ``torch.addmm`` than as ``F.conv2d``,
+and 2.2x more on 8x8 (``benchmarks/conv_passes.py``, docs/BENCHMARKS.md): hence a limit on the map
+size. :func:`conv2d_gemm` is that lowering: the same convolution (cross-correlation, zero
 padding, stride; one group, no dilation), written with differentiable torch ops, so autograd gives its
 backward (the weight gradient is one GEMM, the input gradient one GEMM and a sum of shifted slices).
 :func:`small_maps_as_gemm` routes a model's eligible ``nn.Conv2d`` layers through it for as long as

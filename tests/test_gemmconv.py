@@ -111,3 +111,22 @@ def test_a_training_run_with_it_matches_one_without(tmp_path, monkeypatch):
         assert bool(calls) == bool(px)
     for a, b in zip(*weights, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_recipe_key_resolves_only_for_bf16_on_an_amx_cpu(monkeypatch):
+    """``gemm_conv_pixels`` applies in a bf16 step on a CPU with AMX, the one kind it was measured
+    on; what it resolves to (with amp) is in the training run's key."""
+    import dataclasses
+
+    import edgecnn.train as train
+    from edgecnn.recipes import TrainSection
+
+    cfg = TrainSection(amp="bf16", gemm_conv_pixels=16)
+    monkeypatch.setattr(train, "has_amx", lambda: True)
+    assert train.kernels(cfg, "cpu") == {"amp": "bf16", "gemm_conv_pixels": 16}
+    assert train.kernels(cfg, "cuda") == {"amp": "bf16", "gemm_conv_pixels": 0}
+    assert train.kernels(dataclasses.replace(cfg, amp="off"), "cpu") == {"amp": "off", "gemm_conv_pixels": 0}
+    monkeypatch.setattr(train, "has_amx", lambda: False)
+    assert train.kernels(cfg, "cpu") == {"amp": "bf16", "gemm_conv_pixels": 0}
+    with pytest.raises(ValueError, match="gemm_conv_pixels"):
+        TrainSection(gemm_conv_pixels=-1)
