@@ -51,8 +51,11 @@ DEFAULT_VARIANTS = "eager,cl,bf16,bf16+cl,fused"  # compile: minutes per network
 def options(variant: str) -> set[str]:
     """The options of a variant name; SystemExit naming the unknown ones."""
     opts = set() if variant == "eager" else set(variant.split("+"))
-    if opts - set(OPTIONS) or ("bn32" in opts and "bf16" not in opts):
-        raise SystemExit(f"error: variant {variant!r}: use eager or +-joined options of {', '.join(OPTIONS)}")
+    if opts - set(OPTIONS) or ("bn32" in opts and "bf16" not in opts) or {"compile", "gemm"} <= opts:
+        raise SystemExit(
+            f"error: variant {variant!r}: use eager or +-joined options of {', '.join(OPTIONS)} "
+            "(bn32 with bf16; compile and gemm not together: gemm swaps layers' forward every step)"
+        )
     return opts
 
 

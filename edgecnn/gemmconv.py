@@ -49,13 +49,16 @@ def conv2d_gemm(x, weight, bias, stride: tuple[int, int], padding: tuple[int, in
         cols = torch.cat(taps, dim=3).reshape(n * ho * wo, kh * kw * c)
         w2 = weight.permute(0, 2, 3, 1).reshape(o, kh * kw * c)
     y = torch.addmm(bias, cols, w2.t()) if bias is not None else cols @ w2.t()
-    return y.view(n, ho, wo, o).permute(0, 3, 1, 2)
+    out = y.view(n, ho, wo, o).permute(0, 3, 1, 2)  # channels_last, as the input should be
+    return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
 
 
 def _eligible(conv) -> bool:
-    """A plain 2-D convolution :func:`conv2d_gemm` computes exactly the same way."""
+    """A plain 2-D convolution :func:`conv2d_gemm` computes exactly the same way (not a subclass with a
+    forward of its own, such as a QAT convolution with its fake-quantizer or BatchNorm)."""
     return (
-        conv.groups == 1
+        type(conv).forward is torch.nn.Conv2d.forward
+        and conv.groups == 1
         and tuple(conv.dilation) == (1, 1)
         and conv.padding_mode == "zeros"
         and not isinstance(conv.padding, str)
@@ -69,7 +72,8 @@ def _routed(conv, max_pixels: int):
     def forward(x):
         h, w = x.shape[-2:]
         (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
-        if ((h + 2 * ph - kh) // sh + 1) * ((w + 2 * pw - kw) // sw + 1) > max_pixels or x.dim() != 4:
+        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if x.dim() != 4 or not (0 < ho * wo <= max_pixels and ho > 0):  # too large, or PyTorch's error
             return native(x)
         return conv2d_gemm(x, conv.weight, conv.bias, conv.stride, conv.padding)
 

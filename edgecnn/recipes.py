@@ -71,8 +71,8 @@ class TrainSection:
     amp: Literal["auto", "bf16", "off"] = "auto"
     channels_last: bool = True
     # Convolutions whose output map has at most this many pixels run as one GEMM each in a bf16
-    # training step on a CPU with AMX (edgecnn.gemmconv; the only place it was measured faster:
-    # 1.4-1.6x per VGG16/GoogLeNet step at 32 px, docs/BENCHMARKS.md); 0 = never. The network
+    # training step on a CPU with AMX (edgecnn.gemmconv; the one kind of step where it was measured
+    # to pay: 1.4-1.65x per VGG16/GoogLeNet step at 32 px, docs/BENCHMARKS.md); 0 = never. The network
     # and its weights' layout are unchanged: only the kernel, and so the rounding, differ.
     gemm_conv_pixels: int = 0
     seed: int = 0

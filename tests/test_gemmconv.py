@@ -26,6 +26,7 @@ from edgecnn.trainloop import StepOptions
         (7, 2, 3, False, 9),
         (11, 4, 2, True, 15),
         (3, 1, 0, True, 4),
+        (1, 2, 0, False, 4),  # ResNet18's downsample
     ],
 )
 @pytest.mark.parametrize("channels_last", [True, False])
@@ -46,6 +47,58 @@ def test_same_values_and_gradients_as_conv2d(k, stride, pad, bias, side, channel
         torch.autograd.grad(out, leaves, up), torch.autograd.grad(ref, leaves, up), strict=True
     ):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_in_bf16_autocast_as_the_training_step_runs_it():
+    """Under CPU bf16 autocast (the recipes' step): a bf16 channels_last result as close to
+    F.conv2d's as bf16 rounding allows, and FP32 weight and bias gradients."""
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(64, 32, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(8, 64, 4, 4, generator=g).to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = conv(x)
+        out = conv2d_gemm(x, conv.weight, conv.bias, conv.stride, conv.padding)
+    assert out.dtype == ref.dtype == torch.bfloat16
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out.float(), ref.float(), rtol=0.02, atol=0.05)
+    gw, gb = torch.autograd.grad(out.float().square().sum(), [conv.weight, conv.bias])
+    rw, rb = torch.autograd.grad(ref.float().square().sum(), [conv.weight, conv.bias])
+    assert gw.dtype == gb.dtype == torch.float32
+    torch.testing.assert_close(gw, rw, rtol=0.05, atol=0.5)
+    torch.testing.assert_close(gb, rb, rtol=0.05, atol=0.5)
+
+
+def test_leaves_alone_what_it_cannot_compute(monkeypatch):
+    """Dilation, reflect padding, "same" padding, a subclass with its own forward, and an output map
+    PyTorch refuses (its own error, not a reshape error) stay with F.conv2d."""
+    import edgecnn.gemmconv as gc
+
+    class Clamped(torch.nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x).clamp(-1, 1)
+
+    layers = [
+        torch.nn.Conv2d(4, 4, 3, padding=2, dilation=2),
+        torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+        torch.nn.Conv2d(4, 4, 3, padding="same"),
+        Clamped(4, 4, 3, padding=1),
+    ]
+    monkeypatch.setattr(gc, "conv2d_gemm", lambda *a: pytest.fail("routed"))
+    x = torch.randn(2, 4, 2, 2)
+    for layer in layers:
+        with small_maps_as_gemm(layer, 16):
+            torch.testing.assert_close(layer(x), layer.__class__.forward(layer, x))
+    tiny = torch.nn.Conv2d(4, 4, 3)
+    with small_maps_as_gemm(tiny, 16), pytest.raises(RuntimeError, match="Kernel size can't be greater"):
+        tiny(torch.randn(1, 4, 1, 1))
+
+
+def test_restores_the_layers_when_the_step_raises():
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    with pytest.raises(ValueError), small_maps_as_gemm(conv, 16):
+        assert "forward" in conv.__dict__
+        raise ValueError("a step that failed")
+    assert "forward" not in conv.__dict__
 
 
 class _Net(torch.nn.Module):
