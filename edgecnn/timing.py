@@ -126,7 +126,8 @@ def measure(
     runtime_ms: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Time ``run(x)``: ``warmup`` calls (the first one reported apart), then timed calls until
-    ``min_seconds`` and ``min_runs`` are both reached, stopping at ``max_seconds`` or ``max_runs``.
+    ``min_seconds`` and ``min_runs`` are both reached, stopping at ``max_seconds`` (never before
+    ``min_seconds``: a longer measurement asked for is one) or ``max_runs``.
     ``runtime_ms()``, read after each timed call, is the runtime's own time of that call.
     """
     if min_runs < 1 or warmup < 0:
@@ -187,7 +188,7 @@ def _timed_runs(
     samples: list[float] = []
     inner: list[float] = []
     start = time.perf_counter_ns()
-    deadline = start + int(max_seconds * 1e9)
+    deadline = start + int(max(max_seconds, min_seconds) * 1e9)
     enough = start + int(min_seconds * 1e9)
     while True:
         t = time.perf_counter_ns()

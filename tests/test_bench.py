@@ -73,6 +73,11 @@ def test_measure_stops_at_max_seconds():
     assert 1 <= r["latency_ms"]["n"] < 10_000 and "max_seconds" in r["notes"][0]
     r = measure(lambda x: None, np.zeros((1, 1)), warmup=0, min_seconds=5, min_runs=3, max_runs=5)
     assert r["latency_ms"]["n"] == 5
+    # `bench --min-seconds` above max_seconds (60 by default) is measured for as long as asked
+    r = measure(
+        lambda x: time.sleep(0.005), np.zeros((1, 1)), warmup=0, min_seconds=0.1, min_runs=1, max_seconds=0.02
+    )
+    assert r["timed_s"] >= 0.1 and not r["notes"]
 
 
 def test_rapl_energy_from_a_fake_counter(tmp_path):
