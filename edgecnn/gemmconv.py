@@ -29,8 +29,9 @@ def conv2d_gemm(x, weight, bias, stride: tuple[int, int], padding: tuple[int, in
     The input is read as NHWC (a view when ``x`` is channels_last): the kernel's taps, shifted
     slices of the zero-padded input, are concatenated along the channels into one
     ``(N*Ho*Wo, kh*kw*C)`` matrix that multiplies the weight laid out as ``(kh*kw*C, O)``. The
-    result is a channels_last ``(N, O, Ho, Wo)`` view of the GEMM's output. A 1x1 convolution with
-    stride 1 and no padding is the GEMM of the input itself.
+    result is ``(N, O, Ho, Wo)``: a channels_last view of the GEMM's output for a channels_last
+    input, a contiguous copy for any other, as ``F.conv2d`` returns. A 1x1 convolution with stride 1
+    and no padding is the GEMM of the input itself.
     """
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
