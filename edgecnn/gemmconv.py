@@ -23,6 +23,12 @@ import torch
 import torch.nn.functional as F
 
 
+def _out_size(h: int, w: int, kernel, stride, padding) -> tuple[int, int]:
+    """The output map (height, width) of a convolution without dilation, as F.conv2d computes it."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
 def conv2d_gemm(x, weight, bias, stride: tuple[int, int], padding: tuple[int, int]):
     """``F.conv2d(x, weight, bias, stride, padding)`` (groups 1, dilation 1) as one GEMM.
 
@@ -36,7 +42,7 @@ def conv2d_gemm(x, weight, bias, stride: tuple[int, int], padding: tuple[int, in
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    ho, wo = _out_size(h, w, (kh, kw), stride, padding)
     nhwc = x.permute(0, 2, 3, 1)
     if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
         cols, w2 = nhwc.reshape(-1, c), weight.reshape(o, c)
@@ -71,10 +77,8 @@ def _routed(conv, max_pixels: int):
     native = conv.forward
 
     def forward(x):
-        h, w = x.shape[-2:]
-        (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
-        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-        if x.dim() != 4 or not (0 < ho * wo <= max_pixels and ho > 0):  # too large, or PyTorch's error
+        ho, wo = _out_size(*x.shape[-2:], conv.kernel_size, conv.stride, conv.padding)
+        if x.dim() != 4 or min(ho, wo) < 1 or ho * wo > max_pixels:  # PyTorch's own error, or too large
             return native(x)
         return conv2d_gemm(x, conv.weight, conv.bias, conv.stride, conv.padding)
 

@@ -10,9 +10,9 @@ with one ``error:`` naming the last good state) and the progress bar.
 
 What differs is passed in: the model and optimizer, the step options (:class:`StepOptions`:
 device, memory format, autocast, gradient clipping, small-map convolutions as GEMMs; where
-throughput options plug in) and
-the :class:`Hooks` (float training evaluates on the validation split at the end of each
-epoch; QAT freezes observers and BatchNorm at given steps and logs its loss every 20 steps).
+throughput options plug in) and the :class:`Hooks` (float training evaluates on the validation
+split at the end of each epoch; QAT freezes observers and BatchNorm at given steps and logs its
+loss every 20 steps).
 
 Under torchrun (see :mod:`edgecnn.distributed`) the model is wrapped in DistributedDataParallel,
 each rank takes its slice of every global batch, and rank 0 alone writes the state.

@@ -168,7 +168,7 @@ def test_a_training_run_with_it_matches_one_without(tmp_path, monkeypatch):
 
 def test_the_recipe_key_resolves_only_for_bf16_on_an_amx_cpu(monkeypatch):
     """``gemm_conv_pixels`` applies in a bf16 step on a CPU with AMX, the one kind it was measured
-    on; what it resolves to (with amp) is in the training run's key."""
+    on, and nowhere else; a negative value is refused."""
     import dataclasses
 
     import edgecnn.train as train

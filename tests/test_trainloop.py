@@ -25,7 +25,8 @@ def _loop(
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (96, 8, 8, 1), dtype=np.uint8)
     labels = (images.reshape(96, -1).mean(axis=1) > 127.5).astype(np.int64)
-    model = model or torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.3), torch.nn.Linear(64, 2))
+    if model is None:
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.3), torch.nn.Linear(64, 2))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     schedule = Schedule.plan(len(labels), 16, epochs, lr, section="train", warmup_epochs=0.5)
     pre = Preprocess(image_size=8, channels=1, mean=(0.5,), std=(0.25,))
