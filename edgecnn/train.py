@@ -23,6 +23,7 @@ and rank 0 alone writes the files above; the run key is the same as a single pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -66,9 +67,15 @@ def weights_id(weights: str | None) -> str | None:
 
 @torch.no_grad()
 def evaluate_model(
-    model: torch.nn.Module, images, labels, preprocess: Preprocess, batch_size: int = 500
+    model: torch.nn.Module,
+    images,
+    labels,
+    preprocess: Preprocess,
+    batch_size: int = 500,
+    autocast: torch.dtype | None = None,
 ) -> dict:
-    """Top-1 / top-5 of a float PyTorch model on uint8 images.
+    """Top-1 / top-5 of a float PyTorch model on uint8 images; ``autocast`` (a dtype) runs its
+    forward pass under autocast, as a training step does (None: in the model's own dtype).
 
     Under torchrun every rank must call it: rank 0's buffers are broadcast, each rank scores
     its share of the images and the counts are summed.
@@ -79,7 +86,7 @@ def evaluate_model(
         d = distributed.info()
         lo, hi = distributed.shard(len(labels), d.rank, d.world_size)
         images, labels = images[lo:hi], labels[lo:hi]
-    _, acc = _score(model, images, labels, preprocess, batch_size)
+    _, acc = _score(model, images, labels, preprocess, batch_size, autocast)
     if distributed.active():
         acc.n, acc.correct1, acc.correct5 = (
             int(v) for v in distributed.all_reduce_sum([acc.n, acc.correct1, acc.correct5])
@@ -97,13 +104,17 @@ def predict_model(
     return preds, acc.as_dict()
 
 
-def _score(module: Any, images, labels, preprocess: Preprocess, batch_size: int) -> tuple[np.ndarray, TopK]:
-    """The one evaluation loop: top-1 per image and the running top-1/top-5 counts of ``module``."""
+def _score(
+    module: Any, images, labels, preprocess: Preprocess, batch_size: int, autocast: torch.dtype | None = None
+) -> tuple[np.ndarray, TopK]:
+    """The one evaluation loop: top-1 per image and the running top-1/top-5 counts of ``module``
+    (its forward pass under ``autocast``, a dtype, where one is given)."""
     params = next(iter(module.parameters()), None) if hasattr(module, "parameters") else None
     device = params.device if params is not None else torch.device("cpu")
     acc, preds = TopK(), [np.empty(0, dtype=np.int64)]
     for x, y in iterate_batches(images, labels, preprocess, batch_size, shuffle=False):
-        logits = module(x.to(device)).cpu()
+        with torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext():
+            logits = module(x.to(device)).float().cpu()
         acc.update(logits, y)
         preds.append(logits.argmax(1).numpy())
     return np.concatenate(preds), acc
@@ -300,7 +311,8 @@ def _model(arch: str, cfg, job: _Job, weights: str | None) -> tuple[torch.nn.Mod
 def _loop(
     arch: str, recipe: Recipe, job: _Job, model, options: StepOptions, run: Run, log, t_start: float
 ) -> Loop:
-    """Float training: the optimizer, the schedule, and validation at the end of each epoch."""
+    """Float training: the optimizer, the schedule, and validation at the end of each epoch (in the
+    step's precision: bf16 autocast where the step has it)."""
     cfg, pool = recipe.train, job.bundle.train
     images, labels = pool.images[job.train_split.indices], pool.labels[job.train_split.indices]
     schedule = Schedule.plan(
@@ -316,10 +328,15 @@ def _loop(
     val_images, val_labels = pool.images[val_idx], pool.labels[val_idx]
 
     def end_epoch(epoch: int, stats: EpochStats) -> dict:
-        val = evaluate_model(model, val_images, val_labels, job.preprocess, cfg.eval_batch_size)
+        # validation in the step's precision (bf16 autocast: 2.9-3.3x less time for VGG16 and
+        # AlexNet on an AMX Xeon); the test split, the run's reported top-1, stays in FP32
+        val = evaluate_model(
+            model, val_images, val_labels, job.preprocess, cfg.eval_batch_size, options.autocast
+        )
+        in_bf16 = " (bf16)" if options.autocast == torch.bfloat16 else ""
         log(
             f"{arch} epoch {epoch + 1}/{cfg.epochs}: loss {stats.loss:.4f} "
-            f"train top-1 {stats.acc.top1:.4f} val top-1 {val['top1']:.4f}"
+            f"train top-1 {stats.acc.top1:.4f} val top-1 {val['top1']:.4f}{in_bf16}"
         )
         return {
             "epoch": epoch + 1,

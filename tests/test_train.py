@@ -145,6 +145,53 @@ def test_resume_after_kill_gives_the_same_model(finished, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
+def test_evaluate_model_runs_the_forward_pass_under_the_autocast_it_is_given():
+    from edgecnn.data import Preprocess
+    from edgecnn.train import evaluate_model
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.seen = torch.nn.Linear(3 * 8 * 8, 10), []
+
+        def forward(self, x):
+            on = torch.is_autocast_enabled("cpu")
+            self.seen.append(torch.get_autocast_dtype("cpu") if on else None)
+            return self.fc(x.flatten(1))
+
+    images, labels = np.zeros((6, 8, 8, 1), np.uint8), np.arange(6) % 10
+    pre = Preprocess(image_size=8, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    for dtype in (torch.bfloat16, None):
+        m = Probe()
+        acc = evaluate_model(m, images, labels, pre, batch_size=4, autocast=dtype)
+        assert m.seen == [dtype, dtype] and acc["n"] == 6
+
+
+def test_a_bf16_run_validates_in_bf16_and_tests_in_fp32(tmp_path, monkeypatch):
+    """Validation each epoch runs in the step's precision (bf16 autocast); the test split, the
+    run's reported top-1 and the INT8 stages' reference, in FP32."""
+    from edgecnn import train as train_mod
+
+    seen = []
+
+    def spy(module, images, labels, preprocess, batch_size, autocast=None):
+        seen.append((len(labels), autocast))
+        return real(module, images, labels, preprocess, batch_size, autocast)
+
+    real = train_mod._score
+    monkeypatch.setattr(train_mod, "_score", spy)
+    p = tmp_path / "r.toml"
+    p.write_text(RECIPE.format(subset=128, lr=0.05, ckpt=60).replace('amp = "off"', 'amp = "bf16"'))
+    lines = []
+    result = train(
+        "test_resnet18", load_recipe("test_resnet18", str(p)), out_dir=tmp_path / "o", threads=1,
+        progress=False, log=lines.append,
+    )  # fmt: skip
+    assert result.report["amp"] == "bf16"
+    assert seen == [(500, torch.bfloat16)] * 2 + [(10000, None)]
+    assert sum("val top-1" in s and s.endswith("(bf16)") for s in lines) == 2
+
+
 def test_nan_loss_stops_and_keeps_last_good_state(tmp_path):
     recipe = load_recipe("test_resnet18", str(_recipe(tmp_path, lr=1e8, ckpt=0.0)))
     out = tmp_path / "nan"
