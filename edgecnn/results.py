@@ -596,11 +596,14 @@ class FailedRun(Result):
 @dataclass(frozen=True)
 class FrontierProgress(Result):
     """A frontier still running: ``done`` of ``of`` runs finished, ``eta_s`` the seconds the rest
-    took last time (None: not known)."""
+    should take (None: not known) and ``eta_basis`` where that comes from: "recorded" (the time
+    each run took last time), "estimated" (the trainings still to do timed from a few of their
+    steps, the rest from this run's finished runs) or "lower bound" (the trainings alone)."""
 
     done: int
     of: int
     eta_s: float | None = None
+    eta_basis: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

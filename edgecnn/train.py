@@ -217,6 +217,47 @@ def train(
         return FloatModel(arch, ckpt_path, out, key, test, False, report)
 
 
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """How long :func:`train` would take here: ``steps`` optimisation steps of ``step_seconds``
+    each (validation, the test split and the first step's set-up not counted); 0 steps when its
+    finished run is in the cache."""
+
+    steps: int
+    step_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.steps * self.step_seconds
+
+
+def estimate(
+    arch: str,
+    recipe: Recipe,
+    *,
+    data: str | None = None,
+    weights: str | None = None,
+    reset_head: bool = False,
+    threads: int | None = None,
+    force: bool = False,
+    timed_steps: int = 3,
+) -> TrainingEstimate:
+    """:func:`train`'s cost on this machine, before it runs: the run's key looked up in the cache,
+    else a throwaway copy of the run (same model, step options and batches) timed for a few steps
+    (``force``: as :func:`train` with ``force``, the cache not looked at). Writes nothing. A few
+    seconds a network: the frontier's first-run ETA."""
+    with distributed.torch_threads(threads or distributed.default_threads()):
+        job = _job(data, recipe, weights, reset_head)
+        key = stage_key(_key_payload(arch, recipe, job, weights))
+        out = paths.runs_dir() / "train" / f"{arch}-{recipe.profile}-{key}"
+        if not force and (out / "model.pt").exists() and _finished(out / "train.json", key):
+            return TrainingEstimate(0, 0.0)
+        model, options = _model(arch, recipe.train, job, weights)
+        run = Run(arch, "training", "train", key, out / "state.pt", STATE_FORMAT, float("inf"))
+        loop = _loop(arch, recipe, job, model, options, run, lambda s: None, time.perf_counter())
+        return TrainingEstimate(loop.schedule.total, loop.time_steps(timed_steps))
+
+
 def _test(model: torch.nn.Module, job: _Job, batch_size: int) -> tuple[dict, np.ndarray | None]:
     """The trained model's top-1/top-5 on the test split, and whether it got each image right
     (None under torchrun, where each rank scores a share)."""

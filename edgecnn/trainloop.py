@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import pickle
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -241,6 +242,17 @@ class Loop:
             # (a state saved after an epoch's last step but before its end resumes into that end)
             while self.step < sched.total or self.step_in_epoch == sched.steps_per_epoch:
                 self._epoch(bar)
+
+    def time_steps(self, n: int) -> float:
+        """The median wall time of ``n`` optimisation steps on the first batches, after one untimed
+        step (its one-off kernel set-up): an estimate's input. The steps change the model and the
+        optimizer, so time a loop that will not train; nothing is saved."""
+        times, batches = [], self.batches.epoch(0, 0)
+        for i, (x, y) in zip(range(n + 1), batches, strict=False):
+            t = time.perf_counter()
+            self._step(x, y, self.schedule.lr_at(i))
+            times.append(time.perf_counter() - t)
+        return statistics.median(times[1:] or times)
 
     def _epoch(self, bar: _Progress) -> None:
         sched, hooks, stats = self.schedule, self.hooks, EpochStats()

@@ -84,7 +84,8 @@ def test_the_report_is_written_after_every_point_and_reloads_until_the_end(run):
     assert first["files"] == sorted([*FILES, MARKER])
     assert (
         first["json"]["in_progress"]
-        == {"done": 1, "of": len(res["points"]), "eta_s": None}  # a new folder: no recorded times
+        # a new folder, no recorded times; the first run trained, and none after training is timed yet
+        == {"done": 1, "of": len(res["points"]), "eta_s": None, "eta_basis": None}
         == first["result"]["in_progress"]
     )
     [pt] = first["json"]["points"]
@@ -98,11 +99,46 @@ def test_the_report_is_written_after_every_point_and_reloads_until_the_end(run):
 
 
 @pytest.mark.slow
-def test_progress_lines_say_eta_unknown_without_recorded_times(run):  # reads what `run` logged
-    lines = [s for s in FIRST_RUN["log"] if s.startswith("[")]
-    assert lines and all("ETA unknown" in s for s in lines)  # a new folder: no recorded time to go on
+def test_a_first_run_estimates_its_eta_from_timed_training_steps_and_its_finished_runs(run):
+    """A new folder has no recorded times: the first line's ETA is the training alone, timed from a
+    few of its steps (a lower bound); once a run after training has finished, the rest is
+    estimated from the runs done. Reads what `run` logged."""
+    log = FIRST_RUN["log"]
+    [timed] = [s for s in log if s.startswith("training steps timed for the ETA: ")]
+    steps, step_s = timed.split(": ")[1].removeprefix("test_resnet18 ").split(" x ")
+    assert int(steps) > 0 and float(step_s.removesuffix(" s")) > 0
+    lines = [s for s in log if s.startswith("[")]
     assert lines[0].startswith("[1/9] test_resnet18 on cpu, int8 | 0 of 7 done, 0:00:")
+    assert "ETA at least 0:" in lines[0] and "(the trainings still to do, from their timed steps" in lines[0]
+    assert "ETA unknown" in lines[1]  # trained; no run after training timed yet
+    assert all(
+        "(estimated from the trainings' timed steps and this run's finished runs)" in s for s in lines[2:]
+    )
     assert " of 7 done" in lines[-1] and "6 of 7 done" in lines[-1]
+    assert [u["json"]["in_progress"]["eta_basis"] for u in FIRST_RUN["updates"]][1:] == ["estimated"] * 5
+
+
+def test_eta_adds_recorded_times_trainings_still_to_do_and_the_mean_run_after_training():
+    from edgecnn.frontier.eta import eta_basis, eta_text
+
+    runs = [
+        ("resnet18", "cpu", None, "int8"),
+        ("resnet18", "rpi", None, "int8"),
+        ("vgg16", "cpu", None, "int8"),
+    ]
+    recorded = {("resnet18", "cpu", "host", "int8"): 100.0}
+    # resnet18 on cpu recorded (100); resnet18 on rpi: its training was done (0) + 20; vgg16: 300 + 20
+    assert eta_basis(runs, recorded, {"resnet18": 0.0, "vgg16": 300.0}, 20.0) == (440.0, "estimated")
+    # the training counts once per network however many of its runs remain
+    assert eta_basis(runs[2:] * 3, {}, {"vgg16": 300.0}, 20.0) == (360.0, "estimated")
+    # no run after training timed yet: the trainings alone, a lower bound; 0 of them says nothing
+    assert eta_basis(runs, {}, {"resnet18": 50.0, "vgg16": 300.0}, None) == (350.0, "lower bound")
+    assert eta_basis(runs[:2], {}, {"resnet18": 0.0}, None) == (None, None)
+    # a run with neither a recorded time nor a training estimate: unknown, never a guess
+    assert eta_basis(runs, recorded, {"resnet18": 0.0}, 20.0) == (None, None)
+    assert eta_basis(runs[:1], recorded, {}, None) == (100.0, "recorded")
+    assert eta_text(350.0, "lower bound").startswith("ETA at least 0:05:50 (the trainings still to do")
+    assert eta_text(None, None) == "ETA unknown"
 
 
 def test_work_order_puts_the_cheapest_network_first():
@@ -229,6 +265,8 @@ def test_same_command_again_reuses_every_stage(run, recipe_dir):
     eta = sum(p["seconds"] for p in res["points"])
     first_line = next(s for s in logged if s.startswith("[1/"))
     assert "ETA unknown" not in first_line and f"ETA {int(eta // 3600)}:" in first_line
+    assert "(the last run's recorded times)" in first_line
+    assert not any(s.startswith("training steps timed") for s in logged)  # no step timed on a re-run
     # and so does the report a reader has open: after the first run, the rest's recorded times
     rest = sum(p["seconds"] for p in res["points"][1:])
     assert updates[0]["eta_s"] == pytest.approx(rest) and "ETA 0:" in updates[0]["html"]

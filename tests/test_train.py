@@ -145,6 +145,25 @@ def test_resume_after_kill_gives_the_same_model(finished, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
+def test_estimate_times_a_few_steps_of_the_run_and_reads_a_finished_one_from_the_cache(
+    finished, tmp_path, monkeypatch
+):
+    """The frontier's first-run ETA: a run still to do is the schedule's steps times a timed step
+    (nothing written); a finished run in the cache costs nothing, unless forced."""
+    from edgecnn.train import estimate
+
+    _, recipe, _ = finished
+    monkeypatch.setenv("EDGECNN_HOME", str(tmp_path / "home"))
+    est = estimate("test_resnet18", recipe, threads=1)
+    assert est.steps == 2 * (768 // 64) and 0 < est.step_seconds < 30
+    assert est.seconds == est.steps * est.step_seconds
+    assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.pt"))
+    # the finished run, found where train() keeps it under the home
+    train("test_resnet18", recipe, threads=1, progress=False, log=lambda s: None)
+    assert estimate("test_resnet18", recipe, threads=1).steps == 0
+    assert estimate("test_resnet18", recipe, threads=1, force=True).steps == est.steps
+
+
 def test_evaluate_model_runs_the_forward_pass_under_the_autocast_it_is_given():
     from edgecnn.data import Preprocess
     from edgecnn.train import evaluate_model

@@ -158,10 +158,8 @@ def progress_line(result: Frontier) -> str | None:
     prog = result.in_progress
     if prog is None:
         return None
-    return (
-        f"In progress: {prog.done} of {prog.of} runs done, {eta_text(prog.eta_s)}; this report is rewritten "
-        f"after each one."
-    )
+    eta = eta_text(prog.eta_s, prog.eta_basis)
+    return f"In progress: {prog.done} of {prog.of} runs done, {eta}; this report is rewritten after each one."
 
 
 def intro(result: Frontier) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from edgecnn import outdir
 from edgecnn.errors import EdgecnnError
-from edgecnn.frontier.eta import duration, eta, eta_seconds, recorded_seconds
+from edgecnn.frontier.eta import duration, eta_basis, eta_text, recorded_seconds
 from edgecnn.frontier.pareto import flag_pareto
 from edgecnn.frontier.plot import check_plot, render_png
 from edgecnn.frontier.points import cost_fields, point_from_report
@@ -129,6 +129,22 @@ class _Run:
         self.points: list[FrontierPoint] = []
         self.skipped: list[SkippedRun] = []
         self.failed: list[FailedRun] = []
+        self.training_s: dict[str, float] = {}  # arch -> its training still to do (an estimate)
+        self.after: list[float] = []  # wall seconds of the finished runs that did not train
+
+    def finished(self, arch: str, seconds: float) -> None:
+        """One run of ``arch`` took ``seconds``: the first of a network still to train trained."""
+        if self.training_s.get(arch, 0.0) > 0:
+            self.training_s[arch] = 0.0
+        else:
+            self.after.append(seconds)
+
+    def eta(
+        self, remaining: Sequence[Combo], recorded: dict[tuple, float]
+    ) -> tuple[float | None, str | None]:
+        """(seconds, basis) of the ``remaining`` runs (:func:`edgecnn.frontier.eta.eta_basis`)."""
+        after_s = sum(self.after) / len(self.after) if self.after else None
+        return eta_basis(remaining, recorded, self.training_s, after_s)
 
     @property
     def done(self) -> int:
@@ -204,6 +220,7 @@ def run_frontier(
     run = _Run(archs, targets, precisions, opts)
     combos = combinations(archs, targets, precisions)
     runnable = [c for c in combos if skip_reason(c) is None]
+    run.training_s = training_estimates(runnable, recorded, opts)
     for i, c in enumerate(combos, 1):
         why = skip_reason(c)
         if why is not None:
@@ -211,18 +228,18 @@ def run_frontier(
             continue
         opts.log(
             f"[{i}/{len(combos)}] {c.arch} on {c.where}, {c.precision} | {run.done} of {len(runnable)} done, "
-            f"{run.elapsed()} elapsed, {eta(runnable[run.done :], recorded)}"
+            f"{run.elapsed()} elapsed, {eta_text(*run.eta(runnable[run.done :], recorded))}"
         )
+        t0 = time.perf_counter()
         try:
             run.points.append(deploy_point(c, opts))
         except EdgecnnError as e:
             opts.log(f"  failed: {e}")
             run.failed.append(FailedRun(c.arch, c.where, c.precision, str(e)))
+        run.finished(c.arch, time.perf_counter() - t0)
         if run.points and run.done < len(runnable):
             _write_partial(
-                out,
-                run,
-                FrontierProgress(run.done, len(runnable), eta_seconds(runnable[run.done :], recorded)),
+                out, run, FrontierProgress(run.done, len(runnable), *run.eta(runnable[run.done :], recorded))
             )
     if not run.points:
         raise EdgecnnError(
@@ -234,6 +251,35 @@ def run_frontier(
     remember(result, out)
     opts.log(f"wrote {out}")
     return out, result
+
+
+def training_estimates(
+    runnable: Sequence[Combo], recorded: dict[tuple, float], opts: FrontierOptions
+) -> dict:
+    """arch -> seconds of its training still to do (:func:`edgecnn.train.estimate`: 0 when cached,
+    else a few of its steps timed), for each network with a run that has no recorded time; {} on
+    a re-run that has them all. A network whose estimate fails (its deploy will say why) has none."""
+    from edgecnn.train import estimate
+
+    archs = dict.fromkeys(c.arch for c in runnable if not _has_record(c, recorded))
+    if not archs:
+        return {}
+    seconds, words = {}, []
+    for arch in archs:
+        try:
+            est = estimate(
+                arch, opts.recipe_for(arch), data=opts.data, threads=opts.threads, force=opts.force
+            )
+        except EdgecnnError:
+            continue
+        seconds[arch] = est.seconds
+        words.append(f"{arch} cached" if not est.steps else f"{arch} {est.steps} x {est.step_seconds:.3f} s")
+    opts.log(f"training steps timed for the ETA: {', '.join(words) or 'none'}")
+    return seconds
+
+
+def _has_record(c: Combo, recorded: dict[tuple, float]) -> bool:
+    return eta_basis([c], recorded, {}, None)[0] is not None
 
 
 def _write_partial(out: Path, run: _Run, progress: FrontierProgress) -> None:
