@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
-from edgecnn.vocab import LatencySource, Method, Precision, QuantStage, Runtime, Target, Word
+from edgecnn.vocab import EtaBasis, LatencySource, Method, Precision, QuantStage, Runtime, Target, Word
 
 # ---------------------------------------------------------------- JSON from the fields
 
@@ -596,14 +596,12 @@ class FailedRun(Result):
 @dataclass(frozen=True)
 class FrontierProgress(Result):
     """A frontier still running: ``done`` of ``of`` runs finished, ``eta_s`` the seconds the rest
-    should take (None: not known) and ``eta_basis`` where that comes from: "recorded" (the time
-    each run took last time), "estimated" (the trainings still to do timed from a few of their
-    steps, the rest from this run's finished runs) or "lower bound" (the trainings alone)."""
+    should take (None: not known) and ``eta_basis`` what that rests on (:class:`EtaBasis`)."""
 
     done: int
     of: int
     eta_s: float | None = None
-    eta_basis: str | None = None
+    eta_basis: EtaBasis | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

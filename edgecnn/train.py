@@ -220,8 +220,8 @@ def train(
 @dataclass(frozen=True)
 class TrainingEstimate:
     """How long :func:`train` would take here: ``steps`` optimisation steps of ``step_seconds``
-    each (validation, the test split and the first step's set-up not counted); 0 steps when its
-    finished run is in the cache."""
+    each, a batch's preparation included (validation, the test split and the first step's set-up
+    not counted: the estimate is low by about those); 0 steps when its finished run is cached."""
 
     steps: int
     step_seconds: float
@@ -239,18 +239,18 @@ def estimate(
     weights: str | None = None,
     reset_head: bool = False,
     threads: int | None = None,
-    force: bool = False,
     timed_steps: int = 3,
 ) -> TrainingEstimate:
     """:func:`train`'s cost on this machine, before it runs: the run's key looked up in the cache,
-    else a throwaway copy of the run (same model, step options and batches) timed for a few steps
-    (``force``: as :func:`train` with ``force``, the cache not looked at). Writes nothing. A few
-    seconds a network: the frontier's first-run ETA."""
-    with distributed.torch_threads(threads or distributed.default_threads()):
+    else a throwaway copy of the run (same model, step options and batches) timed for a few steps,
+    for the whole schedule (an interrupted run that will resume takes less). Writes nothing under
+    ``$EDGECNN_HOME`` and leaves torch's random state as it found it. About a second a network
+    for the quick recipes (the frontier's first-run ETA)."""
+    with distributed.torch_threads(threads or distributed.default_threads()), torch.random.fork_rng():
         job = _job(data, recipe, weights, reset_head)
         key = stage_key(_key_payload(arch, recipe, job, weights))
         out = paths.runs_dir() / "train" / f"{arch}-{recipe.profile}-{key}"
-        if not force and (out / "model.pt").exists() and _finished(out / "train.json", key):
+        if (out / "model.pt").exists() and _finished(out / "train.json", key):
             return TrainingEstimate(0, 0.0)
         model, options = _model(arch, recipe.train, job, weights)
         run = Run(arch, "training", "train", key, out / "state.pt", STATE_FORMAT, float("inf"))

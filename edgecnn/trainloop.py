@@ -244,13 +244,16 @@ class Loop:
                 self._epoch(bar)
 
     def time_steps(self, n: int) -> float:
-        """The median wall time of ``n`` optimisation steps on the first batches, after one untimed
-        step (its one-off kernel set-up): an estimate's input. The steps change the model and the
-        optimizer, so time a loop that will not train; nothing is saved."""
-        times, batches = [], self.batches.epoch(0, 0)
-        for i, (x, y) in zip(range(n + 1), batches, strict=False):
+        """The median wall time of ``n`` optimisation steps on the first batches, each batch's
+        preparation included, after one untimed step (its one-off kernel set-up): an estimate's
+        input. The steps change the model and the optimizer, so time a loop that will not train;
+        nothing is saved."""
+        times, batches = [], iter(self.batches.epoch(0, 0))
+        for i in range(n + 1):
             t = time.perf_counter()
-            self._step(x, y, self.schedule.lr_at(i))
+            if (batch := next(batches, None)) is None:
+                break
+            self._step(*batch, self.schedule.lr_at(i))
             times.append(time.perf_counter() - t)
         return statistics.median(times[1:] or times)
 

@@ -1,5 +1,5 @@
 """edgecnn's fixed vocabularies, one string enum each: targets, runtimes, precisions, PTQ
-methods, latency sources.
+methods, latency sources, what a frontier's ETA rests on.
 
 A member *is* its string: ``Target.CPU == "cpu"``, ``json.dumps(Target.CPU)`` writes ``"cpu"``,
 ``f"{Target.CPU}"`` prints ``cpu`` and a dict keyed by members is found by plain strings. So the
@@ -72,3 +72,13 @@ class QuantStage(Word):
 
     CALIBRATE = "calibrate"
     QAT = "qat"
+
+
+class EtaBasis(Word):
+    """What a running frontier's ETA rests on (``edgecnn.frontier.eta``): the times its runs took
+    last time, an estimate (the trainings still to do timed from a few steps, the rest from the
+    runs finished so far), or the trainings alone (a lower bound, until a run after training ends)."""
+
+    RECORDED = "recorded"
+    ESTIMATED = "estimated"
+    LOWER_BOUND = "lower bound"

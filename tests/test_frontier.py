@@ -84,15 +84,23 @@ def test_the_report_is_written_after_every_point_and_reloads_until_the_end(run):
     assert first["files"] == sorted([*FILES, MARKER])
     assert (
         first["json"]["in_progress"]
-        # a new folder, no recorded times; the first run trained, and none after training is timed yet
-        == {"done": 1, "of": len(res["points"]), "eta_s": None, "eta_basis": None}
+        # a new folder, no recorded times: the first run trained; the rest is estimated from its
+        # time less its training's estimate
+        == {
+            "done": 1,
+            "of": len(res["points"]),
+            "eta_s": first["json"]["in_progress"]["eta_s"],
+            "eta_basis": "estimated",
+        }
         == first["result"]["in_progress"]
     )
     [pt] = first["json"]["points"]
     assert pt["id"] == res["points"][0]["id"] and pt["top1"] == res["points"][0]["top1"]
     assert '<meta http-equiv="refresh"' in first["html"] and pt["device"] in first["html"]
-    assert f"In progress: 1 of {len(res['points'])} runs done, ETA unknown" in first["md"]
-    assert f"In progress: 1 of {len(res['points'])} runs done, ETA unknown" in first["html"]
+    assert first["json"]["in_progress"]["eta_s"] > 0
+    for text in (first["md"], first["html"]):
+        assert f"In progress: 1 of {len(res['points'])} runs done, ETA 0:" in text
+        assert "(estimated from the trainings" in text and "timed steps and this run" in text  # html: &#x27;
     assert [len(u["json"]["points"]) for u in ups] == list(range(1, len(res["points"])))
     html = (path / "report.html").read_text()
     assert "refresh" not in html and "In progress" not in html and "in_progress" not in res
@@ -101,8 +109,8 @@ def test_the_report_is_written_after_every_point_and_reloads_until_the_end(run):
 @pytest.mark.slow
 def test_a_first_run_estimates_its_eta_from_timed_training_steps_and_its_finished_runs(run):
     """A new folder has no recorded times: the first line's ETA is the training alone, timed from a
-    few of its steps (a lower bound); once a run after training has finished, the rest is
-    estimated from the runs done. Reads what `run` logged."""
+    few of its steps (a lower bound); once a run has finished, the rest is estimated from the
+    runs done. Reads what `run` logged."""
     log = FIRST_RUN["log"]
     [timed] = [s for s in log if s.startswith("training steps timed for the ETA: ")]
     steps, step_s = timed.split(": ")[1].removeprefix("test_resnet18 ").split(" x ")
@@ -110,12 +118,11 @@ def test_a_first_run_estimates_its_eta_from_timed_training_steps_and_its_finishe
     lines = [s for s in log if s.startswith("[")]
     assert lines[0].startswith("[1/9] test_resnet18 on cpu, int8 | 0 of 7 done, 0:00:")
     assert "ETA at least 0:" in lines[0] and "(the trainings still to do, from their timed steps" in lines[0]
-    assert "ETA unknown" in lines[1]  # trained; no run after training timed yet
     assert all(
-        "(estimated from the trainings' timed steps and this run's finished runs)" in s for s in lines[2:]
+        "(estimated from the trainings' timed steps and this run's finished runs)" in s for s in lines[1:]
     )
     assert " of 7 done" in lines[-1] and "6 of 7 done" in lines[-1]
-    assert [u["json"]["in_progress"]["eta_basis"] for u in FIRST_RUN["updates"]][1:] == ["estimated"] * 5
+    assert [u["json"]["in_progress"]["eta_basis"] for u in FIRST_RUN["updates"]] == ["estimated"] * 6
 
 
 def test_eta_adds_recorded_times_trainings_still_to_do_and_the_mean_run_after_training():
@@ -137,8 +144,27 @@ def test_eta_adds_recorded_times_trainings_still_to_do_and_the_mean_run_after_tr
     # a run with neither a recorded time nor a training estimate: unknown, never a guess
     assert eta_basis(runs, recorded, {"resnet18": 0.0}, 20.0) == (None, None)
     assert eta_basis(runs[:1], recorded, {}, None) == (100.0, "recorded")
+    # a network with a training to do (a changed recipe) does not take its old recorded times
+    assert eta_basis(runs[:1], recorded, {"resnet18": 50.0}, 20.0) == (70.0, "estimated")
     assert eta_text(350.0, "lower bound").startswith("ETA at least 0:05:50 (the trainings still to do")
     assert eta_text(None, None) == "ETA unknown"
+
+
+def test_the_eta_learns_from_finished_runs_not_from_failed_ones():
+    from edgecnn.frontier.run import Combo, _Run
+
+    run = _Run(
+        ["a", "b"], [], [], FrontierOptions(recipe_for=lambda a: None, out="x"), {"a": 100.0, "b": 200.0}
+    )
+    rest = [Combo("a", "cpu", None, "fp32"), Combo("b", "cpu", None, "int8")]
+    assert run.eta(rest, {}) == (300.0, "lower bound")
+    run.finished("a", 1.0, None)  # failed at once: says nothing, and a's training is still to do
+    assert run.eta(rest, {}) == (300.0, "lower bound")
+    run.finished("a", 130.0, ("latency",))  # trained (100 estimated): 30 s after training
+    assert run.eta(rest, {}) == (30.0 + 200.0 + 30.0, "estimated")
+    run.finished("a", 10.0, ("train", "export"))  # a run after training: now the mean of those
+    run.finished("a", 20.0, ("train",))
+    assert run.eta(rest, {}) == (15.0 + 200.0 + 15.0, "estimated")
 
 
 def test_work_order_puts_the_cheapest_network_first():

@@ -1,15 +1,16 @@
 """How long the rest of a frontier will take.
 
-Each run still to do counts the time it took when this folder was last written (``recorded``); a run
-with no such time counts its network's training still to do, timed from a few of its steps before
-the frontier starts (:func:`edgecnn.train.estimate`), and the mean time of this run's finished
-runs that did not train (``after_s``), where one has finished.
+A run still to do counts the time it took when this folder was last written (``recorded``), unless
+its network has a training still to do (a new folder, a changed recipe): then the network's
+training counts once, timed from a few of its steps before the frontier starts
+(:func:`edgecnn.train.estimate`), and each of its runs the mean time of this run's finished runs
+after training (``after_s``), where one has finished.
 
->>> eta_text(eta_seconds([("resnet18", "cpu", None, "int8")], {("resnet18", "cpu", "host", "int8"): 75.0}))
-"ETA 0:01:15 (the last run's recorded times)"
 >>> runs = [("vgg16", "cpu", None, "int8"), ("vgg16", "cpu", None, "fp32")]
 >>> eta_text(*eta_basis(runs, {}, {"vgg16": 360.0}, 30.0))
 "ETA 0:07:00 (estimated from the trainings' timed steps and this run's finished runs)"
+>>> eta_text(*eta_basis(runs[:1], {("vgg16", "cpu", "host", "int8"): 75.0}, {"vgg16": 0.0}, None))
+"ETA 0:01:15 (the last run's recorded times)"
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.frontier.points import read_frontier
+from edgecnn.vocab import EtaBasis
 
-RECORDED, ESTIMATED, LOWER_BOUND = "recorded", "estimated", "lower bound"
-_BASIS = {
-    RECORDED: "ETA {} (the last run's recorded times)",
-    ESTIMATED: "ETA {} (estimated from the trainings' timed steps and this run's finished runs)",
-    LOWER_BOUND: "ETA at least {} (the trainings still to do, from their timed steps; the rest unknown)",
+_TEXT = {
+    EtaBasis.RECORDED: "ETA {} (the last run's recorded times)",
+    EtaBasis.ESTIMATED: "ETA {} (estimated from the trainings' timed steps and this run's finished runs)",
+    EtaBasis.LOWER_BOUND: "ETA at least {} (the trainings still to do, from their timed steps)",
 }
 
 
@@ -44,7 +45,10 @@ def recorded_seconds(out: Path) -> dict[tuple, float]:
     }
 
 
-def _recorded(recorded: dict[tuple, float], arch: str, target: str, device: str | None, precision: str):
+def recorded_time(recorded: dict[tuple, float], run: tuple) -> float | None:
+    """The recorded time of ``run`` (arch, target, device, precision; device None: the target's
+    default), or None."""
+    arch, target, device, precision = run
     times = [
         s
         for (a, t, d, p), s in recorded.items()
@@ -53,43 +57,45 @@ def _recorded(recorded: dict[tuple, float], arch: str, target: str, device: str 
     return times[0] if times else None
 
 
-def eta_seconds(remaining: Sequence[tuple], recorded: dict[tuple, float]) -> float | None:
-    """Time the ``remaining`` (arch, target, device, precision) runs took last time (``recorded``);
-    None when one of them has no recorded time."""
-    return eta_basis(remaining, recorded, {}, None)[0]
-
-
 def eta_basis(
     remaining: Sequence[tuple],
     recorded: dict[tuple, float],
     training_s: dict[str, float],
     after_s: float | None,
-) -> tuple[float | None, str | None]:
-    """(seconds, basis) for the ``remaining`` runs: ``recorded`` times where there are; else the
-    network's training still to do (``training_s``, arch -> seconds, counted once) plus ``after_s``,
-    the mean time of a finished run that did not train (None: none yet, so a lower bound). (None,
-    None) when a run has neither a recorded time nor a training estimate, or when the lower bound
-    would be 0 (never a guess)."""
-    total, basis, left = 0.0, RECORDED, dict(training_s)
-    for arch, target, device, precision in remaining:
-        if (rec := _recorded(recorded, arch, target, device, precision)) is not None:
+) -> tuple[float | None, EtaBasis | None]:
+    """(seconds, basis) for the ``remaining`` (arch, target, device, precision) runs.
+
+    ``training_s``: arch -> seconds of its training still to do (0 once trained or cached). A run
+    whose network has none to do counts its ``recorded`` time where there is one; otherwise its
+    network's training (once) plus ``after_s``, the mean time of a finished run after training
+    (None: none yet, so the sum is a lower bound). (None, None) where a run has neither a recorded
+    time nor a training estimate, or where the lower bound would be 0: never a guess."""
+    total, basis, left = 0.0, EtaBasis.RECORDED, dict(training_s)
+    for run in remaining:
+        arch = run[0]
+        rec = recorded_time(recorded, run) if not training_s.get(arch) else None
+        if rec is not None:
             total += rec
         elif arch not in training_s:
             return None, None
         else:
             total += left.pop(arch, 0.0)
             if after_s is None:
-                basis = LOWER_BOUND
+                basis = EtaBasis.LOWER_BOUND
             else:
                 total += after_s
-                basis = ESTIMATED if basis != LOWER_BOUND else basis
-    if basis == LOWER_BOUND and total == 0:  # nothing left to train, and no run after training timed yet
+                basis = EtaBasis.ESTIMATED if basis != EtaBasis.LOWER_BOUND else basis
+    if basis == EtaBasis.LOWER_BOUND and total == 0:
         return None, None
     return total, basis
 
 
-def eta_text(seconds: float | None, basis: str | None = RECORDED) -> str:
-    return "ETA unknown" if seconds is None else _BASIS[basis or RECORDED].format(duration(seconds))
+def eta_text(seconds: float | None, basis: EtaBasis | None = EtaBasis.RECORDED) -> str:
+    return (
+        "ETA unknown"
+        if seconds is None
+        else _TEXT[EtaBasis(basis or EtaBasis.RECORDED)].format(duration(seconds))
+    )
 
 
 def duration(seconds: float) -> str:

@@ -24,6 +24,7 @@ from edgecnn.frontier.plot import check_plot, render_png
 from edgecnn.frontier.points import cost_fields, point_from_report
 from edgecnn.frontier.render import render_csv, render_html, render_markdown
 from edgecnn.results import FailedRun, Frontier, FrontierPoint, FrontierProgress, SkippedRun
+from edgecnn.vocab import EtaBasis
 
 FILES = ("frontier.json", "frontier.csv", "frontier.png", "report.html", "report.md")
 # Cheapest network family first: from an empty cache on a quiet 2-core Zen 5 the quick recipes' training took
@@ -116,7 +117,7 @@ def skip_reason(c: Combo) -> str | None:
 class _Run:
     """The points, skipped and failed runs so far, and the frontier they make."""
 
-    def __init__(self, archs, targets, precisions, opts: FrontierOptions):
+    def __init__(self, archs, targets, precisions, opts: FrontierOptions, training_s: dict[str, float]):
         self.opts, self.t0 = opts, time.perf_counter()
         self.head = {
             **cost_fields(opts.cost),
@@ -129,21 +130,28 @@ class _Run:
         self.points: list[FrontierPoint] = []
         self.skipped: list[SkippedRun] = []
         self.failed: list[FailedRun] = []
-        self.training_s: dict[str, float] = {}  # arch -> its training still to do (an estimate)
+        self.training_s = dict(training_s)  # arch -> its training still to do (an estimate)
         self.after: list[float] = []  # wall seconds of the finished runs that did not train
+        self.trained: list[float] = []  # the same for the runs that trained, less the estimate
 
-    def finished(self, arch: str, seconds: float) -> None:
-        """One run of ``arch`` took ``seconds``: the first of a network still to train trained."""
-        if self.training_s.get(arch, 0.0) > 0:
-            self.training_s[arch] = 0.0
-        else:
+    def finished(self, arch: str, seconds: float, reused: Sequence[str] | None) -> None:
+        """A run of ``arch`` took ``seconds``; ``reused``, its point's cached stages (None: it
+        failed, which says nothing of the time a run takes)."""
+        if reused is None:
+            return
+        if "train" in reused:
             self.after.append(seconds)
+        else:  # it trained: the rest of its time is its work after training
+            self.trained.append(max(0.0, seconds - self.training_s.get(arch, seconds)))
+        self.training_s[arch] = 0.0
 
     def eta(
         self, remaining: Sequence[Combo], recorded: dict[tuple, float]
-    ) -> tuple[float | None, str | None]:
-        """(seconds, basis) of the ``remaining`` runs (:func:`edgecnn.frontier.eta.eta_basis`)."""
-        after_s = sum(self.after) / len(self.after) if self.after else None
+    ) -> tuple[float | None, EtaBasis | None]:
+        """(seconds, basis) of the ``remaining`` runs (:func:`edgecnn.frontier.eta.eta_basis`): the
+        runs after training so far, or until one has finished, those that trained less their estimate."""
+        times = self.after or self.trained
+        after_s = sum(times) / len(times) if times else None
         return eta_basis(remaining, recorded, self.training_s, after_s)
 
     @property
@@ -217,10 +225,9 @@ def run_frontier(
     out = Path(opts.out)
     outdir.hold(out, "frontier", f"the frontier {out}", FILES)
     recorded = recorded_seconds(out)
-    run = _Run(archs, targets, precisions, opts)
     combos = combinations(archs, targets, precisions)
     runnable = [c for c in combos if skip_reason(c) is None]
-    run.training_s = training_estimates(runnable, recorded, opts)
+    run = _Run(archs, targets, precisions, opts, training_estimates(runnable, opts))
     for i, c in enumerate(combos, 1):
         why = skip_reason(c)
         if why is not None:
@@ -233,10 +240,10 @@ def run_frontier(
         t0 = time.perf_counter()
         try:
             run.points.append(deploy_point(c, opts))
+            run.finished(c.arch, time.perf_counter() - t0, run.points[-1].reused)
         except EdgecnnError as e:
             opts.log(f"  failed: {e}")
             run.failed.append(FailedRun(c.arch, c.where, c.precision, str(e)))
-        run.finished(c.arch, time.perf_counter() - t0)
         if run.points and run.done < len(runnable):
             _write_partial(
                 out, run, FrontierProgress(run.done, len(runnable), *run.eta(runnable[run.done :], recorded))
@@ -253,33 +260,24 @@ def run_frontier(
     return out, result
 
 
-def training_estimates(
-    runnable: Sequence[Combo], recorded: dict[tuple, float], opts: FrontierOptions
-) -> dict:
-    """arch -> seconds of its training still to do (:func:`edgecnn.train.estimate`: 0 when cached,
-    else a few of its steps timed), for each network with a run that has no recorded time; {} on
-    a re-run that has them all. A network whose estimate fails (its deploy will say why) has none."""
+def training_estimates(runnable: Sequence[Combo], opts: FrontierOptions) -> dict[str, float]:
+    """arch -> seconds of its training still to do (:func:`edgecnn.train.estimate`: 0 where the
+    cache has it, as on a re-run, which times nothing; else a few of its steps timed). A network
+    whose estimate fails (its deploy will say why) has none."""
     from edgecnn.train import estimate
 
-    archs = dict.fromkeys(c.arch for c in runnable if not _has_record(c, recorded))
-    if not archs:
-        return {}
-    seconds, words = {}, []
-    for arch in archs:
+    seconds, timed = {}, []
+    for arch in dict.fromkeys(c.arch for c in runnable):
         try:
-            est = estimate(
-                arch, opts.recipe_for(arch), data=opts.data, threads=opts.threads, force=opts.force
-            )
+            est = estimate(arch, opts.recipe_for(arch), data=opts.data, threads=opts.threads)
         except EdgecnnError:
             continue
         seconds[arch] = est.seconds
-        words.append(f"{arch} cached" if not est.steps else f"{arch} {est.steps} x {est.step_seconds:.3f} s")
-    opts.log(f"training steps timed for the ETA: {', '.join(words) or 'none'}")
+        if est.steps:
+            timed.append(f"{arch} {est.steps} x {est.step_seconds:.3f} s")
+    if timed:
+        opts.log(f"training steps timed for the ETA: {', '.join(timed)}")
     return seconds
-
-
-def _has_record(c: Combo, recorded: dict[tuple, float]) -> bool:
-    return eta_basis([c], recorded, {}, None)[0] is not None
 
 
 def _write_partial(out: Path, run: _Run, progress: FrontierProgress) -> None:
