@@ -27,10 +27,11 @@ from edgecnn.results import FailedRun, Frontier, FrontierPoint, FrontierProgress
 from edgecnn.vocab import EtaBasis
 
 FILES = ("frontier.json", "frontier.csv", "frontier.png", "report.html", "report.md")
-# Cheapest network family first: from an empty cache on a quiet 2-core Zen 5 the quick recipes' training took
-# ResNet18 3.4 min, GoogLeNet 8.2, AlexNet 7.7 and VGG16 8.8 (the last three in bf16), with 1.4, 1.1, 1.7 and
-# 3.0 min of work after each (docs/BENCHMARKS.md; ResNet18 ~9 min and VGG16 ~40 on an older 2-core EPYC
-# without bf16), so a complete cheap network lands in the report first.
+# Cheapest network family first: from an empty cache on a quiet 2-core Xeon with AMX the quick recipes'
+# training took ResNet18 4.2 min, GoogLeNet 5.8, AlexNet 5.4 and VGG16 6.1 (the last three in bf16), with 1.4,
+# 1.6, 1.9 and 3.8 min of work after each (docs/BENCHMARKS.md; on a Zen 5 with older recipes 3.4, 8.2, 7.7,
+# 8.8; ResNet18 ~9 min and VGG16 ~40 on an older 2-core EPYC without bf16), so a complete cheap network
+# lands in the report first.
 CHEAP_FIRST = ("resnet", "googlenet", "alexnet", "vgg")
 
 
