@@ -8,7 +8,9 @@ torch version). Its directory holds:
                  and every ``checkpoint_seconds`` mid-epoch;
 - ``model.pt``   the final edgecnn checkpoint (weights, model options, preprocessing,
                  class names, metrics);
-- ``train.json`` the report: accuracy on the test split, wall time, peak memory.
+- ``train.json`` the report: accuracy on the test split, wall time, peak memory (the process's
+                 high-water mark: in a frontier it also covers what ran before the training in
+                 that process, the ETA's few timed steps of every network included).
 
 Its predictions on the test split are kept as the float model's reference
 (:func:`fp32_reference_dir`), which the INT8 stages compare with instead of predicting again.
