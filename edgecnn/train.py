@@ -184,7 +184,7 @@ def train(
     with distributed.torch_threads(threads or distributed.default_threads()):  # restored after
         job = _job(data, recipe, weights, reset_head)
         key = stage_key(_key_payload(arch, recipe, job, weights))
-        out = Path(out_dir) if out_dir else paths.runs_dir() / "train" / f"{arch}-{recipe.profile}-{key}"
+        out = Path(out_dir) if out_dir else _run_dir(arch, recipe, key)
         ckpt_path = out / "model.pt"
         if dist.is_main:  # a folder of yours is refused; a second identical run waits for the first
             outdir.hold(out, "train", f"the {arch} training run {out.name}", FILES)
@@ -251,8 +251,8 @@ def estimate(
     with distributed.torch_threads(threads or distributed.default_threads()), torch.random.fork_rng():
         job = _job(data, recipe, weights, reset_head)
         key = stage_key(_key_payload(arch, recipe, job, weights))
-        out = paths.runs_dir() / "train" / f"{arch}-{recipe.profile}-{key}"
-        if (out / "model.pt").exists() and _finished(out / "train.json", key):
+        out = _run_dir(arch, recipe, key)
+        if _finished(out, key):
             return TrainingEstimate(0, 0.0)
         model, options = _model(arch, recipe.train, job, weights)
         run = Run(arch, "training", "train", key, out / "state.pt", STATE_FORMAT, float("inf"))
@@ -309,9 +309,7 @@ def _key_payload(arch: str, recipe: Recipe, job: _Job, weights: str | None) -> d
 
 def _reuse(out: Path, key: str, force: bool) -> dict | None:
     """The report of the finished run ``key`` in ``out`` (rank 0's look decides for all), or None."""
-    finished = None
-    if not force and distributed.is_main() and (out / "model.pt").exists() and (out / "train.json").exists():
-        finished = _finished(out / "train.json", key)
+    finished = _finished(out, key) if not force and distributed.is_main() else None
     return distributed.broadcast_object(finished)
 
 
@@ -478,10 +476,18 @@ def _augment(recipe: Recipe) -> str | None:
     return None if recipe.data.augment == "none" else recipe.data.augment
 
 
-def _finished(report_path: Path, key: str) -> dict | None:
-    """The report of the finished run ``key``, or None (another run's, or unreadable: train again)."""
+def _run_dir(arch: str, recipe: Recipe, key: str) -> Path:
+    """Where the training run ``key`` of ``arch`` keeps its files under ``$EDGECNN_HOME``."""
+    return paths.runs_dir() / "train" / f"{arch}-{recipe.profile}-{key}"
+
+
+def _finished(out: Path, key: str) -> dict | None:
+    """The report of the finished run ``key`` in ``out`` (its model.pt and train.json), or None
+    (none, another run's, or unreadable: train again)."""
+    if not (out / "model.pt").exists():
+        return None
     try:
-        report = json.loads(report_path.read_text())
+        report = json.loads((out / "train.json").read_text())
     except (OSError, ValueError):
         return None
     return report if isinstance(report, dict) and report.get("key") == key and "test" in report else None
