@@ -163,6 +163,8 @@ def test_the_eta_learns_from_finished_runs_not_from_failed_ones():
     assert run.eta(rest, {}) == (300.0, "lower bound")
     run.finished("a", 1.0, None)  # failed at once: says nothing, and a's training is still to do
     assert run.eta(rest, {}) == (300.0, "lower bound")
+    run.finished("c", 500.0, ("latency",))  # trained with no estimate: its time after training unknown
+    assert run.eta(rest, {}) == (300.0, "lower bound")
     run.finished("a", 130.0, ("latency",))  # trained (100 estimated): 30 s after training
     assert run.eta(rest, {}) == (30.0 + 200.0 + 30.0, "estimated")
     run.finished("a", 10.0, ("train", "export"))  # a run after training: now the mean of those

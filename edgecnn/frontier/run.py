@@ -142,8 +142,8 @@ class _Run:
             return
         if "train" in reused:
             self.after.append(seconds)
-        else:  # it trained: the rest of its time is its work after training
-            self.trained.append(max(0.0, seconds - self.training_s.get(arch, seconds)))
+        elif arch in self.training_s:  # it trained: the rest of its time is its work after training
+            self.trained.append(max(0.0, seconds - self.training_s[arch]))
         self.training_s[arch] = 0.0
 
     def eta(
