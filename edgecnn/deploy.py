@@ -416,12 +416,12 @@ def accuracy(run: Run, art) -> Measured:
 
 def _accuracy_here(run: Run, art) -> tuple[dict, bool, Path, str, None]:
     """(report, cached, path, where, None). ``where``: "host" for target cpu, else
-    "host-standin:RUNTIME" (this machine's kernels, or ONNX Runtime for a TensorRT artifact,
-    stand in for the device's)."""
+    "host-standin:RUNTIME" (this machine's kernels, or OpenVINO or ONNX Runtime for a TensorRT
+    artifact, stand in for the device's: :func:`edgecnn.device_eval.host_runtime`)."""
     from edgecnn.device_eval import host_runtime
 
     o, target = run.options, run.target
-    eval_runtime, note = host_runtime(run.runtime)
+    eval_runtime, note = host_runtime(art, run.runtime)
 
     def run_eval() -> dict:
         from edgecnn.evaluate import evaluate_artifact, json_report

@@ -42,6 +42,7 @@ import numpy as np
 from edgecnn.errors import EdgecnnError
 
 DEFAULT_BATCH = 128
+PLANNED_INPUT_FLOATS = DEFAULT_BATCH * 3 * 32 * 32  # 1.5 MiB of float32 input per call
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
@@ -302,6 +303,7 @@ def evaluate_here(
     threads = threads or os.cpu_count() or 1
     start = time.perf_counter()
     with open_session(es.art, runtime=runtime, threads=threads) as session:
+        plan_batch(session, batch_size)
         bs = int(batch_size or _default_batch(session.batch))
         say(f"evaluating {es.art.dir.name} in {session.runtime} on {n} {es.dataset} {es.split} images")
         top = predict_topk(session, es.images, bs)
@@ -330,6 +332,18 @@ def evaluate_here(
 def json_report(result: dict[str, Any]) -> dict[str, Any]:
     """``result`` without its numpy arrays (``predictions``, ``correct``)."""
     return {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
+
+
+def plan_batch(session, batch_size: int | None) -> None:
+    """With no ``batch_size`` asked for, let a session whose model has a small fixed batch (TFLite's 1) run
+    :data:`DEFAULT_BATCH` images a call, fewer where they would exceed :data:`PLANNED_INPUT_FLOATS` (a
+    224-px image: 3 a call, for a Pi's memory); the same logits, fewer calls (:meth:`Session.set_batch`)."""
+    if batch_size is not None or not session.batch:
+        return
+    per_image = int(np.prod([d or 1 for d in session.input_shape[1:]]))
+    planned = max(1, min(DEFAULT_BATCH, PLANNED_INPUT_FLOATS // per_image))
+    if planned > session.batch:
+        session.set_batch(planned)
 
 
 def _default_batch(fixed: int | None) -> int:

@@ -20,9 +20,16 @@ import pytest
 from test_evaluate import CLASSES, PREPROCESS, folder, make_artifact  # noqa: F401 - folder is a fixture
 from test_remote import NO_MODULE, PY, REPO, _wrapper, sshd  # noqa: F401 - sshd is a fixture
 
-from edgecnn.artifact import write_metadata
+from edgecnn.artifact import load_artifact, write_metadata
 from edgecnn.data import load_dataset
-from edgecnn.device_eval import FLIPPED_SHOWN, _pack, device_accuracy, evaluate_hosts, predict_file
+from edgecnn.device_eval import (
+    FLIPPED_SHOWN,
+    _pack,
+    device_accuracy,
+    evaluate_hosts,
+    host_runtime,
+    predict_file,
+)
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import evaluate_artifact, load_eval_set
 
@@ -160,7 +167,9 @@ def test_jetson_engine_is_built_and_cached_on_the_device(sshd, int8_artifact, fo
     assert r.ok, r.error
     acc = r.result
     assert acc.runtime == "tensorrt" and acc.runtime_version == "10.3.0.30" and acc.target == "jetson"
-    assert acc.host_run.runtime == "onnxruntime" and any("stand-in" in n for n in acc.notes)
+    assert acc.host_run.runtime == host_runtime(load_artifact(art))[0] and any(
+        "stand-in" in n for n in acc.notes
+    )
     assert acc.host_run.agreement == 1.0  # the fake engine runs the same QDQ file in ONNX Runtime
     cache = Path(acc.runtime_info["engine_cache"])
     key = engine_key(sha256_file(art / "model.onnx"), "int8", DeviceInfo("10.3.0.30", "Orin (fake)", "8.7"))
@@ -376,3 +385,66 @@ def _unpacked(answer: dict) -> np.ndarray:
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def _qdq_graph(path: Path, residual: bool) -> Path:
+    """A QDQ ONNX graph of TensorRT's kind, reduced to what the stand-in choice reads: two dequantized
+    tensors added (a residual add), or a dequantized tensor into a convolution."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def dq(name):
+        return helper.make_node("DequantizeLinear", [f"{name}_q", "scale"], [name])
+
+    nodes = [dq("a"), dq("b")]
+    nodes += (
+        [helper.make_node("Add", ["a", "b"], ["y"])]
+        if residual
+        else [helper.make_node("Conv", ["a", "b"], ["y"])]
+    )
+    inputs = [helper.make_tensor_value_info(f"{n}_q", TensorProto.INT8, [1, 4, 4, 4]) for n in "ab"]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [helper.make_tensor("scale", TensorProto.FLOAT, [], [0.1])],
+    )
+    onnx.save(helper.make_model(graph), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("precision", "vnni", "openvino", "residual", "expected"),
+    [
+        ("int8", True, True, False, "openvino"),  # integer convolutions, as TensorRT runs them, and fast
+        ("int8", True, True, True, "onnxruntime"),  # a residual add: OpenVINO computes it its own way
+        ("int8", False, True, False, "onnxruntime"),  # no VNNI: OpenVINO's 8-bit products could saturate
+        ("int8", True, False, False, "onnxruntime"),  # no OpenVINO installed
+        ("fp32", True, True, False, "onnxruntime"),
+        ("fp16", True, True, False, "onnxruntime"),
+    ],
+)
+def test_host_runtime_stands_in_for_tensorrt(
+    tmp_path, monkeypatch, precision, vnni, openvino, residual, expected
+):
+    import importlib.util
+    from types import SimpleNamespace
+
+    import edgecnn.device_eval as device_eval
+
+    pytest.importorskip("onnx")
+    art = SimpleNamespace(
+        meta={"precision": precision},
+        runtime="tensorrt",
+        model_file=_qdq_graph(tmp_path / "model.onnx", residual),
+    )
+    real = importlib.util.find_spec
+    installed = {"tensorrt": False, "openvino": openvino}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: real(name, *a) if installed.get(name, True) else None
+    )
+    monkeypatch.setattr(device_eval, "has_vnni", lambda: vnni)
+    runtime, note = host_runtime(art)
+    assert runtime == expected and f"ran in {expected} (a stand-in" in note
+    assert host_runtime(art, "onnxruntime") == ("onnxruntime", None)  # a runtime asked for is kept

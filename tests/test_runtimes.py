@@ -256,6 +256,30 @@ def test_tflite_fp32_fixed_batch_matches_torch(tflite_fp32, tiny):
             np.testing.assert_allclose(s.run(x), torch_logits(tiny, x), rtol=1e-4, atol=1e-4)
 
 
+def test_tflite_set_batch_gives_the_same_logits(tmp_path, tflite_fp32):
+    """A batch-1 model planned for 16 images a call gives every image the very logits it gave one at a
+    time; a graph that cannot take another batch (the 1-channel tiny net's input RESHAPE, fixed to its
+    batch) keeps its own and still runs."""
+    import litert_torch
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    net = nn.Sequential(*net, nn.Linear(8, 10)).eval()
+    litert_torch.convert(net, (torch.zeros(1, 3, 16, 16),)).export(str(tmp_path / "model.tflite"))
+    write_metadata(tmp_path, metadata(["model.tflite"], runtime="tflite", target="rpi", shape=[1, 3, 16, 16]))
+    x = np.random.default_rng(7).standard_normal((21, 3, 16, 16)).astype(np.float32)
+    with open_session(tmp_path, threads=1) as s:
+        one_by_one = s.run(x)
+        assert s.set_batch(16) and s.batch == 16 and s.input_shape == (16, 3, 16, 16)
+        np.testing.assert_array_equal(s.run(x), one_by_one)
+        assert s.info["batch_planned"] == 16
+    x = batch(9, seed=7)
+    with open_session(tflite_fp32, threads=1) as s:
+        own = s.run(x)
+        assert not s.set_batch(16) and s.batch == TFLITE_BATCH and s.input_shape[0] == TFLITE_BATCH
+        np.testing.assert_array_equal(s.run(x), own)
+
+
 @pytest.mark.slow
 def test_tflite_int8_quantizes_io_and_matches_fake_quant(tflite_int8):
     d, fake_quant = tflite_int8

@@ -153,6 +153,11 @@ class Session(ABC):
             outs.append(self._logits(self._run(chunk), b)[:m])
         return np.concatenate(outs)
 
+    def set_batch(self, n: int) -> bool:
+        """Run ``n`` images per call from now on, where the runtime can plan a fixed-batch model again for
+        ``n`` (TFLite); False, with nothing changed, where it cannot. The model file is not touched."""
+        return False
+
     def timed_call(self, x: np.ndarray) -> TimedCall:
         """A :class:`TimedCall` running ``x`` (exactly ``batch`` images where it is fixed) again and again.
 

@@ -95,6 +95,30 @@ class TfliteSession(Session):
         scale, zero = self._in_q
         return np.clip(np.round(x / scale) + zero, *self._in_range).astype(self._in_dtype)
 
+    def set_batch(self, n: int) -> bool:
+        """Plan the interpreter for ``n`` images per ``invoke()`` (``resize_tensor_input``): XNNPACK's kernels
+        give every image the same logits at any batch (tested), and 10,000 batch-1 invokes of an
+        FP32 VGG16 take 1.6x as long as batches of 128. False, with the model's own batch kept, where
+        the graph cannot take ``n`` (a reshape fixed to its batch)."""
+        if n == self.batch:
+            return True
+        own = self.batch
+        try:
+            self._plan(n)
+            ok = tuple(self._interp.get_output_details()[0]["shape"][:1]) == (n,)
+        except (RuntimeError, ValueError):
+            ok = False
+        if not ok:
+            self._plan(own)
+            return False
+        self.batch, self.input_shape = n, (n, *self.input_shape[1:])
+        self.info["batch_planned"] = n
+        return True
+
+    def _plan(self, n: int) -> None:
+        self._interp.resize_tensor_input(self._in_index, [n, *self.input_shape[1:]])
+        self._interp.allocate_tensors()
+
     def timed_call(self, x: np.ndarray) -> TimedCall:
         """``x`` quantized and set once (``set_tensor``); ``invoke()`` per call."""
         self._interp.set_tensor(self._in_index, self._quantize(self._bench_input(x)))
