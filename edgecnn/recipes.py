@@ -67,7 +67,8 @@ class TrainSection:
     # Mixed precision for the forward pass: "auto" uses bf16 autocast where the CPU has
     # native bf16 (AMX / AVX512-BF16), fp32 elsewhere. Weights stay fp32. Measured speed-up of
     # the step (docs/BENCHMARKS.md): 2-4x on a Xeon with AMX; on Zen 5 (AVX512-BF16, no AMX)
-    # 1.9-2.25x for AlexNet/VGG16, 1.26x ResNet18, none for GoogLeNet. It cost ResNet18 accuracy.
+    # 1.9-2.25x for AlexNet/VGG16, 1.26x ResNet18, none for GoogLeNet. It cost ResNet18 2-4 points
+    # at weight decay 5e-4, none at 1e-3 (its quick recipe's; on a Xeon with AMX).
     amp: Literal["auto", "bf16", "off"] = "auto"
     channels_last: bool = True
     # Convolutions whose output map has at most this many pixels run as one GEMM each in a bf16
