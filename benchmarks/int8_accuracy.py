@@ -26,6 +26,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
+    from edgecnn.artifact import load_artifact
+    from edgecnn.device_eval import host_runtime
     from edgecnn.evaluate import evaluate_artifact
     from edgecnn.export import export, model_for
     from edgecnn.quantize import stages
@@ -69,7 +71,7 @@ def main() -> None:
                 progress=False,
             )
             path = export(model, target, recipe=recipe, runtime=runtime, log=log).dir
-            ev_runtime = "onnxruntime" if runtime == "tensorrt" else None  # no TensorRT here: QDQ file in ORT
+            ev_runtime = host_runtime(load_artifact(path))[0]  # no TensorRT here: its stand-in
             res = evaluate_artifact(path, runtime=ev_runtime, threads=args.threads)
             row = {
                 "arch": arch,

@@ -11,8 +11,9 @@ takes seconds):
    candidate tried for the report);
 3. :func:`export_artifact`: export for the target (:func:`edgecnn.export.export`);
 4. :func:`accuracy`: the artifact evaluated in the target's runtime over the whole test split,
-   on the ``hosts`` over SSH or here (a TensorRT artifact runs in ONNX Runtime where
-   ``tensorrt`` is not importable: the report's ``accuracy.runtime`` says which runtime ran);
+   on the ``hosts`` over SSH or here (a TensorRT artifact runs in OpenVINO or ONNX Runtime where
+   ``tensorrt`` is not importable, :func:`edgecnn.device_eval.host_runtime`: the report's
+   ``accuracy.runtime`` says which runtime ran);
 5. :func:`latency`: measured on each ``hosts`` entry over SSH, else measured here for target
    ``cpu`` (in a fresh ``edgecnn bench`` process, so peak memory is the runtime's own), else
    predicted from the device profile with its error band (:mod:`edgecnn.latency`).

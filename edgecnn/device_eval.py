@@ -6,7 +6,8 @@
 
 :func:`evaluate_hosts` loads the artifact and the split here (default: the whole test
 set), runs the artifact here too (the host run every device is compared with; a TensorRT
-artifact runs in ONNX Runtime where TensorRT is missing, and says so), and sends each
+artifact runs in OpenVINO or ONNX Runtime where TensorRT is missing, :func:`host_runtime`, and
+says so), and sends each
 device over one ``ssh`` connection (the runner of :mod:`edgecnn.remote`, as ``bench --host``)
 a tar stream holding the artifact and ``images.npz``: the split's images as stored, uint8
 N x H x W x C, compressed (``numpy.savez_compressed``). The labels stay here.
@@ -40,13 +41,16 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import EvalSet, load_eval_set, mcnemar, score
 from edgecnn.host import has_vnni
+
+if TYPE_CHECKING:
+    from edgecnn.artifact import Artifact
 from edgecnn.remote import (
     _python_words,
     _tar_artifact,
@@ -308,15 +312,16 @@ def _script(name: str, remote_python: str, args: Sequence[str]) -> str:
     return device_script(command)
 
 
-def host_runtime(art, runtime: str | None = None) -> tuple[str, str | None]:
-    """(the runtime that runs the :class:`~edgecnn.artifact.Artifact` ``art`` in ``runtime`` (default: its
-    own) here, a note when it is a stand-in).
+def host_runtime(art: Artifact, runtime: str | None = None) -> tuple[str, str | None]:
+    """(the runtime that runs the :class:`~edgecnn.artifact.Artifact` ``art`` (or deploy's
+    :class:`edgecnn.results.Artifact`: the same ``meta``, ``model_file`` and ``runtime``) in ``runtime``
+    (default: its own) here, a note when it is a stand-in).
 
     TensorRT's QDQ ONNX runs here where TensorRT is not importable: in OpenVINO where it reads the
     file as TensorRT does (:func:`_openvino_reads_as_tensorrt`), else in ONNX Runtime, which keeps the
     QDQ semantics exactly but runs a convolution followed by a ReLU in FP32 between its
     DequantizeLinear and QuantizeLinear (its QDQ selectors do not fuse them): VGG16's 10,000 test
-    images in 46 s against OpenVINO's 3.6 (docs/BENCHMARKS.md).
+    images in 47 s against OpenVINO's 4.2 (docs/BENCHMARKS.md, machine F).
     """
     import importlib.util
 
@@ -330,7 +335,7 @@ def host_runtime(art, runtime: str | None = None) -> tuple[str, str | None]:
     )
 
 
-def _openvino_reads_as_tensorrt(art) -> bool:
+def _openvino_reads_as_tensorrt(art: Artifact) -> bool:
     """Whether OpenVINO stands in for TensorRT on this file: an INT8 QDQ graph, which OpenVINO runs as
     integer convolutions as TensorRT does, on an x86 CPU with VNNI (without it 8-bit products can
     saturate), with no Add of two dequantized tensors (a residual add: OpenVINO's low-precision
@@ -339,7 +344,7 @@ def _openvino_reads_as_tensorrt(art) -> bool:
     both)."""
     import importlib.util
 
-    if art.meta.get("precision") != "int8" or not has_vnni():
+    if art.meta.get("precision") != "int8" or art.model_file.suffix != ".onnx" or not has_vnni():
         return False
     if importlib.util.find_spec("openvino") is None or importlib.util.find_spec("onnx") is None:
         return False

@@ -35,11 +35,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+
+if TYPE_CHECKING:
+    from edgecnn.runtimes.base import Session
 
 DEFAULT_BATCH = 128
 PLANNED_INPUT_FLOATS = DEFAULT_BATCH * 3 * 32 * 32  # 1.5 MiB of float32 input per call
@@ -334,10 +337,12 @@ def json_report(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
 
 
-def plan_batch(session, batch_size: int | None) -> None:
+def plan_batch(session: Session, batch_size: int | None) -> None:
     """With no ``batch_size`` asked for, let a session whose model has a small fixed batch (TFLite's 1) run
     :data:`DEFAULT_BATCH` images a call, fewer where they would exceed :data:`PLANNED_INPUT_FLOATS` (a
-    224-px image: 3 a call, for a Pi's memory); the same logits, fewer calls (:meth:`Session.set_batch`)."""
+    224-px RGB image: 2 a call, for a Pi's memory; the input's size only, not the activations'); the
+    same logits, fewer calls (:meth:`Session.set_batch`; checked on x86's XNNPACK kernels, not on
+    ARM's)."""
     if batch_size is not None or not session.batch:
         return
     per_image = int(np.prod([d or 1 for d in session.input_shape[1:]]))

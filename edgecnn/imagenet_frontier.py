@@ -598,18 +598,17 @@ def published(
 
 
 def measured(art_dir: Path, data: str, *, threads: int | None = None, force: bool = False) -> Accuracy:
-    """Top-1 of the artifact in its own runtime (TensorRT's QDQ file in ONNX Runtime where TensorRT
-    is not importable: ``runtime`` says which ran) on the test split of ``data``."""
-    import importlib.util
-
+    """Top-1 of the artifact in its own runtime (TensorRT's QDQ file in OpenVINO or ONNX Runtime where
+    TensorRT is not importable, :func:`edgecnn.device_eval.host_runtime`: ``runtime`` says which ran)
+    on the test split of ``data``."""
     from edgecnn.artifact import load_artifact
+    from edgecnn.device_eval import host_runtime
     from edgecnn.evaluate import evaluate_artifact, json_report
     from edgecnn.stage import json_result, stage_key
 
-    meta = load_artifact(art_dir, verify=False).meta
-    rt = meta["runtime"]
-    if rt == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
-        rt = "onnxruntime"
+    art = load_artifact(art_dir, verify=False)
+    meta = art.meta
+    rt, _ = host_runtime(art)
     key = stage_key(
         {
             "v": BUILD_VERSION,

@@ -322,7 +322,7 @@ def price(
         {"label": c.label, "float_layers": len(c.float_layers)} for c in result.candidates
     ]
     if target == "jetson":
-        note = "not measured here: TensorRT's file runs on this machine only in ONNX Runtime's S8S8 kernels"
+        note = "not measured here: TensorRT's file runs on this machine only as an accuracy stand-in"
         for row in rows:
             row["host_ms"], row["host_note"] = None, note
     else:

@@ -20,7 +20,8 @@ import pytest
 from test_evaluate import CLASSES, PREPROCESS, folder, make_artifact  # noqa: F401 - folder is a fixture
 from test_remote import NO_MODULE, PY, REPO, _wrapper, sshd  # noqa: F401 - sshd is a fixture
 
-from edgecnn.artifact import load_artifact, write_metadata
+import edgecnn.device_eval as device_eval
+from edgecnn.artifact import write_metadata
 from edgecnn.data import load_dataset
 from edgecnn.device_eval import (
     FLIPPED_SHOWN,
@@ -148,7 +149,7 @@ def test_device_side_failure_is_one_error_line(sshd, int8_artifact, folder, tmp_
     assert sshd.leftovers() == []
 
 
-def test_jetson_engine_is_built_and_cached_on_the_device(sshd, int8_artifact, folder, tmp_path):  # noqa: F811
+def test_jetson_engine_is_built_and_cached_on_the_device(sshd, int8_artifact, folder, tmp_path, monkeypatch):  # noqa: F811
     """A TensorRT artifact runs in the device's TensorRT (tests/fake_jetson: no GPU here): the engine is
     built there once, cached in the device's $EDGECNN_HOME/engines under engine_key, and reused by bench."""
     from edgecnn.fileio import sha256_file
@@ -163,13 +164,12 @@ def test_jetson_engine_is_built_and_cached_on_the_device(sshd, int8_artifact, fo
     python = _wrapper(
         tmp_path / "python", f'FAKE_TRT_BUILDS={builds} PYTHONPATH={FAKE_JETSON}:$PYTHONPATH exec {PY} "$@"\n'
     )
+    monkeypatch.setattr(device_eval, "has_vnni", lambda: False)  # the host run in ONNX Runtime, as the fake
     (r,) = evaluate_hosts(art, ["dev1"], data=folder, remote_python=python, ssh_config=sshd.config)
     assert r.ok, r.error
     acc = r.result
     assert acc.runtime == "tensorrt" and acc.runtime_version == "10.3.0.30" and acc.target == "jetson"
-    assert acc.host_run.runtime == host_runtime(load_artifact(art))[0] and any(
-        "stand-in" in n for n in acc.notes
-    )
+    assert acc.host_run.runtime == "onnxruntime" and any("stand-in" in n for n in acc.notes)
     assert acc.host_run.agreement == 1.0  # the fake engine runs the same QDQ file in ONNX Runtime
     cache = Path(acc.runtime_info["engine_cache"])
     key = engine_key(sha256_file(art / "model.onnx"), "int8", DeviceInfo("10.3.0.30", "Orin (fake)", "8.7"))
@@ -383,10 +383,6 @@ def _unpacked(answer: dict) -> np.ndarray:
     return unpack(answer["topk"])
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
-
-
 def _qdq_graph(path: Path, residual: bool) -> Path:
     """A QDQ ONNX graph of TensorRT's kind, reduced to what the stand-in choice reads: two dequantized
     tensors added (a residual add), or a dequantized tensor into a convolution."""
@@ -415,23 +411,35 @@ def _qdq_graph(path: Path, residual: bool) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("precision", "vnni", "openvino", "residual", "expected"),
+    ("precision", "vnni", "installed", "residual", "expected"),
     [
-        ("int8", True, True, False, "openvino"),  # integer convolutions, as TensorRT runs them, and fast
-        ("int8", True, True, True, "onnxruntime"),  # a residual add: OpenVINO computes it its own way
-        ("int8", False, True, False, "onnxruntime"),  # no VNNI: OpenVINO's 8-bit products could saturate
-        ("int8", True, False, False, "onnxruntime"),  # no OpenVINO installed
-        ("fp32", True, True, False, "onnxruntime"),
-        ("fp16", True, True, False, "onnxruntime"),
+        (
+            "int8",
+            True,
+            {"openvino"},
+            False,
+            "openvino",
+        ),  # integer convolutions, as TensorRT runs them, and fast
+        ("int8", True, {"openvino"}, True, "onnxruntime"),  # a residual add: OpenVINO computes it its own way
+        (
+            "int8",
+            False,
+            {"openvino"},
+            False,
+            "onnxruntime",
+        ),  # no VNNI: OpenVINO's 8-bit products could saturate
+        ("int8", True, set(), False, "onnxruntime"),  # no OpenVINO installed
+        ("fp32", True, {"openvino"}, False, "onnxruntime"),
+        ("fp16", True, {"openvino"}, False, "onnxruntime"),
+        ("int8", True, {"openvino", "tensorrt"}, False, "tensorrt"),  # TensorRT here: no stand-in
     ],
 )
 def test_host_runtime_stands_in_for_tensorrt(
-    tmp_path, monkeypatch, precision, vnni, openvino, residual, expected
+    tmp_path, monkeypatch, precision, vnni, installed, residual, expected
 ):
+    import importlib.machinery
     import importlib.util
     from types import SimpleNamespace
-
-    import edgecnn.device_eval as device_eval
 
     pytest.importorskip("onnx")
     art = SimpleNamespace(
@@ -440,11 +448,27 @@ def test_host_runtime_stands_in_for_tensorrt(
         model_file=_qdq_graph(tmp_path / "model.onnx", residual),
     )
     real = importlib.util.find_spec
-    installed = {"tensorrt": False, "openvino": openvino}
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: real(name, *a) if installed.get(name, True) else None
-    )
+
+    def find_spec(name, *a):  # openvino and tensorrt installed or not, as the case says
+        if name in ("openvino", "tensorrt"):
+            return importlib.machinery.ModuleSpec(name, None) if name in installed else None
+        return real(name, *a)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     monkeypatch.setattr(device_eval, "has_vnni", lambda: vnni)
     runtime, note = host_runtime(art)
-    assert runtime == expected and f"ran in {expected} (a stand-in" in note
-    assert host_runtime(art, "onnxruntime") == ("onnxruntime", None)  # a runtime asked for is kept
+    assert runtime == expected
+    if expected == "tensorrt":
+        assert note is None
+    else:
+        assert f"ran in {expected} (a stand-in, not the Jetson's TensorRT)" in note
+    tflite = SimpleNamespace(
+        meta={"precision": precision}, runtime="tflite", model_file=tmp_path / "model.tflite"
+    )
+    assert host_runtime(tflite) == ("tflite", None)  # only TensorRT's file has a stand-in
+    # TensorRT asked for on a file that is not ONNX: not read here (the runtime's own check refuses it)
+    assert host_runtime(tflite, "tensorrt")[0] == ("tensorrt" if "tensorrt" in installed else "onnxruntime")
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))

@@ -26,6 +26,7 @@ from edgecnn.evaluate import (
     evaluate_artifact,
     json_report,
     mcnemar,
+    plan_batch,
     topk_hits,
 )
 from edgecnn.runtimes import open_session
@@ -314,3 +315,31 @@ def test_cli_evaluate(artifact, folder):
     assert r.output.count("\n") == 1
     r = CliRunner().invoke(cli, ["evaluate", "--help"])
     assert "Example:" in r.output and "edgecnn evaluate" in r.output
+
+
+@pytest.mark.parametrize(
+    ("input_shape", "asked", "planned"),
+    [
+        ((1, 3, 32, 32), None, 128),  # a batch-1 .tflite at 32 px: DEFAULT_BATCH images a call
+        ((1, 3, 224, 224), None, 2),  # at 224 px: 1.5 MiB of float input a call
+        ((1, 1, 2048, 2048), None, None),  # one image is already more than that: left at 1
+        ((4, 3, 32, 32), 4, None),  # a batch size asked for is kept
+        ((256, 3, 32, 32), None, None),  # a fixed batch larger than planned is kept
+        ((None, 3, 32, 32), None, None),  # a dynamic batch needs no plan
+    ],
+)
+def test_plan_batch_plans_a_small_fixed_batch(input_shape, asked, planned):
+    calls = []
+
+    class FixedBatch:
+        batch = input_shape[0]
+
+        def __init__(self):
+            self.input_shape = input_shape
+
+        def set_batch(self, n):
+            calls.append(n)
+            return True
+
+    plan_batch(FixedBatch(), asked)
+    assert calls == ([] if planned is None else [planned])
