@@ -7,10 +7,10 @@
 :func:`evaluate_hosts` loads the artifact and the split here (default: the whole test
 set), runs the artifact here too (the host run every device is compared with; a TensorRT
 artifact runs in OpenVINO or ONNX Runtime where TensorRT is missing, :func:`host_runtime`, and
-says so), and sends each
-device over one ``ssh`` connection (the runner of :mod:`edgecnn.remote`, as ``bench --host``)
-a tar stream holding the artifact and ``images.npz``: the split's images as stored, uint8
-N x H x W x C, compressed (``numpy.savez_compressed``). The labels stay here.
+says so), and sends each device over one ``ssh`` connection (the runner of
+:mod:`edgecnn.remote`, as ``bench --host``) a tar stream holding the artifact and
+``images.npz``: the split's images as stored, uint8 N x H x W x C, compressed
+(``numpy.savez_compressed``). The labels stay here.
 
 On the device, ``python -m edgecnn.device_eval ARTIFACT IMAGES`` (this module's
 :func:`main`; numpy, the runtime and edgecnn's torch-free side, no torch) preprocesses the
@@ -48,9 +48,6 @@ import numpy as np
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import EvalSet, load_eval_set, mcnemar, score
 from edgecnn.host import has_vnni
-
-if TYPE_CHECKING:
-    from edgecnn.artifact import Artifact
 from edgecnn.remote import (
     _python_words,
     _tar_artifact,
@@ -59,6 +56,9 @@ from edgecnn.remote import (
     for_each_host,
     run_on_host,
 )
+
+if TYPE_CHECKING:
+    from edgecnn.artifact import Artifact
 
 FORMAT = "edgecnn.device-predictions/1"
 IMAGES = "images.npz"
