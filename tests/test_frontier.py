@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from dataclasses import replace
 
@@ -116,8 +117,10 @@ def test_a_first_run_estimates_its_eta_from_timed_training_steps_and_its_finishe
     runs done. Reads what `run` logged."""
     log = FIRST_RUN["log"]
     [timed] = [s for s in log if s.startswith("training steps timed for the ETA: ")]
-    steps, step_s = timed.split(": ")[1].removeprefix("test_resnet18 ").split(" x ")
-    assert int(steps) > 0 and float(step_s.removesuffix(" s")) > 0
+    m = re.fullmatch(
+        r"training steps timed for the ETA: test_resnet18 (\d+) x ([\d.]+) s \+ evaluation (\d+) s", timed
+    )
+    assert m and int(m[1]) > 0 and float(m[2]) > 0 and int(m[3]) >= 0
     lines = [s for s in log if s.startswith("[")]
     assert lines[0].startswith("[1/9] test_resnet18 on cpu, int8 | 0 of 7 done, 0:00:")
     assert "ETA at least 0:" in lines[0] and "(the trainings still to do, from their timed steps" in lines[0]
@@ -138,17 +141,18 @@ def test_eta_adds_recorded_times_trainings_still_to_do_and_the_mean_run_after_tr
     ]
     recorded = {("resnet18", "cpu", "host", "int8"): 100.0}
     # resnet18 on cpu recorded (100); resnet18 on rpi: its training was done (0) + 20; vgg16: 300 + 20
-    assert eta_basis(runs, recorded, {"resnet18": 0.0, "vgg16": 300.0}, 20.0) == (440.0, "estimated")
+    after = {"resnet18": 20.0, "vgg16": 20.0}
+    assert eta_basis(runs, recorded, {"resnet18": 0.0, "vgg16": 300.0}, after) == (440.0, "estimated")
     # the training counts once per network however many of its runs remain
-    assert eta_basis(runs[2:] * 3, {}, {"vgg16": 300.0}, 20.0) == (360.0, "estimated")
+    assert eta_basis(runs[2:] * 3, {}, {"vgg16": 300.0}, after) == (360.0, "estimated")
     # no run after training timed yet: the trainings alone, a lower bound; 0 of them says nothing
     assert eta_basis(runs, {}, {"resnet18": 50.0, "vgg16": 300.0}, None) == (350.0, "lower bound")
     assert eta_basis(runs[:2], {}, {"resnet18": 0.0}, None) == (None, None)
     # a run with neither a recorded time nor a training estimate: unknown, never a guess
-    assert eta_basis(runs, recorded, {"resnet18": 0.0}, 20.0) == (None, None)
+    assert eta_basis(runs, recorded, {"resnet18": 0.0}, after) == (None, None)
     assert eta_basis(runs[:1], recorded, {}, None) == (100.0, "recorded")
     # a network with a training to do (a changed recipe) does not take its old recorded times
-    assert eta_basis(runs[:1], recorded, {"resnet18": 50.0}, 20.0) == (70.0, "estimated")
+    assert eta_basis(runs[:1], recorded, {"resnet18": 50.0}, after) == (70.0, "estimated")
     assert eta_text(350.0, "lower bound").startswith("ETA at least 0:05:50 (the trainings still to do")
     assert eta_text(None, None) == "ETA unknown"
 
@@ -170,6 +174,34 @@ def test_the_eta_learns_from_finished_runs_not_from_failed_ones():
     run.finished("a", 10.0, ("train", "export"))  # a run after training: now the mean of those
     run.finished("a", 20.0, ("train",))
     assert run.eta(rest, {}) == (15.0 + 200.0 + 15.0, "estimated")
+
+
+def test_the_eta_scales_each_networks_runs_after_training_by_its_evaluation_cost():
+    """A larger network's runs after training take longer (they evaluate the test split in several
+    runtimes): the fixed part is learned from the finished runs, the rest scales with the
+    network's FP32 test pass; without every network's pass, the plain mean."""
+    from edgecnn.frontier.eta import EVAL_PASSES_PER_RUN as K
+    from edgecnn.frontier.eta import after_training_s
+    from edgecnn.frontier.run import Combo, _Run
+
+    assert after_training_s([], {"a": 1.0}, ["a"]) is None
+    fixed = 12.0
+    done = [("small", fixed + K * 4.0), ("small", fixed + K * 4.0)]
+    got = after_training_s(done, {"small": 4.0, "big": 30.0}, ["big"])
+    assert got == pytest.approx({"small": fixed + K * 4.0, "big": fixed + K * 30.0})
+    assert after_training_s(done, {"small": 4.0}, ["big"]) == pytest.approx(
+        {"small": fixed + K * 4.0, "big": fixed + K * 4.0}
+    )
+    # a network cheaper than its evaluations suggest: the fixed part never goes below zero
+    assert after_training_s([("small", 1.0)], {"small": 10.0, "big": 20.0}, ["big"])["big"] == pytest.approx(
+        K * 20.0
+    )
+
+    opts = FrontierOptions(recipe_for=lambda a: None, out="x")
+    run = _Run(["small", "big"], [], [], opts, {"small": 100.0, "big": 300.0}, {"small": 4.0, "big": 30.0})
+    run.finished("small", 100.0 + fixed + K * 4.0, ("latency",))  # trained: its rest is work after training
+    rest = [Combo("big", "cpu", None, "int8"), Combo("big", "cpu", None, "fp32")]
+    assert run.eta(rest, {})[0] == pytest.approx(300.0 + 2 * (fixed + K * 30.0))
 
 
 def test_work_order_puts_the_cheapest_network_first():

@@ -158,6 +158,9 @@ def test_estimate_times_a_few_steps_of_the_run_and_reads_a_finished_one_from_the
     rng = torch.get_rng_state()
     est = estimate("test_resnet18", recipe, threads=1)
     assert est.steps == 2 * (768 // 64) and 0 < est.step_seconds < 30
+    # the validation of both epochs and the FP32 test pass, timed on a batch each, are counted
+    assert est.val_seconds > 0 and est.test_seconds > 0
+    assert est.seconds == pytest.approx(est.steps * est.step_seconds + est.val_seconds + est.test_seconds)
     assert not (tmp_path / "home" / "runs" / "train").exists()
     assert torch.equal(torch.get_rng_state(), rng)
     # the finished run, where train() keeps it under the home

@@ -3,11 +3,11 @@
 A run still to do counts the time it took when this folder was last written (``recorded``), unless
 its network has a training still to do (a new folder, a changed recipe): then the network's
 training counts once, timed from a few of its steps before the frontier starts
-(:func:`edgecnn.train.estimate`), and each of its runs the mean time of this run's finished runs
-after training (``after_s``), where one has finished.
+(:func:`edgecnn.train.estimate`), and each of its runs what this run's finished runs after training
+took (``after_s``, :func:`after_training_s`), where one has finished.
 
 >>> runs = [("vgg16", "cpu", None, "int8"), ("vgg16", "cpu", None, "fp32")]
->>> eta_text(*eta_basis(runs, {}, {"vgg16": 360.0}, 30.0))
+>>> eta_text(*eta_basis(runs, {}, {"vgg16": 360.0}, {"vgg16": 30.0}))
 "ETA 0:07:00 (estimated from the trainings' timed steps and this run's finished runs)"
 >>> eta_text(*eta_basis(runs[:1], {("vgg16", "cpu", "host", "int8"): 75.0}, {"vgg16": 0.0}, None))
 "ETA 0:01:15 (the last run's recorded times)"
@@ -15,7 +15,8 @@ after training (``after_s``), where one has finished.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
@@ -27,6 +28,37 @@ _TEXT = {
     EtaBasis.ESTIMATED: "ETA {} (estimated from the trainings' timed steps and this run's finished runs)",
     EtaBasis.LOWER_BOUND: "ETA at least {} (the trainings still to do, from their timed steps)",
 }
+
+
+# How many passes over the test split at the rate of the network's own FP32 PyTorch pass one run
+# after training makes, on average over a network's six runs (the fake-quant graph; the FP32
+# OpenVINO IR, ONNX file and .tflite; the INT8 files at a fraction of that rate). Fitted on two
+# cold frontiers on a 2-core Xeon with AMX (0.59; docs/BENCHMARKS.md, issue 17), where a run after
+# training took 15-17 s for ResNet18, GoogLeNet and AlexNet and 30-31 s for VGG16.
+EVAL_PASSES_PER_RUN = 0.6
+
+
+def after_training_s(
+    finished: Sequence[tuple[str, float]], eval_s: Mapping[str, float], archs: Iterable[str]
+) -> dict[str, float] | None:
+    """arch -> the seconds one of its runs after training should take, from the ``finished``
+    (arch, seconds) runs after training: their fixed part (each less its network's evaluations)
+    plus :data:`EVAL_PASSES_PER_RUN` times the network's FP32 test pass (``eval_s``, arch ->
+    seconds), where every network involved has one; else their plain mean. None until one has
+    finished.
+
+    >>> after_training_s([("resnet18", 15.0)], {"resnet18": 5.0, "vgg16": 30.0}, ["vgg16"])
+    {'resnet18': 15.0, 'vgg16': 30.0}
+    """
+    if not finished:
+        return None
+    archs = set(archs) | {a for a, _ in finished}
+    if all(a in eval_s for a in archs):
+        k = EVAL_PASSES_PER_RUN
+        fixed = max(0.0, statistics.fmean(t - k * eval_s[a] for a, t in finished))
+        return {a: fixed + k * eval_s[a] for a in sorted(archs)}
+    mean = statistics.fmean(t for _, t in finished)
+    return {a: mean for a in sorted(archs)}
 
 
 def recorded_seconds(out: Path) -> dict[tuple, float]:
@@ -61,15 +93,16 @@ def eta_basis(
     remaining: Sequence[tuple],
     recorded: dict[tuple, float],
     training_s: dict[str, float],
-    after_s: float | None,
+    after_s: Mapping[str, float] | None,
 ) -> tuple[float | None, EtaBasis | None]:
     """(seconds, basis) for the ``remaining`` (arch, target, device, precision) runs.
 
     ``training_s``: arch -> seconds of its training still to do (0 once trained or cached). A run
     whose network has none to do counts its ``recorded`` time where there is one; otherwise its
-    network's training (once) plus ``after_s``, the mean time of a finished run after training
-    (None: none yet, so the sum is a lower bound). (None, None) where a run has neither a recorded
-    time nor a training estimate, or where the lower bound would be 0: never a guess."""
+    network's training (once) plus ``after_s[arch]``, the time one of its runs after training
+    should take (:func:`after_training_s`; None: none finished yet, so the sum is a lower bound).
+    (None, None) where a run has neither a recorded time nor a training estimate, or where the
+    lower bound would be 0: never a guess."""
     total, basis, left = 0.0, EtaBasis.RECORDED, dict(training_s)
     for run in remaining:
         arch = run[0]
@@ -83,7 +116,7 @@ def eta_basis(
             if after_s is None:
                 basis = EtaBasis.LOWER_BOUND
             else:
-                total += after_s
+                total += after_s[arch]
                 basis = EtaBasis.ESTIMATED if basis != EtaBasis.LOWER_BOUND else basis
     if basis == EtaBasis.LOWER_BOUND and total == 0:
         return None, None

@@ -14,17 +14,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edgecnn import outdir
 from edgecnn.errors import EdgecnnError
-from edgecnn.frontier.eta import duration, eta_basis, eta_text, recorded_seconds
+from edgecnn.frontier.eta import after_training_s, duration, eta_basis, eta_text, recorded_seconds
 from edgecnn.frontier.pareto import flag_pareto
 from edgecnn.frontier.plot import check_plot, render_png
 from edgecnn.frontier.points import cost_fields, point_from_report
 from edgecnn.frontier.render import render_csv, render_html, render_markdown
 from edgecnn.results import FailedRun, Frontier, FrontierPoint, FrontierProgress, SkippedRun
 from edgecnn.vocab import EtaBasis
+
+if TYPE_CHECKING:
+    from edgecnn.train import TrainingEstimate
 
 FILES = ("frontier.json", "frontier.csv", "frontier.png", "report.html", "report.md")
 # Cheapest network family first: from an empty cache on a 2-core Xeon with AMX the quick recipes'
@@ -118,7 +121,15 @@ def skip_reason(c: Combo) -> str | None:
 class _Run:
     """The points, skipped and failed runs so far, and the frontier they make."""
 
-    def __init__(self, archs, targets, precisions, opts: FrontierOptions, training_s: dict[str, float]):
+    def __init__(
+        self,
+        archs,
+        targets,
+        precisions,
+        opts: FrontierOptions,
+        training_s: dict[str, float],
+        eval_s: dict[str, float] | None = None,
+    ):
         self.opts, self.t0 = opts, time.perf_counter()
         self.head = {
             **cost_fields(opts.cost),
@@ -132,8 +143,11 @@ class _Run:
         self.skipped: list[SkippedRun] = []
         self.failed: list[FailedRun] = []
         self.training_s = dict(training_s)  # arch -> its training still to do (an estimate)
-        self.after: list[float] = []  # wall seconds of the finished runs that did not train
-        self.trained: list[float] = []  # the same for the runs that trained, less the estimate
+        self.eval_s = dict(eval_s or {})  # arch -> its FP32 pass over the test split (timed)
+        self.after: list[
+            tuple[str, float]
+        ] = []  # (arch, wall seconds) of the finished runs that did not train
+        self.trained: list[tuple[str, float]] = []  # the same for the runs that trained, less the estimate
 
     def finished(self, arch: str, seconds: float, reused: Sequence[str] | None) -> None:
         """A run of ``arch`` took ``seconds``; ``reused``, its point's cached stages (None: it
@@ -141,18 +155,18 @@ class _Run:
         if reused is None:
             return
         if "train" in reused:
-            self.after.append(seconds)
+            self.after.append((arch, seconds))
         elif arch in self.training_s:  # it trained: the rest of its time is its work after training
-            self.trained.append(max(0.0, seconds - self.training_s[arch]))
+            self.trained.append((arch, max(0.0, seconds - self.training_s[arch])))
         self.training_s[arch] = 0.0
 
     def eta(
         self, remaining: Sequence[Combo], recorded: dict[tuple, float]
     ) -> tuple[float | None, EtaBasis | None]:
-        """(seconds, basis) of the ``remaining`` runs (:func:`edgecnn.frontier.eta.eta_basis`): the
-        runs after training so far, or until one has finished, those that trained less their estimate."""
-        times = self.after or self.trained
-        after_s = sum(times) / len(times) if times else None
+        """(seconds, basis) of the ``remaining`` runs (:func:`edgecnn.frontier.eta.eta_basis`), each
+        network's runs after training scaled by its FP32 test pass (:func:`after_training_s`) from
+        the runs after training so far, or until one has finished, those that trained less their estimate."""
+        after_s = after_training_s(self.after or self.trained, self.eval_s, (c[0] for c in remaining))
         return eta_basis(remaining, recorded, self.training_s, after_s)
 
     @property
@@ -228,7 +242,15 @@ def run_frontier(
     recorded = recorded_seconds(out)
     combos = combinations(archs, targets, precisions)
     runnable = [c for c in combos if skip_reason(c) is None]
-    run = _Run(archs, targets, precisions, opts, training_estimates(runnable, opts))
+    estimates = training_estimates(runnable, opts)
+    run = _Run(
+        archs,
+        targets,
+        precisions,
+        opts,
+        {a: e.seconds for a, e in estimates.items()},
+        {a: e.test_seconds for a, e in estimates.items() if e.test_seconds},
+    )
     for i, c in enumerate(combos, 1):
         why = skip_reason(c)
         if why is not None:
@@ -261,24 +283,27 @@ def run_frontier(
     return out, result
 
 
-def training_estimates(runnable: Sequence[Combo], opts: FrontierOptions) -> dict[str, float]:
-    """arch -> seconds of its training still to do (:func:`edgecnn.train.estimate`: 0 where the
-    cache has it, as on a re-run, which times nothing; else a few of its steps timed). A network
-    whose estimate fails (its deploy will say why) has none."""
+def training_estimates(runnable: Sequence[Combo], opts: FrontierOptions) -> dict[str, TrainingEstimate]:
+    """arch -> its training still to do (:func:`edgecnn.train.estimate`: nothing where the cache has
+    it, as on a re-run, which times nothing; else a few of its steps and evaluation batches timed).
+    A network whose estimate fails (its deploy will say why) has none."""
     from edgecnn.train import estimate
 
-    seconds, timed = {}, []
+    estimates, timed = {}, []
     for arch in dict.fromkeys(c.arch for c in runnable):
         try:
             est = estimate(arch, opts.recipe_for(arch), data=opts.data, threads=opts.threads)
         except EdgecnnError:
             continue
-        seconds[arch] = est.seconds
+        estimates[arch] = est
         if est.steps:
-            timed.append(f"{arch} {est.steps} x {est.step_seconds:.3f} s")
+            timed.append(
+                f"{arch} {est.steps} x {est.step_seconds:.3f} s + evaluation "
+                f"{est.val_seconds + est.test_seconds:.0f} s"
+            )
     if timed:
         opts.log(f"training steps timed for the ETA: {', '.join(timed)}")
-    return seconds
+    return estimates
 
 
 def _write_partial(out: Path, run: _Run, progress: FrontierProgress) -> None:
