@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 FILES = ("frontier.json", "frontier.csv", "frontier.png", "report.html", "report.md")
 # Cheapest network family first: from an empty cache on a 2-core Xeon with AMX the quick recipes'
-# training took ResNet18 3.0 min, GoogLeNet 6.4, AlexNet 5.9 and VGG16 6.6 (all four in bf16), with 1.5,
-# 1.5, 1.7 and 3.1 min of work after each (docs/BENCHMARKS.md; on a Zen 5 with older recipes 3.4, 8.2, 7.7,
+# training took ResNet18 2.6 min, GoogLeNet 5.3, AlexNet 5.3 and VGG16 5.7 (all four in bf16), with 1.3,
+# 1.3, 1.5 and 2.8 min of work after each (docs/BENCHMARKS.md; on a Zen 5 with older recipes 3.4, 8.2, 7.7,
 # 8.8; ResNet18 ~9 min and VGG16 ~40 on an older 2-core EPYC without bf16), so a complete cheap network
 # lands in the report first.
 CHEAP_FIRST = ("resnet", "googlenet", "alexnet", "vgg")
