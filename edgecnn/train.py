@@ -10,7 +10,7 @@ torch version). Its directory holds:
                  class names, metrics);
 - ``train.json`` the report: accuracy on the test split, wall time, peak memory (the process's
                  high-water mark: in a frontier it also covers what ran before the training in
-                 that process, the ETA's few timed steps of every network included).
+                 that process, the ETA's few timed steps and evaluation batches of every network included).
 
 Its predictions on the test split are kept as the float model's reference
 (:func:`fp32_reference_dir`), which the INT8 stages compare with instead of predicting again.
@@ -225,8 +225,8 @@ class TrainingEstimate:
     """How long :func:`train` would take here: ``steps`` optimisation steps of ``step_seconds``
     each (a batch's preparation included), the validation passes of every epoch in the step's
     precision (``val_seconds``) and the FP32 pass over the test split (``test_seconds``, also a
-    measure of what evaluating the network costs), each timed on a few batches; the first step's
-    set-up not counted. All 0 when its finished run is cached."""
+    measure of what evaluating the network costs), each timed on one batch after an untimed one;
+    the first step's set-up not counted. All 0 when its finished run is cached."""
 
     steps: int
     step_seconds: float
@@ -273,7 +273,7 @@ def _seconds_per_image(model: torch.nn.Module, job: _Job, batch: int, autocast: 
     """The evaluation loop's seconds per image for ``model`` (under ``autocast``): one batch of
     ``batch`` test images timed after an untimed one of the same shape (its kernels' set-up)."""
     images, labels = job.bundle.test.images, job.bundle.test.labels
-    batch = min(batch, len(labels) // 2) or len(labels)
+    batch = max(1, min(batch, len(labels) // 2))
     evaluate_model(model, images[:batch], labels[:batch], job.preprocess, batch, autocast)
     t = time.perf_counter()
     evaluate_model(

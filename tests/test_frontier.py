@@ -117,10 +117,13 @@ def test_a_first_run_estimates_its_eta_from_timed_training_steps_and_its_finishe
     runs done. Reads what `run` logged."""
     log = FIRST_RUN["log"]
     [timed] = [s for s in log if s.startswith("training steps timed for the ETA: ")]
-    m = re.fullmatch(
-        r"training steps timed for the ETA: test_resnet18 (\d+) x ([\d.]+) s \+ evaluation (\d+) s", timed
+    num = r"(\d+(?:\.\d+)?)"
+    pattern = (
+        rf"training steps timed for the ETA: test_resnet18 {num} x {num} s"
+        rf" \+ validation {num} s \+ test {num} s"
     )
-    assert m and int(m[1]) > 0 and float(m[2]) > 0 and int(m[3]) >= 0
+    m = re.fullmatch(pattern, timed)
+    assert m and int(m[1]) > 0 and float(m[2]) > 0  # the evaluation passes' own times: tests/test_train.py
     lines = [s for s in log if s.startswith("[")]
     assert lines[0].startswith("[1/9] test_resnet18 on cpu, int8 | 0 of 7 done, 0:00:")
     assert "ETA at least 0:" in lines[0] and "(the trainings still to do, from their timed steps" in lines[0]
@@ -131,7 +134,7 @@ def test_a_first_run_estimates_its_eta_from_timed_training_steps_and_its_finishe
     assert [u["json"]["in_progress"]["eta_basis"] for u in FIRST_RUN["updates"]] == ["estimated"] * 6
 
 
-def test_eta_adds_recorded_times_trainings_still_to_do_and_the_mean_run_after_training():
+def test_eta_adds_recorded_times_trainings_still_to_do_and_each_networks_runs_after_training():
     from edgecnn.frontier.eta import eta_basis, eta_text
 
     runs = [
@@ -140,11 +143,11 @@ def test_eta_adds_recorded_times_trainings_still_to_do_and_the_mean_run_after_tr
         ("vgg16", "cpu", None, "int8"),
     ]
     recorded = {("resnet18", "cpu", "host", "int8"): 100.0}
-    # resnet18 on cpu recorded (100); resnet18 on rpi: its training was done (0) + 20; vgg16: 300 + 20
-    after = {"resnet18": 20.0, "vgg16": 20.0}
-    assert eta_basis(runs, recorded, {"resnet18": 0.0, "vgg16": 300.0}, after) == (440.0, "estimated")
+    # resnet18 on cpu recorded (100); resnet18 on rpi: its training was done (0) + 20; vgg16: 300 + 40
+    after = {"resnet18": 20.0, "vgg16": 40.0}
+    assert eta_basis(runs, recorded, {"resnet18": 0.0, "vgg16": 300.0}, after) == (460.0, "estimated")
     # the training counts once per network however many of its runs remain
-    assert eta_basis(runs[2:] * 3, {}, {"vgg16": 300.0}, after) == (360.0, "estimated")
+    assert eta_basis(runs[2:] * 3, {}, {"vgg16": 300.0}, after) == (420.0, "estimated")
     # no run after training timed yet: the trainings alone, a lower bound; 0 of them says nothing
     assert eta_basis(runs, {}, {"resnet18": 50.0, "vgg16": 300.0}, None) == (350.0, "lower bound")
     assert eta_basis(runs[:2], {}, {"resnet18": 0.0}, None) == (None, None)
@@ -202,6 +205,76 @@ def test_the_eta_scales_each_networks_runs_after_training_by_its_evaluation_cost
     run.finished("small", 100.0 + fixed + K * 4.0, ("latency",))  # trained: its rest is work after training
     rest = [Combo("big", "cpu", None, "int8"), Combo("big", "cpu", None, "fp32")]
     assert run.eta(rest, {})[0] == pytest.approx(300.0 + 2 * (fixed + K * 30.0))
+
+
+def test_the_eta_leaves_out_cache_hits_and_networks_without_an_evaluation_time():
+    """A resumed frontier: a network trained before this run (no estimate) may only read caches,
+    so its runs do not set the others' time while a network this run trained has finished runs;
+    a network with no FP32 pass timed takes the plain mean."""
+    from edgecnn.frontier.eta import EVAL_PASSES_PER_RUN as K
+    from edgecnn.frontier.run import Combo, _Run
+
+    opts = FrontierOptions(recipe_for=lambda a: None, out="x")
+    run = _Run(
+        ["old", "new", "big"],
+        [],
+        [],
+        opts,
+        {"old": 0.0, "new": 50.0, "big": 300.0},
+        {"new": 5.0, "big": 30.0},
+    )
+    run.finished("old", 1.0, ("train", "export", "evaluate"))  # a cache hit
+    rest = [Combo("big", "cpu", None, "int8")]
+    assert run.eta(rest, {})[0] == pytest.approx(300.0 + 1.0)  # only the cache hit so far: its mean
+    run.finished("new", 50.0 + 20.0, ("latency",))  # trained here: 20 s after its training
+    assert run.eta(rest, {})[0] == pytest.approx(300.0 + (20.0 - K * 5.0) + K * 30.0)
+    run.finished("new", 12.0, ("train",))  # a run after training of a network trained here
+    assert run.eta(rest, {})[0] == pytest.approx(300.0 + (12.0 - K * 5.0) + K * 30.0)
+    assert run.eta([Combo("old", "cpu", None, "fp32")], {})[0] == pytest.approx(12.0)
+
+
+def test_a_network_about_to_train_is_timed_again_and_the_lesser_timing_counts():
+    from edgecnn.frontier.run import _Run
+    from edgecnn.train import TrainingEstimate
+
+    opts = FrontierOptions(recipe_for=lambda a: None, out="x")
+    run = _Run(["a", "b"], [], [], opts, {"a": 0.0, "b": 500.0}, {"b": 30.0})
+    run.retime("b", TrainingEstimate(100, 2.0, 10.0, 20.0))  # 230 s: the first timing was slow
+    assert (run.training_s["b"], run.eval_s["b"]) == (230.0, 20.0)
+    run.retime("b", TrainingEstimate(100, 4.0, 10.0, 40.0))  # slower again: kept
+    assert (run.training_s["b"], run.eval_s["b"]) == (230.0, 20.0)
+    run.retime("b", None)  # the second timing failed
+    run.retime("a", TrainingEstimate(100, 1.0))  # a's training is done (cached): nothing to time
+    assert run.training_s == {"a": 0.0, "b": 230.0}
+
+
+def test_the_frontier_gives_the_eta_each_networks_training_and_test_pass(monkeypatch, tmp_path):
+    """run_frontier's wiring: the training estimate's whole time and its FP32 test pass."""
+    from edgecnn.frontier import run as frontier_run
+    from edgecnn.train import TrainingEstimate
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(*args):
+        seen["training_s"], seen["eval_s"] = args[4], args[5]
+        raise Stop
+
+    monkeypatch.setattr(frontier_run, "_Run", fake_run)
+    monkeypatch.setattr(
+        frontier_run,
+        "training_estimates",
+        lambda runnable, opts: {
+            "resnet18": TrainingEstimate(10, 2.0, 3.0, 4.0),
+            "vgg16": TrainingEstimate(0, 0.0),
+        },
+    )
+    opts = FrontierOptions(recipe_for=lambda a: None, out=tmp_path / "f")
+    with pytest.raises(Stop):
+        run_frontier(["resnet18", "vgg16"], [("cpu", None)], ["fp32"], opts)
+    assert seen == {"training_s": {"resnet18": 27.0, "vgg16": 0.0}, "eval_s": {"resnet18": 4.0}}
 
 
 def test_work_order_puts_the_cheapest_network_first():

@@ -148,9 +148,9 @@ def test_resume_after_kill_gives_the_same_model(finished, tmp_path):
 def test_estimate_times_a_few_steps_of_the_run_and_reads_a_finished_one_from_the_cache(
     finished, tmp_path, monkeypatch
 ):
-    """The frontier's first-run ETA: a run still to do is the schedule's steps times a timed step,
-    with nothing written and torch's random state left alone; a finished run in the cache costs
-    nothing."""
+    """The frontier's first-run ETA: a run still to do is the schedule's steps times a timed step
+    plus its validation and test passes (a batch of each timed), with nothing written and torch's
+    random state left alone; a finished run in the cache costs nothing."""
     from edgecnn.train import estimate
 
     _, recipe, _ = finished
@@ -161,6 +161,7 @@ def test_estimate_times_a_few_steps_of_the_run_and_reads_a_finished_one_from_the
     # the validation of both epochs and the FP32 test pass, timed on a batch each, are counted
     assert est.val_seconds > 0 and est.test_seconds > 0
     assert est.seconds == pytest.approx(est.steps * est.step_seconds + est.val_seconds + est.test_seconds)
+    assert est.seconds > est.steps * est.step_seconds
     assert not (tmp_path / "home" / "runs" / "train").exists()
     assert torch.equal(torch.get_rng_state(), rng)
     # the finished run, where train() keeps it under the home

@@ -33,8 +33,9 @@ _TEXT = {
 # How many passes over the test split at the rate of the network's own FP32 PyTorch pass one run
 # after training makes, on average over a network's six runs (the fake-quant graph; the FP32
 # OpenVINO IR, ONNX file and .tflite; the INT8 files at a fraction of that rate). Fitted on two
-# cold frontiers on a 2-core Xeon with AMX (0.59; docs/BENCHMARKS.md, issue 17), where a run after
-# training took 15-17 s for ResNet18, GoogLeNet and AlexNet and 30-31 s for VGG16.
+# cold frontiers on a 2-core Xeon with AMX (least squares: 0.51 and 0.59 passes, 12.8 and 11.6 s
+# fixed; docs/BENCHMARKS.md, issue 17), where a run after training took 15-17 s for ResNet18,
+# GoogLeNet and AlexNet and 30-31 s for VGG16.
 EVAL_PASSES_PER_RUN = 0.6
 
 
@@ -42,23 +43,23 @@ def after_training_s(
     finished: Sequence[tuple[str, float]], eval_s: Mapping[str, float], archs: Iterable[str]
 ) -> dict[str, float] | None:
     """arch -> the seconds one of its runs after training should take, from the ``finished``
-    (arch, seconds) runs after training: their fixed part (each less its network's evaluations)
-    plus :data:`EVAL_PASSES_PER_RUN` times the network's FP32 test pass (``eval_s``, arch ->
-    seconds), where every network involved has one; else their plain mean. None until one has
-    finished.
+    (arch, seconds) runs after training: for a network with an FP32 test pass (``eval_s``, arch ->
+    seconds), the fixed part of the finished runs of such networks (each less its network's
+    evaluations) plus :data:`EVAL_PASSES_PER_RUN` times its pass; for any other, or where no
+    finished run has one, the plain mean of the finished runs. None until one has finished.
 
-    >>> after_training_s([("resnet18", 15.0)], {"resnet18": 5.0, "vgg16": 30.0}, ["vgg16"])
-    {'resnet18': 15.0, 'vgg16': 30.0}
+    >>> after_training_s([("resnet18", 15.0)], {"resnet18": 5.0, "vgg16": 30.0}, ["vgg16", "alexnet"])
+    {'alexnet': 15.0, 'resnet18': 15.0, 'vgg16': 30.0}
     """
     if not finished:
         return None
-    archs = set(archs) | {a for a, _ in finished}
-    if all(a in eval_s for a in archs):
-        k = EVAL_PASSES_PER_RUN
-        fixed = max(0.0, statistics.fmean(t - k * eval_s[a] for a, t in finished))
-        return {a: fixed + k * eval_s[a] for a in sorted(archs)}
-    mean = statistics.fmean(t for _, t in finished)
-    return {a: mean for a in sorted(archs)}
+    k, mean = EVAL_PASSES_PER_RUN, statistics.fmean(t for _, t in finished)
+    scaled = [t - k * eval_s[a] for a, t in finished if a in eval_s]
+    fixed = max(0.0, statistics.fmean(scaled)) if scaled else None
+    return {
+        a: fixed + k * eval_s[a] if fixed is not None and a in eval_s else mean
+        for a in sorted(set(archs) | {a for a, _ in finished})
+    }
 
 
 def recorded_seconds(out: Path) -> dict[tuple, float]:

@@ -144,10 +144,19 @@ class _Run:
         self.failed: list[FailedRun] = []
         self.training_s = dict(training_s)  # arch -> its training still to do (an estimate)
         self.eval_s = dict(eval_s or {})  # arch -> its FP32 pass over the test split (timed)
-        self.after: list[
-            tuple[str, float]
-        ] = []  # (arch, wall seconds) of the finished runs that did not train
-        self.trained: list[tuple[str, float]] = []  # the same for the runs that trained, less the estimate
+        self.fresh = {a for a, seconds in training_s.items() if seconds}  # the networks this run trains
+        # (arch, wall seconds) of the finished runs that did not train; of those that did, less the estimate
+        self.after: list[tuple[str, float]] = []
+        self.trained: list[tuple[str, float]] = []
+
+    def retime(self, arch: str, est: TrainingEstimate | None) -> None:
+        """A second timing of ``arch``'s training (None: it failed), just before it starts: the
+        lesser of the two counts, since a moment's slowdown of the machine only ever lengthens a
+        timing (one of two cold runs timed AlexNet's step at 1.9x its usual)."""
+        if est is not None and est.steps and self.training_s.get(arch):
+            self.training_s[arch] = min(self.training_s[arch], est.seconds)
+            if arch in self.eval_s and est.test_seconds:
+                self.eval_s[arch] = min(self.eval_s[arch], est.test_seconds)
 
     def finished(self, arch: str, seconds: float, reused: Sequence[str] | None) -> None:
         """A run of ``arch`` took ``seconds``; ``reused``, its point's cached stages (None: it
@@ -165,8 +174,12 @@ class _Run:
     ) -> tuple[float | None, EtaBasis | None]:
         """(seconds, basis) of the ``remaining`` runs (:func:`edgecnn.frontier.eta.eta_basis`), each
         network's runs after training scaled by its FP32 test pass (:func:`after_training_s`) from
-        the runs after training so far, or until one has finished, those that trained less their estimate."""
-        after_s = after_training_s(self.after or self.trained, self.eval_s, (c[0] for c in remaining))
+        the runs after training so far, or until one has finished, those that trained less their
+        estimate; the runs of networks this run trained where there are any (another network's
+        runs may only have read caches: a resumed frontier)."""
+        fresh = [[r for r in runs if r[0] in self.fresh] for runs in (self.after, self.trained)]
+        done = fresh[0] or fresh[1] or self.after or self.trained
+        after_s = after_training_s(done, self.eval_s, (c[0] for c in remaining))
         return eta_basis(remaining, recorded, self.training_s, after_s)
 
     @property
@@ -256,6 +269,8 @@ def run_frontier(
         if why is not None:
             run.skipped.append(SkippedRun(c.arch, c.where, c.precision, why))
             continue
+        if c.arch != runnable[0].arch and run.training_s.get(c.arch):
+            run.retime(c.arch, training_estimates([c], opts).get(c.arch))  # about to train: timed again
         opts.log(
             f"[{i}/{len(combos)}] {c.arch} on {c.where}, {c.precision} | {run.done} of {len(runnable)} done, "
             f"{run.elapsed()} elapsed, {eta_text(*run.eta(runnable[run.done :], recorded))}"
@@ -298,8 +313,8 @@ def training_estimates(runnable: Sequence[Combo], opts: FrontierOptions) -> dict
         estimates[arch] = est
         if est.steps:
             timed.append(
-                f"{arch} {est.steps} x {est.step_seconds:.3f} s + evaluation "
-                f"{est.val_seconds + est.test_seconds:.0f} s"
+                f"{arch} {est.steps} x {est.step_seconds:.3f} s + validation {est.val_seconds:.1f} s"
+                f" + test {est.test_seconds:.1f} s"
             )
     if timed:
         opts.log(f"training steps timed for the ETA: {', '.join(timed)}")
